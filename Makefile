@@ -1,0 +1,36 @@
+# stratum-proxy: the two set-up commands are `make demo` and `make test`.
+GO      ?= go
+BIN     := bin/stratum-proxy
+PKGS    := ./...
+FUZZTIME ?= 30s
+
+.PHONY: demo test build deps vet fmt-check fuzz bench clean
+
+## deps: install what the build and the tests need (PostgreSQL server from apt when absent).
+deps:
+	@bash .ci/install-deps
+
+build:
+	$(GO) build -o $(BIN) ./cmd/stratum-proxy
+
+## demo: a private PostgreSQL, the proxy on 127.0.0.1:6432, the admin API on 127.0.0.1:8080 and the demo tenants.
+demo: deps build
+	./$(BIN) dev --data-dir ./.stratum-dev
+
+## test: everything, with the race detector, against real PostgreSQL clusters the tests start themselves.
+test: deps vet fmt-check
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s).
+fuzz:
+	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
+
+clean:
+	rm -rf bin

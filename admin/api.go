@@ -1,0 +1,149 @@
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/router"
+)
+
+// Config shapes the admin API. Zero fields get the defaults noted.
+type Config struct {
+	// BootstrapKey, when non-empty, is accepted as an admin key with every
+	// scope. cmd reads it from STRATUM_BOOTSTRAP_ADMIN_KEY; this package reads
+	// no environment.
+	BootstrapKey string
+	// Readiness, when set, is asked by /readyz after the catalog answered;
+	// nil means the catalog alone decides readiness.
+	Readiness Readiness
+	// Logger receives one line per internal error (with the request id); default
+	// a no-op logger.
+	Logger *zap.Logger
+}
+
+// Readiness is an extra readiness check for /readyz, declared here and
+// implemented by whoever wires the API (for example: the proxy is listening).
+type Readiness interface {
+	// Ready returns nil when the process may take traffic. It must honour ctx.
+	Ready(ctx context.Context) error
+}
+
+// RequestIDHeader names the response header that carries each request's
+// random id; internal-error log lines carry the same id.
+const RequestIDHeader = "X-Request-Id"
+
+// API is the admin HTTP API. It implements http.Handler and is safe for
+// concurrent use; it holds no resources of its own, so it has no Close.
+type API struct {
+	cfg    Config
+	router *router.Router
+	cat    *catalog.Catalog
+	log    *zap.Logger
+	mux    *http.ServeMux
+}
+
+var _ http.Handler = (*API)(nil)
+
+// New returns the admin API over r (and r's catalog). The caller keeps
+// ownership of r and of the catalog, and closes them after the HTTP server
+// that serves the API has shut down.
+func New(cfg Config, r *router.Router) *API {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	a := &API{cfg: cfg, router: r, cat: r.Catalog(), log: cfg.Logger}
+	a.mux = a.routes()
+	return a
+}
+
+// ServeHTTP gives every response a request id and the JSON content type, and
+// turns a panic in a handler into a 500 JSON error.
+func (a *API) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	h := w.Header()
+	h.Set(RequestIDHeader, newRequestID())
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			a.log.Error("admin handler panicked", zap.String("request_id", h.Get(RequestIDHeader)),
+				zap.String("method", req.Method), zap.String("path", req.URL.Path), zap.Any("panic", v), zap.StackSkip("stack", 2))
+			// Headers may already be out; then this write is lost, which is the
+			// best that can be done.
+			a.writeError(w, req, errPanic)
+		}
+	}()
+	a.mux.ServeHTTP(w, req)
+}
+
+// handlerFunc is a route's handler: it writes a success response itself and
+// returns any failure, which serve hands to writeError.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (a *API) serve(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	}
+}
+
+// methods maps an HTTP method to the handler of one path.
+type methods map[string]handlerFunc
+
+// routes builds the mux. Every path is registered once per method and once
+// without a method (answering 405 with Allow), and "/" answers 404, so that
+// the mux never writes its own plain-text errors.
+func (a *API) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	a.route(mux, "/healthz", methods{http.MethodGet: a.healthz})
+	a.route(mux, "/readyz", methods{http.MethodGet: a.readyz})
+	a.route(mux, "/v1/tenants", methods{
+		http.MethodGet:  a.authed(scopesRead, a.listTenants),
+		http.MethodPost: a.authed(scopesWrite, a.createTenant),
+	})
+	a.route(mux, "/v1/tenants/{ref}", methods{http.MethodGet: a.authed(scopesRead, a.getTenant)})
+	a.route(mux, "/v1/users", methods{http.MethodPost: a.authed(scopesWrite, a.createUser)})
+	mux.HandleFunc("/", a.serve(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+			Message: "no such route: " + r.Method + " " + r.URL.Path}
+	}))
+	return mux
+}
+
+func (a *API) route(mux *http.ServeMux, path string, ms methods) {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		h, ok := ms[m]
+		if !ok {
+			continue
+		}
+		mux.HandleFunc(m+" "+path, a.serve(h))
+		allow = append(allow, m)
+		if m == http.MethodGet {
+			allow = append(allow, http.MethodHead) // a GET pattern also serves HEAD
+		}
+	}
+	allowed := strings.Join(allow, ", ")
+	mux.HandleFunc(path, a.serve(func(w http.ResponseWriter, r *http.Request) error {
+		w.Header().Set("Allow", allowed)
+		return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
+			Message: "method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + allowed,
+			Details: map[string]any{"allow": allow}}
+	}))
+}
+
+func newRequestID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // never fails
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,10 @@
+// Package admin owns the admin HTTP API of stratum-proxy, served on its own
+// port: bearer-key authentication and scopes, the routes that manage tenants
+// and proxy users, the health and readiness probes, and the JSON error body
+// ({"error":{"code","message","details"}}) every failure is turned into, in
+// exactly one place (writeError).
+//
+// It imports router and catalog (and leaf helpers under internal/), never
+// proxy or cmd. What it needs from packages above it, such as an extra
+// readiness check, it declares as an interface (Readiness) that cmd wires in.
+package admin

@@ -1,0 +1,8 @@
+// Package catalog owns the catalog database: tenants and their placements, the
+// encrypted credentials of tenants' backend roles, proxy users (SCRAM verifiers),
+// database-name mappings, admin API keys and the app schema history. It applies
+// the embedded migrations and announces changes over LISTEN/NOTIFY.
+//
+// It imports only migrations (and leaf helpers under internal/); it knows nothing
+// of backends, sessions or HTTP.
+package catalog

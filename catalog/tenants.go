@@ -1,0 +1,272 @@
+package catalog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Isolation strategies.
+const (
+	IsolationShared   = "shared"
+	IsolationSchema   = "schema"
+	IsolationDatabase = "database"
+)
+
+// Tenant statuses.
+const (
+	StatusProvisioning = "provisioning"
+	StatusActive       = "active"
+	StatusSuspended    = "suspended"
+	StatusArchived     = "archived"
+)
+
+// Tenant is one node of the tenant tree and where its data lives.
+type Tenant struct {
+	ID        string    `json:"id"`
+	ShortID   string    `json:"short_id"`
+	Slug      string    `json:"slug"`
+	Name      string    `json:"name"`
+	ParentID  *string   `json:"parent_id"`
+	Path      string    `json:"path"`
+	Depth     int       `json:"depth"`
+	Isolation string    `json:"isolation"`
+	Backend   string    `json:"backend"`
+	Database  string    `json:"database"`
+	Schema    string    `json:"schema"`
+	RoleName  string    `json:"role_name"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Within reports whether t is root or one of root's descendants.
+func (t *Tenant) Within(root *Tenant) bool {
+	return t.Path == root.Path || strings.HasPrefix(t.Path, root.Path+".")
+}
+
+var (
+	slugPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	uuidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+)
+
+// ValidSlug reports whether s is a well-formed tenant slug.
+func ValidSlug(s string) bool { return slugPattern.MatchString(s) }
+
+// IsUUID reports whether s is written as a UUID.
+func IsUUID(s string) bool { return uuidPattern.MatchString(s) }
+
+// ValidRef reports whether s can name a tenant: a slug or a UUID.
+func ValidRef(s string) bool { return ValidSlug(s) || IsUUID(s) }
+
+// NewID returns a random (version 4) UUID and the short id derived from it.
+func NewID() (id, shortID string, err error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("making tenant id: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], h[:16], nil
+}
+
+const tenantColumns = `id, short_id, slug, name, parent_id, path::text, depth, isolation, backend,
+	database, schema, role_name, status, created_at, updated_at`
+
+func scanTenant(row pgx.Row) (*Tenant, error) {
+	var t Tenant
+	err := row.Scan(&t.ID, &t.ShortID, &t.Slug, &t.Name, &t.ParentID, &t.Path, &t.Depth,
+		&t.Isolation, &t.Backend, &t.Database, &t.Schema, &t.RoleName, &t.Status,
+		&t.CreatedAt, &t.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &t, err
+}
+
+// NewTenant is what InsertTenant needs. ID, ShortID and the placement names are
+// chosen by the caller (the router decides placements); path and depth follow
+// from the parent.
+type NewTenant struct {
+	ID, ShortID, Slug, Name string
+	Parent                  string // slug or id of the parent; empty for a root tenant
+	Isolation, Backend      string
+	Database, Schema, Role  string
+	// RolePassword is the backend role's generated password; stored encrypted.
+	RolePassword string
+}
+
+// InsertTenant records a new tenant in status provisioning, with its backend
+// credential sealed. It fails with ErrNotFound for an unknown parent,
+// ErrDepthExceeded below level 20 and ErrConflict for a taken slug.
+func (c *Catalog) InsertTenant(ctx context.Context, nt NewTenant) (*Tenant, error) {
+	if !ValidSlug(nt.Slug) {
+		return nil, fmt.Errorf("%w slug %q: use a lower-case letter then up to 62 lower-case letters, digits or underscores", ErrInvalid, nt.Slug)
+	}
+	var out *Tenant
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		path, depth := nt.ShortID, 1
+		var parentID *string
+		if nt.Parent != "" {
+			parent, err := getTenant(ctx, tx, nt.Parent, " FOR UPDATE")
+			if err != nil {
+				if errors.Is(err, ErrNotFound) {
+					return fmt.Errorf("parent tenant %q: %w", nt.Parent, ErrNotFound)
+				}
+				return err
+			}
+			if parent.Depth >= MaxDepth {
+				return fmt.Errorf("%w: parent %q is at level %d, the deepest allowed is %d", ErrDepthExceeded, parent.Slug, parent.Depth, MaxDepth)
+			}
+			path, depth, parentID = parent.Path+"."+nt.ShortID, parent.Depth+1, &parent.ID
+		}
+		t, err := scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants
+			(id, short_id, slug, name, parent_id, path, depth, isolation, backend, database, schema, role_name)
+			VALUES ($1, $2, $3, $4, $5, $6::ltree, $7, $8, $9, $10, $11, $12)
+			RETURNING `+tenantColumns,
+			nt.ID, nt.ShortID, nt.Slug, nt.Name, parentID, path, depth, nt.Isolation, nt.Backend,
+			nt.Database, nt.Schema, nt.Role))
+		if err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "23505" {
+				return fmt.Errorf("tenant %q: %w", nt.Slug, ErrConflict)
+			}
+			if errors.As(err, &pe) && pe.Code == "23514" {
+				return fmt.Errorf("%w tenant: %s", ErrInvalid, pe.ConstraintName)
+			}
+			return fmt.Errorf("inserting tenant: %w", err)
+		}
+		keyID, ct, err := c.keys.Seal([]byte(nt.RolePassword), []byte(t.ID))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO backend_credentials (tenant_id, key_id, ciphertext) VALUES ($1, $2, $3)`,
+			t.ID, keyID, ct); err != nil {
+			return fmt.Errorf("storing backend credential: %w", err)
+		}
+		out = t
+		return nil
+	})
+	return out, err
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func getTenant(ctx context.Context, q querier, ref, suffix string) (*Tenant, error) {
+	col := "slug"
+	switch {
+	case IsUUID(ref):
+		col = "id"
+		ref = strings.ToLower(ref)
+	case !ValidSlug(ref):
+		return nil, ErrNotFound
+	}
+	t, err := scanTenant(q.QueryRow(ctx, `SELECT `+tenantColumns+` FROM tenants WHERE `+col+` = $1`+suffix, ref))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("reading tenant: %w", err)
+	}
+	return t, err
+}
+
+// GetTenant finds a tenant by slug or id; ErrNotFound when there is none.
+func (c *Catalog) GetTenant(ctx context.Context, ref string) (*Tenant, error) {
+	return getTenant(ctx, c.pool, ref, "")
+}
+
+// ListTenants returns all tenants in tree order (by path).
+func (c *Catalog) ListTenants(ctx context.Context) ([]*Tenant, error) {
+	rows, err := c.pool.Query(ctx, `SELECT `+tenantColumns+` FROM tenants ORDER BY path`)
+	if err != nil {
+		return nil, fmt.Errorf("listing tenants: %w", err)
+	}
+	defer rows.Close()
+	var out []*Tenant
+	for rows.Next() {
+		t, err := scanTenant(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing tenants: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// SetTenantStatus changes a tenant's lifecycle status.
+func (c *Catalog) SetTenantStatus(ctx context.Context, id, status string) error {
+	tag, err := c.pool.Exec(ctx, `UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1`, id, status)
+	if err != nil {
+		return fmt.Errorf("setting tenant status: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DeleteTenant removes a tenant that has no children, with the proxy users bound
+// to it (used to undo a failed provisioning and to drop a tenant).
+func (c *Catalog) DeleteTenant(ctx context.Context, id string) error {
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM proxy_users WHERE tenant_id = $1`, id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("deleting tenant: %w", err)
+	}
+	return nil
+}
+
+// BackendPassword opens the tenant's sealed backend role password.
+func (c *Catalog) BackendPassword(ctx context.Context, tenantID string) (string, error) {
+	var keyID string
+	var ct []byte
+	err := c.pool.QueryRow(ctx, `SELECT key_id, ciphertext FROM backend_credentials WHERE tenant_id = $1`, tenantID).Scan(&keyID, &ct)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading backend credential: %w", err)
+	}
+	pt, err := c.keys.Open(keyID, ct, []byte(tenantID))
+	if err != nil {
+		return "", err
+	}
+	return string(pt), nil
+}
+
+// MapDatabase makes a client's database name identify a tenant.
+func (c *Catalog) MapDatabase(ctx context.Context, database, tenantID string) error {
+	_, err := c.pool.Exec(ctx, `INSERT INTO database_map (database_name, tenant_id) VALUES ($1, $2)
+		ON CONFLICT (database_name) DO UPDATE SET tenant_id = excluded.tenant_id`, database, tenantID)
+	if err != nil {
+		return fmt.Errorf("mapping database name: %w", err)
+	}
+	return nil
+}
+
+// TenantForDatabase returns the id of the tenant a database name is mapped to.
+func (c *Catalog) TenantForDatabase(ctx context.Context, database string) (string, error) {
+	var id string
+	err := c.pool.QueryRow(ctx, `SELECT tenant_id FROM database_map WHERE database_name = $1`, database).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading database mapping: %w", err)
+	}
+	return id, nil
+}

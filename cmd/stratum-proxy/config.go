@@ -1,0 +1,121 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/stratum-hq/stratum-proxy/router"
+)
+
+// fileConfig is the YAML configuration of `stratum-proxy serve`. Every key is
+// documented in config.example.yaml. Secrets are never in the file: keys ending
+// in _env name the environment variable that holds them.
+type fileConfig struct {
+	Listen      string `yaml:"listen"`
+	AdminListen string `yaml:"admin_listen"`
+	Catalog     struct {
+		URLEnv string `yaml:"url_env"`
+	} `yaml:"catalog"`
+	Secrets struct {
+		KeysEnv string `yaml:"keys_env"`
+	} `yaml:"secrets"`
+	BootstrapAdminKeyEnv string `yaml:"bootstrap_admin_key_env"`
+	TLS                  struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+		Require  bool   `yaml:"require"`
+	} `yaml:"tls"`
+	Backends map[string]struct {
+		router.Backend   `yaml:",inline"`
+		AdminPasswordEnv string `yaml:"admin_password_env"`
+	} `yaml:"backends"`
+	Shared struct {
+		Backend  string `yaml:"backend"`
+		Database string `yaml:"database"`
+	} `yaml:"shared"`
+	DefaultBackend string `yaml:"default_backend"`
+	Pool           struct {
+		MaxIdlePerTenant int           `yaml:"max_idle_per_tenant"`
+		IdleTimeout      time.Duration `yaml:"idle_timeout"`
+		ServerLifetime   time.Duration `yaml:"server_lifetime"`
+	} `yaml:"pool"`
+	Limits struct {
+		MaxMessageSize int           `yaml:"max_message_size"`
+		StartupTimeout time.Duration `yaml:"startup_timeout"`
+	} `yaml:"limits"`
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	Log           struct {
+		Level  string `yaml:"level"`
+		Format string `yaml:"format"`
+	} `yaml:"log"`
+}
+
+// loadConfig reads and checks a config file, filling defaults and reading the
+// secrets it names from the environment.
+func loadConfig(path string) (*stackConfig, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	var fc fileConfig
+	if err := yaml.Unmarshal(b, &fc); err != nil {
+		return nil, fmt.Errorf("parsing config %s: %w", path, err)
+	}
+	env := func(name, what string, required bool) (string, error) {
+		if name == "" {
+			if required {
+				return "", fmt.Errorf("config %s: %s: name the environment variable that holds it", path, what)
+			}
+			return "", nil
+		}
+		v := os.Getenv(name)
+		if v == "" && required {
+			return "", fmt.Errorf("config %s: %s: environment variable %s is empty", path, what, name)
+		}
+		return v, nil
+	}
+	sc := &stackConfig{
+		Listen: or(fc.Listen, "0.0.0.0:6432"), AdminListen: or(fc.AdminListen, "0.0.0.0:8080"),
+		TLSCert: fc.TLS.CertFile, TLSKey: fc.TLS.KeyFile, RequireTLS: fc.TLS.Require,
+		ShutdownGrace: fc.ShutdownGrace, LogFormat: or(fc.Log.Format, "json"), LogLevel: or(fc.Log.Level, "info"),
+		MaxMessageSize: fc.Limits.MaxMessageSize, StartupTimeout: fc.Limits.StartupTimeout,
+	}
+	if sc.CatalogURL, err = env(or(fc.Catalog.URLEnv, "STRATUM_CATALOG_URL"), "catalog.url_env", true); err != nil {
+		return nil, err
+	}
+	if sc.SecretKeys, err = env(or(fc.Secrets.KeysEnv, "STRATUM_SECRET_KEYS"), "secrets.keys_env", true); err != nil {
+		return nil, err
+	}
+	if sc.BootstrapKey, err = env(or(fc.BootstrapAdminKeyEnv, "STRATUM_BOOTSTRAP_ADMIN_KEY"), "bootstrap key", false); err != nil {
+		return nil, err
+	}
+	sc.Router = router.Config{
+		Backends: map[string]router.Backend{}, SharedBackend: fc.Shared.Backend,
+		SharedDatabase: fc.Shared.Database, DefaultBackend: fc.DefaultBackend,
+		MaxIdlePerKey: fc.Pool.MaxIdlePerTenant, IdleTimeout: fc.Pool.IdleTimeout,
+		ServerLifetime: fc.Pool.ServerLifetime, MaxMessageSize: fc.Limits.MaxMessageSize,
+	}
+	for name, b := range fc.Backends {
+		pw, err := env(b.AdminPasswordEnv, "backends."+name+".admin_password_env", true)
+		if err != nil {
+			return nil, err
+		}
+		be := b.Backend
+		be.AdminPassword = pw
+		sc.Router.Backends[name] = be
+	}
+	if len(sc.Router.Backends) == 0 {
+		return nil, fmt.Errorf("config %s: no backends: configure at least one under backends:", path)
+	}
+	return sc, nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

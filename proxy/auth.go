@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/xdg-go/scram"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
+)
+
+const (
+	mechSCRAM     = "SCRAM-SHA-256"
+	mechSCRAMPlus = "SCRAM-SHA-256-PLUS"
+)
+
+// findUser picks the proxy user a startup "user" names: the name itself when
+// it is a proxy user, else, for "name.tenant", the user "name" with the tenant
+// "tenant" as a suffix. It returns a nil user (and no error) when neither exists,
+// so that authentication can fail the same way as for a wrong password.
+func (ss *session) findUser(ctx context.Context, name string) (u *catalog.User, tenantSuffix string, err error) {
+	u, err = ss.srv.router.User(ctx, name)
+	if err == nil {
+		return u, "", nil
+	}
+	if !errors.Is(err, catalog.ErrNotFound) {
+		return nil, "", err
+	}
+	for i := len(name) - 1; i > 0; i-- {
+		if name[i] != '.' {
+			continue
+		}
+		u, err = ss.srv.router.User(ctx, name[:i])
+		if err == nil {
+			return u, name[i+1:], nil
+		}
+		if !errors.Is(err, catalog.ErrNotFound) {
+			return nil, "", err
+		}
+		break
+	}
+	return nil, "", nil
+}
+
+// authenticate runs SCRAM-SHA-256 (with channel binding, -PLUS, over TLS) against
+// the user's verifier. For an unknown user it runs the same exchange against a
+// random verifier, so a client cannot tell unknown users from wrong passwords.
+func (ss *session) authenticate(u *catalog.User, userName string) error {
+	var creds scram.StoredCredentials
+	var err error
+	if u != nil {
+		creds, err = scramverifier.Parse(u.Verifier)
+	}
+	if u == nil || err != nil {
+		var pw [16]byte
+		rand.Read(pw[:])
+		v, err := scramverifier.Make(hex.EncodeToString(pw[:]))
+		if err == nil {
+			creds, err = scramverifier.Parse(v)
+		}
+		if err != nil {
+			return fmt.Errorf("making a decoy verifier: %w", err)
+		}
+	}
+	server, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) { return creds, nil })
+	if err != nil {
+		return fmt.Errorf("starting scram: %w", err)
+	}
+	mechs := []string{mechSCRAM}
+	var cb scram.ChannelBinding
+	if ss.cc.tls != nil {
+		if b, err := scram.NewTLSServerEndpointBinding(ss.cc.tls); err == nil {
+			cb = b
+			mechs = []string{mechSCRAMPlus, mechSCRAM}
+		}
+	}
+	if err := ss.writeStartup(&pgproto3.AuthenticationSASL{AuthMechanisms: mechs}); err != nil {
+		return err
+	}
+	body, err := ss.readAuthMessage()
+	if err != nil {
+		return err
+	}
+	var first pgproto3.SASLInitialResponse
+	if err := first.Decode(body); err != nil {
+		return fatalf(codeProtocolViolation, "invalid SASL initial response: %v", err)
+	}
+	var conv *scram.ServerConversation
+	switch {
+	case first.AuthMechanism == mechSCRAMPlus && cb.IsSupported():
+		conv = server.NewConversationWithChannelBinding(cb)
+	case first.AuthMechanism == mechSCRAM && cb.IsSupported():
+		// Advertised -PLUS but the client chose plain: the conversation rejects
+		// a "y" flag (a downgrade) and accepts "n" (no channel binding support).
+		conv = server.NewConversationWithChannelBinding(cb)
+	case first.AuthMechanism == mechSCRAM:
+		conv = server.NewConversation()
+	default:
+		return fatalf(codeProtocolViolation, "client selected an invalid SASL authentication mechanism %q", first.AuthMechanism)
+	}
+	failed := func() error {
+		return fatalf(codeInvalidPassword, "password authentication failed for user %q", userName)
+	}
+	reply, err := conv.Step(string(first.Data))
+	if err != nil {
+		return failed()
+	}
+	if err := ss.writeStartup(&pgproto3.AuthenticationSASLContinue{Data: []byte(reply)}); err != nil {
+		return err
+	}
+	body, err = ss.readAuthMessage()
+	if err != nil {
+		return err
+	}
+	var resp pgproto3.SASLResponse
+	if err := resp.Decode(body); err != nil {
+		return fatalf(codeProtocolViolation, "invalid SASL response: %v", err)
+	}
+	final, err := conv.Step(string(resp.Data))
+	if err != nil || !conv.Valid() || u == nil {
+		return failed()
+	}
+	if err := ss.writeStartup(&pgproto3.AuthenticationSASLFinal{Data: []byte(final)}); err != nil {
+		return err
+	}
+	return ss.writeStartup(&pgproto3.AuthenticationOk{})
+}
+
+// readAuthMessage reads one 'p' message (a SASL response) and returns its body.
+func (ss *session) readAuthMessage() ([]byte, error) {
+	typ, msg, err := ss.cc.rd.Next()
+	if err != nil {
+		return nil, err
+	}
+	if typ != 'p' {
+		return nil, fatalf(codeProtocolViolation, "expected SASL response, got message type %q", typ)
+	}
+	return msg[5:], nil
+}
+
+func (ss *session) writeStartup(m pgproto3.BackendMessage) error {
+	_, err := ss.cc.conn.Write(appendMsg(nil, m))
+	return err
+}

@@ -1,0 +1,191 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/router"
+)
+
+// Config shapes a Server. Zero fields get the defaults noted.
+type Config struct {
+	// TLS, when set, is offered to clients that send SSLRequest.
+	TLS *tls.Config
+	// RequireTLS refuses clients that do not use TLS.
+	RequireTLS bool
+	// MaxMessageSize bounds one client message; default 64 MiB.
+	MaxMessageSize int
+	// StartupTimeout bounds the startup and authentication phase; default 15s.
+	StartupTimeout time.Duration
+	// ShutdownGrace is how long Shutdown lets sessions finish; default 10s.
+	ShutdownGrace time.Duration
+}
+
+func (c *Config) fillDefaults() {
+	if c.MaxMessageSize <= 0 {
+		c.MaxMessageSize = 64 << 20
+	}
+	if c.StartupTimeout <= 0 {
+		c.StartupTimeout = 15 * time.Second
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 10 * time.Second
+	}
+}
+
+// Server accepts PostgreSQL clients and relays each session to its tenant's
+// placement.
+type Server struct {
+	cfg    Config
+	router *router.Router
+	log    *zap.Logger
+
+	nextID atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		listeners map[net.Listener]struct{}
+		// sessions by the cancel key's process id handed to the client.
+		sessions map[uint32]*session
+		closing  bool
+	}
+	wg sync.WaitGroup
+}
+
+// New returns a Server that routes through r. The caller owns r and log and must
+// keep them open until the Server is closed.
+func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
+	cfg.fillDefaults()
+	s := &Server{cfg: cfg, router: r, log: log}
+	s.mu.listeners = map[net.Listener]struct{}{}
+	s.mu.sessions = map[uint32]*session{}
+	return s
+}
+
+// Serve accepts connections on ln until Close or Shutdown. It returns nil after
+// those and the accept error otherwise. The Server closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.mu.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.mu.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.mu.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(c)
+		}()
+	}
+}
+
+// Shutdown stops accepting, lets sessions finish their current transaction for
+// up to ShutdownGrace, then ends the rest with a FATAL admin_shutdown error.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.mu.closing = true
+	for ln := range s.mu.listeners {
+		ln.Close()
+	}
+	sessions := make([]*session, 0, len(s.mu.sessions))
+	for _, ss := range s.mu.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.requestStop()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	grace, cancel := context.WithTimeout(ctx, s.cfg.ShutdownGrace)
+	defer cancel()
+	select {
+	case <-done:
+		return
+	case <-grace.Done():
+	}
+	s.mu.Lock()
+	for _, ss := range s.mu.sessions {
+		ss.kill(fatalf(codeAdminShutdown, "stratum-proxy is shutting down"))
+	}
+	s.mu.Unlock()
+	<-done
+}
+
+// Close is Shutdown without grace. It is idempotent.
+func (s *Server) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	s.Shutdown(ctx)
+}
+
+// register gives ss a unique cancel key and records it.
+func (s *Server) register(ss *session) bool {
+	var b [8]byte
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closing {
+		return false
+	}
+	for {
+		rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if _, taken := s.mu.sessions[pid]; pid != 0 && !taken {
+			ss.keyPID, ss.keySecret = pid, append([]byte(nil), b[4:8]...)
+			s.mu.sessions[pid] = ss
+			return true
+		}
+	}
+}
+
+func (s *Server) unregister(ss *session) {
+	s.mu.Lock()
+	if s.mu.sessions[ss.keyPID] == ss {
+		delete(s.mu.sessions, ss.keyPID)
+	}
+	s.mu.Unlock()
+}
+
+// cancel handles a CancelRequest: when the key matches a session, the session's
+// current backend query is cancelled. A wrong key is ignored silently, as
+// PostgreSQL does, so keys cannot be probed.
+func (s *Server) cancel(pid uint32, secret []byte) {
+	s.mu.Lock()
+	ss := s.mu.sessions[pid]
+	s.mu.Unlock()
+	if ss == nil || subtle.ConstantTimeCompare(ss.keySecret, secret) != 1 {
+		return
+	}
+	ss.cancelBackend()
+}

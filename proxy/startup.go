@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
+)
+
+// Startup-phase request codes (the int32 after the length).
+const (
+	codeSSLRequest    = 80877103
+	codeGSSENCRequest = 80877104
+	codeCancelRequest = 80877102
+	protocol3         = 3 << 16
+)
+
+// clientConn is a client connection during startup: the (possibly TLS) conn and
+// its framing reader.
+type clientConn struct {
+	conn net.Conn
+	rd   *wire.Reader
+	tls  *tls.ConnectionState
+}
+
+// serveConn runs one client connection from its first byte to its end.
+func (s *Server) serveConn(raw net.Conn) {
+	defer raw.Close()
+	if tc, ok := raw.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetKeepAlive(true)
+	}
+	log := s.log.With(zap.String("client", raw.RemoteAddr().String()))
+	raw.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
+	cc := &clientConn{conn: raw, rd: wire.NewReader(raw, s.cfg.MaxMessageSize)}
+	startup, err := s.negotiate(cc)
+	if err != nil {
+		if e := (*Error)(nil); errors.As(err, &e) {
+			cc.conn.Write(e.encode(nil))
+		}
+		if !errors.Is(err, errCancelHandled) && !errors.Is(err, io.EOF) {
+			log.Debug("startup failed", zap.Error(err))
+		}
+		return
+	}
+	ss := newSession(s, cc, startup, log)
+	if !s.register(ss) {
+		cc.conn.Write(fatalf(codeAdminShutdown, "stratum-proxy is shutting down").encode(nil))
+		return
+	}
+	defer s.unregister(ss)
+	ss.run()
+}
+
+var errCancelHandled = errors.New("cancel request handled")
+
+// negotiate reads startup-phase packets until a StartupMessage: it answers
+// SSLRequest (TLS when configured) and GSSENCRequest (always no), and handles a
+// CancelRequest. It returns the startup parameters.
+func (s *Server) negotiate(cc *clientConn) (map[string]string, error) {
+	for {
+		pkt, err := cc.rd.ReadStartup()
+		if err != nil {
+			if errors.Is(err, wire.ErrBadLength) || errors.Is(err, wire.ErrMessageTooLarge) {
+				return nil, fatalf(codeProtocolViolation, "invalid startup packet: %v", err)
+			}
+			return nil, err
+		}
+		code := binary.BigEndian.Uint32(pkt[4:8])
+		switch {
+		case code == codeSSLRequest:
+			if cc.tls != nil {
+				return nil, fatalf(codeProtocolViolation, "SSLRequest on a connection that already uses TLS")
+			}
+			if cc.rd.Buffered() > 0 {
+				// Bytes sent after SSLRequest but before the handshake could be
+				// injected by a man in the middle (CVE-2021-23214): refuse.
+				return nil, fatalf(codeProtocolViolation, "unencrypted data after SSLRequest")
+			}
+			if s.cfg.TLS == nil {
+				if _, err := cc.conn.Write([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if _, err := cc.conn.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			tc := tls.Server(cc.conn, s.cfg.TLS)
+			if err := tc.Handshake(); err != nil {
+				return nil, fmt.Errorf("tls handshake: %w", err)
+			}
+			st := tc.ConnectionState()
+			cc.conn, cc.tls = tc, &st
+			cc.rd = wire.NewReader(tc, s.cfg.MaxMessageSize)
+		case code == codeGSSENCRequest:
+			// GSSAPI encryption is not offered; the client may go on with
+			// SSLRequest or in the clear, as with a server built without GSSAPI.
+			if _, err := cc.conn.Write([]byte{'N'}); err != nil {
+				return nil, err
+			}
+		case code == codeCancelRequest:
+			if len(pkt) < 16 {
+				return nil, fatalf(codeProtocolViolation, "invalid cancel request")
+			}
+			s.cancel(binary.BigEndian.Uint32(pkt[8:12]), pkt[12:])
+			return nil, errCancelHandled
+		case code>>16 == 3:
+			var sm pgproto3.StartupMessage
+			if err := sm.Decode(pkt[4:]); err != nil {
+				return nil, fatalf(codeProtocolViolation, "invalid startup packet: %v", err)
+			}
+			if s.cfg.RequireTLS && cc.tls == nil {
+				return nil, fatalf(codeInvalidAuthSpec, "stratum-proxy requires TLS: connect with sslmode=require")
+			}
+			if err := s.negotiateVersion(cc, code, sm.Parameters); err != nil {
+				return nil, err
+			}
+			return sm.Parameters, nil
+		default:
+			return nil, fatalf(codeProtocolViolation, "unsupported frontend protocol %d.%d: stratum-proxy speaks 3.0",
+				code>>16, code&0xffff)
+		}
+	}
+}
+
+// negotiateVersion answers a client asking for a newer 3.x minor version or
+// protocol options (_pq_.*) with NegotiateProtocolVersion, as PostgreSQL does:
+// the session then runs on 3.0 without those options.
+func (s *Server) negotiateVersion(cc *clientConn, code uint32, params map[string]string) error {
+	var unknown []string
+	for k := range params {
+		if strings.HasPrefix(k, "_pq_.") {
+			unknown = append(unknown, k)
+			delete(params, k)
+		}
+	}
+	if code == protocol3 && len(unknown) == 0 {
+		return nil
+	}
+	msg := appendMsg(nil, &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown})
+	_, err := cc.conn.Write(msg)
+	return err
+}
+
+// startupOptions splits the startup "options" parameter the way PostgreSQL
+// does (spaces separate, a backslash escapes the next character) and pulls out
+// settings given as "-c name=value", "-cname=value" or "--name=value".
+func startupOptions(options string) (args []string) {
+	var cur strings.Builder
+	inArg := false
+	for i := 0; i < len(options); i++ {
+		c := options[i]
+		switch {
+		case c == '\\' && i+1 < len(options):
+			i++
+			cur.WriteByte(options[i])
+			inArg = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			if inArg {
+				args = append(args, cur.String())
+				cur.Reset()
+				inArg = false
+			}
+		default:
+			cur.WriteByte(c)
+			inArg = true
+		}
+	}
+	if inArg {
+		args = append(args, cur.String())
+	}
+	return args
+}
+
+// takeOption removes the setting name from an options string and returns its
+// value and the options that remain, re-escaped for the backend.
+func takeOption(options, name string) (value string, found bool, rest string) {
+	args := startupOptions(options)
+	var keep []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		var setting string
+		switch {
+		case a == "-c" && i+1 < len(args):
+			setting = args[i+1]
+			if n, v, ok := strings.Cut(setting, "="); ok && strings.EqualFold(strings.ReplaceAll(n, "-", "_"), name) {
+				value, found = v, true
+				i++
+				continue
+			}
+			keep = append(keep, a, setting)
+			i++
+			continue
+		case strings.HasPrefix(a, "-c"):
+			setting = a[2:]
+		case strings.HasPrefix(a, "--"):
+			setting = a[2:]
+		}
+		if n, v, ok := strings.Cut(setting, "="); ok && strings.EqualFold(strings.ReplaceAll(n, "-", "_"), name) {
+			value, found = v, true
+			continue
+		}
+		keep = append(keep, a)
+	}
+	esc := make([]string, len(keep))
+	for i, k := range keep {
+		esc[i] = strings.NewReplacer(`\`, `\\`, " ", `\ `).Replace(k)
+	}
+	return value, found, strings.Join(esc, " ")
+}
+
+// newBufferedWriter sizes the client write buffer: big enough to batch a result
+// set's rows into few writes.
+func newBufferedWriter(c net.Conn) *bufio.Writer { return bufio.NewWriterSize(c, 16<<10) }

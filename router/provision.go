@@ -1,0 +1,379 @@
+package router
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
+)
+
+// Group roles, one pair per deployment. Members of the shared group may use the
+// shared database's app tables (under row-level security); members of the schema
+// group may only connect to the shared database, where each has its own schema.
+func (r *Router) sharedGroup() string { return "stratum_" + r.depID + "_shared" }
+func (r *Router) schemaGroup() string { return "stratum_" + r.depID + "_schema" }
+
+func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// execAll runs statements in order on conn, stopping at the first error.
+func execAll(ctx context.Context, conn *pgx.Conn, stmts ...string) error {
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("running %.60q: %w", s, err)
+		}
+	}
+	return nil
+}
+
+// PrepareShared makes sure the shared database, the deployment's group roles and
+// the row-level-security machinery exist. It is idempotent; run it at startup.
+func (r *Router) PrepareShared(ctx context.Context) error {
+	admin, err := r.adminConn(ctx, r.cfg.SharedBackend, r.cfg.Backends[r.cfg.SharedBackend].AdminDatabase)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	for _, g := range []string{r.sharedGroup(), r.schemaGroup()} {
+		if err := ensureRole(ctx, admin, g, "NOLOGIN"); err != nil {
+			return err
+		}
+	}
+	db := quoteIdent(r.cfg.SharedDatabase)
+	if err := ensureDatabase(ctx, admin, r.cfg.SharedDatabase); err != nil {
+		return err
+	}
+	if err := execAll(ctx, admin,
+		"REVOKE ALL ON DATABASE "+db+" FROM PUBLIC",
+		"GRANT CONNECT, TEMPORARY ON DATABASE "+db+" TO "+quoteIdent(r.sharedGroup())+", "+quoteIdent(r.schemaGroup()),
+	); err != nil {
+		return fmt.Errorf("securing shared database: %w", err)
+	}
+	conn, err := r.adminConn(ctx, r.cfg.SharedBackend, r.cfg.SharedDatabase)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	sg := quoteIdent(r.sharedGroup())
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('stratum.prepare_shared'))`)
+		if err != nil {
+			return err
+		}
+		return execAll(ctx, tx.Conn(),
+			"REVOKE ALL ON SCHEMA public FROM PUBLIC",
+			"GRANT USAGE ON SCHEMA public TO "+sg,
+			"CREATE SCHEMA IF NOT EXISTS stratum",
+			"REVOKE ALL ON SCHEMA stratum FROM PUBLIC",
+			"GRANT USAGE ON SCHEMA stratum TO "+sg,
+			`CREATE TABLE IF NOT EXISTS stratum.tenant_roles (
+				role_name name PRIMARY KEY,
+				tenant_id uuid NOT NULL UNIQUE)`,
+			"REVOKE ALL ON stratum.tenant_roles FROM PUBLIC",
+			// session_user, not current_user: inside a SECURITY DEFINER function
+			// current_user is the owner, and a tenant role cannot change its
+			// session user (that takes a superuser).
+			`CREATE OR REPLACE FUNCTION stratum.current_tenant_id() RETURNS uuid
+				LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
+				AS $$ SELECT tenant_id FROM stratum.tenant_roles WHERE role_name = session_user $$`,
+			"REVOKE ALL ON FUNCTION stratum.current_tenant_id() FROM PUBLIC",
+			"GRANT EXECUTE ON FUNCTION stratum.current_tenant_id() TO "+sg,
+			"CREATE SCHEMA IF NOT EXISTS stratum_template",
+			"REVOKE ALL ON SCHEMA stratum_template FROM PUBLIC",
+		)
+	})
+	if err != nil {
+		return fmt.Errorf("preparing shared database: %w", err)
+	}
+	return nil
+}
+
+func ensureRole(ctx context.Context, conn *pgx.Conn, name, options string) error {
+	// CREATE ROLE has no IF NOT EXISTS; a concurrent creator makes ours fail
+	// with 42710, which is as good as success.
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, name).Scan(&exists); err != nil {
+		return fmt.Errorf("checking role %s: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE ROLE "+quoteIdent(name)+" "+options); err != nil && !isCode(err, "42710") {
+		return fmt.Errorf("creating role %s: %w", name, err)
+	}
+	return nil
+}
+
+func ensureDatabase(ctx context.Context, conn *pgx.Conn, name string) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return fmt.Errorf("checking database %s: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+quoteIdent(name)); err != nil && !isCode(err, "42P04") {
+		return fmt.Errorf("creating database %s: %w", name, err)
+	}
+	return nil
+}
+
+// TenantSpec is what CreateTenant needs from an operator.
+type TenantSpec struct {
+	Slug      string `json:"slug"`
+	Name      string `json:"name"`
+	Parent    string `json:"parent,omitempty"`
+	Isolation string `json:"isolation"`
+	// Backend for database isolation; default Config.DefaultBackend. Shared and
+	// schema tenants always live on the shared backend.
+	Backend string `json:"backend,omitempty"`
+}
+
+// ErrInvalidSpec wraps what is wrong with a TenantSpec.
+var ErrInvalidSpec = errors.New("invalid tenant")
+
+// CreateTenant records a tenant in the catalog and provisions it: its backend
+// role, its placement and the current app schema. On failure the half-made
+// tenant is removed again.
+func (r *Router) CreateTenant(ctx context.Context, spec TenantSpec) (*catalog.Tenant, error) {
+	if spec.Name == "" {
+		spec.Name = spec.Slug
+	}
+	if spec.Isolation == "" {
+		spec.Isolation = catalog.IsolationShared
+	}
+	backend := r.cfg.SharedBackend
+	switch spec.Isolation {
+	case catalog.IsolationShared, catalog.IsolationSchema:
+		if spec.Backend != "" && spec.Backend != r.cfg.SharedBackend {
+			return nil, fmt.Errorf("%w: %s tenants live on the shared backend %q; only database tenants may name another", ErrInvalidSpec, spec.Isolation, r.cfg.SharedBackend)
+		}
+	case catalog.IsolationDatabase:
+		backend = r.cfg.DefaultBackend
+		if spec.Backend != "" {
+			backend = spec.Backend
+		}
+		if _, ok := r.cfg.Backends[backend]; !ok {
+			return nil, fmt.Errorf("%w: backend %q is not configured", ErrInvalidSpec, backend)
+		}
+	default:
+		return nil, fmt.Errorf("%w: isolation %q: use shared, schema or database", ErrInvalidSpec, spec.Isolation)
+	}
+	id, short, err := catalog.NewID()
+	if err != nil {
+		return nil, err
+	}
+	nt := catalog.NewTenant{
+		ID: id, ShortID: short, Slug: spec.Slug, Name: spec.Name, Parent: spec.Parent,
+		Isolation: spec.Isolation, Backend: backend, Database: r.cfg.SharedDatabase, Schema: "public",
+		Role: "stratum_t_" + short, RolePassword: randomPassword(),
+	}
+	switch spec.Isolation {
+	case catalog.IsolationSchema:
+		nt.Schema = "t_" + short
+	case catalog.IsolationDatabase:
+		nt.Database = "t_" + short
+	}
+	t, err := r.cat.InsertTenant(ctx, nt)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.provision(ctx, t, nt.RolePassword); err != nil {
+		cleanup := context.WithoutCancel(ctx)
+		r.dropPlacement(cleanup, t)
+		r.cat.DeleteTenant(cleanup, t.ID)
+		return nil, fmt.Errorf("provisioning tenant %q: %w", t.Slug, err)
+	}
+	if err := r.cat.SetTenantStatus(ctx, t.ID, catalog.StatusActive); err != nil {
+		return nil, err
+	}
+	t.Status = catalog.StatusActive
+	return t, nil
+}
+
+func randomPassword() string {
+	b := make([]byte, 24)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// provision creates the tenant's role and placement and applies the app schema.
+func (r *Router) provision(ctx context.Context, t *catalog.Tenant, password string) error {
+	verifier, err := scramverifier.Make(password)
+	if err != nil {
+		return err
+	}
+	admin, err := r.adminConn(ctx, t.Backend, r.cfg.Backends[t.Backend].AdminDatabase)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	role := quoteIdent(t.RoleName)
+	// The role gets nothing but LOGIN: no superuser, no role or database
+	// creation, no replication, no RLS bypass, no inheritance from anything
+	// except the one group granted below.
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD "+quoteLiteral(verifier)); err != nil {
+		return fmt.Errorf("creating role: %w", err)
+	}
+	switch t.Isolation {
+	case catalog.IsolationShared:
+		if err := execAll(ctx, admin, "GRANT "+quoteIdent(r.sharedGroup())+" TO "+role); err != nil {
+			return err
+		}
+		conn, err := r.adminConn(ctx, t.Backend, t.Database)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		if _, err := conn.Exec(ctx, `INSERT INTO stratum.tenant_roles (role_name, tenant_id) VALUES ($1, $2)`, t.RoleName, t.ID); err != nil {
+			return fmt.Errorf("registering tenant role: %w", err)
+		}
+	case catalog.IsolationSchema:
+		if err := execAll(ctx, admin, "GRANT "+quoteIdent(r.schemaGroup())+" TO "+role); err != nil {
+			return err
+		}
+		conn, err := r.adminConn(ctx, t.Backend, t.Database)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		s := quoteIdent(t.Schema)
+		if err := execAll(ctx, conn,
+			"CREATE SCHEMA "+s,
+			"REVOKE ALL ON SCHEMA "+s+" FROM PUBLIC",
+			// CREATE too: the schema is the tenant's own, and tools such as
+			// pgbench -i make their tables themselves.
+			"GRANT USAGE, CREATE ON SCHEMA "+s+" TO "+role,
+			"ALTER ROLE "+role+" IN DATABASE "+quoteIdent(t.Database)+" SET search_path = "+s,
+		); err != nil {
+			return err
+		}
+	case catalog.IsolationDatabase:
+		db := quoteIdent(t.Database)
+		if err := execAll(ctx, admin,
+			"CREATE DATABASE "+db,
+			"REVOKE ALL ON DATABASE "+db+" FROM PUBLIC",
+			"GRANT CONNECT, TEMPORARY ON DATABASE "+db+" TO "+role,
+		); err != nil {
+			return err
+		}
+		conn, err := r.adminConn(ctx, t.Backend, t.Database)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		if err := execAll(ctx, conn,
+			"REVOKE ALL ON SCHEMA public FROM PUBLIC",
+			"GRANT USAGE, CREATE ON SCHEMA public TO "+role,
+		); err != nil {
+			return err
+		}
+	}
+	if t.Isolation == catalog.IsolationShared {
+		// Shared tenants use the shared tables; make sure those are current.
+		return r.applyPending(ctx, r.sharedPlacement())
+	}
+	return r.applyPending(ctx, tenantPlacement(t))
+}
+
+// dropPlacement removes a tenant's role and placement from its backend, as far
+// as they exist. Used to undo a failed provisioning and by DropTenant.
+func (r *Router) dropPlacement(ctx context.Context, t *catalog.Tenant) error {
+	var errs []error
+	switch t.Isolation {
+	case catalog.IsolationShared, catalog.IsolationSchema:
+		if conn, err := r.adminConn(ctx, t.Backend, t.Database); err != nil {
+			errs = append(errs, err)
+		} else {
+			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE role_name = " + quoteLiteral(t.RoleName)}
+			if t.Isolation == catalog.IsolationSchema {
+				stmts = []string{"DROP SCHEMA IF EXISTS " + quoteIdent(t.Schema) + " CASCADE"}
+			}
+			stmts = append(stmts, "DROP OWNED BY "+quoteIdent(t.RoleName))
+			for _, s := range stmts {
+				if _, err := conn.Exec(ctx, s); err != nil && !isCode(err, "42704") {
+					errs = append(errs, err)
+				}
+			}
+			conn.Close(ctx)
+		}
+	}
+	admin, err := r.adminConn(ctx, t.Backend, r.cfg.Backends[t.Backend].AdminDatabase)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	defer admin.Close(ctx)
+	if t.Isolation == catalog.IsolationDatabase {
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(t.Database)+" WITH (FORCE)"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+quoteIdent(t.RoleName)); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// DropTenant removes a tenant's data, role and catalog rows. It refuses a tenant
+// with children. Tests use it to leave nothing behind.
+func (r *Router) DropTenant(ctx context.Context, ref string) error {
+	t, err := r.cat.GetTenant(ctx, ref)
+	if err != nil {
+		return err
+	}
+	r.closeIdleFor(t.ID)
+	if err := r.dropPlacement(ctx, t); err != nil {
+		return fmt.Errorf("dropping placement of %q: %w", t.Slug, err)
+	}
+	if err := r.cat.DeleteTenant(ctx, t.ID); err != nil {
+		return err
+	}
+	r.Invalidate()
+	return nil
+}
+
+// DropShared removes the deployment's shared database and group roles (after all
+// tenants were dropped). Tests use it to leave nothing behind.
+func (r *Router) DropShared(ctx context.Context) error {
+	admin, err := r.adminConn(ctx, r.cfg.SharedBackend, r.cfg.Backends[r.cfg.SharedBackend].AdminDatabase)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	return execAll(ctx, admin,
+		"DROP DATABASE IF EXISTS "+quoteIdent(r.cfg.SharedDatabase)+" WITH (FORCE)",
+		"DROP ROLE IF EXISTS "+quoteIdent(r.sharedGroup()),
+		"DROP ROLE IF EXISTS "+quoteIdent(r.schemaGroup()),
+	)
+}
+
+func (r *Router) closeIdleFor(tenantID string) {
+	r.mu.Lock()
+	var ps []*pool
+	for k, p := range r.mu.pools {
+		if k.tenantID == tenantID {
+			ps = append(ps, p)
+			delete(r.mu.pools, k)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range ps {
+		p.closeIdle()
+	}
+}

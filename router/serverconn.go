@@ -1,0 +1,117 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
+)
+
+// ServerConn is one authenticated connection to a backend, taken over from pgconn
+// so that the proxy can relay raw protocol messages on it.
+//
+// A ServerConn belongs to whoever acquired it until it is handed back with
+// Release; it is never shared between two sessions at once.
+type ServerConn struct {
+	// Conn is the raw (possibly TLS) connection. Reads go through Reader.
+	Conn net.Conn
+	// Reader frames backend messages.
+	Reader *wire.Reader
+	// Writer buffers messages to the backend; the user flushes it.
+	Writer *bufio.Writer
+	// PID and SecretKey are the backend's cancel key.
+	PID       uint32
+	SecretKey []byte
+	// Params are the ParameterStatus values the backend reported at startup.
+	Params map[string]string
+	// Addr is the backend's host:port, where cancel requests go.
+	Addr string
+
+	created time.Time
+	idleAt  time.Time
+	key     poolKey
+}
+
+func newServerConn(hj *pgconn.HijackedConn, addr string, maxMsg int) *ServerConn {
+	return &ServerConn{
+		Conn: hj.Conn, Reader: wire.NewReader(hj.Conn, maxMsg), Writer: bufio.NewWriterSize(hj.Conn, 16<<10),
+		PID: hj.PID, SecretKey: hj.SecretKey, Params: hj.ParameterStatuses, Addr: addr,
+		created: time.Now(),
+	}
+}
+
+// Cancel asks the backend to cancel whatever this connection is running, the way
+// a PostgreSQL client does: a CancelRequest on a new connection.
+func (s *ServerConn) Cancel(ctx context.Context) error {
+	return SendCancel(ctx, s.Addr, s.PID, s.SecretKey)
+}
+
+// SendCancel sends a CancelRequest for (pid, key) to the server at addr.
+func SendCancel(ctx context.Context, addr string, pid uint32, key []byte) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("dialing for cancel: %w", err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	msg := make([]byte, 12, 12+len(key))
+	binary.BigEndian.PutUint32(msg[0:], uint32(12+len(key)))
+	binary.BigEndian.PutUint32(msg[4:], 80877102)
+	binary.BigEndian.PutUint32(msg[8:], pid)
+	msg = append(msg, key...)
+	if _, err := c.Write(msg); err != nil {
+		return fmt.Errorf("sending cancel: %w", err)
+	}
+	// The server closes the connection when done; wait for that briefly so the
+	// cancel has been processed when we return.
+	var b [1]byte
+	c.Read(b[:])
+	return nil
+}
+
+// reset returns the connection to a clean session state (DISCARD ALL) and
+// reports whether that worked and the connection is idle, i.e. reusable.
+func (s *ServerConn) reset(timeout time.Duration) bool {
+	s.Conn.SetDeadline(time.Now().Add(timeout))
+	defer s.Conn.SetDeadline(time.Time{})
+	const q = "DISCARD ALL\x00"
+	msg := []byte{'Q', 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(msg[1:], uint32(4+len(q)))
+	msg = append(msg, q...)
+	if _, err := s.Writer.Write(msg); err != nil {
+		return false
+	}
+	if err := s.Writer.Flush(); err != nil {
+		return false
+	}
+	ok := true
+	for {
+		typ, m, err := s.Reader.Next()
+		if err != nil {
+			return false
+		}
+		switch typ {
+		case 'E':
+			ok = false
+		case 'Z':
+			return ok && len(m) == 6 && m[5] == 'I'
+		}
+	}
+}
+
+// Close closes the connection, politely (Terminate) when it can.
+func (s *ServerConn) Close() {
+	s.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	s.Writer.Write([]byte{'X', 0, 0, 0, 4})
+	s.Writer.Flush()
+	s.Conn.Close()
+}
