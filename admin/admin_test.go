@@ -25,6 +25,8 @@ const bootstrapKey = "test-bootstrap-key-0123456789"
 // stack is a catalog, a router and the admin API over them, served by an
 // httptest server, all torn down when the test ends.
 type stack struct {
+	srv       *pgtest.Server
+	catdb     string
 	cat       *catalog.Catalog
 	r         *router.Router
 	hs        *httptest.Server
@@ -61,7 +63,7 @@ func newStack(t *testing.T) *stack {
 		cat.Close()
 		t.Fatal(err)
 	}
-	st := &stack{cat: cat, r: r}
+	st := &stack{srv: srv, catdb: catdb, cat: cat, r: r}
 	t.Cleanup(func() {
 		if !st.catClosed {
 			tenants, err := cat.ListTenants(ctx)
@@ -256,6 +258,18 @@ func TestReadyzCatalogDown(t *testing.T) {
 	r := s.do(t, "GET", "/readyz", "", "")
 	want(t, r, 503, "unavailable")
 	want(t, s.do(t, "GET", "/healthz", "", ""), 200, "")
+
+	// Unexpected failures are a generic 500 that names the request, not the cause.
+	for _, key := range []string{bootstrapKey, "some-catalog-key"} {
+		r := s.do(t, "GET", "/v1/tenants", key, "")
+		want(t, r, 500, "internal")
+		if id := r.header.Get(admin.RequestIDHeader); !strings.Contains(r.errMessage(), id) {
+			t.Errorf("message %q does not name request %s", r.errMessage(), id)
+		}
+		if strings.Contains(r.raw, "pool") || strings.Contains(r.raw, "listing") {
+			t.Errorf("internal error leaked: %s", r.raw)
+		}
+	}
 }
 
 type notReady struct{}
@@ -298,6 +312,9 @@ func TestAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Runs before the stack's teardown: a key bound to a tenant keeps
+	// DropTenant from deleting it, and the catalog has no call to delete keys.
+	t.Cleanup(func() { s.srv.Exec(t, s.catdb, `DELETE FROM api_keys WHERE tenant_id = $1`, root.ID) })
 
 	tests := []struct {
 		name, method, path string
@@ -500,6 +517,7 @@ func TestDepthLimit(t *testing.T) {
 	before := tenantCount(t, s)
 	r := s.do(t, "POST", "/v1/tenants", bootstrapKey, jsonBody(t, map[string]string{"slug": "l21", "parent": parent}))
 	want(t, r, 422, "depth_exceeded")
+	t.Logf("refused: %s", r.errMessage())
 	if !strings.Contains(r.errMessage(), "level 21") {
 		t.Errorf("message %q does not say level 21 is refused", r.errMessage())
 	}

@@ -40,6 +40,9 @@ func (c *Catalog) CreateAPIKey(ctx context.Context, name string, scopes []string
 		return nil, "", fmt.Errorf("making key: %w", err)
 	}
 	secret := "stk_" + base64.RawURLEncoding.EncodeToString(raw)
+	if scopes == nil {
+		scopes = []string{}
+	}
 	k := &APIKey{ID: id, Name: name, Scopes: scopes, TenantID: tenantID}
 	err = c.pool.QueryRow(ctx, `INSERT INTO api_keys (id, name, key_hash, scopes, tenant_id)
 		VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, id, name, HashAPIKey(secret), scopes, tenantID).Scan(&k.CreatedAt)

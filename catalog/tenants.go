@@ -214,12 +214,14 @@ func (c *Catalog) SetTenantStatus(ctx context.Context, id, status string) error 
 	return nil
 }
 
-// DeleteTenant removes a tenant that has no children, with the proxy users bound
-// to it (used to undo a failed provisioning and to drop a tenant).
+// DeleteTenant removes a tenant that has no children, with the proxy users and
+// API keys bound to it (used to undo a failed provisioning and to drop a tenant).
 func (c *Catalog) DeleteTenant(ctx context.Context, id string) error {
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM proxy_users WHERE tenant_id = $1`, id); err != nil {
-			return err
+		for _, q := range []string{`DELETE FROM proxy_users WHERE tenant_id = $1`, `DELETE FROM api_keys WHERE tenant_id = $1`} {
+			if _, err := tx.Exec(ctx, q, id); err != nil {
+				return err
+			}
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, id)
 		return err

@@ -37,7 +37,7 @@ func (c *Catalog) CreateUser(ctx context.Context, name, password, tenantRef stri
 	}
 	v, err := scramverifier.Make(password)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w password: %v", ErrInvalid, err)
 	}
 	u := &User{Name: name, TenantID: t.ID, CanSwitch: canSwitch, Verifier: v}
 	err = c.pool.QueryRow(ctx, `INSERT INTO proxy_users (name, verifier, tenant_id, can_switch)

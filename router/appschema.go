@@ -100,6 +100,11 @@ func (r *Router) checkTemplate(ctx context.Context, ddl string) error {
 	if err != nil {
 		return err
 	}
+	for _, v := range versions {
+		if v.SQL == ddl {
+			return nil // recorded before, so it applied then; a re-run only fills gaps
+		}
+	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
