@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -61,7 +64,9 @@ func loadConfig(path string) (*stackConfig, error) {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
 	var fc fileConfig
-	if err := yaml.Unmarshal(b, &fc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // a misspelt key is an error, not a silent default
+	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("parsing config %s: %w", path, err)
 	}
 	env := func(name, what string, required bool) (string, error) {

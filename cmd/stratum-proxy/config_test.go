@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestExampleConfigLoads reads config.example.yaml itself, so the documented
+// file stays loadable, with the secrets it names set in the environment.
+func TestExampleConfigLoads(t *testing.T) {
+	t.Setenv("STRATUM_CATALOG_URL", "postgres://cat@db/stratum_catalog")
+	t.Setenv("STRATUM_SECRET_KEYS", "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	t.Setenv("STRATUM_BACKEND_MAIN_PASSWORD", "s3cret")
+	t.Setenv("STRATUM_BOOTSTRAP_ADMIN_KEY", "boot")
+	sc, err := loadConfig("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := sc.Router.Backends["main"]
+	if sc.Listen != "0.0.0.0:6432" || sc.AdminListen != "0.0.0.0:8080" || sc.CatalogURL != "postgres://cat@db/stratum_catalog" ||
+		b.AdminPassword != "s3cret" || b.Port != 5432 || b.SSLMode != "prefer" || sc.BootstrapKey != "boot" ||
+		sc.Router.SharedDatabase != "app" || sc.Router.IdleTimeout != 5*time.Minute || sc.ShutdownGrace != 10*time.Second ||
+		sc.LogFormat != "json" || sc.MaxMessageSize != 64<<20 {
+		t.Errorf("loaded %+v / backend %+v", sc, b)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Setenv("STRATUM_CATALOG_URL", "postgres://x")
+	t.Setenv("STRATUM_SECRET_KEYS", "k1:AAAA")
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"bad yaml", "listen: [", "parsing config"},
+		{"misspelt key", "listne: 127.0.0.1:1\n", "field listne not found"},
+		{"no backends", "listen: 127.0.0.1:1\n", "no backends"},
+		{"missing password env", "backends:\n  main:\n    host: h\n    port: 1\n    admin_user: u\n", "admin_password_env"},
+		{"empty password env", "backends:\n  main:\n    host: h\n    port: 1\n    admin_user: u\n    admin_password_env: STRATUM_TEST_UNSET_VAR\n", "is empty"},
+		{"unset catalog", "catalog:\n  url_env: STRATUM_TEST_UNSET_VAR\n", "STRATUM_TEST_UNSET_VAR is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(writeConfig(t, tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
