@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -73,11 +75,9 @@ func (ss *session) authenticate(u *catalog.User, userName string) error {
 	}
 	mechs := []string{mechSCRAM}
 	var cb scram.ChannelBinding
-	if ss.cc.tls != nil {
-		if b, err := scram.NewTLSServerEndpointBinding(ss.cc.tls); err == nil {
-			cb = b
-			mechs = []string{mechSCRAMPlus, mechSCRAM}
-		}
+	if ss.cc.tls != nil && ss.srv.binding.IsSupported() {
+		cb = ss.srv.binding
+		mechs = []string{mechSCRAMPlus, mechSCRAM}
 	}
 	if err := ss.writeStartup(&pgproto3.AuthenticationSASL{AuthMechanisms: mechs}); err != nil {
 		return err
@@ -146,4 +146,27 @@ func (ss *session) readAuthMessage() ([]byte, error) {
 func (ss *session) writeStartup(m pgproto3.BackendMessage) error {
 	_, err := ss.cc.conn.Write(appendMsg(nil, m))
 	return err
+}
+
+// serverEndpointBinding computes the tls-server-end-point channel binding
+// (RFC 5929) of the proxy's own certificate: the hash of the certificate the
+// client saw. Without a certificate it returns the zero binding (no -PLUS).
+func serverEndpointBinding(cfg *tls.Config) scram.ChannelBinding {
+	if cfg == nil || len(cfg.Certificates) == 0 || len(cfg.Certificates[0].Certificate) == 0 {
+		return scram.ChannelBinding{}
+	}
+	leaf := cfg.Certificates[0].Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(cfg.Certificates[0].Certificate[0]); err != nil {
+			return scram.ChannelBinding{}
+		}
+	}
+	// The library computes the binding from the peer's view of a connection;
+	// the proxy's own certificate is what its clients see as the peer.
+	cb, err := scram.NewTLSServerEndpointBinding(&tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}})
+	if err != nil {
+		return scram.ChannelBinding{}
+	}
+	return cb
 }

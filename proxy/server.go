@@ -12,13 +12,26 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xdg-go/scram"
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
+// Pool modes.
+const (
+	// PoolSession: a client session holds one backend connection from start to end.
+	PoolSession = "session"
+	// PoolTransaction: a client session holds a backend connection only for
+	// the length of a transaction.
+	PoolTransaction = "transaction"
+)
+
 // Config shapes a Server. Zero fields get the defaults noted.
 type Config struct {
+	// PoolMode is session or transaction (default session); a tenant may
+	// override it (router.Placement.PoolMode).
+	PoolMode string
 	// TLS, when set, is offered to clients that send SSLRequest.
 	TLS *tls.Config
 	// RequireTLS refuses clients that do not use TLS.
@@ -32,6 +45,9 @@ type Config struct {
 }
 
 func (c *Config) fillDefaults() {
+	if c.PoolMode == "" {
+		c.PoolMode = PoolSession
+	}
 	if c.MaxMessageSize <= 0 {
 		c.MaxMessageSize = 64 << 20
 	}
@@ -50,13 +66,16 @@ type Server struct {
 	router *router.Router
 	log    *zap.Logger
 
-	nextID atomic.Uint64
+	nextID  atomic.Uint64
+	binding scram.ChannelBinding // of the TLS certificate, for SCRAM-SHA-256-PLUS
 
 	mu struct {
 		sync.Mutex
 		listeners map[net.Listener]struct{}
 		// sessions by the cancel key's process id handed to the client.
 		sessions map[uint32]*session
+		// starting are connections still in startup or authentication.
+		starting map[net.Conn]struct{}
 		closing  bool
 	}
 	wg sync.WaitGroup
@@ -66,9 +85,10 @@ type Server struct {
 // keep them open until the Server is closed.
 func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
 	cfg.fillDefaults()
-	s := &Server{cfg: cfg, router: r, log: log}
+	s := &Server{cfg: cfg, router: r, log: log, binding: serverEndpointBinding(cfg.TLS)}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[uint32]*session{}
+	s.mu.starting = map[net.Conn]struct{}{}
 	return s
 }
 
@@ -118,6 +138,9 @@ func (s *Server) Shutdown(ctx context.Context) {
 	for ln := range s.mu.listeners {
 		ln.Close()
 	}
+	for c := range s.mu.starting {
+		c.Close() // not a session yet: nothing to finish
+	}
 	sessions := make([]*session, 0, len(s.mu.sessions))
 	for _, ss := range s.mu.sessions {
 		sessions = append(sessions, ss)
@@ -140,7 +163,27 @@ func (s *Server) Shutdown(ctx context.Context) {
 		ss.kill(fatalf(codeAdminShutdown, "stratum-proxy is shutting down"))
 	}
 	s.mu.Unlock()
-	<-done
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// trackStarting records a connection in its startup phase (so Shutdown can
+// close it) or, with starting false, forgets it. It reports false when the
+// server is closing and the connection should be dropped.
+func (s *Server) trackStarting(c net.Conn, starting bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !starting {
+		delete(s.mu.starting, c)
+		return true
+	}
+	if s.mu.closing {
+		return false
+	}
+	s.mu.starting[c] = struct{}{}
+	return true
 }
 
 // Close is Shutdown without grace. It is idempotent.

@@ -15,15 +15,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/internal/wire"
-	"github.com/stratum-hq/stratum-proxy/rewrite"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
 // session is one client connection after startup. Two goroutines work on it:
-// run reads client messages and writes them to the backend; the pump reads
-// backend messages and writes them to the client. Writes to the client go
-// through cw under wmu, since both may write.
+// run (relay) reads client messages and writes them to the backend; a pump
+// reads backend messages and writes them to the client. Writes to the client
+// go through cw under wmu, since both may write.
+//
+// The session holds a backend connection (an attachment) while it needs one:
+// for the whole session in session pooling, from a transaction's first message
+// to its ReadyForQuery(idle) in transaction pooling. Lock order: mu before wmu.
 type session struct {
 	srv     *Server
 	cc      *clientConn
@@ -44,26 +46,65 @@ type session struct {
 
 	mu struct {
 		sync.Mutex
-		sc   *router.ServerConn // the backend now; read by cancel requests
-		stop bool               // shutdown asked: end at the next idle point
+		att      *attachment // nil when no backend is held
+		pending  int32       // requests sent that await a ReadyForQuery
+		unsynced bool        // extended-protocol messages sent since the last Sync
+		txStatus byte        // status byte of the last ReadyForQuery
+		pinned   string      // why the session keeps its backend (transaction pooling), or ""
+		stop     bool        // shutdown asked: end at the next idle point
 	}
-
-	pending  atomic.Int32  // requests sent that await a ReadyForQuery
-	txStatus atomic.Uint32 // status byte of the last ReadyForQuery
-	idle     chan struct{} // the pump signals when pending drops to zero
-	pumpDone chan error    // the pump's exit: nil when paused, else why it ended
-	pausing  atomic.Bool
+	idle chan struct{} // the pump signals when pending drops to zero
 
 	skipUntilSync bool // after an error in an extended-protocol batch
-	prepared      prepared
+	state         sessionState
+}
+
+// attachment is the session's hold on one backend connection and its pump.
+type attachment struct {
+	sc   *router.ServerConn
+	done chan error // the pump's exit: nil when paused or released, else why it ended
+	// Replies to messages the proxy injected, which the client must not see.
+	dropParse   atomic.Int32 // ParseComplete of injected Parse
+	dropClose   atomic.Int32 // CloseComplete of injected Close
+	dropUntilRF atomic.Int32 // everything up to and including ReadyForQuery of injected Queries
+	pausing     atomic.Bool
+	// wmu is held by the relay while it writes to or flushes sc.Writer. Its
+	// last flush can bring the reply, and the pump's release, before the
+	// flush call returns; the pump takes wmu before handing sc back so that
+	// no write of ours is still under way on a connection another session owns.
+	wmu sync.Mutex
+}
+
+// write buffers b for the backend.
+func (a *attachment) write(b []byte) error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	_, err := a.sc.Writer.Write(b)
+	return err
+}
+
+// flush sends what is buffered.
+func (a *attachment) flush() error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	return a.sc.Writer.Flush()
 }
 
 func newSession(s *Server, cc *clientConn, startup map[string]string, log *zap.Logger) *session {
-	ss := &session{srv: s, cc: cc, startup: startup, id: s.nextID.Add(1),
-		idle: make(chan struct{}, 1), pumpDone: make(chan error, 1)}
+	ss := &session{srv: s, cc: cc, startup: startup, id: s.nextID.Add(1), idle: make(chan struct{}, 1)}
 	ss.log = log.With(zap.Uint64("session", ss.id))
-	ss.txStatus.Store(txIdle)
+	ss.mu.txStatus = txIdle
 	return ss
+}
+
+// transactionPooling reports whether the current tenant's sessions give their
+// backend back after each transaction.
+func (ss *session) transactionPooling() bool {
+	mode := ss.cur.PoolMode
+	if mode == "" {
+		mode = ss.srv.cfg.PoolMode
+	}
+	return mode == PoolTransaction
 }
 
 // run authenticates, connects to the tenant and relays until the client leaves.
@@ -79,9 +120,12 @@ func (ss *session) run() {
 	}
 	ss.cc.conn.SetDeadline(time.Time{})
 	ss.cw = newBufferedWriter(ss.cc.conn)
-	ss.setBackend(sc)
+	if ss.transactionPooling() {
+		ss.srv.router.Release(sc, router.Keep)
+	} else {
+		ss.attachLocked(sc)
+	}
 	ss.log.Info("session started")
-	go ss.pump(sc)
 	err = ss.relay()
 	ss.finish()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -92,7 +136,7 @@ func (ss *session) run() {
 }
 
 // start runs the startup phase: user lookup, SCRAM, tenant identification,
-// backend connection, and the messages that open the session.
+// a backend connection (for its parameters), and the messages that open the session.
 func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	name := ss.startup[paramUser]
 	if name == "" {
@@ -112,9 +156,15 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	}
 	ss.initial, ss.cur = p, p
 	ss.log = ss.log.With(zap.String("user", u.Name), zap.String("tenant", p.Tenant.Slug))
-	sc, err := ss.srv.router.Acquire(ctx, p, ss.params)
+	// Authenticated: from here the client waits in the pool's queue, bounded
+	// by the queue timeout rather than the startup timeout.
+	ss.cc.conn.SetDeadline(time.Time{})
+	cfg := ss.srv.router.Config()
+	actx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.DialTimeout)
+	defer cancel()
+	sc, err := ss.srv.router.Acquire(actx, p, ss.params)
 	if err != nil {
-		return nil, asError(err, true)
+		return nil, ss.acquireError(err, true)
 	}
 	var out []byte
 	for k, v := range sc.Params {
@@ -123,195 +173,304 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	out = appendMsg(out, &pgproto3.BackendKeyData{ProcessID: ss.keyPID, SecretKey: ss.keySecret})
 	out = readyForQuery(out, txIdle)
 	if _, err := ss.cc.conn.Write(out); err != nil {
-		ss.srv.router.Release(sc, true)
+		ss.srv.router.Release(sc, router.Reset)
 		return nil, err
 	}
 	return sc, nil
 }
 
-func (ss *session) backend() *router.ServerConn {
+// acquireError says why no backend connection could be had.
+func (ss *session) acquireError(err error, fatal bool) *Error {
+	if errors.Is(err, router.ErrQueueTimeout) {
+		e := errorf(codeTooManyConnections, "too many connections for tenant %q: no backend connection became free in time", ss.cur.Tenant.Slug)
+		e.Detail = err.Error()
+		e.Hint = "raise the tenant's connection limit or shorten its transactions"
+		e.Fatal = fatal
+		return e
+	}
+	return asError(err, fatal)
+}
+
+// attachLocked makes sc the session's backend and starts its pump. The caller
+// holds no lock; the name says the session's state is being set up.
+func (ss *session) attachLocked(sc *router.ServerConn) *attachment {
+	att := &attachment{sc: sc, done: make(chan error, 1)}
+	ss.mu.Lock()
+	ss.mu.att = att
+	ss.mu.Unlock()
+	go ss.pump(att)
+	return att
+}
+
+// attach returns the session's backend for a client message of type typ,
+// acquiring one (and bringing it up to the session's state) when none is held,
+// and records what the message means for the release rule.
+func (ss *session) attach(typ byte) (*attachment, error) {
+	ss.mu.Lock()
+	att := ss.mu.att
+	fresh := att == nil
+	if fresh {
+		ss.mu.Unlock()
+		var err error
+		if att, err = ss.acquire(); err != nil {
+			return nil, err
+		}
+		ss.mu.Lock()
+	}
+	if expectsReadyForQuery(typ) {
+		ss.mu.pending++
+	}
+	switch typ {
+	case 'S':
+		ss.mu.unsynced = false
+	case 'P', 'B', 'E', 'D', 'C', 'H':
+		ss.mu.unsynced = true
+	}
+	ss.mu.Unlock()
+	if fresh {
+		go ss.pump(att)
+	}
+	return att, nil
+}
+
+// acquire gets a backend of the current tenant, brings it up to the session's
+// state and attaches it. The caller starts its pump once the request that
+// needed it is counted, so the pump cannot see the session idle in between.
+func (ss *session) acquire() (*attachment, error) {
+	cfg := ss.srv.router.Config()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.DialTimeout)
+	sc, err := ss.srv.router.Acquire(ctx, ss.cur, ss.params)
+	cancel()
+	if err != nil {
+		return nil, ss.acquireError(err, false)
+	}
+	if err := ss.state.prepareBackend(ss, sc); err != nil {
+		ss.srv.router.Release(sc, router.Close)
+		return nil, asError(err, false)
+	}
+	att := &attachment{sc: sc, done: make(chan error, 1)}
+	ss.mu.Lock()
+	ss.mu.att = att
+	if ss.state.injectSettings(sc) {
+		att.dropUntilRF.Add(1)
+		ss.mu.pending++
+	}
+	ss.mu.Unlock()
+	return att, nil
+}
+
+func (ss *session) attached() *attachment {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	return ss.mu.sc
+	return ss.mu.att
 }
 
-func (ss *session) setBackend(sc *router.ServerConn) {
+func (ss *session) pin(reason string) {
 	ss.mu.Lock()
-	ss.mu.sc = sc
+	if ss.mu.pinned == "" {
+		ss.mu.pinned = reason
+		ss.log.Debug("session pinned to its backend", zap.String("reason", reason))
+	}
 	ss.mu.Unlock()
-}
-
-// relay reads client messages and forwards them raw to the backend, handling
-// the few the proxy answers itself. It returns when the client leaves or the
-// session must end.
-func (ss *session) relay() error {
-	rd := ss.cc.rd
-	for {
-		sc := ss.backend()
-		if !rd.HasMessage() {
-			if err := sc.Writer.Flush(); err != nil {
-				return err
-			}
-			rd.Shrink()
-		}
-		typ, msg, err := rd.Next()
-		if err != nil {
-			if errors.Is(err, wire.ErrMessageTooLarge) {
-				ss.writeClient(fatalf(codeProgramLimit, "message too large: %v", err).encode(nil))
-			} else if errors.Is(err, wire.ErrBadLength) {
-				ss.writeClient(fatalf(codeProtocolViolation, "invalid message: %v", err).encode(nil))
-			}
-			return err
-		}
-		if ss.skipUntilSync {
-			if typ == 'S' {
-				ss.skipUntilSync = false
-				ss.answer(nil)
-			}
-			continue
-		}
-		switch typ {
-		case 'X': // Terminate
-			return nil
-		case 'Q':
-			if rewrite.MentionsTenantSetting(msg[5:]) {
-				handled, err := ss.tenantCommand(msg)
-				if err != nil {
-					return err
-				}
-				if handled {
-					continue
-				}
-			}
-		case 'P':
-			if rewrite.MentionsTenantSetting(msg[5:]) && ss.parseIsTenantCommand(msg) {
-				// Errors in an extended-protocol batch discard messages until
-				// Sync, as a backend does.
-				ss.skipUntilSync = true
-				ss.answerError(errorf(codeFeatureNotSupported,
-					"SET and RESET of stratum.tenant must be sent with the simple query protocol"), false)
-				continue
-			}
-			ss.prepared.noteParse(msg)
-		case 'C':
-			ss.prepared.noteClose(msg)
-		case 'B', 'E', 'D', 'H', 'S', 'F', 'd', 'c', 'f':
-		default:
-			ss.writeClient(fatalf(codeProtocolViolation, "invalid frontend message type %d", typ).encode(nil))
-			return errors.New("protocol violation")
-		}
-		if expectsReadyForQuery(typ) {
-			ss.pending.Add(1)
-		}
-		if _, err := sc.Writer.Write(msg); err != nil {
-			return err
-		}
-	}
-}
-
-// parseIsTenantCommand reports whether a Parse message holds a tenant command.
-func (ss *session) parseIsTenantCommand(msg []byte) bool {
-	var p pgproto3.Parse
-	if err := p.Decode(msg[5:]); err != nil {
-		return false
-	}
-	cmd, err := rewrite.ClassifyTenantCommand(p.Query)
-	return err != nil || cmd.Kind == rewrite.SetTenant || cmd.Kind == rewrite.ResetTenant
 }
 
 // pump relays backend messages to the client, raw, flushing when the backend
 // has nothing more buffered. It tracks ReadyForQuery to know when the session
-// is idle. It ends when paused (a read deadline set by pausePump) or when either
-// side fails; in the latter case it closes the client connection.
-func (ss *session) pump(sc *router.ServerConn) {
+// is idle, and in transaction pooling hands the backend back right there
+// (releasableLocked). It ends when paused (a read deadline set by pausePump),
+// on release, or when either side fails; then it closes the client connection.
+func (ss *session) pump(att *attachment) {
+	sc := att.sc
 	rd := sc.Reader
 	for {
 		typ, msg, err := rd.Next()
 		if err != nil {
-			if ss.pausing.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
-				ss.pumpDone <- nil
+			if att.pausing.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+				att.done <- nil
 				return
 			}
-			if !ss.pausing.Load() {
+			if !att.pausing.Load() {
 				ss.writeClient(fatalf(codeConnectionFailure,
 					"lost the connection to tenant %q's database", ss.cur.Tenant.Slug).encode(nil))
 				ss.log.Warn("backend connection lost", zap.Error(err))
 			}
 			ss.cc.conn.Close()
-			ss.pumpDone <- err
+			att.done <- err
 			return
 		}
-		ss.wmu.Lock()
-		_, werr := ss.cw.Write(msg)
-		if werr == nil && !rd.HasMessage() {
-			werr = ss.cw.Flush()
+		if att.dropUntilRF.Load() > 0 {
+			if typ == 'E' {
+				ss.log.Warn("replaying session settings failed", zap.ByteString("error", msg[5:]))
+			}
+			if typ == 'Z' {
+				att.dropUntilRF.Add(-1)
+				ss.mu.Lock()
+				ss.mu.pending--
+				ss.mu.Unlock()
+			}
+			continue
 		}
-		ss.wmu.Unlock()
-		if werr != nil {
-			ss.cc.conn.Close()
-			ss.pumpDone <- werr
-			return
+		switch {
+		case typ == '1' && att.dropParse.Load() > 0:
+			att.dropParse.Add(-1)
+			continue
+		case typ == '3' && att.dropClose.Load() > 0:
+			att.dropClose.Add(-1)
+			continue
 		}
+		release := false
 		if typ == 'Z' && len(msg) == 6 {
-			ss.txStatus.Store(uint32(msg[5]))
-			if ss.pending.Add(-1) <= 0 {
-				ss.pending.Store(0)
+			att.dropParse.Store(0)
+			att.dropClose.Store(0)
+			ss.mu.Lock()
+			if ss.mu.pending <= 0 {
+				// A ReadyForQuery nobody asked for: proxy and backend disagree
+				// about the protocol state. The connection must never be pooled.
+				ss.mu.Unlock()
+				ss.log.Error("unexpected ReadyForQuery from backend; ending the session")
+				ss.writeClient(fatalf(codeProtocolViolation, "stratum-proxy lost track of the protocol state").encode(nil))
+				ss.cc.conn.Close()
+				att.done <- errors.New("unexpected ReadyForQuery")
+				return
+			}
+			ss.mu.txStatus = msg[5]
+			ss.mu.pending--
+			idle := ss.mu.pending == 0
+			if idle && ss.releasableLocked() && !att.pausing.Load() {
+				release = true
+				ss.mu.att = nil
+			}
+			ss.mu.Unlock()
+			if idle {
 				select {
 				case ss.idle <- struct{}{}:
 				default:
 				}
-				if ss.stopRequested() && msg[5] == txIdle {
-					ss.writeClient(fatalf(codeAdminShutdown, "stratum-proxy is shutting down").encode(nil))
-					ss.cc.conn.Close()
-				}
 			}
 		}
+		ss.wmu.Lock()
+		_, werr := ss.cw.Write(msg)
+		if werr == nil && (release || !rd.HasMessage()) {
+			werr = ss.cw.Flush()
+		}
+		ss.wmu.Unlock()
+		if release {
+			att.wmu.Lock() // see attachment.wmu
+			att.wmu.Unlock()
+			ss.srv.router.Release(sc, router.Keep)
+			att.done <- nil
+			if werr != nil {
+				ss.cc.conn.Close()
+			}
+			ss.stopIfAsked()
+			return
+		}
+		if werr != nil {
+			ss.cc.conn.Close()
+			att.done <- werr
+			return
+		}
+		if typ == 'Z' {
+			ss.stopIfAsked()
+		}
+	}
+}
+
+// releasableLocked is the transaction-pooling rule for handing the backend
+// back: the session is in transaction pooling and not pinned, every request
+// has its ReadyForQuery (and no extended-protocol batch is open), and that
+// ReadyForQuery said idle. Holds ss.mu.
+func (ss *session) releasableLocked() bool {
+	return ss.transactionPooling() && ss.mu.pinned == "" && !ss.mu.unsynced &&
+		safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
+}
+
+// stopIfAsked ends the session at an idle point when shutdown asked for it.
+func (ss *session) stopIfAsked() {
+	ss.mu.Lock()
+	stop := ss.mu.stop && safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
+	ss.mu.Unlock()
+	if stop {
+		ss.kill(fatalf(codeAdminShutdown, "stratum-proxy is shutting down"))
 	}
 }
 
 // waitIdle waits until every request sent has its ReadyForQuery. It fails when
 // the pump ends first.
 func (ss *session) waitIdle() error {
-	for ss.pending.Load() > 0 {
+	for {
+		ss.mu.Lock()
+		pending, att := ss.mu.pending, ss.mu.att
+		ss.mu.Unlock()
+		if pending <= 0 {
+			return nil
+		}
+		if att == nil {
+			return errors.New("no backend while requests are pending")
+		}
 		select {
 		case <-ss.idle:
-		case err := <-ss.pumpDone:
-			ss.pumpDone <- err // leave it for finish
+		case err := <-att.done:
+			att.done <- err // leave it for finish
 			if err == nil {
-				err = errors.New("backend relay stopped")
+				continue // released: pending is zero now
 			}
 			return err
 		}
 	}
-	return nil
 }
 
-// pausePump stops the pump without losing data: the reader is resumable, so a
-// read cut off by the deadline consumes nothing. It returns the pump's exit.
-func (ss *session) pausePump(sc *router.ServerConn) error {
-	ss.pausing.Store(true)
-	sc.Conn.SetReadDeadline(time.Now())
-	err := <-ss.pumpDone
-	sc.Conn.SetReadDeadline(time.Time{})
-	ss.pausing.Store(false)
-	return err
+// detach stops the pump without losing data (the reader is resumable, so a
+// read cut off by the deadline consumes nothing) and takes the backend from
+// the session. It returns the backend, or nil and the pump's error when the
+// backend failed, or nil, nil when none was held.
+func (ss *session) detach() (*router.ServerConn, error) {
+	// Marking the pause under the lock orders it with the pump's release
+	// decision (also under the lock): either the pump released the backend
+	// first and att is gone, or it sees pausing and keeps it. A released
+	// backend may already serve another session, so it must not be touched.
+	ss.mu.Lock()
+	att := ss.mu.att
+	if att != nil {
+		att.pausing.Store(true)
+	}
+	ss.mu.Unlock()
+	if att == nil {
+		return nil, nil
+	}
+	att.sc.Conn.SetReadDeadline(time.Now())
+	err := <-att.done
+	att.sc.Conn.SetReadDeadline(time.Time{})
+	ss.mu.Lock()
+	ss.mu.att = nil
+	ss.mu.Unlock()
+	if err != nil {
+		ss.srv.router.Release(att.sc, router.Close)
+		return nil, err
+	}
+	return att.sc, nil
 }
 
-// finish stops the pump and hands the backend back: to the pool when the
-// session ended idle, closed otherwise (PostgreSQL then rolls back).
+// finish hands the backend back when the client has gone: reset and pooled
+// when the session ended idle, closed otherwise (PostgreSQL then rolls back).
 func (ss *session) finish() {
-	sc := ss.backend()
-	if sc == nil {
+	att := ss.attached()
+	if att == nil {
 		return
 	}
-	if err := sc.Writer.Flush(); err != nil {
-		ss.srv.router.Release(sc, false)
-		<-ss.pumpDone
+	flushErr := att.flush()
+	sc, err := ss.detach()
+	if sc == nil || err != nil {
 		return
 	}
-	err := ss.pausePump(sc)
-	reusable := err == nil && safeToSwitchTenant(ss.pending.Load(), byte(ss.txStatus.Load()))
-	ss.srv.router.Release(sc, reusable)
+	ss.mu.Lock()
+	clean := flushErr == nil && safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus) && !ss.mu.unsynced
+	ss.mu.Unlock()
+	if clean {
+		ss.srv.router.Release(sc, router.Reset)
+	} else {
+		ss.srv.router.Release(sc, router.Close)
+	}
 }
 
 // writeClient writes bytes the proxy made itself to the client, and flushes.
@@ -328,13 +487,19 @@ func (ss *session) writeClient(b []byte) error {
 	return ss.cw.Flush()
 }
 
+func (ss *session) txStatus() byte {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.mu.txStatus
+}
+
 // answer sends the proxy's own reply to a request (msgs, then ReadyForQuery),
 // after the backend has answered everything sent before it, to keep order.
 func (ss *session) answer(msgs []byte) error {
 	if err := ss.waitIdle(); err != nil {
 		return err
 	}
-	return ss.writeClient(readyForQuery(msgs, byte(ss.txStatus.Load())))
+	return ss.writeClient(readyForQuery(msgs, ss.txStatus()))
 }
 
 // answerError sends an error; with ready, also the ReadyForQuery that ends a
@@ -345,23 +510,18 @@ func (ss *session) answerError(e *Error, ready bool) error {
 	}
 	b := e.encode(nil)
 	if ready {
-		b = readyForQuery(b, byte(ss.txStatus.Load()))
+		b = readyForQuery(b, ss.txStatus())
 	}
 	return ss.writeClient(b)
-}
-
-func (ss *session) stopRequested() bool {
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
-	return ss.mu.stop
 }
 
 // requestStop asks the session to end at its next idle point (shutdown).
 func (ss *session) requestStop() {
 	ss.mu.Lock()
 	ss.mu.stop = true
+	idle := safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
 	ss.mu.Unlock()
-	if safeToSwitchTenant(ss.pending.Load(), byte(ss.txStatus.Load())) {
+	if idle {
 		ss.kill(fatalf(codeAdminShutdown, "stratum-proxy is shutting down"))
 	}
 }
@@ -372,15 +532,18 @@ func (ss *session) kill(e *Error) {
 	ss.cc.conn.Close()
 }
 
-// cancelBackend forwards a client's cancel request to the current backend.
+// cancelBackend forwards a client's cancel request to the backend the session
+// holds, if any. The session lock is held while the cancel is sent so that the
+// backend cannot pass to another session in between.
 func (ss *session) cancelBackend() {
-	sc := ss.backend()
-	if sc == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sc.Cancel(ctx); err != nil {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.mu.att == nil {
+		return
+	}
+	if err := ss.mu.att.sc.Cancel(ctx); err != nil {
 		ss.srv.log.Warn("forwarding cancel request failed", zap.Uint64("session", ss.id), zap.Error(err))
 	}
 }

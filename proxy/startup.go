@@ -40,6 +40,15 @@ func (s *Server) serveConn(raw net.Conn) {
 		tc.SetNoDelay(true)
 		tc.SetKeepAlive(true)
 	}
+	if !s.trackStarting(raw, true) {
+		return
+	}
+	started := false
+	defer func() {
+		if !started {
+			s.trackStarting(raw, false)
+		}
+	}()
 	log := s.log.With(zap.String("client", raw.RemoteAddr().String()))
 	raw.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
 	cc := &clientConn{conn: raw, rd: wire.NewReader(raw, s.cfg.MaxMessageSize)}
@@ -59,6 +68,9 @@ func (s *Server) serveConn(raw net.Conn) {
 		return
 	}
 	defer s.unregister(ss)
+	// A registered session is ended by Shutdown's own rules, not closed.
+	s.trackStarting(raw, false)
+	started = true
 	ss.run()
 }
 
@@ -116,21 +128,47 @@ func (s *Server) negotiate(cc *clientConn) (map[string]string, error) {
 			s.cancel(binary.BigEndian.Uint32(pkt[8:12]), pkt[12:])
 			return nil, errCancelHandled
 		case code>>16 == 3:
-			var sm pgproto3.StartupMessage
-			if err := sm.Decode(pkt[4:]); err != nil {
+			params, err := parseStartupParams(pkt[8:])
+			if err != nil {
 				return nil, fatalf(codeProtocolViolation, "invalid startup packet: %v", err)
 			}
 			if s.cfg.RequireTLS && cc.tls == nil {
 				return nil, fatalf(codeInvalidAuthSpec, "stratum-proxy requires TLS: connect with sslmode=require")
 			}
-			if err := s.negotiateVersion(cc, code, sm.Parameters); err != nil {
+			if err := s.negotiateVersion(cc, code, params); err != nil {
 				return nil, err
 			}
-			return sm.Parameters, nil
+			return params, nil
 		default:
 			return nil, fatalf(codeProtocolViolation, "unsupported frontend protocol %d.%d: stratum-proxy speaks 3.0",
 				code>>16, code&0xffff)
 		}
+	}
+}
+
+// parseStartupParams reads a StartupMessage's parameters: name and value
+// strings, NUL-terminated, ended by an empty name. Any 3.x minor version has
+// this layout, so newer clients are read and then negotiated down.
+func parseStartupParams(b []byte) (map[string]string, error) {
+	params := map[string]string{}
+	for {
+		name, ok := cstring(b)
+		if !ok {
+			return nil, errors.New("parameters are not terminated")
+		}
+		b = b[len(name)+1:]
+		if name == "" {
+			if len(b) != 0 {
+				return nil, errors.New("data after the parameters")
+			}
+			return params, nil
+		}
+		value, ok := cstring(b)
+		if !ok {
+			return nil, fmt.Errorf("parameter %q has no value", name)
+		}
+		b = b[len(value)+1:]
+		params[name] = value
 	}
 }
 
@@ -153,34 +191,50 @@ func (s *Server) negotiateVersion(cc *clientConn, code uint32, params map[string
 	return err
 }
 
-// startupOptions splits the startup "options" parameter the way PostgreSQL
-// does (spaces separate, a backslash escapes the next character) and pulls out
-// settings given as "-c name=value", "-cname=value" or "--name=value".
+// isOptionSpace is isspace() in the C locale, which PostgreSQL's
+// pg_split_opts uses to separate the words of the options parameter.
+func isOptionSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
+}
+
+// startupOptions splits the startup "options" parameter the way PostgreSQL's
+// pg_split_opts does: white space separates words, a backslash makes the next
+// character part of the word, and a trailing lone backslash is dropped.
 func startupOptions(options string) (args []string) {
 	var cur strings.Builder
-	inArg := false
-	for i := 0; i < len(options); i++ {
-		c := options[i]
-		switch {
-		case c == '\\' && i+1 < len(options):
+	i := 0
+	for {
+		for i < len(options) && isOptionSpace(options[i]) {
 			i++
-			cur.WriteByte(options[i])
-			inArg = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			if inArg {
-				args = append(args, cur.String())
-				cur.Reset()
-				inArg = false
-			}
-		default:
-			cur.WriteByte(c)
-			inArg = true
 		}
-	}
-	if inArg {
+		if i >= len(options) {
+			return args
+		}
+		for i < len(options) && !isOptionSpace(options[i]) {
+			if options[i] == '\\' {
+				i++
+				if i >= len(options) {
+					break
+				}
+			}
+			cur.WriteByte(options[i])
+			i++
+		}
 		args = append(args, cur.String())
+		cur.Reset()
 	}
-	return args
+}
+
+// escapeOption escapes a word so that startupOptions reads it back whole.
+func escapeOption(w string) string {
+	var b strings.Builder
+	for i := 0; i < len(w); i++ {
+		if w[i] == '\\' || isOptionSpace(w[i]) {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(w[i])
+	}
+	return b.String()
 }
 
 // takeOption removes the setting name from an options string and returns its
@@ -215,7 +269,7 @@ func takeOption(options, name string) (value string, found bool, rest string) {
 	}
 	esc := make([]string, len(keep))
 	for i, k := range keep {
-		esc[i] = strings.NewReplacer(`\`, `\\`, " ", `\ `).Replace(k)
+		esc[i] = escapeOption(k)
 	}
 	return value, found, strings.Join(esc, " ")
 }

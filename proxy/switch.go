@@ -7,11 +7,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/rewrite"
+	"github.com/stratum-hq/stratum-proxy/router"
 )
 
-// tenantCommand answers SET / RESET / SHOW stratum.tenant sent as a simple
-// Query. It reports handled=false for a query that only mentions the word and
-// should go to the backend. A returned error ends the session.
+// tenantCommand answers SET / RESET stratum.tenant sent as a simple Query. It
+// reports handled=false for a query that only mentions the word and should go
+// to the backend (SHOW stratum.tenant does: the backend knows the slug). A
+// returned error ends the session.
 func (ss *session) tenantCommand(msg []byte) (handled bool, err error) {
 	var q pgproto3.Query
 	if err := q.Decode(msg[5:]); err != nil {
@@ -22,27 +24,27 @@ func (ss *session) tenantCommand(msg []byte) (handled bool, err error) {
 		return true, ss.answerError(errorf(codeFeatureNotSupported, "%v", cerr), true)
 	}
 	switch cmd.Kind {
-	case rewrite.NotTenantCommand:
-		return false, nil
-	case rewrite.ShowTenant:
-		// The backend knows: the router opens every backend connection with
-		// stratum.tenant set to the tenant's slug.
-		return false, nil
+	case rewrite.SetTenant:
+		return true, ss.switchTenant(cmd.Value)
 	case rewrite.ResetTenant:
 		return true, ss.switchTenant(ss.initial.Tenant.ID)
 	default:
-		return true, ss.switchTenant(cmd.Value)
+		return false, nil
 	}
 }
 
-// switchTenant moves the session to another tenant: the current backend goes
-// back to its pool and one of the new tenant's is acquired. Only allowed when
+// switchTenant moves the session to another tenant: a backend it holds goes
+// back to its pool (reset) and the new tenant's is acquired, with the
+// session's settings and prepared statements brought along. Only allowed when
 // safeToSwitchTenant holds, i.e. outside a transaction.
 func (ss *session) switchTenant(ref string) error {
 	if err := ss.waitIdle(); err != nil {
 		return err
 	}
-	if !safeToSwitchTenant(ss.pending.Load(), byte(ss.txStatus.Load())) {
+	ss.mu.Lock()
+	idle := safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
+	ss.mu.Unlock()
+	if !idle {
 		e := errorf(codeActiveTransaction, "cannot change stratum.tenant inside a transaction block")
 		e.Hint = "COMMIT or ROLLBACK first, then SET stratum.tenant"
 		return ss.answerError(e, true)
@@ -62,33 +64,44 @@ func (ss *session) switchTenant(ref string) error {
 	if p.Tenant.ID == ss.cur.Tenant.ID {
 		return ss.answer(done)
 	}
-	next, err := ss.srv.router.Acquire(ctx, p, ss.params)
+	old, err := ss.detach()
 	if err != nil {
-		return ss.answerError(asError(err, false), true)
-	}
-	if err := ss.prepared.replay(next, ss.srv.cfg.StartupTimeout); err != nil {
-		ss.srv.router.Release(next, false)
-		return ss.answerError(asError(err, false), true)
-	}
-	old := ss.backend()
-	if err := ss.pausePump(old); err != nil {
-		ss.srv.router.Release(next, true)
-		ss.pumpDone <- err
 		return err
 	}
-	ss.setBackend(next)
+	var oldParams map[string]string
+	if old != nil {
+		oldParams = old.Params
+		go ss.srv.router.Release(old, router.Reset)
+	}
 	prev := ss.cur
 	ss.cur = p
-	ss.log = ss.log.With(zap.String("tenant", p.Tenant.Slug))
-	go ss.srv.router.Release(old, true)
-	go ss.pump(next)
+	ss.mu.Lock()
+	ss.mu.pinned = "" // pinned state stayed with the old backend, now reset
+	ss.mu.Unlock()
+	// Acquire now, so that an unreachable tenant is reported by the SET.
+	att, err := ss.acquire()
+	if err != nil {
+		ss.cur = prev
+		return ss.answerError(asError(err, false), true)
+	}
+	go ss.pump(att)
 	var status []byte
-	for k, v := range next.Params {
-		if old.Params[k] != v {
+	for k, v := range att.sc.Params {
+		if oldParams == nil || oldParams[k] != v {
 			status = appendMsg(status, &pgproto3.ParameterStatus{Name: k, Value: v})
 		}
 	}
-	done = append(status, done...)
+	ss.log = ss.log.With(zap.String("tenant", p.Tenant.Slug))
 	ss.log.Info("tenant switched", zap.String("from", prev.Tenant.Slug))
-	return ss.answer(done)
+	if err := ss.waitIdle(); err != nil { // the injected settings, if any
+		return err
+	}
+	if ss.transactionPooling() {
+		if sc, err := ss.detach(); err != nil {
+			return err
+		} else if sc != nil {
+			ss.srv.router.Release(sc, router.Keep)
+		}
+	}
+	return ss.answer(append(status, done...))
 }

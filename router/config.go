@@ -19,6 +19,9 @@ type Backend struct {
 	AdminDatabase string `yaml:"admin_database"`
 	// SSLMode for connections to this server: disable, prefer or require; default prefer.
 	SSLMode string `yaml:"sslmode"`
+	// MaxConnections caps the connections the proxy opens to this server,
+	// across all tenants; default 80 (keep it below the server's max_connections).
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Config shapes a Router. Zero fields get the defaults noted.
@@ -33,8 +36,15 @@ type Config struct {
 	// DefaultBackend is where database-isolated tenants go when none is named;
 	// default SharedBackend.
 	DefaultBackend string
-	// MaxIdlePerKey bounds idle backend connections kept per pool key; default 16.
-	MaxIdlePerKey int
+	// MaxConnsPerTenant caps a tenant's backend connections (idle or in use);
+	// default 20. A placement may carry its own limit.
+	MaxConnsPerTenant int
+	// QueueTimeout bounds how long a session waits for a backend connection
+	// when its tenant or backend is at its limit; default 30s.
+	QueueTimeout time.Duration
+	// HealthCheckAfter: an idle connection unused for longer is checked for a
+	// closed or broken socket before it is handed out; default 1s.
+	HealthCheckAfter time.Duration
 	// IdleTimeout closes idle backend connections older than this; default 5m.
 	IdleTimeout time.Duration
 	// ServerLifetime closes backend connections older than this on release; default 1h.
@@ -56,6 +66,9 @@ func (c *Config) fillDefaults() error {
 	for name, b := range c.Backends {
 		if b.AdminDatabase == "" {
 			b.AdminDatabase = "postgres"
+		}
+		if b.MaxConnections <= 0 {
+			b.MaxConnections = 80
 		}
 		if b.SSLMode == "" {
 			b.SSLMode = "prefer"
@@ -94,8 +107,14 @@ func (c *Config) fillDefaults() error {
 	if _, ok := c.Backends[c.DefaultBackend]; !ok {
 		return fmt.Errorf("router config: default backend %q is not configured", c.DefaultBackend)
 	}
-	if c.MaxIdlePerKey <= 0 {
-		c.MaxIdlePerKey = 16
+	if c.MaxConnsPerTenant <= 0 {
+		c.MaxConnsPerTenant = 20
+	}
+	if c.QueueTimeout <= 0 {
+		c.QueueTimeout = 30 * time.Second
+	}
+	if c.HealthCheckAfter <= 0 {
+		c.HealthCheckAfter = time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 5 * time.Minute

@@ -337,7 +337,7 @@ func (r *Router) DropTenant(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	r.closeIdleFor(t.ID)
+	r.pools.closeTenant(t.ID)
 	if err := r.dropPlacement(ctx, t); err != nil {
 		return fmt.Errorf("dropping placement of %q: %w", t.Slug, err)
 	}
@@ -361,19 +361,4 @@ func (r *Router) DropShared(ctx context.Context) error {
 		"DROP ROLE IF EXISTS "+quoteIdent(r.sharedGroup()),
 		"DROP ROLE IF EXISTS "+quoteIdent(r.schemaGroup()),
 	)
-}
-
-func (r *Router) closeIdleFor(tenantID string) {
-	r.mu.Lock()
-	var ps []*pool
-	for k, p := range r.mu.pools {
-		if k.tenantID == tenantID {
-			ps = append(ps, p)
-			delete(r.mu.pools, k)
-		}
-	}
-	r.mu.Unlock()
-	for _, p := range ps {
-		p.closeIdle()
-	}
 }

@@ -2,9 +2,7 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +14,12 @@ import (
 
 // Placement is a tenant together with what it takes to connect to its data.
 type Placement struct {
-	Tenant   *catalog.Tenant
+	Tenant *catalog.Tenant
+	// MaxConns is the tenant's own connection limit; zero means the default.
+	MaxConns int
+	// PoolMode is the tenant's own pool mode ("session" or "transaction");
+	// empty means the proxy's.
+	PoolMode string
 	password string
 }
 
@@ -31,13 +34,9 @@ type Router struct {
 	// users caches proxy users by name.
 	users *lru.Cache[string, *catalog.User]
 
-	mu struct {
-		sync.Mutex
-		pools  map[poolKey]*pool
-		closed bool
-	}
-	stop context.CancelFunc
-	done sync.WaitGroup
+	pools *pools
+	stop  context.CancelFunc
+	done  sync.WaitGroup
 }
 
 // New makes a Router over the catalog. It starts a goroutine that listens for
@@ -54,7 +53,7 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 	r := &Router{cfg: cfg, cat: cat, depID: depID}
 	r.placements, _ = lru.New[string, *Placement](cfg.CacheSize)
 	r.users, _ = lru.New[string, *catalog.User](cfg.CacheSize)
-	r.mu.pools = map[poolKey]*pool{}
+	r.pools = newPools(&r.cfg)
 	bg, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	r.done.Add(2)
@@ -72,20 +71,11 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 // Close stops background work and closes every idle backend connection.
 // Connections still held are closed when released. Close is idempotent.
 func (r *Router) Close() {
-	r.mu.Lock()
-	if r.mu.closed {
-		r.mu.Unlock()
+	if !r.pools.close() {
 		return
 	}
-	r.mu.closed = true
-	pools := r.mu.pools
-	r.mu.pools = map[poolKey]*pool{}
-	r.mu.Unlock()
 	r.stop()
 	r.done.Wait()
-	for _, p := range pools {
-		p.closeIdle()
-	}
 }
 
 // Config returns the router's configuration with defaults filled in.
@@ -145,78 +135,8 @@ func (r *Router) User(ctx context.Context, name string) (*catalog.User, error) {
 	return u, nil
 }
 
-// ErrClosed is returned by Acquire after Close.
-var ErrClosed = errors.New("router closed")
-
-// poolKey says which backend connections are interchangeable: same tenant role
-// and placement, same startup parameters.
-type poolKey struct {
-	tenantID string
-	params   string
-}
-
-func makePoolKey(tenantID string, params map[string]string) poolKey {
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	for _, k := range keys {
-		b.WriteString(k)
-		b.WriteByte(0)
-		b.WriteString(params[k])
-		b.WriteByte(0)
-	}
-	return poolKey{tenantID: tenantID, params: b.String()}
-}
-
-// Acquire returns a backend connection for the placement, opened with the
-// client's startup parameters: an idle one from the pool, or a new one. The
-// caller must hand it back with Release.
-func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error) {
-	key := makePoolKey(p.Tenant.ID, params)
-	r.mu.Lock()
-	if r.mu.closed {
-		r.mu.Unlock()
-		return nil, ErrClosed
-	}
-	pl := r.mu.pools[key]
-	if pl == nil {
-		pl = &pool{}
-		r.mu.pools[key] = pl
-	}
-	r.mu.Unlock()
-	if sc := pl.take(r.cfg.ServerLifetime); sc != nil {
-		return sc, nil
-	}
-	sc, err := r.dialTenant(ctx, p, params)
-	if err != nil {
-		return nil, err
-	}
-	sc.key = key
-	return sc, nil
-}
-
-// Release hands a connection back. With reusable false (the session broke, or
-// the connection is mid-transaction) it is closed; otherwise it is reset with
-// DISCARD ALL and kept idle for the next session of the same tenant.
-func (r *Router) Release(sc *ServerConn, reusable bool) {
-	if !reusable || time.Since(sc.created) > r.cfg.ServerLifetime || !sc.reset(r.cfg.DialTimeout) {
-		sc.Close()
-		return
-	}
-	r.mu.Lock()
-	pl := r.mu.pools[sc.key]
-	closed := r.mu.closed
-	r.mu.Unlock()
-	if closed || pl == nil || !pl.put(sc, r.cfg.MaxIdlePerKey) {
-		sc.Close()
-	}
-}
-
 func (r *Router) reapLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second * 10)
+	t := time.NewTicker(r.cfg.IdleTimeout / 4)
 	defer t.Stop()
 	for {
 		select {
@@ -224,14 +144,6 @@ func (r *Router) reapLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		r.mu.Lock()
-		pools := make([]*pool, 0, len(r.mu.pools))
-		for _, p := range r.mu.pools {
-			pools = append(pools, p)
-		}
-		r.mu.Unlock()
-		for _, p := range pools {
-			p.reap(r.cfg.IdleTimeout)
-		}
+		r.pools.reap(r.cfg.IdleTimeout, r.cfg.ServerLifetime)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,17 +34,29 @@ type ServerConn struct {
 	Params map[string]string
 	// Addr is the backend's host:port, where cancel requests go.
 	Addr string
+	// Statements are the named prepared statements the proxy made on this
+	// connection (transaction pooling shares them between sessions of the
+	// tenant). Only the connection's current holder touches it.
+	Statements map[string]struct{}
+	// Settings is the signature of the session settings (client SETs) last
+	// applied on this connection; empty when it has none.
+	Settings string
 
-	created time.Time
-	idleAt  time.Time
-	key     poolKey
+	// inUse is true from Acquire to Release: a double release would hand one
+	// connection to two sessions, so Release refuses it.
+	inUse    atomic.Bool
+	created  time.Time
+	idleAt   time.Time
+	key      string // startup parameters, as a pool key
+	tenantID string
+	backend  string
 }
 
 func newServerConn(hj *pgconn.HijackedConn, addr string, maxMsg int) *ServerConn {
 	return &ServerConn{
 		Conn: hj.Conn, Reader: wire.NewReader(hj.Conn, maxMsg), Writer: bufio.NewWriterSize(hj.Conn, 16<<10),
 		PID: hj.PID, SecretKey: hj.SecretKey, Params: hj.ParameterStatuses, Addr: addr,
-		created: time.Now(),
+		created: time.Now(), Statements: map[string]struct{}{},
 	}
 }
 
@@ -78,6 +92,37 @@ func SendCancel(ctx context.Context, addr string, pid uint32, key []byte) error 
 	return nil
 }
 
+// alive reports whether an idle connection is fit to hand out: its socket is
+// open and holds no unread bytes. Unread bytes would be a reply meant for the
+// connection's previous user (or a server's FATAL goodbye), so the
+// connection is not reused. One non-blocking peek, no waiting.
+func (s *ServerConn) alive() bool {
+	if s.Reader.Buffered() > 0 {
+		return false
+	}
+	sc, ok := s.Conn.(syscall.Conn)
+	if !ok {
+		return true // TLS: the record layer hides the socket; trust the read path
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var rerr error
+	var b [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		_, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	})
+	if err != nil {
+		return false
+	}
+	if rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK {
+		return true // nothing to read: open and quiet
+	}
+	return false // data waiting, EOF (n == 0) or an error
+}
+
 // reset returns the connection to a clean session state (DISCARD ALL) and
 // reports whether that worked and the connection is idle, i.e. reusable.
 func (s *ServerConn) reset(timeout time.Duration) bool {
@@ -93,6 +138,8 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 	if err := s.Writer.Flush(); err != nil {
 		return false
 	}
+	s.Statements = map[string]struct{}{}
+	s.Settings = ""
 	ok := true
 	for {
 		typ, m, err := s.Reader.Next()

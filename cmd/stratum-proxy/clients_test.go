@@ -15,64 +15,65 @@ import (
 // QueryRow with arguments, a batch, COPY FROM and prepared statements that
 // survive a tenant switch.
 func TestPgxFeatures(t *testing.T) {
-	ts := startTestStack(t)
-	ctx := context.Background()
-	for _, slug := range []string{"client_alpha", "client_beta", "client_gamma"} {
-		t.Run(slug, func(t *testing.T) {
-			c := connect(t, ts.url("demo", "demo", slug, ""))
-			var id int64
-			var item string
-			if err := c.QueryRow(ctx, `INSERT INTO orders (item, quantity) VALUES ($1, $2) RETURNING id, item`, "widget", 3).Scan(&id, &item); err != nil || item != "widget" {
-				t.Fatalf("QueryRow: %v %q", err, item)
-			}
-			b := &pgx.Batch{}
-			for i := 0; i < 5; i++ {
-				b.Queue(`INSERT INTO orders (item, quantity) VALUES ($1, $2)`, fmt.Sprintf("batch-%d", i), i)
-			}
-			b.Queue(`SELECT count(*) FROM orders`)
-			br := c.SendBatch(ctx, b)
-			for i := 0; i < 5; i++ {
-				if _, err := br.Exec(); err != nil {
-					t.Fatalf("batch insert %d: %v", i, err)
+	poolModes(t, func(t *testing.T, ts *testStack) {
+		ctx := context.Background()
+		for _, slug := range []string{"client_alpha", "client_beta", "client_gamma"} {
+			t.Run(slug, func(t *testing.T) {
+				c := connect(t, ts.url("demo", "demo", slug, ""))
+				var id int64
+				var item string
+				if err := c.QueryRow(ctx, `INSERT INTO orders (item, quantity) VALUES ($1, $2) RETURNING id, item`, "widget", 3).Scan(&id, &item); err != nil || item != "widget" {
+					t.Fatalf("QueryRow: %v %q", err, item)
 				}
-			}
-			var n int
-			if err := br.QueryRow().Scan(&n); err != nil || n != 6 {
-				t.Fatalf("batch count: %d %v", n, err)
-			}
-			if err := br.Close(); err != nil {
+				b := &pgx.Batch{}
+				for i := 0; i < 5; i++ {
+					b.Queue(`INSERT INTO orders (item, quantity) VALUES ($1, $2)`, fmt.Sprintf("batch-%d", i), i)
+				}
+				b.Queue(`SELECT count(*) FROM orders`)
+				br := c.SendBatch(ctx, b)
+				for i := 0; i < 5; i++ {
+					if _, err := br.Exec(); err != nil {
+						t.Fatalf("batch insert %d: %v", i, err)
+					}
+				}
+				var n int
+				if err := br.QueryRow().Scan(&n); err != nil || n != 6 {
+					t.Fatalf("batch count: %d %v", n, err)
+				}
+				if err := br.Close(); err != nil {
+					t.Fatal(err)
+				}
+				rows := [][]any{{"copy-1", 1}, {"copy-2", 2}, {"copy-3", 3}}
+				copied, err := c.CopyFrom(ctx, pgx.Identifier{"orders"}, []string{"item", "quantity"}, pgx.CopyFromRows(rows))
+				if slug == "client_alpha" {
+					// PostgreSQL refuses COPY FROM into a table under row-level
+					// security; shared tenants use INSERT (documented).
+					if err == nil || !strings.Contains(err.Error(), "row-level security") {
+						t.Fatalf("CopyFrom into a shared table: %v", err)
+					}
+				} else if err != nil || copied != 3 {
+					t.Fatalf("CopyFrom: %d %v", copied, err)
+				}
+				var out strings.Builder
+				tag, err := c.PgConn().CopyTo(ctx, &out, `COPY (SELECT item FROM orders ORDER BY id) TO STDOUT`)
+				if err != nil || !strings.Contains(out.String(), "batch-4") {
+					t.Fatalf("CopyTo: %v %v %q", tag, err, out.String())
+				}
+			})
+		}
+		t.Run("prepared statements survive a switch", func(t *testing.T) {
+			c := connect(t, ts.url("demo", "demo", "client_beta", ""))
+			q := `SELECT count(*) FROM orders WHERE quantity >= $1`
+			before := count(t, c, q, 0) // prepared and cached by pgx on client_beta's backend
+			if _, err := c.Exec(ctx, `SET stratum.tenant = 'client_gamma'`); err != nil {
 				t.Fatal(err)
 			}
-			rows := [][]any{{"copy-1", 1}, {"copy-2", 2}, {"copy-3", 3}}
-			copied, err := c.CopyFrom(ctx, pgx.Identifier{"orders"}, []string{"item", "quantity"}, pgx.CopyFromRows(rows))
-			if slug == "client_alpha" {
-				// PostgreSQL refuses COPY FROM into a table under row-level
-				// security; shared tenants use INSERT (documented).
-				if err == nil || !strings.Contains(err.Error(), "row-level security") {
-					t.Fatalf("CopyFrom into a shared table: %v", err)
-				}
-			} else if err != nil || copied != 3 {
-				t.Fatalf("CopyFrom: %d %v", copied, err)
-			}
-			var out strings.Builder
-			tag, err := c.PgConn().CopyTo(ctx, &out, `COPY (SELECT item FROM orders ORDER BY id) TO STDOUT`)
-			if err != nil || !strings.Contains(out.String(), "batch-4") {
-				t.Fatalf("CopyTo: %v %v %q", tag, err, out.String())
+			after := count(t, c, q, 0) // the cached statement, now on client_gamma's backend
+			gamma := count(t, connect(t, ts.url("demo", "demo", "client_gamma", "")), `SELECT count(*) FROM orders`)
+			if after != gamma || before == 0 {
+				t.Errorf("after switch the cached statement counted %d rows, client_gamma has %d (before %d)", after, gamma, before)
 			}
 		})
-	}
-	t.Run("prepared statements survive a switch", func(t *testing.T) {
-		c := connect(t, ts.url("demo", "demo", "client_beta", ""))
-		q := `SELECT count(*) FROM orders WHERE quantity >= $1`
-		before := count(t, c, q, 0) // prepared and cached by pgx on client_beta's backend
-		if _, err := c.Exec(ctx, `SET stratum.tenant = 'client_gamma'`); err != nil {
-			t.Fatal(err)
-		}
-		after := count(t, c, q, 0) // the cached statement, now on client_gamma's backend
-		gamma := count(t, connect(t, ts.url("demo", "demo", "client_gamma", "")), `SELECT count(*) FROM orders`)
-		if after != gamma || before == 0 {
-			t.Errorf("after switch the cached statement counted %d rows, client_gamma has %d (before %d)", after, gamma, before)
-		}
 	})
 }
 

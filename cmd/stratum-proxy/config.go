@@ -41,9 +41,11 @@ type fileConfig struct {
 	} `yaml:"shared"`
 	DefaultBackend string `yaml:"default_backend"`
 	Pool           struct {
-		MaxIdlePerTenant int           `yaml:"max_idle_per_tenant"`
-		IdleTimeout      time.Duration `yaml:"idle_timeout"`
-		ServerLifetime   time.Duration `yaml:"server_lifetime"`
+		Mode           string        `yaml:"mode"`
+		MaxPerTenant   int           `yaml:"max_per_tenant"`
+		QueueTimeout   time.Duration `yaml:"queue_timeout"`
+		IdleTimeout    time.Duration `yaml:"idle_timeout"`
+		ServerLifetime time.Duration `yaml:"server_lifetime"`
 	} `yaml:"pool"`
 	Limits struct {
 		MaxMessageSize int           `yaml:"max_message_size"`
@@ -87,6 +89,10 @@ func loadConfig(path string) (*stackConfig, error) {
 		TLSCert: fc.TLS.CertFile, TLSKey: fc.TLS.KeyFile, RequireTLS: fc.TLS.Require,
 		ShutdownGrace: fc.ShutdownGrace, LogFormat: or(fc.Log.Format, "json"), LogLevel: or(fc.Log.Level, "info"),
 		MaxMessageSize: fc.Limits.MaxMessageSize, StartupTimeout: fc.Limits.StartupTimeout,
+		PoolMode: or(fc.Pool.Mode, "session"),
+	}
+	if sc.PoolMode != "session" && sc.PoolMode != "transaction" {
+		return nil, fmt.Errorf("config %s: pool.mode %q: use session or transaction", path, sc.PoolMode)
 	}
 	if sc.CatalogURL, err = env(or(fc.Catalog.URLEnv, "STRATUM_CATALOG_URL"), "catalog.url_env", true); err != nil {
 		return nil, err
@@ -100,7 +106,7 @@ func loadConfig(path string) (*stackConfig, error) {
 	sc.Router = router.Config{
 		Backends: map[string]router.Backend{}, SharedBackend: fc.Shared.Backend,
 		SharedDatabase: fc.Shared.Database, DefaultBackend: fc.DefaultBackend,
-		MaxIdlePerKey: fc.Pool.MaxIdlePerTenant, IdleTimeout: fc.Pool.IdleTimeout,
+		MaxConnsPerTenant: fc.Pool.MaxPerTenant, QueueTimeout: fc.Pool.QueueTimeout, IdleTimeout: fc.Pool.IdleTimeout,
 		ServerLifetime: fc.Pool.ServerLifetime, MaxMessageSize: fc.Limits.MaxMessageSize,
 	}
 	for name, b := range fc.Backends {

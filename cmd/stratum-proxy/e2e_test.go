@@ -47,66 +47,67 @@ func sqlstate(err error) string {
 // proxy, for every isolation strategy, and checks each tenant sees exactly its
 // own, also after switching tenants inside one session.
 func TestTenantsSeeOnlyTheirOwnRows(t *testing.T) {
-	ts := startTestStack(t)
-	ctx := context.Background()
-	for i, slug := range demoSlugs {
-		c := connect(t, ts.url("demo", "demo", slug, ""))
-		for j := 0; j <= i; j++ { // tenant i gets i+1 rows, so counts differ
-			if _, err := c.Exec(ctx, `INSERT INTO orders (item) VALUES ($1)`, slug); err != nil {
-				t.Fatalf("%s: insert: %v", slug, err)
+	poolModes(t, func(t *testing.T, ts *testStack) {
+		ctx := context.Background()
+		for i, slug := range demoSlugs {
+			c := connect(t, ts.url("demo", "demo", slug, ""))
+			for j := 0; j <= i; j++ { // tenant i gets i+1 rows, so counts differ
+				if _, err := c.Exec(ctx, `INSERT INTO orders (item) VALUES ($1)`, slug); err != nil {
+					t.Fatalf("%s: insert: %v", slug, err)
+				}
 			}
 		}
-	}
-	for i, slug := range demoSlugs {
-		t.Run(slug, func(t *testing.T) {
-			c := connect(t, ts.url("demo", "demo", slug, ""))
-			if n := count(t, c, `SELECT count(*) FROM orders`); n != i+1 {
-				t.Errorf("sees %d rows, want %d", n, i+1)
+		for i, slug := range demoSlugs {
+			t.Run(slug, func(t *testing.T) {
+				c := connect(t, ts.url("demo", "demo", slug, ""))
+				if n := count(t, c, `SELECT count(*) FROM orders`); n != i+1 {
+					t.Errorf("sees %d rows, want %d", n, i+1)
+				}
+				if n := count(t, c, `SELECT count(*) FROM orders WHERE item <> $1`, slug); n != 0 {
+					t.Errorf("sees %d rows of other tenants", n)
+				}
+				var shown string
+				if err := c.QueryRow(ctx, `SHOW stratum.tenant`).Scan(&shown); err != nil || shown != slug {
+					t.Errorf("SHOW stratum.tenant = %q, %v", shown, err)
+				}
+			})
+		}
+		t.Run("switch", func(t *testing.T) {
+			c := connect(t, ts.url("demo", "demo", "client_alpha", ""))
+			if _, err := c.Exec(ctx, `SET stratum.tenant = 'client_beta'`); err != nil {
+				t.Fatalf("switching: %v", err)
 			}
-			if n := count(t, c, `SELECT count(*) FROM orders WHERE item <> $1`, slug); n != 0 {
-				t.Errorf("sees %d rows of other tenants", n)
+			if n := count(t, c, `SELECT count(*) FROM orders WHERE item = 'client_beta'`); n != 4 {
+				t.Errorf("after switch to client_beta: %d of its rows, want 4", n)
 			}
-			var shown string
-			if err := c.QueryRow(ctx, `SHOW stratum.tenant`).Scan(&shown); err != nil || shown != slug {
-				t.Errorf("SHOW stratum.tenant = %q, %v", shown, err)
+			if n := count(t, c, `SELECT count(*) FROM orders WHERE item <> 'client_beta'`); n != 0 {
+				t.Errorf("after switch: %d rows of other tenants", n)
+			}
+			if _, err := c.Exec(ctx, `SET stratum.tenant = 'client_gamma'`); err != nil {
+				t.Fatalf("switching to a database tenant: %v", err)
+			}
+			if n := count(t, c, `SELECT count(*) FROM orders`); n != 6 {
+				t.Errorf("client_gamma sees %d rows, want 6", n)
+			}
+			if _, err := c.Exec(ctx, `RESET stratum.tenant`); err != nil {
+				t.Fatalf("reset: %v", err)
+			}
+			if n := count(t, c, `SELECT count(*) FROM orders`); n != 3 {
+				t.Errorf("after RESET (client_alpha) sees %d rows, want 3", n)
+			}
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tx.Exec(ctx, `SET stratum.tenant = 'client_beta'`)
+			if sqlstate(err) != "25001" {
+				t.Errorf("switch inside a transaction: got %v, want SQLSTATE 25001", err)
+			}
+			tx.Rollback(ctx)
+			if n := count(t, c, `SELECT count(*) FROM orders WHERE item = 'client_alpha'`); n != 3 {
+				t.Errorf("after refused switch: %d client_alpha rows, want 3", n)
 			}
 		})
-	}
-	t.Run("switch", func(t *testing.T) {
-		c := connect(t, ts.url("demo", "demo", "client_alpha", ""))
-		if _, err := c.Exec(ctx, `SET stratum.tenant = 'client_beta'`); err != nil {
-			t.Fatalf("switching: %v", err)
-		}
-		if n := count(t, c, `SELECT count(*) FROM orders WHERE item = 'client_beta'`); n != 4 {
-			t.Errorf("after switch to client_beta: %d of its rows, want 4", n)
-		}
-		if n := count(t, c, `SELECT count(*) FROM orders WHERE item <> 'client_beta'`); n != 0 {
-			t.Errorf("after switch: %d rows of other tenants", n)
-		}
-		if _, err := c.Exec(ctx, `SET stratum.tenant = 'client_gamma'`); err != nil {
-			t.Fatalf("switching to a database tenant: %v", err)
-		}
-		if n := count(t, c, `SELECT count(*) FROM orders`); n != 6 {
-			t.Errorf("client_gamma sees %d rows, want 6", n)
-		}
-		if _, err := c.Exec(ctx, `RESET stratum.tenant`); err != nil {
-			t.Fatalf("reset: %v", err)
-		}
-		if n := count(t, c, `SELECT count(*) FROM orders`); n != 3 {
-			t.Errorf("after RESET (client_alpha) sees %d rows, want 3", n)
-		}
-		tx, err := c.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = tx.Exec(ctx, `SET stratum.tenant = 'client_beta'`)
-		if sqlstate(err) != "25001" {
-			t.Errorf("switch inside a transaction: got %v, want SQLSTATE 25001", err)
-		}
-		tx.Rollback(ctx)
-		if n := count(t, c, `SELECT count(*) FROM orders WHERE item = 'client_alpha'`); n != 3 {
-			t.Errorf("after refused switch: %d client_alpha rows, want 3", n)
-		}
 	})
 }
 

@@ -15,122 +15,129 @@ import (
 // first writes one row tagged with its slug; afterwards each still sees only
 // its own row, and other tenants' rows are unchanged.
 func TestEscapesDoNotCrossTenants(t *testing.T) {
-	ts := startTestStack(t)
-	ctx := context.Background()
-	tenants := map[string]string{} // slug -> id
-	for _, slug := range demoSlugs {
-		tn, err := ts.cat.GetTenant(ctx, slug)
-		if err != nil {
-			t.Fatal(err)
+	poolModes(t, func(t *testing.T, ts *testStack) {
+		ctx := context.Background()
+		tenants := map[string]string{} // slug -> id
+		for _, slug := range demoSlugs {
+			tn, err := ts.cat.GetTenant(ctx, slug)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tenants[slug] = tn.ID
+			c := connect(t, ts.url("demo", "demo", slug, ""))
+			if _, err := c.Exec(ctx, `INSERT INTO orders (item) VALUES ($1)`, slug); err != nil {
+				t.Fatalf("%s: %v", slug, err)
+			}
 		}
-		tenants[slug] = tn.ID
-		c := connect(t, ts.url("demo", "demo", slug, ""))
-		if _, err := c.Exec(ctx, `INSERT INTO orders (item) VALUES ($1)`, slug); err != nil {
-			t.Fatalf("%s: %v", slug, err)
-		}
-	}
-	beta, _ := ts.cat.GetTenant(ctx, "client_beta")
-	gamma, _ := ts.cat.GetTenant(ctx, "client_gamma")
-	superuser := ts.srv.SuperUser()
+		beta, _ := ts.cat.GetTenant(ctx, "client_beta")
+		gamma, _ := ts.cat.GetTenant(ctx, "client_gamma")
+		superuser := ts.srv.SuperUser()
 
-	for _, me := range []string{"client_alpha", "client_beta", "client_gamma"} {
-		t.Run(me, func(t *testing.T) {
-			other := "client_alpha"
-			if me == "client_alpha" {
-				other = "client_beta"
-			}
-			otherT, _ := ts.cat.GetTenant(ctx, other)
-			// Each attempt runs on a fresh session; it may fail, but if it
-			// succeeds, what it returns must not contain another tenant's slug
-			// or id, and afterwards the session must still see only its own rows.
-			attempts := []string{
-				"SET ROLE " + otherT.RoleName,
-				"SET ROLE " + superuser,
-				"SET SESSION AUTHORIZATION " + superuser,
-				"SET SESSION AUTHORIZATION " + otherT.RoleName,
-				"RESET ROLE",
-				"RESET SESSION AUTHORIZATION",
-				"SELECT set_config('role', '" + superuser + "', false)",
-				"SELECT set_config('session_authorization', '" + otherT.RoleName + "', false)",
-				"SELECT set_config('stratum.tenant', '" + other + "', false)",
-				"SET stratum.tenant_id = '" + otherT.ID + "'",
-				"RESET ALL",
-				"DISCARD ALL",
-				"SET search_path = " + beta.Schema + ", public",
-				"SELECT item FROM " + beta.Schema + ".orders",
-				"SELECT item FROM public.orders",
-				"SELECT item FROM " + gamma.Database + ".public.orders",
-				"SELECT item FROM orders WHERE tenant_id = '" + otherT.ID + "'",
-				"UPDATE orders SET tenant_id = '" + otherT.ID + "'",
-				"INSERT INTO orders (tenant_id, item) VALUES ('" + otherT.ID + "', 'planted')",
-				"DELETE FROM orders WHERE tenant_id <> '" + tenants[me] + "'",
-				"ALTER TABLE orders DISABLE ROW LEVEL SECURITY",
-				"DROP POLICY stratum_tenant_isolation ON orders",
-				"SELECT * FROM stratum.tenant_roles",
-				"SELECT stratum.current_tenant_id()",
-				"DO $$ BEGIN PERFORM set_config('role', '" + superuser + "', false); END $$",
-				"DO $$ BEGIN EXECUTE 'SET ROLE " + otherT.RoleName + "'; END $$",
-				"CREATE FUNCTION public.peek() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER AS $f$ SELECT item FROM public.orders $f$",
-				"COPY (SELECT item FROM orders) TO STDOUT",
-				"SELECT lo_import('/etc/passwd')",
-				"SELECT pg_read_file('pg_hba.conf')",
-				"SELECT datname FROM pg_database WHERE datname = '" + gamma.Database + "'",
-				"SELECT count(*) FROM pg_stat_activity WHERE usename <> current_user AND query <> ''",
-				"SELECT query FROM pg_stat_activity",
-				"PREPARE p AS SELECT item FROM orders",
-				"SELECT dblink_connect('dbname=" + gamma.Database + "')",
-			}
-			for i, q := range attempts {
-				c := connect(t, ts.url("demo", "demo", me, ""))
-				out, err := runCollect(ctx, c, q)
-				for slug, id := range tenants {
-					if strings.Contains(q, slug) || strings.Contains(q, id) {
-						continue // the attempt itself names it; an echo reveals nothing
-					}
-					if slug != me && (containsWord(out, slug) || strings.Contains(out, id)) {
-						t.Errorf("attempt %d %q revealed tenant %s: %q", i, q, slug, out)
-					}
+		for _, me := range []string{"client_alpha", "client_beta", "client_gamma"} {
+			t.Run(me, func(t *testing.T) {
+				other := "client_alpha"
+				if me == "client_alpha" {
+					other = "client_beta"
 				}
-				checkOwnRows(t, ctx, c, me, fmt.Sprintf("after %q (err %v)", q, err))
-			}
-		})
-	}
-	// Nothing was planted, changed or deleted in another tenant. Read every
-	// placement directly as the superuser: the shared table holds exactly the
-	// shared tenants' rows with their own tenant ids, and the schema and
-	// database tenants' tables hold only what those tenants wrote themselves
-	// (their own row, or what they planted or changed in their own space).
-	conn := ts.srvConn(t, ts.router.Config().SharedDatabase)
-	rows, err := conn.Query(ctx, "SELECT item, tenant_id::text FROM public.orders ORDER BY item")
-	if err != nil {
-		t.Fatal(err)
-	}
-	type row struct{ Item, TenantID string }
-	shared, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []row{{"acmesec", tenants["acmesec"]}, {"apex_partners", tenants["apex_partners"]},
-		{"client_alpha", tenants["client_alpha"]}, {"northstar_msp", tenants["northstar_msp"]}}
-	if fmt.Sprint(shared) != fmt.Sprint(want) {
-		t.Errorf("shared table holds %v, want %v", shared, want)
-	}
-	for _, pl := range []struct{ db, table, me string }{
-		{ts.router.Config().SharedDatabase, beta.Schema + ".orders", "client_beta"},
-		{gamma.Database, "public.orders", "client_gamma"},
-	} {
-		c := ts.srvConn(t, pl.db)
-		rows, err := c.Query(ctx, "SELECT item FROM "+pl.table)
+				otherT, _ := ts.cat.GetTenant(ctx, other)
+				// Each attempt runs on a fresh session; it may fail, but if it
+				// succeeds, what it returns must not contain another tenant's slug
+				// or id, and afterwards the session must still see only its own rows.
+				attempts := []string{
+					"SET ROLE " + otherT.RoleName,
+					"SET ROLE " + superuser,
+					"SET SESSION AUTHORIZATION " + superuser,
+					"SET SESSION AUTHORIZATION " + otherT.RoleName,
+					"RESET ROLE",
+					"RESET SESSION AUTHORIZATION",
+					"SELECT set_config('role', '" + superuser + "', false)",
+					"SELECT set_config('session_authorization', '" + otherT.RoleName + "', false)",
+					"SELECT set_config('stratum.tenant', '" + other + "', false)",
+					"SET stratum.tenant_id = '" + otherT.ID + "'",
+					"RESET ALL",
+					"DISCARD ALL",
+					"SET search_path = " + beta.Schema + ", public",
+					"SELECT item FROM " + beta.Schema + ".orders",
+					"SELECT item FROM public.orders",
+					"SELECT item FROM " + gamma.Database + ".public.orders",
+					"SELECT item FROM orders WHERE tenant_id = '" + otherT.ID + "'",
+					"UPDATE orders SET tenant_id = '" + otherT.ID + "'",
+					"INSERT INTO orders (tenant_id, item) VALUES ('" + otherT.ID + "', 'planted')",
+					"DELETE FROM orders WHERE tenant_id <> '" + tenants[me] + "'",
+					"ALTER TABLE orders DISABLE ROW LEVEL SECURITY",
+					"DROP POLICY stratum_tenant_isolation ON orders",
+					"SELECT * FROM stratum.tenant_roles",
+					"SELECT stratum.current_tenant_id()",
+					"DO $$ BEGIN PERFORM set_config('role', '" + superuser + "', false); END $$",
+					"DO $$ BEGIN EXECUTE 'SET ROLE " + otherT.RoleName + "'; END $$",
+					"CREATE FUNCTION public.peek() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER AS $f$ SELECT item FROM public.orders $f$",
+					"COPY (SELECT item FROM orders) TO STDOUT",
+					"SELECT lo_import('/etc/passwd')",
+					"SELECT pg_read_file('pg_hba.conf')",
+					"SELECT datname FROM pg_database WHERE datname = '" + gamma.Database + "'",
+					"SELECT count(*) FROM pg_stat_activity WHERE usename <> current_user AND query <> ''",
+					"SELECT query FROM pg_stat_activity",
+					"PREPARE p AS SELECT item FROM orders",
+					"SELECT dblink_connect('dbname=" + gamma.Database + "')",
+				}
+				for i, q := range attempts {
+					c := connect(t, ts.url("demo", "demo", me, ""))
+					out, err := runCollect(ctx, c, q)
+					// pg_stat_activity shows this tenant's own sessions, whose
+					// queries are these attempts: an echo of its own text is no leak.
+					for _, own := range attempts {
+						out = strings.ReplaceAll(out, own, "")
+					}
+					for slug, id := range tenants {
+						if strings.Contains(q, slug) || strings.Contains(q, id) {
+							continue // the attempt itself names it; an echo reveals nothing
+						}
+						if slug != me && (containsWord(out, slug) || strings.Contains(out, id)) {
+							t.Errorf("attempt %d %q revealed tenant %s: %q", i, q, slug, out)
+						}
+					}
+					checkOwnRows(t, ctx, c, me, fmt.Sprintf("after %q (err %v)", q, err))
+					c.Close(ctx)
+				}
+			})
+		}
+		// Nothing was planted, changed or deleted in another tenant. Read every
+		// placement directly as the superuser: the shared table holds exactly the
+		// shared tenants' rows with their own tenant ids, and the schema and
+		// database tenants' tables hold only what those tenants wrote themselves
+		// (their own row, or what they planted or changed in their own space).
+		conn := ts.srvConn(t, ts.router.Config().SharedDatabase)
+		rows, err := conn.Query(ctx, "SELECT item, tenant_id::text FROM public.orders ORDER BY item")
 		if err != nil {
 			t.Fatal(err)
 		}
-		items, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-		for _, it := range items {
-			if it != pl.me && it != "planted" {
-				t.Errorf("%s's table holds %q", pl.me, it)
+		type row struct{ Item, TenantID string }
+		shared, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []row{{"acmesec", tenants["acmesec"]}, {"apex_partners", tenants["apex_partners"]},
+			{"client_alpha", tenants["client_alpha"]}, {"northstar_msp", tenants["northstar_msp"]}}
+		if fmt.Sprint(shared) != fmt.Sprint(want) {
+			t.Errorf("shared table holds %v, want %v", shared, want)
+		}
+		for _, pl := range []struct{ db, table, me string }{
+			{ts.router.Config().SharedDatabase, beta.Schema + ".orders", "client_beta"},
+			{gamma.Database, "public.orders", "client_gamma"},
+		} {
+			c := ts.srvConn(t, pl.db)
+			rows, err := c.Query(ctx, "SELECT item FROM "+pl.table)
+			if err != nil {
+				t.Fatal(err)
+			}
+			items, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+			for _, it := range items {
+				if it != pl.me && it != "planted" {
+					t.Errorf("%s's table holds %q", pl.me, it)
+				}
 			}
 		}
-	}
+	})
 }
 
 // checkOwnRows asserts the session sees no row of another tenant. A shared

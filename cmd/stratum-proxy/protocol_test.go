@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -487,8 +486,8 @@ func TestProtocolHostileSession(t *testing.T) {
 	})
 }
 
-// TestProtocolTLS connects through TLS with pgx and with psql (libpq, which
-// uses SCRAM-SHA-256-PLUS channel binding over TLS).
+// TestProtocolTLS connects through TLS with pgx and with psql (libpq), and
+// checks SCRAM channel binding (SCRAM-SHA-256-PLUS) is offered over TLS.
 func TestProtocolTLS(t *testing.T) {
 	ts := startTestStack(t)
 	ctx := context.Background()
@@ -510,29 +509,30 @@ func TestProtocolTLS(t *testing.T) {
 		}
 	})
 
-	t.Run("psql", func(t *testing.T) {
-		psql, err := exec.LookPath("psql")
-		if err != nil {
-			t.Fatal("psql is not installed: run make deps")
-		}
-		home := t.TempDir()
-		run := func(url, sql string) (stdout, stderr string, err error) {
-			cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(cctx, psql, url, "-X", "-w", "-A", "-t", "-c", sql)
-			// No PG* variables from the environment, and a HOME with no
-			// ~/.postgresql whose root.crt would turn require into verify-ca.
-			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, "PG") && !strings.HasPrefix(kv, "HOME=") {
-					cmd.Env = append(cmd.Env, kv)
-				}
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatal("psql is not installed: run make deps")
+	}
+	home := t.TempDir()
+	run := func(url, sql string) (stdout, stderr string, err error) {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(cctx, psql, url, "-X", "-w", "-A", "-t", "-c", sql)
+		// No PG* variables from the environment, and a HOME with no
+		// ~/.postgresql whose root.crt would turn require into verify-ca.
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "PG") && !strings.HasPrefix(kv, "HOME=") {
+				cmd.Env = append(cmd.Env, kv)
 			}
-			cmd.Env = append(cmd.Env, "HOME="+home, "PGCONNECT_TIMEOUT=10")
-			var out, errb bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &errb
-			err = cmd.Run()
-			return out.String(), errb.String(), err
 		}
+		cmd.Env = append(cmd.Env, "HOME="+home, "PGCONNECT_TIMEOUT=10")
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err = cmd.Run()
+		return out.String(), errb.String(), err
+	}
+
+	t.Run("psql", func(t *testing.T) {
 		url := protoURL(ts, "client_beta", "demo", "require")
 		out, stderr, err := run(url, `INSERT INTO orders (item) VALUES ('from_psql') RETURNING item`)
 		if err != nil || strings.Split(strings.TrimSpace(out), "\n")[0] != "from_psql" {
@@ -555,6 +555,15 @@ func TestProtocolTLS(t *testing.T) {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() == 0 || !strings.Contains(stderr, "password authentication failed") {
 			t.Errorf("psql with a wrong password: %v\nstdout: %s\nstderr: %s", err, out, stderr)
+		}
+	})
+
+	// libpq's channel_binding=require refuses a server that does not offer
+	// SCRAM-SHA-256-PLUS over TLS.
+	t.Run("psql channel_binding=require", func(t *testing.T) {
+		out, stderr, err := run(protoURL(ts, "client_beta", "demo", "require")+"&channel_binding=require", `SHOW stratum.tenant`)
+		if err != nil || strings.TrimSpace(out) != "client_beta" {
+			t.Errorf("psql with channel_binding=require: %v\nstdout: %s\nstderr: %s", err, out, stderr)
 		}
 	})
 }
@@ -636,10 +645,7 @@ func TestProtocolCancel(t *testing.T) {
 		t.Fatalf("the pg_sleep query (proxy pid %d) never showed up as active", pid)
 	}
 
-	var mu sync.Mutex // one sleeping query at a time, for waitRunning
 	t.Run("raw cancel with the right key", func(t *testing.T) {
-		mu.Lock()
-		defer mu.Unlock()
 		c := connect(t, ts.url("demo", "demo", "client_alpha", ""))
 		pid, key := c.PgConn().PID(), c.PgConn().SecretKey()
 		done, start := runSleep(c, 30)
@@ -659,8 +665,6 @@ func TestProtocolCancel(t *testing.T) {
 	})
 
 	t.Run("raw cancel with a wrong key", func(t *testing.T) {
-		mu.Lock()
-		defer mu.Unlock()
 		c := connect(t, ts.url("demo", "demo", "client_alpha", ""))
 		pid, key := c.PgConn().PID(), c.PgConn().SecretKey()
 		wrong := append([]byte(nil), key...)
@@ -670,8 +674,8 @@ func TestProtocolCancel(t *testing.T) {
 		done, start := runSleep(c, 2)
 		waitRunning(t, pid)
 		sendCancel(t, pid, wrong)
-		sendCancel(t, pid, append(key, 0))    // the key and one more byte
-		sendCancel(t, pid^1, key)            // the key with another pid
+		sendCancel(t, pid, append(append([]byte(nil), key...), 0)) // the key and one more byte
+		sendCancel(t, pid^1, key)                                  // the key with another pid
 		select {
 		case err := <-done:
 			if err != nil {

@@ -33,6 +33,7 @@ type stackConfig struct {
 	MaxMessageSize      int
 	StartupTimeout      time.Duration
 	LogFormat, LogLevel string
+	PoolMode            string
 }
 
 // stack is a running catalog + router + proxy + admin API.
@@ -109,7 +110,7 @@ func startStack(ctx context.Context, sc *stackConfig, log *zap.Logger) (*stack, 
 		return nil, err
 	}
 	st := &stack{log: log, cat: cat, router: r, errs: make(chan error, 2), shutdown: sc.ShutdownGrace}
-	pcfg := proxy.Config{RequireTLS: sc.RequireTLS, MaxMessageSize: sc.MaxMessageSize,
+	pcfg := proxy.Config{PoolMode: sc.PoolMode, RequireTLS: sc.RequireTLS, MaxMessageSize: sc.MaxMessageSize,
 		StartupTimeout: sc.StartupTimeout, ShutdownGrace: sc.ShutdownGrace}
 	if sc.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(sc.TLSCert, sc.TLSKey)

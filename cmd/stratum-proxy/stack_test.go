@@ -30,7 +30,7 @@ type testStack struct {
 
 // startTestStack starts a stack with its own catalog database, shared database
 // and tenants, and removes all of them when the test ends.
-func startTestStack(t *testing.T) *testStack {
+func startTestStack(t *testing.T, opts ...func(*stackConfig)) *testStack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -55,6 +55,9 @@ func startTestStack(t *testing.T) *testStack {
 			}},
 			SharedDatabase: pgtest.UniqueName("app"),
 		},
+	}
+	for _, o := range opts {
+		o(sc)
 	}
 	log := zaptest.NewLogger(t)
 	st, err := startStack(ctx, sc, log)
@@ -118,4 +121,13 @@ func (ts *testStack) port() int {
 func (ts *testStack) srvConn(t *testing.T, database string) *pgx.Conn {
 	t.Helper()
 	return connect(t, ts.srv.URL(database))
+}
+
+// poolModes runs f once per pool mode, each on its own stack.
+func poolModes(t *testing.T, f func(t *testing.T, ts *testStack)) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			f(t, startTestStack(t, func(sc *stackConfig) { sc.PoolMode = mode }))
+		})
+	}
 }

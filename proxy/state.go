@@ -1,0 +1,258 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"sort"
+	"strings"
+
+	"github.com/stratum-hq/stratum-proxy/rewrite"
+	"github.com/stratum-hq/stratum-proxy/router"
+)
+
+// sessionState is the client session state the proxy carries from one backend
+// connection to the next: session settings (client SETs), replayed on a
+// backend that lacks them, and named prepared statements. In session pooling a
+// new backend (after a tenant switch) gets the statements replayed; in
+// transaction pooling statements live on backends under names derived from
+// their text, shared by the tenant's sessions, and are prepared on demand.
+type sessionState struct {
+	settings map[string]string // setting name -> SET statement
+	sig      string            // settings as a signature, "" when none
+
+	prepared prepared         // session pooling: client statements to replay
+	stmts    map[string]*stmt // transaction pooling: client name -> backend statement
+}
+
+// stmt is a client's named prepared statement in transaction pooling.
+type stmt struct {
+	backendName string
+	rest        []byte // the Parse body after the name: query, parameter types
+}
+
+// maxStatementsPerSession bounds stmts, like maxTrackedStatements for replay.
+const maxStatementsPerSession = 4096
+
+// noopStatement is a statement name never prepared: closing it answers
+// CloseComplete, which keeps replies in order when a client closes a shared one.
+const noopStatement = "stratum_noop"
+
+// prepareBackend brings a freshly acquired backend up to the session's
+// statements (session pooling only; transaction pooling prepares on demand).
+func (st *sessionState) prepareBackend(ss *session, sc *router.ServerConn) error {
+	if ss.transactionPooling() {
+		return nil
+	}
+	return st.prepared.replay(sc, ss.srv.cfg.StartupTimeout)
+}
+
+// injectSettings writes a Query that makes sc's settings the session's (RESET
+// ALL, then the session's SETs) when they differ, and reports whether it did.
+// Its replies are dropped by the pump.
+func (st *sessionState) injectSettings(sc *router.ServerConn) bool {
+	if sc.Settings == st.sig {
+		return false
+	}
+	var q strings.Builder
+	q.WriteString("RESET ALL;")
+	names := make([]string, 0, len(st.settings))
+	for n := range st.settings {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		q.WriteString(st.settings[n])
+		q.WriteByte(';')
+	}
+	writeQuery(sc, q.String())
+	sc.Settings = st.sig
+	return true
+}
+
+func writeQuery(sc *router.ServerConn, q string) {
+	msg := make([]byte, 5, 6+len(q))
+	msg[0] = 'Q'
+	binary.BigEndian.PutUint32(msg[1:], uint32(4+len(q)+1))
+	msg = append(append(msg, q...), 0)
+	sc.Writer.Write(msg)
+}
+
+// track notes what a client message does to session state and returns the
+// bytes to send in its place (the message itself, or a rewrite of it). It may
+// write injected messages to the backend first.
+func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte) ([]byte, error) {
+	txn := ss.transactionPooling()
+	switch typ {
+	case 'Q':
+		q := msg[5 : len(msg)-1]
+		if txn {
+			if r := rewrite.PinReason(string(q)); r != "" {
+				ss.pin(r)
+			}
+		}
+		if rewrite.MayChangeSettings(q) {
+			st.noteSettings(att.sc, rewrite.SessionSettings(string(q)))
+		}
+	case 'P':
+		name, ok := cstring(msg[5:])
+		if !ok {
+			return msg, nil
+		}
+		rest := msg[5+len(name)+1:]
+		if txn {
+			if q, ok := cstring(rest); ok {
+				if r := rewrite.PinReason(q); r != "" {
+					ss.pin(r)
+				}
+			}
+		}
+		if !txn || name == "" {
+			st.prepared.noteParse(msg)
+			return msg, nil
+		}
+		sum := sha256.Sum256(rest)
+		s := &stmt{backendName: "stratum_" + hex.EncodeToString(sum[:12]), rest: append([]byte(nil), rest...)}
+		if _, known := st.stmts[name]; !known && len(st.stmts) >= maxStatementsPerSession {
+			return msg, nil // untracked: it lives on this backend only
+		}
+		if st.stmts == nil {
+			st.stmts = map[string]*stmt{}
+		}
+		st.stmts[name] = s
+		if _, has := att.sc.Statements[s.backendName]; has {
+			// Same text prepared before on this backend: re-prepare it so the
+			// client gets its ParseComplete in order; drop the Close's reply.
+			att.write(closeMsg('S', s.backendName))
+			att.dropClose.Add(1)
+		}
+		att.sc.Statements[s.backendName] = struct{}{}
+		return parseMsg(s.backendName, s.rest), nil
+	case 'B':
+		if !txn {
+			return msg, nil
+		}
+		portal, ok := cstring(msg[5:])
+		if !ok {
+			return msg, nil
+		}
+		name, ok := cstring(msg[5+len(portal)+1:])
+		if !ok || name == "" {
+			return msg, nil
+		}
+		s := st.ensure(att, name)
+		if s == nil {
+			return msg, nil
+		}
+		var b bytes.Buffer
+		b.Grow(len(msg) + 32)
+		b.Write([]byte{'B', 0, 0, 0, 0})
+		b.WriteString(portal)
+		b.WriteByte(0)
+		b.WriteString(s.backendName)
+		b.WriteByte(0)
+		b.Write(msg[5+len(portal)+1+len(name)+1:])
+		out := b.Bytes()
+		binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
+		return out, nil
+	case 'D', 'C':
+		if len(msg) < 7 || msg[5] != 'S' {
+			return msg, nil
+		}
+		name, ok := cstring(msg[6:])
+		if !ok || name == "" {
+			return msg, nil
+		}
+		if !txn {
+			if typ == 'C' {
+				st.prepared.noteClose(msg)
+			}
+			return msg, nil
+		}
+		if typ == 'C' {
+			if _, known := st.stmts[name]; known {
+				delete(st.stmts, name)
+				return closeMsg('S', noopStatement), nil
+			}
+			return msg, nil
+		}
+		if s := st.ensure(att, name); s != nil {
+			return describeMsg('S', s.backendName), nil
+		}
+	}
+	return msg, nil
+}
+
+// ensure makes sure the client's statement name exists on the attached
+// backend, injecting a Parse (whose reply is dropped) when it does not. It
+// returns nil for a name the session never prepared.
+func (st *sessionState) ensure(att *attachment, name string) *stmt {
+	s := st.stmts[name]
+	if s == nil {
+		return nil
+	}
+	if _, has := att.sc.Statements[s.backendName]; !has {
+		att.write(parseMsg(s.backendName, s.rest))
+		att.dropParse.Add(1)
+		att.sc.Statements[s.backendName] = struct{}{}
+	}
+	return s
+}
+
+// noteSettings applies a Query's setting changes to the session's record and
+// to what the backend is known to hold.
+func (st *sessionState) noteSettings(sc *router.ServerConn, changes []rewrite.SettingChange) {
+	if len(changes) == 0 {
+		return
+	}
+	for _, c := range changes {
+		switch c.Kind {
+		case rewrite.SetSetting:
+			if st.settings == nil {
+				st.settings = map[string]string{}
+			}
+			st.settings[c.Name] = c.Text
+		case rewrite.ResetSetting:
+			delete(st.settings, c.Name)
+		case rewrite.ResetAll:
+			st.settings = nil
+		}
+		if c.DropsStatements {
+			st.stmts = nil
+			st.prepared = prepared{}
+			sc.Statements = map[string]struct{}{}
+		}
+	}
+	names := make([]string, 0, len(st.settings))
+	for n := range st.settings {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var sig strings.Builder
+	for _, n := range names {
+		sig.WriteString(st.settings[n])
+		sig.WriteByte(0)
+	}
+	st.sig = sig.String()
+	sc.Settings = st.sig
+}
+
+func parseMsg(name string, rest []byte) []byte {
+	out := make([]byte, 5, 5+len(name)+1+len(rest))
+	out[0] = 'P'
+	out = append(append(append(out, name...), 0), rest...)
+	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
+	return out
+}
+
+func closeMsg(kind byte, name string) []byte    { return targetMsg('C', kind, name) }
+func describeMsg(kind byte, name string) []byte { return targetMsg('D', kind, name) }
+
+func targetMsg(typ, kind byte, name string) []byte {
+	out := make([]byte, 6, 7+len(name))
+	out[0], out[5] = typ, kind
+	out = append(append(out, name...), 0)
+	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
+	return out
+}

@@ -1,0 +1,513 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by Acquire after Close.
+var ErrClosed = errors.New("router closed")
+
+// ErrQueueTimeout is returned by Acquire when no backend connection became
+// free within Config.QueueTimeout.
+var ErrQueueTimeout = errors.New("timed out waiting for a backend connection")
+
+// ReleaseMode says what becomes of a backend connection handed back.
+type ReleaseMode int
+
+const (
+	// Close the connection: it is broken, or mid-transaction, or unwanted.
+	Close ReleaseMode = iota
+	// Reset it with DISCARD ALL, then keep it idle (session pooling: the next
+	// session must start clean).
+	Reset
+	// Keep it idle as it is (transaction pooling: the proxy tracks the
+	// session state it must not leave behind).
+	Keep
+)
+
+// pools holds every backend connection the router manages, idle or in use,
+// and the queues of sessions waiting for one. One mutex guards it all: the
+// work under it is a few map and slice operations.
+//
+// Limits: each tenant may have at most its limit of connections open (idle or
+// in use, across its parameter sets) and each backend server at most its cap.
+// A session that finds its tenant at the limit waits in the tenant's queue and
+// is handed the next connection its tenant releases. A session whose tenant is
+// under the limit but whose backend is at its cap waits in the backend's queue,
+// which serves tenants round-robin, so one busy tenant cannot starve the others.
+type pools struct {
+	cfg *Config
+
+	mu struct {
+		sync.Mutex
+		tenants  map[string]*tenantPool
+		backends map[string]*backendPool
+		closed   bool
+	}
+}
+
+type tenantPool struct {
+	id      string
+	backend string
+	limit   int
+	open    int                      // connections open, idle or in use
+	idle    map[string][]*ServerConn // by parameter key, newest last
+	waiters []*waiter                // waiting because open == limit
+}
+
+type backendPool struct {
+	open int
+	cap  int
+	// ring of tenants with sessions waiting for backend capacity, served in turn.
+	ring    []string
+	waiting map[string][]*waiter
+}
+
+// waiter is a session queued for a connection. It is given either a
+// connection (same tenant and parameters) or a permit to dial a new one, whose
+// slot has already been counted.
+type waiter struct {
+	tenant string
+	key    string
+	ready  chan grant
+}
+
+type grant struct {
+	sc     *ServerConn // a connection to use, or
+	permit bool        // a counted slot to dial into
+}
+
+func newPools(cfg *Config) *pools {
+	p := &pools{cfg: cfg}
+	p.mu.tenants = map[string]*tenantPool{}
+	p.mu.backends = map[string]*backendPool{}
+	return p
+}
+
+// paramsKey orders startup parameters into a map key.
+func paramsKey(params map[string]string) string {
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(params[k])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func (p *pools) tenantLocked(pl *Placement) *tenantPool {
+	tp := p.mu.tenants[pl.Tenant.ID]
+	if tp == nil {
+		tp = &tenantPool{id: pl.Tenant.ID, backend: pl.Tenant.Backend, idle: map[string][]*ServerConn{}}
+		p.mu.tenants[pl.Tenant.ID] = tp
+	}
+	tp.limit = p.cfg.MaxConnsPerTenant
+	if pl.MaxConns > 0 {
+		tp.limit = pl.MaxConns
+	}
+	return tp
+}
+
+func (p *pools) backendLocked(name string) *backendPool {
+	bp := p.mu.backends[name]
+	if bp == nil {
+		bp = &backendPool{cap: p.cfg.Backends[name].MaxConnections, waiting: map[string][]*waiter{}}
+		p.mu.backends[name] = bp
+	}
+	return bp
+}
+
+// Acquire returns a backend connection for the placement, opened with the
+// client's startup parameters: an idle one, a new one, or, at a limit, the next
+// one freed, waiting at most Config.QueueTimeout. The caller hands it back with
+// Release.
+func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error) {
+	key := paramsKey(params)
+	for {
+		sc, permit, w, err := r.pools.take(p, key)
+		if err != nil {
+			return nil, err
+		}
+		if w != nil {
+			g, err := r.pools.wait(ctx, w, r.cfg.QueueTimeout)
+			if err != nil {
+				return nil, fmt.Errorf("tenant %q: %w after %s (%d connections in use, limit %d per tenant)",
+					p.Tenant.Slug, err, r.cfg.QueueTimeout, r.pools.openFor(p.Tenant.ID), r.pools.limitFor(p))
+			}
+			sc, permit = g.sc, g.permit
+		}
+		if sc != nil {
+			if !sc.inUse.CompareAndSwap(false, true) {
+				panic("router: an idle connection is in use")
+			}
+			if sc.alive() {
+				sc.key = key
+				return sc, nil
+			}
+			r.Release(sc, Close) // broken while idle: drop it and try again
+			continue
+		}
+		if permit {
+			sc, err := r.dialTenant(ctx, p, params)
+			if err != nil {
+				r.pools.forget(p.Tenant.ID, p.Tenant.Backend)
+				return nil, err
+			}
+			sc.key, sc.tenantID, sc.backend = key, p.Tenant.ID, p.Tenant.Backend
+			sc.inUse.Store(true)
+			return sc, nil
+		}
+	}
+}
+
+// take finds an idle connection, or counts a slot to dial, or queues a waiter.
+func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return nil, false, nil, ErrClosed
+	}
+	tp := p.tenantLocked(pl)
+	bp := p.backendLocked(pl.Tenant.Backend)
+	now := time.Now()
+	for idle := tp.idle[key]; len(idle) > 0; idle = tp.idle[key] {
+		sc := idle[len(idle)-1]
+		tp.idle[key] = idle[:len(idle)-1]
+		if now.Sub(sc.created) < p.cfg.ServerLifetime {
+			return sc, false, nil, nil
+		}
+		tp.open--
+		bp.open--
+		go sc.Close()
+	}
+	if tp.open < tp.limit {
+		if bp.open >= bp.cap && !p.evictIdleLocked(pl.Tenant.Backend, "") {
+			w := &waiter{tenant: tp.id, key: key, ready: make(chan grant, 1)}
+			if len(bp.waiting[tp.id]) == 0 {
+				bp.ring = append(bp.ring, tp.id)
+			}
+			bp.waiting[tp.id] = append(bp.waiting[tp.id], w)
+			return nil, false, w, nil
+		}
+		tp.open++
+		bp.open++
+		return nil, true, nil, nil
+	}
+	// At the tenant's limit: an idle connection with other parameters can
+	// make room; otherwise wait for one of the tenant's own.
+	for k, idle := range tp.idle {
+		if len(idle) > 0 {
+			sc := idle[0]
+			tp.idle[k] = idle[1:]
+			go sc.Close()
+			return nil, true, nil, nil // the slot passes from sc to the new connection
+		}
+	}
+	w := &waiter{tenant: tp.id, key: key, ready: make(chan grant, 1)}
+	tp.waiters = append(tp.waiters, w)
+	return nil, false, w, nil
+}
+
+// evictIdleLocked closes one idle connection on backend (of another tenant
+// than except) to free backend capacity. It reports whether it did.
+func (p *pools) evictIdleLocked(backend, except string) bool {
+	var oldest *ServerConn
+	var from *tenantPool
+	var fromKey string
+	for _, tp := range p.mu.tenants {
+		if tp.backend != backend || tp.id == except {
+			continue
+		}
+		for k, idle := range tp.idle {
+			if len(idle) > 0 && (oldest == nil || idle[0].idleAt.Before(oldest.idleAt)) {
+				oldest, from, fromKey = idle[0], tp, k
+			}
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	from.idle[fromKey] = from.idle[fromKey][1:]
+	from.open--
+	p.mu.backends[backend].open--
+	go oldest.Close()
+	return true
+}
+
+// wait blocks until w is granted, ctx ends or the timeout passes.
+func (p *pools) wait(ctx context.Context, w *waiter, timeout time.Duration) (grant, error) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	var err error
+	select {
+	case g := <-w.ready:
+		return g, nil
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-t.C:
+		err = ErrQueueTimeout
+	}
+	p.mu.Lock()
+	removed := p.removeWaiterLocked(w)
+	p.mu.Unlock()
+	if !removed {
+		// Granted while we gave up: take it and hand it back.
+		g := <-w.ready
+		return g, nil
+	}
+	return grant{}, err
+}
+
+func (p *pools) removeWaiterLocked(w *waiter) bool {
+	remove := func(ws []*waiter) ([]*waiter, bool) {
+		for i, x := range ws {
+			if x == w {
+				return append(ws[:i], ws[i+1:]...), true
+			}
+		}
+		return ws, false
+	}
+	tp := p.mu.tenants[w.tenant]
+	if tp == nil {
+		return false
+	}
+	var ok bool
+	if tp.waiters, ok = remove(tp.waiters); ok {
+		return true
+	}
+	bp := p.mu.backends[tp.backend]
+	if bp.waiting[w.tenant], ok = remove(bp.waiting[w.tenant]); ok {
+		if len(bp.waiting[w.tenant]) == 0 {
+			delete(bp.waiting, w.tenant)
+			for i, id := range bp.ring {
+				if id == w.tenant {
+					bp.ring = append(bp.ring[:i], bp.ring[i+1:]...)
+					break
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// forget uncounts a slot whose dial failed, and passes it on.
+func (p *pools) forget(tenantID, backend string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tp := p.mu.tenants[tenantID]; tp != nil {
+		tp.open--
+		p.mu.backends[backend].open--
+		p.freedLocked(tp)
+	}
+}
+
+// freedLocked hands a freed slot of tp (already uncounted) to a waiter: first
+// tp's own queue, then the backend's queue, tenant by tenant in turn.
+func (p *pools) freedLocked(tp *tenantPool) {
+	if len(tp.waiters) > 0 && tp.open < tp.limit {
+		w := tp.waiters[0]
+		tp.waiters = tp.waiters[1:]
+		tp.open++
+		p.mu.backends[tp.backend].open++
+		w.ready <- grant{permit: true}
+		return
+	}
+	bp := p.mu.backends[tp.backend]
+	for len(bp.ring) > 0 && bp.open < bp.cap {
+		id := bp.ring[0]
+		bp.ring = bp.ring[1:]
+		ws := bp.waiting[id]
+		w := ws[0]
+		if len(ws) > 1 {
+			bp.waiting[id] = ws[1:]
+			bp.ring = append(bp.ring, id) // its next waiter goes to the back
+		} else {
+			delete(bp.waiting, id)
+		}
+		other := p.mu.tenants[id]
+		if other.open >= other.limit {
+			// It reached its limit meanwhile: it waits for its own.
+			other.waiters = append(other.waiters, w)
+			continue
+		}
+		other.open++
+		bp.open++
+		w.ready <- grant{permit: true}
+		return
+	}
+}
+
+// Release hands a connection back. Close drops it; Reset runs DISCARD ALL and
+// keeps it; Keep keeps it as it is. A kept connection goes straight to a
+// session of its tenant waiting with the same parameters, else it waits idle.
+func (r *Router) Release(sc *ServerConn, mode ReleaseMode) {
+	if !sc.inUse.CompareAndSwap(true, false) {
+		panic("router: connection released twice")
+	}
+	if mode != Close && time.Since(sc.created) > r.cfg.ServerLifetime {
+		mode = Close
+	}
+	if mode == Reset && !sc.reset(r.cfg.DialTimeout) {
+		mode = Close
+	}
+	r.pools.release(sc, mode)
+}
+
+func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
+	p.mu.Lock()
+	tp := p.mu.tenants[sc.tenantID]
+	if tp == nil || p.mu.closed {
+		p.mu.Unlock()
+		sc.Close()
+		return
+	}
+	if mode != Close {
+		// A waiter of the same tenant and parameters takes it as it is.
+		for i, w := range tp.waiters {
+			if w.key == sc.key {
+				tp.waiters = append(tp.waiters[:i], tp.waiters[i+1:]...)
+				p.mu.Unlock()
+				w.ready <- grant{sc: sc}
+				return
+			}
+		}
+		// Another tenant waiting for this backend's capacity comes first.
+		if len(tp.waiters) == 0 && len(p.mu.backends[tp.backend].ring) == 0 {
+			sc.idleAt = time.Now()
+			tp.idle[sc.key] = append(tp.idle[sc.key], sc)
+			p.mu.Unlock()
+			return
+		}
+	}
+	tp.open--
+	p.mu.backends[tp.backend].open--
+	p.freedLocked(tp)
+	p.mu.Unlock()
+	sc.Close()
+}
+
+// reap closes idle connections idle longer than idleTimeout or older than lifetime.
+func (p *pools) reap(idleTimeout, lifetime time.Duration) {
+	var old []*ServerConn
+	now := time.Now()
+	p.mu.Lock()
+	for _, tp := range p.mu.tenants {
+		freed := 0
+		for k, idle := range tp.idle {
+			keep := idle[:0]
+			for _, sc := range idle {
+				if now.Sub(sc.idleAt) > idleTimeout || now.Sub(sc.created) > lifetime {
+					old = append(old, sc)
+					tp.open--
+					p.mu.backends[tp.backend].open--
+					freed++
+				} else {
+					keep = append(keep, sc)
+				}
+			}
+			tp.idle[k] = keep
+		}
+		for range freed {
+			p.freedLocked(tp)
+		}
+	}
+	p.mu.Unlock()
+	for _, sc := range old {
+		sc.Close()
+	}
+}
+
+// closeTenant closes a tenant's idle connections (its tenant is going away).
+func (p *pools) closeTenant(tenantID string) {
+	p.mu.Lock()
+	tp := p.mu.tenants[tenantID]
+	var idle []*ServerConn
+	if tp != nil {
+		for k, l := range tp.idle {
+			idle = append(idle, l...)
+			tp.open -= len(l)
+			p.mu.backends[tp.backend].open -= len(l)
+			delete(tp.idle, k)
+		}
+	}
+	p.mu.Unlock()
+	for _, sc := range idle {
+		sc.Close()
+	}
+}
+
+// close marks the pools closed and closes every idle connection. It reports
+// whether this call closed them (false when already closed).
+func (p *pools) close() bool {
+	p.mu.Lock()
+	if p.mu.closed {
+		p.mu.Unlock()
+		return false
+	}
+	p.mu.closed = true
+	var idle []*ServerConn
+	for _, tp := range p.mu.tenants {
+		for _, l := range tp.idle {
+			idle = append(idle, l...)
+		}
+		tp.idle = map[string][]*ServerConn{}
+	}
+	p.mu.Unlock()
+	for _, sc := range idle {
+		sc.Close()
+	}
+	return true
+}
+
+func (p *pools) openFor(tenantID string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tp := p.mu.tenants[tenantID]; tp != nil {
+		return tp.open
+	}
+	return 0
+}
+
+func (p *pools) limitFor(pl *Placement) int {
+	if pl.MaxConns > 0 {
+		return pl.MaxConns
+	}
+	return p.cfg.MaxConnsPerTenant
+}
+
+// PoolStats is a snapshot of one tenant's connections, for metrics.
+type PoolStats struct {
+	TenantID string
+	Open     int
+	Idle     int
+	Waiting  int
+}
+
+// Stats returns every tenant's pool counts.
+func (r *Router) Stats() []PoolStats {
+	p := r.pools
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]PoolStats, 0, len(p.mu.tenants))
+	for _, tp := range p.mu.tenants {
+		s := PoolStats{TenantID: tp.id, Open: tp.open, Waiting: len(tp.waiters) + len(p.mu.backends[tp.backend].waiting[tp.id])}
+		for _, l := range tp.idle {
+			s.Idle += len(l)
+		}
+		out = append(out, s)
+	}
+	return out
+}
