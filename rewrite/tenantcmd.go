@@ -3,7 +3,6 @@ package rewrite
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -89,18 +88,20 @@ func ClassifyTenantCommand(sql string) (TenantCommand, error) {
 	return *found, nil
 }
 
+// classifyStmt compares setting names as PostgreSQL does: ASCII letters
+// case-insensitively, nothing else folded.
 func classifyStmt(n *pg_query.Node) (TenantCommand, error) {
 	if n == nil {
 		return TenantCommand{}, nil
 	}
 	switch s := n.Node.(type) {
 	case *pg_query.Node_VariableShowStmt:
-		if strings.EqualFold(s.VariableShowStmt.Name, TenantSetting) {
+		if guardEqualFold(s.VariableShowStmt.Name, TenantSetting) {
 			return TenantCommand{Kind: ShowTenant}, nil
 		}
 	case *pg_query.Node_VariableSetStmt:
 		v := s.VariableSetStmt
-		if !strings.EqualFold(v.Name, TenantSetting) {
+		if !guardEqualFold(v.Name, TenantSetting) {
 			return TenantCommand{}, nil
 		}
 		if v.IsLocal {
