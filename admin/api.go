@@ -22,6 +22,9 @@ type Config struct {
 	// Readiness, when set, is asked by /readyz after the catalog answered;
 	// nil means the catalog alone decides readiness.
 	Readiness Readiness
+	// Metrics, when set, is served at GET /metrics without authentication
+	// (Prometheus scrapes it; keep the admin port internal).
+	Metrics http.Handler
 	// Logger receives one line per internal error (with the request id); default
 	// a no-op logger.
 	Logger *zap.Logger
@@ -107,6 +110,12 @@ func (a *API) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	a.route(mux, "/healthz", methods{http.MethodGet: a.healthz})
 	a.route(mux, "/readyz", methods{http.MethodGet: a.readyz})
+	if a.cfg.Metrics != nil {
+		a.route(mux, "/metrics", methods{http.MethodGet: func(w http.ResponseWriter, r *http.Request) error {
+			a.cfg.Metrics.ServeHTTP(w, r)
+			return nil
+		}})
+	}
 	a.route(mux, "/v1/tenants", methods{
 		http.MethodGet:  a.authed(scopesRead, a.listTenants),
 		http.MethodPost: a.authed(scopesWrite, a.createTenant),

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
@@ -26,6 +27,13 @@ func (ss *session) identify(ctx context.Context, userSuffix string) (*router.Pla
 	for k, v := range ss.startup {
 		switch k {
 		case paramUser, paramDatabase, paramOptions, rewrite.TenantSetting:
+		case "client_encoding":
+			if !safeClientEncoding(v) {
+				return nil, fatalf(codeFeatureNotSupported, "client_encoding %q is not supported by stratum-proxy: "+
+					"in it a quote or backslash byte can be part of a multi-byte character, so statements could "+
+					"be read differently by the proxy's guard and by PostgreSQL; use UTF8", v)
+			}
+			ss.params[k] = v
 		case paramReplication:
 			if v != "false" && v != "0" && v != "off" && v != "no" {
 				return nil, fatalf(codeFeatureNotSupported, "replication connections are not supported by stratum-proxy")
@@ -107,4 +115,16 @@ func (ss *session) authorize(ctx context.Context, p *router.Placement, fatal boo
 	}
 	e.Fatal = fatal
 	return e
+}
+
+// safeClientEncoding reports whether an encoding keeps ASCII bytes ASCII:
+// PostgreSQL's client-only encodings SJIS, BIG5, GBK, UHC, GB18030 and JOHAB
+// do not (a second byte may be a quote or backslash).
+func safeClientEncoding(enc string) bool {
+	norm := strings.ToUpper(strings.NewReplacer("-", "", "_", "", " ", "").Replace(enc))
+	switch norm {
+	case "SJIS", "SHIFTJIS", "MSKANJI", "SHIFTJIS2004", "BIG5", "GBK", "CP936", "UHC", "GB18030", "JOHAB", "WIN932", "WIN936", "WIN949", "WIN950":
+		return false
+	}
+	return true
 }

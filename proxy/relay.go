@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
@@ -16,13 +18,25 @@ import (
 func (ss *session) relay() error {
 	rd := ss.cc.rd
 	var att *attachment // the backend written to since the last flush
+	// flushAtt sends what was written; the proxy's own answers wait for the
+	// backend's replies to everything before them, so it must go first.
+	flushAtt := func() error {
+		if att == nil {
+			return nil
+		}
+		ss.srv.metrics.bytes.WithLabelValues("client_to_server").Add(float64(ss.bytesIn))
+		ss.bytesIn = 0
+		err := att.flush()
+		att = nil
+		if err != nil {
+			return fmt.Errorf("flushing to backend: %w", err)
+		}
+		return nil
+	}
 	for {
 		if !rd.HasMessage() {
-			if att != nil {
-				if err := att.flush(); err != nil {
-					return fmt.Errorf("flushing to backend: %w", err)
-				}
-				att = nil
+			if err := flushAtt(); err != nil {
+				return err
 			}
 			rd.Shrink()
 		}
@@ -37,6 +51,9 @@ func (ss *session) relay() error {
 		}
 		if ss.skipUntilSync {
 			if typ == 'S' {
+				if err := flushAtt(); err != nil {
+					return err
+				}
 				ss.skipUntilSync = false
 				if err := ss.answer(nil); err != nil {
 					return err
@@ -49,11 +66,8 @@ func (ss *session) relay() error {
 			return nil
 		case 'Q':
 			if rewrite.MentionsTenantSetting(msg[5:]) {
-				if att != nil {
-					if err := att.flush(); err != nil {
-						return err
-					}
-					att = nil
+				if err := flushAtt(); err != nil {
+					return err
 				}
 				handled, err := ss.tenantCommand(msg)
 				if err != nil {
@@ -63,13 +77,36 @@ func (ss *session) relay() error {
 					continue
 				}
 			}
+			if e := ss.guardError(msg[5 : len(msg)-1]); e != nil {
+				if err := flushAtt(); err != nil {
+					return err
+				}
+				if err := ss.answerError(e, true); err != nil {
+					return err
+				}
+				continue
+			}
 		case 'P':
-			if rewrite.MentionsTenantSetting(msg[5:]) && ss.parseIsTenantCommand(msg) {
-				// Errors in an extended-protocol batch discard messages until
-				// Sync, as a backend does.
+			var e *Error
+			if q, ok := parseQuery(msg); ok {
+				e = ss.guardError(q)
+			}
+			if e == nil && rewrite.MentionsTenantSetting(msg[5:]) && ss.parseIsTenantCommand(msg) {
+				e = errorf(codeFeatureNotSupported, "SET and RESET of stratum.tenant must be sent with the simple query protocol")
+			}
+			if e != nil {
+				// As a backend does after an error in an extended-protocol
+				// batch: report it, then discard messages until Sync. What the
+				// batch sent before is synced first, so its replies come in
+				// order ahead of the error.
+				if err := flushAtt(); err != nil {
+					return err
+				}
+				if err := ss.syncOpenBatch(); err != nil {
+					return err
+				}
 				ss.skipUntilSync = true
-				if err := ss.answerError(errorf(codeFeatureNotSupported,
-					"SET and RESET of stratum.tenant must be sent with the simple query protocol"), false); err != nil {
+				if err := ss.answerError(e, false); err != nil {
 					return err
 				}
 				continue
@@ -79,6 +116,10 @@ func (ss *session) relay() error {
 			ss.writeClient(fatalf(codeProtocolViolation, "invalid frontend message type %d", typ).encode(nil))
 			return errors.New("protocol violation")
 		}
+		ss.bytesIn += len(msg)
+		if typ == 'Q' || typ == 'S' {
+			ss.counters.queries.Inc()
+		}
 		cur, err := ss.attach(typ)
 		if err != nil {
 			if err := ss.refuse(typ, asError(err, false)); err != nil {
@@ -86,9 +127,9 @@ func (ss *session) relay() error {
 			}
 			continue
 		}
-		if att != nil && att != cur {
-			if err := att.flush(); err != nil {
-				return fmt.Errorf("flushing to previous backend: %w", err)
+		if att != cur {
+			if err := flushAtt(); err != nil {
+				return err
 			}
 		}
 		att = cur
@@ -125,4 +166,61 @@ func (ss *session) parseIsTenantCommand(msg []byte) bool {
 	}
 	cmd, err := rewrite.ClassifyTenantCommand(p.Query)
 	return err != nil || cmd.Kind == rewrite.SetTenant || cmd.Kind == rewrite.ResetTenant
+}
+
+// parseQuery returns the query text of a Parse message.
+func parseQuery(msg []byte) ([]byte, bool) {
+	body := msg[5:]
+	i := bytes.IndexByte(body, 0)
+	if i < 0 {
+		return nil, false
+	}
+	q := body[i+1:]
+	j := bytes.IndexByte(q, 0)
+	if j < 0 {
+		return nil, false
+	}
+	return q[:j], true
+}
+
+// guardError runs the SQL guard on a statement text, only when the cheap
+// pre-check says it could be refused, and returns the error for a refused one.
+// The denial is logged with the statement's fingerprint, never its literals,
+// and counted.
+func (ss *session) guardError(sql []byte) *Error {
+	if !rewrite.NeedsFullCheck(sql) {
+		return nil
+	}
+	v := ss.srv.guard.Check(string(sql))
+	if v.Allow {
+		return nil
+	}
+	ss.srv.metrics.denials.WithLabelValues(v.Reason).Inc()
+	ss.log.Warn("statement refused by the guard", zap.String("reason", v.Reason), zap.String("fingerprint", v.Fingerprint))
+	e := errorf(v.Code, "%s", v.Message)
+	e.Hint = "the session's role and tenant, and the settings that choose them, are fixed by stratum-proxy"
+	return e
+}
+
+// syncOpenBatch ends an extended-protocol batch the backend has begun (messages
+// sent since the last Sync) with a Sync of the proxy's own, whose
+// ReadyForQuery the pump drops, so that the batch's replies reach the client
+// before an error the proxy reports itself.
+func (ss *session) syncOpenBatch() error {
+	ss.mu.Lock()
+	att := ss.mu.att
+	open := att != nil && ss.mu.unsynced
+	if open {
+		ss.mu.pending++
+		ss.mu.unsynced = false
+		att.dropReady.Add(1)
+	}
+	ss.mu.Unlock()
+	if !open {
+		return nil
+	}
+	if err := att.write([]byte{'S', 0, 0, 0, 4}); err != nil {
+		return err
+	}
+	return att.flush()
 }

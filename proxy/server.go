@@ -15,6 +15,7 @@ import (
 	"github.com/xdg-go/scram"
 	"go.uber.org/zap"
 
+	"github.com/stratum-hq/stratum-proxy/rewrite"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -42,6 +43,8 @@ type Config struct {
 	StartupTimeout time.Duration
 	// ShutdownGrace is how long Shutdown lets sessions finish; default 10s.
 	ShutdownGrace time.Duration
+	// Metrics receives the proxy's series; default: unregistered ones.
+	Metrics *Metrics
 }
 
 func (c *Config) fillDefaults() {
@@ -57,6 +60,9 @@ func (c *Config) fillDefaults() {
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 10 * time.Second
 	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
 }
 
 // Server accepts PostgreSQL clients and relays each session to its tenant's
@@ -68,6 +74,8 @@ type Server struct {
 
 	nextID  atomic.Uint64
 	binding scram.ChannelBinding // of the TLS certificate, for SCRAM-SHA-256-PLUS
+	guard   *rewrite.Guard
+	metrics *Metrics
 
 	mu struct {
 		sync.Mutex
@@ -85,7 +93,8 @@ type Server struct {
 // keep them open until the Server is closed.
 func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
 	cfg.fillDefaults()
-	s := &Server{cfg: cfg, router: r, log: log, binding: serverEndpointBinding(cfg.TLS)}
+	s := &Server{cfg: cfg, router: r, log: log, binding: serverEndpointBinding(cfg.TLS),
+		guard: rewrite.NewGuard(rewrite.GuardConfig{}), metrics: cfg.Metrics}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[uint32]*session{}
 	s.mu.starting = map[net.Conn]struct{}{}

@@ -57,6 +57,10 @@ type session struct {
 
 	skipUntilSync bool // after an error in an extended-protocol batch
 	state         sessionState
+
+	counters tenantCounters // the current tenant's series
+	bytesIn  int            // client bytes relayed since the last flush (relay only)
+	bytesOut int            // backend bytes relayed since the last ReadyForQuery (pump only)
 }
 
 // attachment is the session's hold on one backend connection and its pump.
@@ -67,6 +71,7 @@ type attachment struct {
 	dropParse   atomic.Int32 // ParseComplete of injected Parse
 	dropClose   atomic.Int32 // CloseComplete of injected Close
 	dropUntilRF atomic.Int32 // everything up to and including ReadyForQuery of injected Queries
+	dropReady   atomic.Int32 // ReadyForQuery of an injected Sync (syncOpenBatch)
 	pausing     atomic.Bool
 	// wmu is held by the relay while it writes to or flushes sc.Writer. Its
 	// last flush can bring the reply, and the pump's release, before the
@@ -115,6 +120,7 @@ func (ss *session) run() {
 	if err != nil {
 		e := asError(err, true)
 		ss.cc.conn.Write(e.encode(nil))
+		ss.srv.metrics.countError("refused_" + e.Code)
 		ss.log.Info("session refused", zap.String("code", e.Code), zap.String("reason", e.Message))
 		return
 	}
@@ -155,6 +161,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 		return nil, err
 	}
 	ss.initial, ss.cur = p, p
+	ss.counters = ss.srv.metrics.forTenant(p.Tenant.Slug)
 	ss.log = ss.log.With(zap.String("user", u.Name), zap.String("tenant", p.Tenant.Slug))
 	// Authenticated: from here the client waits in the pool's queue, bounded
 	// by the queue timeout rather than the startup timeout.
@@ -162,7 +169,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	cfg := ss.srv.router.Config()
 	actx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.DialTimeout)
 	defer cancel()
-	sc, err := ss.srv.router.Acquire(actx, p, ss.params)
+	sc, err := ss.timedAcquire(actx, p)
 	if err != nil {
 		return nil, ss.acquireError(err, true)
 	}
@@ -177,6 +184,21 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 		return nil, err
 	}
 	return sc, nil
+}
+
+// timedAcquire acquires a backend for p and records how long it took.
+func (ss *session) timedAcquire(ctx context.Context, p *router.Placement) (*router.ServerConn, error) {
+	start := time.Now()
+	sc, err := ss.srv.router.Acquire(ctx, p, ss.params)
+	d := time.Since(start)
+	ss.srv.metrics.acquireSeconds.Observe(d.Seconds())
+	if d > 10*time.Millisecond {
+		ss.srv.metrics.poolWaits.Inc()
+	}
+	if err != nil {
+		ss.srv.metrics.countError("acquire")
+	}
+	return sc, err
 }
 
 // acquireError says why no backend connection could be had.
@@ -239,7 +261,7 @@ func (ss *session) attach(typ byte) (*attachment, error) {
 func (ss *session) acquire() (*attachment, error) {
 	cfg := ss.srv.router.Config()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.DialTimeout)
-	sc, err := ss.srv.router.Acquire(ctx, ss.cur, ss.params)
+	sc, err := ss.timedAcquire(ctx, ss.cur)
 	cancel()
 	if err != nil {
 		return nil, ss.acquireError(err, false)
@@ -290,6 +312,7 @@ func (ss *session) pump(att *attachment) {
 				return
 			}
 			if !att.pausing.Load() {
+				ss.srv.metrics.countError("backend_lost")
 				ss.writeClient(fatalf(codeConnectionFailure,
 					"lost the connection to tenant %q's database", ss.cur.Tenant.Slug).encode(nil))
 				ss.log.Warn("backend connection lost", zap.Error(err))
@@ -318,8 +341,28 @@ func (ss *session) pump(att *attachment) {
 			att.dropClose.Add(-1)
 			continue
 		}
+		if typ == 'Z' && att.dropReady.Load() > 0 {
+			att.dropReady.Add(-1)
+			ss.mu.Lock()
+			ss.mu.pending--
+			idle := ss.mu.pending == 0
+			ss.mu.Unlock()
+			if idle {
+				select {
+				case ss.idle <- struct{}{}:
+				default:
+				}
+			}
+			continue
+		}
 		release := false
+		ss.bytesOut += len(msg)
 		if typ == 'Z' && len(msg) == 6 {
+			if msg[5] == txIdle {
+				ss.counters.transactions.Inc()
+			}
+			ss.srv.metrics.bytes.WithLabelValues("server_to_client").Add(float64(ss.bytesOut))
+			ss.bytesOut = 0
 			att.dropParse.Store(0)
 			att.dropClose.Store(0)
 			ss.mu.Lock()

@@ -43,6 +43,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	if !s.trackStarting(raw, true) {
 		return
 	}
+	s.metrics.clientAccepted.Inc()
 	started := false
 	defer func() {
 		if !started {
@@ -68,6 +69,8 @@ func (s *Server) serveConn(raw net.Conn) {
 		return
 	}
 	defer s.unregister(ss)
+	s.metrics.clientConns.Inc()
+	defer s.metrics.clientConns.Dec()
 	// A registered session is ended by Shutdown's own rules, not closed.
 	s.trackStarting(raw, false)
 	started = true

@@ -75,6 +75,7 @@ func (ss *session) switchTenant(ref string) error {
 	}
 	prev := ss.cur
 	ss.cur = p
+	ss.counters = ss.srv.metrics.forTenant(p.Tenant.Slug)
 	ss.mu.Lock()
 	ss.mu.pinned = "" // pinned state stayed with the old backend, now reset
 	ss.mu.Unlock()
@@ -82,6 +83,7 @@ func (ss *session) switchTenant(ref string) error {
 	att, err := ss.acquire()
 	if err != nil {
 		ss.cur = prev
+		ss.counters = ss.srv.metrics.forTenant(prev.Tenant.Slug)
 		return ss.answerError(asError(err, false), true)
 	}
 	go ss.pump(att)

@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -123,6 +126,10 @@ func startStack(ctx context.Context, sc *stackConfig, log *zap.Logger) (*stack, 
 		st.close()
 		return nil, errors.New("tls.require is set but no tls.cert_file is configured")
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		poolCollector{r})
+	pcfg.Metrics = proxy.NewMetrics(reg)
 	st.proxy = proxy.New(pcfg, r, log.Named("proxy"))
 	if st.proxyLn, err = net.Listen("tcp", sc.Listen); err != nil {
 		st.close()
@@ -133,7 +140,8 @@ func startStack(ctx context.Context, sc *stackConfig, log *zap.Logger) (*stack, 
 		st.close()
 		return nil, fmt.Errorf("listening for the admin api: %w", err)
 	}
-	st.admin = &http.Server{Handler: admin.New(admin.Config{BootstrapKey: sc.BootstrapKey}, r),
+	st.admin = &http.Server{Handler: admin.New(admin.Config{BootstrapKey: sc.BootstrapKey, Logger: log.Named("admin"),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, r),
 		ReadHeaderTimeout: 10 * time.Second}
 	go func() { st.errs <- st.proxy.Serve(st.proxyLn) }()
 	go func() {
