@@ -34,3 +34,9 @@ fuzz:
 
 clean:
 	rm -rf bin
+
+## bench: proxy vs direct PostgreSQL vs PgBouncer (pgbench); writes bench/results/. Not part of make test.
+BENCH_DURATION ?= 10s
+bench: deps
+	bash bench/install-deps
+	$(GO) run ./bench/cmd/stratumbench -duration $(BENCH_DURATION)

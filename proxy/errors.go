@@ -78,3 +78,10 @@ func (e *Error) encode(dst []byte) []byte {
 	}
 	return out
 }
+
+// catalogError is what a client sees when the catalog could not answer a
+// lookup the session needed (the tenant or user was not cached).
+func catalogError(err error, fatal bool) *Error {
+	return &Error{Code: codeCannotConnect, Message: "stratum-proxy cannot read its catalog right now",
+		Detail: err.Error(), Hint: "try again shortly; an operator should check the catalog database", Fatal: fatal}
+}

@@ -62,7 +62,7 @@ func (ss *session) identify(ctx context.Context, userSuffix string) (*router.Pla
 				return p, ss.authorize(ctx, p, true)
 			}
 			if !errors.Is(err, catalog.ErrNotFound) {
-				return nil, asError(err, true)
+				return nil, catalogError(err, true)
 			}
 		}
 		return nil, &Error{Code: codeInvalidAuthSpec, Fatal: true,
@@ -87,7 +87,7 @@ func (ss *session) resolve(ctx context.Context, ref string, fatal bool) (*router
 		return nil, e
 	}
 	if err != nil {
-		return nil, asError(err, fatal)
+		return nil, catalogError(err, fatal)
 	}
 	return p, ss.authorize(ctx, p, fatal)
 }
@@ -96,7 +96,7 @@ func (ss *session) resolve(ctx context.Context, ref string, fatal bool) (*router
 func (ss *session) authorize(ctx context.Context, p *router.Placement, fatal bool) error {
 	root, err := ss.srv.router.Resolve(ctx, ss.user.TenantID)
 	if err != nil {
-		return asError(err, fatal)
+		return catalogError(err, fatal)
 	}
 	var e *Error
 	switch {

@@ -47,7 +47,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stratum_guard_denials_total",
 			Help: "Statements the SQL guard refused, by reason."}, []string{"reason"}),
 		acquireSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "stratum_pool_acquire_seconds",
-			Help: "Time to get a backend connection (pool hit, queue wait or new connection).",
+			Help:    "Time to get a backend connection (pool hit, queue wait or new connection).",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30}}),
 		poolWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "stratum_pool_slow_acquires_total",
 			Help: "Backend acquisitions that took longer than 10ms (queued or dialled)."}),

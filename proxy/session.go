@@ -121,7 +121,7 @@ func (ss *session) run() {
 		e := asError(err, true)
 		ss.cc.conn.Write(e.encode(nil))
 		ss.srv.metrics.countError("refused_" + e.Code)
-		ss.log.Info("session refused", zap.String("code", e.Code), zap.String("reason", e.Message))
+		ss.log.Info("session refused", zap.String("code", e.Code), zap.String("reason", e.Message), zap.String("detail", e.Detail))
 		return
 	}
 	ss.cc.conn.SetDeadline(time.Time{})
@@ -150,7 +150,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	}
 	u, suffix, err := ss.findUser(ctx, name)
 	if err != nil {
-		return nil, asError(err, true)
+		return nil, catalogError(err, true)
 	}
 	if err := ss.authenticate(u, name); err != nil {
 		return nil, err

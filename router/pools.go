@@ -75,8 +75,15 @@ type backendPool struct {
 type waiter struct {
 	tenant string
 	key    string
+	since  time.Time
 	ready  chan grant
 }
+
+// fairnessBound: a released connection goes straight to a waiting session of
+// its own tenant (cheap: no close, no new connection) unless a session of
+// another tenant has waited longer than this for the backend's capacity;
+// then the connection is closed and that tenant gets the slot.
+const fairnessBound = 50 * time.Millisecond
 
 type grant struct {
 	sc     *ServerConn // a connection to use, or
@@ -194,7 +201,7 @@ func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, err
 	}
 	if tp.open < tp.limit {
 		if bp.open >= bp.cap && !p.evictIdleLocked(pl.Tenant.Backend, "") {
-			w := &waiter{tenant: tp.id, key: key, ready: make(chan grant, 1)}
+			w := &waiter{tenant: tp.id, key: key, since: now, ready: make(chan grant, 1)}
 			if len(bp.waiting[tp.id]) == 0 {
 				bp.ring = append(bp.ring, tp.id)
 			}
@@ -215,7 +222,7 @@ func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, err
 			return nil, true, nil, nil // the slot passes from sc to the new connection
 		}
 	}
-	w := &waiter{tenant: tp.id, key: key, ready: make(chan grant, 1)}
+	w := &waiter{tenant: tp.id, key: key, since: now, ready: make(chan grant, 1)}
 	tp.waiters = append(tp.waiters, w)
 	return nil, false, w, nil
 }
@@ -384,8 +391,21 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 				return
 			}
 		}
+		// A session of the same tenant waiting for backend capacity takes it,
+		// unless another tenant has waited too long (fairnessBound).
+		bp := p.mu.backends[tp.backend]
+		if ws := bp.waiting[tp.id]; len(ws) > 0 && !p.otherWaitedTooLongLocked(bp, tp.id) {
+			for _, w := range ws {
+				if w.key == sc.key {
+					p.removeWaiterLocked(w)
+					p.mu.Unlock()
+					w.ready <- grant{sc: sc}
+					return
+				}
+			}
+		}
 		// Another tenant waiting for this backend's capacity comes first.
-		if len(tp.waiters) == 0 && len(p.mu.backends[tp.backend].ring) == 0 {
+		if len(tp.waiters) == 0 && len(bp.ring) == 0 {
 			sc.idleAt = time.Now()
 			tp.idle[sc.key] = append(tp.idle[sc.key], sc)
 			p.mu.Unlock()
@@ -397,6 +417,17 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 	p.freedLocked(tp)
 	p.mu.Unlock()
 	sc.Close()
+}
+
+// otherWaitedTooLongLocked reports whether a session of a tenant other than
+// id has waited in bp's queue for longer than fairnessBound.
+func (p *pools) otherWaitedTooLongLocked(bp *backendPool, id string) bool {
+	for _, other := range bp.ring {
+		if other != id && time.Since(bp.waiting[other][0].since) > fairnessBound {
+			return true
+		}
+	}
+	return false
 }
 
 // reap closes idle connections idle longer than idleTimeout or older than lifetime.

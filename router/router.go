@@ -2,9 +2,11 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -15,6 +17,8 @@ import (
 // Placement is a tenant together with what it takes to connect to its data.
 type Placement struct {
 	Tenant *catalog.Tenant
+	// gen is the cache generation it was read in (see Router.gen).
+	gen uint64
 	// MaxConns is the tenant's own connection limit; zero means the default.
 	MaxConns int
 	// PoolMode is the tenant's own pool mode ("session" or "transaction");
@@ -32,7 +36,12 @@ type Router struct {
 	// placements caches tenants (and their opened credentials) by slug and by id.
 	placements *lru.Cache[string, *Placement]
 	// users caches proxy users by name.
-	users *lru.Cache[string, *catalog.User]
+	users *lru.Cache[string, cachedUser]
+	// gen counts catalog reconnections: entries read before the latest one
+	// may be out of date (changes could have been missed) and are read
+	// again, but still serve when the catalog cannot be reached, so that
+	// known tenants keep working through a catalog outage.
+	gen atomic.Uint64
 
 	pools *pools
 	stop  context.CancelFunc
@@ -52,14 +61,20 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 	}
 	r := &Router{cfg: cfg, cat: cat, depID: depID}
 	r.placements, _ = lru.New[string, *Placement](cfg.CacheSize)
-	r.users, _ = lru.New[string, *catalog.User](cfg.CacheSize)
+	r.users, _ = lru.New[string, cachedUser](cfg.CacheSize)
 	r.pools = newPools(&r.cfg)
 	bg, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	r.done.Add(2)
 	go func() {
 		defer r.done.Done()
-		cat.Listen(bg, func(catalog.Change) { r.Invalidate() })
+		cat.Listen(bg, func(c catalog.Change) {
+			if c.Table == "" {
+				r.gen.Add(1) // reconnected: revalidate, but keep for outages
+			} else {
+				r.Invalidate() // a known change: forget at once
+			}
+		})
 	}()
 	go func() {
 		defer r.done.Done()
@@ -95,9 +110,24 @@ func (r *Router) Invalidate() {
 // cache when it can. It fails with catalog.ErrNotFound for an unknown tenant.
 func (r *Router) Resolve(ctx context.Context, ref string) (*Placement, error) {
 	key := strings.ToLower(ref)
-	if p, ok := r.placements.Get(key); ok {
-		return p, nil
+	cached, ok := r.placements.Get(key)
+	if ok && cached.gen == r.gen.Load() {
+		return cached, nil
 	}
+	p, err := r.readPlacement(ctx, ref)
+	if err != nil {
+		if ok && !errors.Is(err, catalog.ErrNotFound) {
+			return cached, nil // the catalog is unreachable: the last known placement serves
+		}
+		return nil, err
+	}
+	r.placements.Add(p.Tenant.Slug, p)
+	r.placements.Add(p.Tenant.ID, p)
+	return p, nil
+}
+
+func (r *Router) readPlacement(ctx context.Context, ref string) (*Placement, error) {
+	gen := r.gen.Load()
 	t, err := r.cat.GetTenant(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -106,10 +136,7 @@ func (r *Router) Resolve(ctx context.Context, ref string) (*Placement, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", t.Slug, err)
 	}
-	p := &Placement{Tenant: t, password: pw}
-	r.placements.Add(t.Slug, p)
-	r.placements.Add(t.ID, p)
-	return p, nil
+	return &Placement{Tenant: t, password: pw, gen: gen}, nil
 }
 
 // ResolveDatabase returns the placement of the tenant a database name is mapped
@@ -122,17 +149,28 @@ func (r *Router) ResolveDatabase(ctx context.Context, database string) (*Placeme
 	return r.Resolve(ctx, id)
 }
 
-// User returns the proxy user called name, or catalog.ErrNotFound.
+// User returns the proxy user called name, or catalog.ErrNotFound. Like
+// Resolve, it falls back to the last known user when the catalog is unreachable.
 func (r *Router) User(ctx context.Context, name string) (*catalog.User, error) {
-	if u, ok := r.users.Get(name); ok {
-		return u, nil
+	cached, ok := r.users.Get(name)
+	if ok && cached.gen == r.gen.Load() {
+		return cached.user, nil
 	}
+	gen := r.gen.Load()
 	u, err := r.cat.GetUser(ctx, name)
 	if err != nil {
+		if ok && !errors.Is(err, catalog.ErrNotFound) {
+			return cached.user, nil
+		}
 		return nil, err
 	}
-	r.users.Add(name, u)
+	r.users.Add(name, cachedUser{user: u, gen: gen})
 	return u, nil
+}
+
+type cachedUser struct {
+	user *catalog.User
+	gen  uint64
 }
 
 func (r *Router) reapLoop(ctx context.Context) {

@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
 
@@ -50,14 +48,6 @@ type ServerConn struct {
 	key      string // startup parameters, as a pool key
 	tenantID string
 	backend  string
-}
-
-func newServerConn(hj *pgconn.HijackedConn, addr string, maxMsg int) *ServerConn {
-	return &ServerConn{
-		Conn: hj.Conn, Reader: wire.NewReader(hj.Conn, maxMsg), Writer: bufio.NewWriterSize(hj.Conn, 16<<10),
-		PID: hj.PID, SecretKey: hj.SecretKey, Params: hj.ParameterStatuses, Addr: addr,
-		created: time.Now(), Statements: map[string]struct{}{},
-	}
 }
 
 // Cancel asks the backend to cancel whatever this connection is running, the way

@@ -17,8 +17,14 @@ const Iterations = 4096
 // ErrMalformed is returned by Parse for text that is not a SCRAM-SHA-256 verifier.
 var ErrMalformed = errors.New("malformed SCRAM-SHA-256 verifier")
 
-// Make returns a verifier for password with a fresh random salt.
-func Make(password string) (string, error) {
+// Make returns a verifier for password with a fresh random salt and
+// PostgreSQL's default iteration count.
+func Make(password string) (string, error) { return MakeIterations(password, Iterations) }
+
+// MakeIterations is Make with a chosen PBKDF2 iteration count. Iterations only
+// slow down guessing a weak password; for a long random machine-made password
+// a low count costs no security and makes every connection cheaper.
+func MakeIterations(password string, iterations int) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("making salt: %w", err)
@@ -27,12 +33,12 @@ func Make(password string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("preparing password: %w", err)
 	}
-	creds, err := client.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: Iterations})
+	creds, err := client.GetStoredCredentialsWithError(scram.KeyFactors{Salt: string(salt), Iters: iterations})
 	if err != nil {
 		return "", fmt.Errorf("deriving keys: %w", err)
 	}
 	enc := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", Iterations, enc(salt),
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, enc(salt),
 		enc(creds.StoredKey), enc(creds.ServerKey)), nil
 }
 
