@@ -24,6 +24,8 @@ type Metrics struct {
 	acquireSeconds prometheus.Histogram
 	poolWaits      prometheus.Counter
 
+	bytesIn, bytesOut prometheus.Counter // bytes, per direction, looked up once
+
 	mu      sync.Mutex
 	tenants map[string]bool
 }
@@ -53,6 +55,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Backend acquisitions that took longer than 10ms (queued or dialled)."}),
 		tenants: map[string]bool{},
 	}
+	m.bytesIn = m.bytes.WithLabelValues("client_to_server")
+	m.bytesOut = m.bytes.WithLabelValues("server_to_client")
 	if reg != nil {
 		reg.MustRegister(m.clientConns, m.clientAccepted, m.queries, m.transactions, m.bytes,
 			m.errors, m.denials, m.acquireSeconds, m.poolWaits)

@@ -24,7 +24,7 @@ func (ss *session) relay() error {
 		if att == nil {
 			return nil
 		}
-		ss.srv.metrics.bytes.WithLabelValues("client_to_server").Add(float64(ss.bytesIn))
+		ss.srv.metrics.bytesIn.Add(float64(ss.bytesIn))
 		ss.bytesIn = 0
 		err := att.flush()
 		att = nil

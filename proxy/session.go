@@ -41,8 +41,9 @@ type session struct {
 	keyPID    uint32
 	keySecret []byte
 
-	wmu sync.Mutex
-	cw  *bufio.Writer
+	wmu   sync.Mutex
+	cw    *bufio.Writer // client write buffer, held while a pump runs (pumps > 0)
+	pumps int
 
 	mu struct {
 		sync.Mutex
@@ -125,7 +126,6 @@ func (ss *session) run() {
 		return
 	}
 	ss.cc.conn.SetDeadline(time.Time{})
-	ss.cw = newBufferedWriter(ss.cc.conn)
 	if ss.transactionPooling() {
 		ss.srv.router.Release(sc, router.Keep)
 	} else {
@@ -302,6 +302,14 @@ func (ss *session) pin(reason string) {
 // (releasableLocked). It ends when paused (a read deadline set by pausePump),
 // on release, or when either side fails; then it closes the client connection.
 func (ss *session) pump(att *attachment) {
+	ss.wmu.Lock()
+	ss.pumps++
+	if ss.cw == nil {
+		ss.cw = writers.Get().(*bufio.Writer)
+		ss.cw.Reset(ss.cc.conn)
+	}
+	ss.wmu.Unlock()
+	defer ss.dropWriter()
 	sc := att.sc
 	rd := sc.Reader
 	for {
@@ -361,7 +369,7 @@ func (ss *session) pump(att *attachment) {
 			if msg[5] == txIdle {
 				ss.counters.transactions.Inc()
 			}
-			ss.srv.metrics.bytes.WithLabelValues("server_to_client").Add(float64(ss.bytesOut))
+			ss.srv.metrics.bytesOut.Add(float64(ss.bytesOut))
 			ss.bytesOut = 0
 			att.dropParse.Store(0)
 			att.dropClose.Store(0)
@@ -513,6 +521,19 @@ func (ss *session) finish() {
 		ss.srv.router.Release(sc, router.Reset)
 	} else {
 		ss.srv.router.Release(sc, router.Close)
+	}
+}
+
+// dropWriter hands the client write buffer back to the pool when it is empty
+// (the pump is ending, so nothing else fills it).
+func (ss *session) dropWriter() {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	ss.pumps--
+	if ss.pumps == 0 && ss.cw != nil && ss.cw.Buffered() == 0 {
+		ss.cw.Reset(nil)
+		writers.Put(ss.cw)
+		ss.cw = nil
 	}
 }
 

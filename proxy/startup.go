@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -52,7 +53,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	}()
 	log := s.log.With(zap.String("client", raw.RemoteAddr().String()))
 	raw.SetDeadline(time.Now().Add(s.cfg.StartupTimeout))
-	cc := &clientConn{conn: raw, rd: wire.NewReader(raw, s.cfg.MaxMessageSize)}
+	cc := &clientConn{conn: raw, rd: wire.NewReaderSize(raw, clientReadBuffer, s.cfg.MaxMessageSize)}
 	startup, err := s.negotiate(cc)
 	if err != nil {
 		if e := (*Error)(nil); errors.As(err, &e) {
@@ -117,7 +118,7 @@ func (s *Server) negotiate(cc *clientConn) (map[string]string, error) {
 			}
 			st := tc.ConnectionState()
 			cc.conn, cc.tls = tc, &st
-			cc.rd = wire.NewReader(tc, s.cfg.MaxMessageSize)
+			cc.rd = wire.NewReaderSize(tc, clientReadBuffer, s.cfg.MaxMessageSize)
 		case code == codeGSSENCRequest:
 			// GSSAPI encryption is not offered; the client may go on with
 			// SSLRequest or in the clear, as with a server built without GSSAPI.
@@ -277,6 +278,10 @@ func takeOption(options, name string) (value string, found bool, rest string) {
 	return value, found, strings.Join(esc, " ")
 }
 
-// newBufferedWriter sizes the client write buffer: big enough to batch a result
-// set's rows into few writes.
-func newBufferedWriter(c net.Conn) *bufio.Writer { return bufio.NewWriterSize(c, 16<<10) }
+// clientReadBuffer is the initial read buffer of a client connection: small,
+// since most clients are idle most of the time; it grows for big messages.
+const clientReadBuffer = 2 << 10
+
+// writers recycles the client write buffers: a session holds one only while
+// a backend's replies are being relayed to it, so idle clients cost none.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}

@@ -29,15 +29,24 @@ type Reader struct {
 	buf        []byte
 	start, end int // buf[start:end] holds unread bytes
 	maxSize    int
+	initial    int
 }
 
-// NewReader returns a Reader over rd. maxSize bounds a message's total length
-// (header included); zero means DefaultMaxMessageSize.
-func NewReader(rd io.Reader, maxSize int) *Reader {
+// NewReader returns a Reader over rd with a 16 KiB buffer. maxSize bounds a
+// message's total length (header included); zero means DefaultMaxMessageSize.
+func NewReader(rd io.Reader, maxSize int) *Reader { return NewReaderSize(rd, 16<<10, maxSize) }
+
+// NewReaderSize is NewReader with a chosen initial buffer size: small for the
+// many mostly idle client connections, larger for busy backend connections.
+// The buffer grows for large messages and Shrink returns it to this size.
+func NewReaderSize(rd io.Reader, initial, maxSize int) *Reader {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxMessageSize
 	}
-	return &Reader{rd: rd, buf: make([]byte, 16<<10), maxSize: maxSize}
+	if initial < 64 {
+		initial = 64
+	}
+	return &Reader{rd: rd, buf: make([]byte, initial), maxSize: maxSize, initial: initial}
 }
 
 // Buffered reports how many unread bytes are buffered. Zero means the next Next
@@ -136,8 +145,8 @@ func (r *Reader) fill(n int) error {
 // Shrink drops an oversized buffer back to its initial size when it holds no
 // unread data, so one huge message does not pin memory for a whole session.
 func (r *Reader) Shrink() {
-	if r.start == r.end && len(r.buf) > 64<<10 {
-		r.buf = make([]byte, 16<<10)
+	if r.start == r.end && len(r.buf) > 4*r.initial && len(r.buf) > 64<<10 {
+		r.buf = make([]byte, r.initial)
 		r.start, r.end = 0, 0
 	}
 }
