@@ -17,9 +17,11 @@ build:
 demo: deps build
 	./$(BIN) dev --data-dir ./.stratum-dev
 
-## test: everything, with the race detector, against real PostgreSQL clusters the tests start themselves.
+## test: everything, with the race detector, against real PostgreSQL clusters the tests start themselves,
+## then a short run of each fuzz target.
 test: deps vet fmt-check
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(MAKE) fuzz FUZZTIME=4s
 
 vet:
 	$(GO) vet $(PKGS)
@@ -28,9 +30,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s).
+## fuzz: run each fuzz target for FUZZTIME (default 30s); a crash fails and leaves its input under testdata/fuzz.
 fuzz:
-	$(GO) test ./internal/wire -run '^$$' -fuzz FuzzReader -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./rewrite -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./rewrite -run '^$$' -fuzz '^FuzzClassifyTenantCommand$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

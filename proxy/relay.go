@@ -188,6 +188,13 @@ func parseQuery(msg []byte) ([]byte, bool) {
 // The denial is logged with the statement's fingerprint, never its literals,
 // and counted.
 func (ss *session) guardError(sql []byte) *Error {
+	if ss.cur.Tenant.Isolation != "database" && rewrite.UsesNotifications(string(sql)) {
+		ss.srv.metrics.denials.WithLabelValues("notifications").Inc()
+		e := errorf(codeFeatureNotSupported, "LISTEN and NOTIFY are not available to tenant %q: "+
+			"PostgreSQL's notification channels span a whole database, which this tenant shares with others", ss.cur.Tenant.Slug)
+		e.Hint = "give the tenant database isolation to use LISTEN/NOTIFY"
+		return e
+	}
 	if !rewrite.NeedsFullCheck(sql) {
 		return nil
 	}

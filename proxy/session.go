@@ -273,9 +273,9 @@ func (ss *session) acquire() (*attachment, error) {
 	att := &attachment{sc: sc, done: make(chan error, 1)}
 	ss.mu.Lock()
 	ss.mu.att = att
-	if ss.state.injectSettings(sc) {
-		att.dropUntilRF.Add(1)
-		ss.mu.pending++
+	if n := ss.state.injectSettings(sc); n > 0 {
+		att.dropUntilRF.Add(int32(n))
+		ss.mu.pending += int32(n)
 	}
 	ss.mu.Unlock()
 	return att, nil

@@ -48,27 +48,25 @@ func (st *sessionState) prepareBackend(ss *session, sc *router.ServerConn) error
 	return st.prepared.replay(sc, ss.srv.cfg.StartupTimeout)
 }
 
-// injectSettings writes a Query that makes sc's settings the session's (RESET
-// ALL, then the session's SETs) when they differ, and reports whether it did.
-// Its replies are dropped by the pump.
-func (st *sessionState) injectSettings(sc *router.ServerConn) bool {
+// injectSettings brings sc's session settings to the session's own when they
+// differ: RESET ALL, then each of the session's SETs, each as a Query of its
+// own so that one the server refuses cannot undo the others. It returns how
+// many Queries it wrote; their replies are dropped by the pump.
+func (st *sessionState) injectSettings(sc *router.ServerConn) int {
 	if sc.Settings == st.sig {
-		return false
+		return 0
 	}
-	var q strings.Builder
-	q.WriteString("RESET ALL;")
+	writeQuery(sc, "RESET ALL")
 	names := make([]string, 0, len(st.settings))
 	for n := range st.settings {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		q.WriteString(st.settings[n])
-		q.WriteByte(';')
+		writeQuery(sc, st.settings[n])
 	}
-	writeQuery(sc, q.String())
 	sc.Settings = st.sig
-	return true
+	return 1 + len(names)
 }
 
 func writeQuery(sc *router.ServerConn, q string) {
@@ -95,18 +93,20 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 		if rewrite.MayChangeSettings(q) {
 			st.noteSettings(att.sc, rewrite.SessionSettings(string(q)))
 		}
+		markIfSetConfig(att.sc, q)
 	case 'P':
 		name, ok := cstring(msg[5:])
 		if !ok {
 			return msg, nil
 		}
 		rest := msg[5+len(name)+1:]
-		if txn {
-			if q, ok := cstring(rest); ok {
+		if q, ok := cstring(rest); ok {
+			if txn {
 				if r := rewrite.PinReason(q); r != "" {
 					ss.pin(r)
 				}
 			}
+			markIfSetConfig(att.sc, []byte(q))
 		}
 		if !txn || name == "" {
 			st.prepared.noteParse(msg)
@@ -255,4 +255,17 @@ func targetMsg(typ, kind byte, name string) []byte {
 	out = append(append(out, name...), 0)
 	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
 	return out
+}
+
+// dirtySettings marks a backend whose settings were changed in a way the
+// proxy does not track (set_config): no session's signature matches it, so
+// the next session to use the backend, the same one included, has it reset
+// first. In transaction pooling set_config(…, false) therefore lasts until the
+// session's backend changes hands, as with PgBouncer.
+const dirtySettings = "\x00untracked"
+
+func markIfSetConfig(sc *router.ServerConn, q []byte) {
+	if bytes.Contains(bytes.ToLower(q), []byte("set_config")) {
+		sc.Settings = dirtySettings
+	}
 }

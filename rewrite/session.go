@@ -190,3 +190,30 @@ func MayChangeSettings(sql []byte) bool {
 func isIdentByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }
+
+// notifyWords are the words whose presence makes UsesNotifications parse.
+var notifyWords = []string{"listen", "notify"}
+
+// UsesNotifications reports whether a statement uses PostgreSQL's
+// LISTEN/NOTIFY: LISTEN, UNLISTEN, NOTIFY or a call of pg_notify. Channels are
+// database-wide and unprivileged, so tenants sharing a database could talk
+// through them; the proxy refuses these for such tenants.
+func UsesNotifications(sql string) bool {
+	if !containsAnyFold(sql, notifyWords) {
+		return false
+	}
+	if strings.Contains(strings.ToLower(sql), "pg_notify") {
+		return true
+	}
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return false
+	}
+	for _, raw := range tree.Stmts {
+		switch raw.Stmt.GetNode().(type) {
+		case *pg_query.Node_ListenStmt, *pg_query.Node_UnlistenStmt, *pg_query.Node_NotifyStmt:
+			return true
+		}
+	}
+	return false
+}

@@ -74,3 +74,19 @@ func TestMayChangeSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestUsesNotifications(t *testing.T) {
+	for sql, want := range map[string]bool{
+		"LISTEN jobs":                      true,
+		"unlisten *":                       true,
+		"NOTIFY jobs, 'x'":                 true,
+		"SELECT pg_notify('jobs', 'x')":    true,
+		"SELECT 1; NOTIFY jobs":            true,
+		"SELECT 'notify me' AS listen_col": false,
+		"SELECT * FROM listeners":          false,
+	} {
+		if got := UsesNotifications(sql); got != want {
+			t.Errorf("UsesNotifications(%q) = %v, want %v", sql, got, want)
+		}
+	}
+}

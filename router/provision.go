@@ -96,6 +96,7 @@ func (r *Router) PrepareShared(ctx context.Context) error {
 			"GRANT EXECUTE ON FUNCTION stratum.current_tenant_id() TO "+sg,
 			"CREATE SCHEMA IF NOT EXISTS stratum_template",
 			"REVOKE ALL ON SCHEMA stratum_template FROM PUBLIC",
+			hardenCatalogSQL,
 		)
 	})
 	if err != nil {
@@ -286,6 +287,7 @@ func (r *Router) provision(ctx context.Context, t *catalog.Tenant, password stri
 		if err := execAll(ctx, conn,
 			"REVOKE ALL ON SCHEMA public FROM PUBLIC",
 			"GRANT USAGE, CREATE ON SCHEMA public TO "+role,
+			hardenCatalogSQL,
 		); err != nil {
 			return err
 		}
@@ -367,3 +369,32 @@ func (r *Router) DropShared(ctx context.Context) error {
 		"DROP ROLE IF EXISTS "+quoteIdent(r.schemaGroup()),
 	)
 }
+
+// hardenCatalogSQL closes, in one database, the catalog views and functions
+// through which a tenant could count or sample rows it cannot read: planner
+// statistics (pg_stats: most common values of every column, row-level
+// security notwithstanding), row and page counts in pg_class, the statistics
+// collector's per-table and per-database counters, and relation sizes.
+// Tenants keep every other pg_class column, so drivers and ORMs introspect as
+// before. It is idempotent and runs as a superuser.
+const hardenCatalogSQL = `
+REVOKE SELECT ON pg_catalog.pg_stats, pg_catalog.pg_stats_ext, pg_catalog.pg_stats_ext_exprs FROM PUBLIC;
+DO $harden$
+DECLARE
+	f regprocedure;
+	cols text;
+BEGIN
+	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'pg_catalog' AND (p.proname LIKE 'pg_stat_get_%' OR p.proname IN
+			('pg_relation_size', 'pg_table_size', 'pg_total_relation_size', 'pg_indexes_size',
+			 'pg_database_size', 'pg_tablespace_size', 'pg_relation_filenode', 'pg_relation_filepath'))
+	LOOP
+		EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+	END LOOP;
+	SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols FROM pg_attribute
+		WHERE attrelid = 'pg_catalog.pg_class'::regclass AND attnum > 0 AND NOT attisdropped
+		AND attname NOT IN ('reltuples', 'relpages', 'relallvisible');
+	REVOKE SELECT ON pg_catalog.pg_class FROM PUBLIC;
+	EXECUTE format('GRANT SELECT (%s) ON pg_catalog.pg_class TO PUBLIC', cols);
+END
+$harden$;`

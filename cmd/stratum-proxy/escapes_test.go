@@ -193,3 +193,53 @@ func runCollect(ctx context.Context, c *pgx.Conn, q string) (string, error) {
 	}
 	return b.String(), nil
 }
+
+// TestCatalogDoesNotCount checks that the catalog views and functions through
+// which a tenant could count or sample other tenants' rows are closed: planner
+// statistics, pg_class row counts, the statistics collector and relation
+// sizes. Statistics are gathered first (ANALYZE as the superuser), so a leak
+// would show.
+func TestCatalogDoesNotCount(t *testing.T) {
+	ts := startTestStack(t)
+	ctx := context.Background()
+	for _, slug := range demoSlugs {
+		c := connect(t, ts.url("demo", "demo", slug, ""))
+		for i := 0; i < 20; i++ {
+			if _, err := c.Exec(ctx, "INSERT INTO orders (item) VALUES ($1)", slug+"-secret"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	gamma, _ := ts.cat.GetTenant(ctx, "client_gamma")
+	for _, db := range []string{ts.router.Config().SharedDatabase, gamma.Database} {
+		sc := ts.srvConn(t, db)
+		if _, err := sc.Exec(ctx, "ANALYZE"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, slug := range []string{"client_alpha", "client_beta", "client_gamma"} {
+		c := connect(t, ts.url("demo", "demo", slug, ""))
+		for _, q := range []string{
+			"SELECT most_common_vals::text FROM pg_stats WHERE tablename = 'orders'",
+			"SELECT reltuples FROM pg_class WHERE relname = 'orders'",
+			"SELECT relpages FROM pg_class WHERE relname = 'orders'",
+			"SELECT * FROM pg_class WHERE relname = 'orders'",
+			"SELECT n_live_tup FROM pg_stat_user_tables",
+			"SELECT pg_stat_get_live_tuples('orders'::regclass)",
+			"SELECT pg_relation_size('orders')",
+			"SELECT pg_total_relation_size(c.oid) FROM pg_class c WHERE relname = 'orders'",
+			"SELECT tup_inserted FROM pg_stat_database",
+			"SELECT count(*) FROM pg_stat_activity WHERE usename <> current_user",
+		} {
+			_, err := runCollect(ctx, c, q)
+			if sqlstate(err) != "42501" {
+				t.Errorf("%s: %q: %v, want permission denied (42501)", slug, q, err)
+			}
+		}
+		// Ordinary introspection still works.
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_class c WHERE c.relname = 'orders' AND c.relkind = 'r'").Scan(&n); err != nil || n < 1 {
+			t.Errorf("%s: introspecting pg_class: %d %v", slug, n, err)
+		}
+	}
+}
