@@ -17,6 +17,7 @@ type createTenantRequest struct {
 	Parent    string `json:"parent"`    // slug or id; empty for a root tenant
 	Isolation string `json:"isolation"` // shared (default), schema or database
 	Backend   string `json:"backend"`   // database isolation only
+	PoolMode  string `json:"pool_mode"` // session or transaction; empty: the proxy's
 }
 
 // createTenant records and provisions a tenant; 201 with the tenant.
@@ -26,11 +27,11 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := noNUL(map[string]string{"slug": req.Slug, "name": req.Name, "parent": req.Parent,
-		"isolation": req.Isolation, "backend": req.Backend}); err != nil {
+		"isolation": req.Isolation, "backend": req.Backend, "pool_mode": req.PoolMode}); err != nil {
 		return err
 	}
 	t, err := a.router.CreateTenant(r.Context(), router.TenantSpec{Slug: req.Slug, Name: req.Name,
-		Parent: req.Parent, Isolation: req.Isolation, Backend: req.Backend})
+		Parent: req.Parent, Isolation: req.Isolation, Backend: req.Backend, PoolMode: req.PoolMode})
 	if errors.Is(err, catalog.ErrNotFound) && req.Parent != "" {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound,
 			Message: fmt.Sprintf("parent tenant %q does not exist", req.Parent),

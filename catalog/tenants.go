@@ -31,19 +31,21 @@ const (
 
 // Tenant is one node of the tenant tree and where its data lives.
 type Tenant struct {
-	ID        string    `json:"id"`
-	ShortID   string    `json:"short_id"`
-	Slug      string    `json:"slug"`
-	Name      string    `json:"name"`
-	ParentID  *string   `json:"parent_id"`
-	Path      string    `json:"path"`
-	Depth     int       `json:"depth"`
-	Isolation string    `json:"isolation"`
-	Backend   string    `json:"backend"`
-	Database  string    `json:"database"`
-	Schema    string    `json:"schema"`
-	RoleName  string    `json:"role_name"`
-	Status    string    `json:"status"`
+	ID        string  `json:"id"`
+	ShortID   string  `json:"short_id"`
+	Slug      string  `json:"slug"`
+	Name      string  `json:"name"`
+	ParentID  *string `json:"parent_id"`
+	Path      string  `json:"path"`
+	Depth     int     `json:"depth"`
+	Isolation string  `json:"isolation"`
+	Backend   string  `json:"backend"`
+	Database  string  `json:"database"`
+	Schema    string  `json:"schema"`
+	RoleName  string  `json:"role_name"`
+	Status    string  `json:"status"`
+	// PoolMode overrides the proxy's pool mode for this tenant; empty: the proxy's.
+	PoolMode  string    `json:"pool_mode,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -80,12 +82,12 @@ func NewID() (id, shortID string, err error) {
 }
 
 const tenantColumns = `id, short_id, slug, name, parent_id, path::text, depth, isolation, backend,
-	database, schema, role_name, status, created_at, updated_at`
+	database, schema, role_name, status, coalesce(pool_mode, ''), created_at, updated_at`
 
 func scanTenant(row pgx.Row) (*Tenant, error) {
 	var t Tenant
 	err := row.Scan(&t.ID, &t.ShortID, &t.Slug, &t.Name, &t.ParentID, &t.Path, &t.Depth,
-		&t.Isolation, &t.Backend, &t.Database, &t.Schema, &t.RoleName, &t.Status,
+		&t.Isolation, &t.Backend, &t.Database, &t.Schema, &t.RoleName, &t.Status, &t.PoolMode,
 		&t.CreatedAt, &t.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
@@ -101,6 +103,8 @@ type NewTenant struct {
 	Parent                  string // slug or id of the parent; empty for a root tenant
 	Isolation, Backend      string
 	Database, Schema, Role  string
+	// PoolMode is "", "session" or "transaction".
+	PoolMode string
 	// RolePassword is the backend role's generated password; stored encrypted.
 	RolePassword string
 }
@@ -130,11 +134,11 @@ func (c *Catalog) InsertTenant(ctx context.Context, nt NewTenant) (*Tenant, erro
 			path, depth, parentID = parent.Path+"."+nt.ShortID, parent.Depth+1, &parent.ID
 		}
 		t, err := scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants
-			(id, short_id, slug, name, parent_id, path, depth, isolation, backend, database, schema, role_name)
-			VALUES ($1, $2, $3, $4, $5, $6::ltree, $7, $8, $9, $10, $11, $12)
+			(id, short_id, slug, name, parent_id, path, depth, isolation, backend, database, schema, role_name, pool_mode)
+			VALUES ($1, $2, $3, $4, $5, $6::ltree, $7, $8, $9, $10, $11, $12, nullif($13, ''))
 			RETURNING `+tenantColumns,
 			nt.ID, nt.ShortID, nt.Slug, nt.Name, parentID, path, depth, nt.Isolation, nt.Backend,
-			nt.Database, nt.Schema, nt.Role))
+			nt.Database, nt.Schema, nt.Role, nt.PoolMode))
 		if err != nil {
 			var pe *pgconn.PgError
 			if errors.As(err, &pe) && pe.Code == "23505" {

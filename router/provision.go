@@ -147,6 +147,9 @@ type TenantSpec struct {
 	// Backend for database isolation; default Config.DefaultBackend. Shared and
 	// schema tenants always live on the shared backend.
 	Backend string `json:"backend,omitempty"`
+	// PoolMode overrides the proxy's pool mode: "session" or "transaction";
+	// empty keeps the proxy's.
+	PoolMode string `json:"pool_mode,omitempty"`
 }
 
 // ErrInvalidSpec wraps what is wrong with a TenantSpec.
@@ -179,11 +182,16 @@ func (r *Router) CreateTenant(ctx context.Context, spec TenantSpec) (*catalog.Te
 	default:
 		return nil, fmt.Errorf("%w: isolation %q: use shared, schema or database", ErrInvalidSpec, spec.Isolation)
 	}
+	switch spec.PoolMode {
+	case "", "session", "transaction":
+	default:
+		return nil, fmt.Errorf("%w: pool_mode %q: use session or transaction", ErrInvalidSpec, spec.PoolMode)
+	}
 	id, short, err := catalog.NewID()
 	if err != nil {
 		return nil, err
 	}
-	nt := catalog.NewTenant{
+	nt := catalog.NewTenant{PoolMode: spec.PoolMode,
 		ID: id, ShortID: short, Slug: spec.Slug, Name: spec.Name, Parent: spec.Parent,
 		Isolation: spec.Isolation, Backend: backend, Database: r.cfg.SharedDatabase, Schema: "public",
 		Role: "stratum_t_" + short, RolePassword: randomPassword(),

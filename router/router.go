@@ -136,7 +136,7 @@ func (r *Router) readPlacement(ctx context.Context, ref string) (*Placement, err
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", t.Slug, err)
 	}
-	return &Placement{Tenant: t, password: pw, gen: gen}, nil
+	return &Placement{Tenant: t, password: pw, gen: gen, PoolMode: t.PoolMode}, nil
 }
 
 // ResolveDatabase returns the placement of the tenant a database name is mapped

@@ -84,7 +84,10 @@ func TestPgbench(t *testing.T) {
 	if err != nil {
 		t.Fatal("pgbench is not installed: run make deps")
 	}
-	ts := startTestStack(t)
+	poolModes(t, func(t *testing.T, ts *testStack) { testPgbench(t, ts, pgbench) })
+}
+
+func testPgbench(t *testing.T, ts *testStack, pgbench string) {
 	for _, slug := range []string{"client_beta", "client_gamma"} {
 		t.Run(slug, func(t *testing.T) {
 			env := append(os.Environ(), "PGPASSWORD=demo", "PGOPTIONS=-c stratum.tenant="+slug, "PGSSLMODE=disable")
@@ -112,7 +115,7 @@ func TestPgbench(t *testing.T) {
 	}
 	// The tables pgbench made live in each tenant's own space only.
 	c := connect(t, ts.url("demo", "demo", "client_alpha", ""))
-	_, err = c.Exec(context.Background(), `SELECT 1 FROM pgbench_accounts LIMIT 1`)
+	_, err := c.Exec(context.Background(), `SELECT 1 FROM pgbench_accounts LIMIT 1`)
 	if sqlstate(err) != "42P01" {
 		t.Errorf("client_alpha reading pgbench_accounts: %v, want 42P01 (no such table)", err)
 	}

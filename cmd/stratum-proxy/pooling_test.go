@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"os"
@@ -1059,5 +1060,37 @@ func TestPoolingNotificationsStayInTenant(t *testing.T) {
 	n, err := listener.WaitForNotification(wctx)
 	if err != nil || n.Payload != "from client_gamma" {
 		t.Fatalf("client_gamma's notification: %+v %v", n, err)
+	}
+}
+
+// TestPoolModePerTenant checks that a tenant's own pool mode overrides the
+// proxy's: in a session-pooling proxy, a transaction-pooling tenant's clients
+// share one backend connection, while a session tenant's clients hold one each.
+func TestPoolModePerTenant(t *testing.T) {
+	ts := startTestStack(t, func(sc *stackConfig) { sc.PoolMode = "session" })
+	ctx := context.Background()
+	if _, err := ts.router.CreateTenant(ctx, router.TenantSpec{Slug: "pm_txn", Parent: "acmesec", Isolation: "shared", PoolMode: "transaction"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.router.CreateTenant(ctx, router.TenantSpec{Slug: "pm_bad", Parent: "acmesec", PoolMode: "statement"}); !errors.Is(err, router.ErrInvalidSpec) {
+		t.Fatalf("pool_mode statement: %v, want ErrInvalidSpec", err)
+	}
+	pids := func(slug string) map[uint32]bool {
+		seen := map[uint32]bool{}
+		for i := 0; i < 4; i++ {
+			c := connect(t, ts.url("demo", "demo", slug, ""))
+			var pid uint32
+			if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			seen[pid] = true // c stays open until the test ends
+		}
+		return seen
+	}
+	if n := len(pids("pm_txn")); n != 1 {
+		t.Errorf("transaction tenant: 4 idle clients used %d backends, want 1", n)
+	}
+	if n := len(pids("client_alpha")); n != 4 {
+		t.Errorf("session tenant: 4 clients used %d backends, want 4", n)
 	}
 }
