@@ -159,7 +159,7 @@ func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]st
 			if !sc.inUse.CompareAndSwap(false, true) {
 				panic("router: an idle connection is in use")
 			}
-			if sc.alive() {
+			if sc.alive(r.cfg.HealthCheckAfter) {
 				sc.key = key
 				return sc, nil
 			}

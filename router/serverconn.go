@@ -83,12 +83,17 @@ func SendCancel(ctx context.Context, addr string, pid uint32, key []byte) error 
 }
 
 // alive reports whether an idle connection is fit to hand out: its socket is
-// open and holds no unread bytes. Unread bytes would be a reply meant for the
+// open and holds no unread bytes (checked when it has been idle longer than after). Unread bytes would be a reply meant for the
 // connection's previous user (or a server's FATAL goodbye), so the
 // connection is not reused. One non-blocking peek, no waiting.
-func (s *ServerConn) alive() bool {
+func (s *ServerConn) alive(after time.Duration) bool {
 	if s.Reader.Buffered() > 0 {
 		return false
+	}
+	if time.Since(s.idleAt) < after {
+		// Handed back moments ago after a complete exchange: a peek per
+		// transaction would cost a system call on the hot path for nothing.
+		return true
 	}
 	sc, ok := s.Conn.(syscall.Conn)
 	if !ok {

@@ -46,6 +46,7 @@ func runDev(args []string) error {
 	listen := fs.String("listen", "127.0.0.1:6432", "address for PostgreSQL clients")
 	adminListen := fs.String("admin-listen", "127.0.0.1:8080", "address for the admin HTTP API")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	poolMode := fs.String("pool-mode", "session", "session or transaction")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,6 +68,10 @@ func runDev(args []string) error {
 	}
 	defer cluster.Stop()
 	sc.Listen, sc.AdminListen = *listen, *adminListen
+	if *poolMode != "session" && *poolMode != "transaction" {
+		return fmt.Errorf("--pool-mode %q: use session or transaction", *poolMode)
+	}
+	sc.PoolMode = *poolMode
 	st, err := startStack(ctx, sc, log)
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -143,6 +145,15 @@ func startStack(ctx context.Context, sc *stackConfig, log *zap.Logger) (*stack, 
 	st.admin = &http.Server{Handler: admin.New(admin.Config{BootstrapKey: sc.BootstrapKey, Logger: log.Named("admin"),
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, r),
 		ReadHeaderTimeout: 10 * time.Second}
+	if addr := os.Getenv("STRATUM_PPROF_LISTEN"); addr != "" {
+		// Profiling for operators chasing a performance question; off unless asked.
+		go func() {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			log.Info("pprof listening", zap.String("addr", addr), zap.Error(http.ListenAndServe(addr, mux)))
+		}()
+	}
 	go func() { st.errs <- st.proxy.Serve(st.proxyLn) }()
 	go func() {
 		if err := st.admin.Serve(st.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
