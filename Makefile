@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test ./internal/wire -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./rewrite -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./rewrite -run '^$$' -fuzz '^FuzzClassifyTenantCommand$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzStartup$$' -fuzztime $(FUZZTIME)
 
 clean:
 	rm -rf bin

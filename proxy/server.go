@@ -43,6 +43,17 @@ type Config struct {
 	StartupTimeout time.Duration
 	// ShutdownGrace is how long Shutdown lets sessions finish; default 10s.
 	ShutdownGrace time.Duration
+	// MaxClientConnections caps client connections, counted from accept (so
+	// connections that never finish their startup count too); 0: no cap.
+	MaxClientConnections int
+	// MaxTenantConnections caps one tenant's client sessions; 0: no cap.
+	MaxTenantConnections int
+	// AuthFailureThreshold failed authentications from one source address
+	// within AuthFailureWindow refuse that source for AuthLockout (doubling
+	// with each further failure); defaults 10, 1m, 5s.
+	AuthFailureThreshold int
+	AuthFailureWindow    time.Duration
+	AuthLockout          time.Duration
 	// Metrics receives the proxy's series; default: unregistered ones.
 	Metrics *Metrics
 }
@@ -63,6 +74,15 @@ func (c *Config) fillDefaults() {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
 	}
+	if c.AuthFailureThreshold <= 0 {
+		c.AuthFailureThreshold = 10
+	}
+	if c.AuthFailureWindow <= 0 {
+		c.AuthFailureWindow = time.Minute
+	}
+	if c.AuthLockout <= 0 {
+		c.AuthLockout = 5 * time.Second
+	}
 }
 
 // Server accepts PostgreSQL clients and relays each session to its tenant's
@@ -76,6 +96,7 @@ type Server struct {
 	binding scram.ChannelBinding // of the TLS certificate, for SCRAM-SHA-256-PLUS
 	guard   *rewrite.Guard
 	metrics *Metrics
+	limits  *limits
 
 	mu struct {
 		sync.Mutex
@@ -94,7 +115,7 @@ type Server struct {
 func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
 	cfg.fillDefaults()
 	s := &Server{cfg: cfg, router: r, log: log, binding: serverEndpointBinding(cfg.TLS),
-		guard: rewrite.NewGuard(rewrite.GuardConfig{}), metrics: cfg.Metrics}
+		guard: rewrite.NewGuard(rewrite.GuardConfig{}), metrics: cfg.Metrics, limits: newLimits()}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[uint32]*session{}
 	s.mu.starting = map[net.Conn]struct{}{}

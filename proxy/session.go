@@ -59,9 +59,10 @@ type session struct {
 	skipUntilSync bool // after an error in an extended-protocol batch
 	state         sessionState
 
-	counters tenantCounters // the current tenant's series
-	bytesIn  int            // client bytes relayed since the last flush (relay only)
-	bytesOut int            // backend bytes relayed since the last ReadyForQuery (pump only)
+	counters      tenantCounters // the current tenant's series
+	tenantCounted string         // the tenant this session counts against (limits)
+	bytesIn       int            // client bytes relayed since the last flush (relay only)
+	bytesOut      int            // backend bytes relayed since the last ReadyForQuery (pump only)
 }
 
 // attachment is the session's hold on one backend connection and its pump.
@@ -115,6 +116,11 @@ func (ss *session) transactionPooling() bool {
 
 // run authenticates, connects to the tenant and relays until the client leaves.
 func (ss *session) run() {
+	defer func() {
+		if ss.tenantCounted != "" {
+			ss.srv.limits.releaseTenant(ss.tenantCounted)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.StartupTimeout)
 	sc, err := ss.start(ctx)
 	cancel()
@@ -148,18 +154,37 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	if name == "" {
 		return nil, fatalf(codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet")
 	}
+	ip := sourceIP(ss.cc.conn.RemoteAddr())
+	lim := ss.srv.limits
+	if wait := lim.throttled(ip, time.Now()); wait > 0 {
+		ss.srv.metrics.countError("auth_throttled")
+		return nil, fatalf(codeInvalidAuthSpec, "too many failed authentications from %s: try again in %s", ip, wait.Round(time.Second))
+	}
 	u, suffix, err := ss.findUser(ctx, name)
 	if err != nil {
 		return nil, catalogError(err, true)
 	}
 	if err := ss.authenticate(u, name); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Code == codeInvalidPassword {
+			cfg := ss.srv.cfg
+			lim.authFailed(ip, cfg.AuthFailureThreshold, cfg.AuthFailureWindow, cfg.AuthLockout, time.Now())
+			ss.srv.metrics.countError("auth_failed")
+		}
 		return nil, err
 	}
+	lim.authSucceeded(ip)
 	ss.user = u
 	p, err := ss.identify(ctx, suffix)
 	if err != nil {
 		return nil, err
 	}
+	if !lim.admitTenant(p.Tenant.ID, ss.srv.cfg.MaxTenantConnections) {
+		ss.srv.metrics.countError("too_many_tenant_clients")
+		return nil, fatalf(codeTooManyConnections, "too many connections for tenant %q (stratum-proxy allows %d per tenant)",
+			p.Tenant.Slug, ss.srv.cfg.MaxTenantConnections)
+	}
+	ss.tenantCounted = p.Tenant.ID
 	ss.initial, ss.cur = p, p
 	ss.counters = ss.srv.metrics.forTenant(p.Tenant.Slug)
 	ss.log = ss.log.With(zap.String("user", u.Name), zap.String("tenant", p.Tenant.Slug))

@@ -45,6 +45,14 @@ func (s *Server) serveConn(raw net.Conn) {
 		return
 	}
 	s.metrics.clientAccepted.Inc()
+	if !s.limits.admitClient(s.cfg.MaxClientConnections) {
+		s.metrics.countError("too_many_clients")
+		raw.SetWriteDeadline(time.Now().Add(time.Second))
+		raw.Write(fatalf(codeTooManyConnections, "sorry, too many clients already (stratum-proxy allows %d)", s.cfg.MaxClientConnections).encode(nil))
+		s.trackStarting(raw, false)
+		return
+	}
+	defer s.limits.releaseClient()
 	started := false
 	defer func() {
 		if !started {

@@ -48,8 +48,13 @@ type fileConfig struct {
 		ServerLifetime time.Duration `yaml:"server_lifetime"`
 	} `yaml:"pool"`
 	Limits struct {
-		MaxMessageSize int           `yaml:"max_message_size"`
-		StartupTimeout time.Duration `yaml:"startup_timeout"`
+		MaxMessageSize       int           `yaml:"max_message_size"`
+		StartupTimeout       time.Duration `yaml:"startup_timeout"`
+		MaxClientConnections int           `yaml:"max_client_connections"`
+		MaxTenantConnections int           `yaml:"max_tenant_connections"`
+		AuthFailureThreshold int           `yaml:"auth_failure_threshold"`
+		AuthFailureWindow    time.Duration `yaml:"auth_failure_window"`
+		AuthLockout          time.Duration `yaml:"auth_lockout"`
 	} `yaml:"limits"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Log           struct {
@@ -89,7 +94,10 @@ func loadConfig(path string) (*stackConfig, error) {
 		TLSCert: fc.TLS.CertFile, TLSKey: fc.TLS.KeyFile, RequireTLS: fc.TLS.Require,
 		ShutdownGrace: fc.ShutdownGrace, LogFormat: or(fc.Log.Format, "json"), LogLevel: or(fc.Log.Level, "info"),
 		MaxMessageSize: fc.Limits.MaxMessageSize, StartupTimeout: fc.Limits.StartupTimeout,
-		PoolMode: or(fc.Pool.Mode, "session"),
+		PoolMode:             or(fc.Pool.Mode, "session"),
+		MaxClientConnections: fc.Limits.MaxClientConnections, MaxTenantConnections: fc.Limits.MaxTenantConnections,
+		AuthFailureThreshold: fc.Limits.AuthFailureThreshold, AuthFailureWindow: fc.Limits.AuthFailureWindow,
+		AuthLockout: fc.Limits.AuthLockout,
 	}
 	if sc.PoolMode != "session" && sc.PoolMode != "transaction" {
 		return nil, fmt.Errorf("config %s: pool.mode %q: use session or transaction", path, sc.PoolMode)

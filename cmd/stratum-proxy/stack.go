@@ -39,6 +39,10 @@ type stackConfig struct {
 	StartupTimeout      time.Duration
 	LogFormat, LogLevel string
 	PoolMode            string
+	// Limits against hostile clients (proxy.Config).
+	MaxClientConnections, MaxTenantConnections int
+	AuthFailureThreshold                       int
+	AuthFailureWindow, AuthLockout             time.Duration
 }
 
 // stack is a running catalog + router + proxy + admin API.
@@ -115,7 +119,9 @@ func startStack(ctx context.Context, sc *stackConfig, log *zap.Logger) (*stack, 
 		return nil, err
 	}
 	st := &stack{log: log, cat: cat, router: r, errs: make(chan error, 2), shutdown: sc.ShutdownGrace}
-	pcfg := proxy.Config{PoolMode: sc.PoolMode, RequireTLS: sc.RequireTLS, MaxMessageSize: sc.MaxMessageSize,
+	pcfg := proxy.Config{PoolMode: sc.PoolMode, RequireTLS: sc.RequireTLS,
+		MaxClientConnections: sc.MaxClientConnections, MaxTenantConnections: sc.MaxTenantConnections,
+		AuthFailureThreshold: sc.AuthFailureThreshold, AuthFailureWindow: sc.AuthFailureWindow, AuthLockout: sc.AuthLockout, MaxMessageSize: sc.MaxMessageSize,
 		StartupTimeout: sc.StartupTimeout, ShutdownGrace: sc.ShutdownGrace}
 	if sc.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(sc.TLSCert, sc.TLSKey)
