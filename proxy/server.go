@@ -44,7 +44,8 @@ type Config struct {
 	// ShutdownGrace is how long Shutdown lets sessions finish; default 10s.
 	ShutdownGrace time.Duration
 	// MaxClientConnections caps client connections, counted from accept (so
-	// connections that never finish their startup count too); 0: no cap.
+	// connections that never finish their startup count too); default 10000,
+	// negative: no cap.
 	MaxClientConnections int
 	// MaxTenantConnections caps one tenant's client sessions; 0: no cap.
 	MaxTenantConnections int
@@ -73,6 +74,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics(nil)
+	}
+	if c.MaxClientConnections == 0 {
+		c.MaxClientConnections = 10000
 	}
 	if c.AuthFailureThreshold <= 0 {
 		c.AuthFailureThreshold = 10

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -93,4 +94,42 @@ func TestClientLimits(t *testing.T) {
 			t.Errorf("after the lockout: %v", err)
 		}
 	})
+}
+
+// TestManySilentConnections opens two thousand connections that never send a
+// startup packet: the proxy keeps serving other clients, its memory grows by
+// a bounded amount per connection, and everything is released when they go.
+func TestManySilentConnections(t *testing.T) {
+	ts := startTestStack(t)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		c, err := net.Dial("tcp", ts.proxyAddr)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(300 * time.Millisecond)
+	c := connect(t, ts.url("demo", "demo", "client_alpha", ""))
+	if n := count(t, c, "SELECT 1"); n != 1 {
+		t.Fatal("a normal client is not served")
+	}
+	runtime.GC()
+	var during runtime.MemStats
+	runtime.ReadMemStats(&during)
+	// Heap and goroutine stacks of this process (test clients included).
+	grown := int64(during.HeapInuse+during.StackInuse) - int64(before.HeapInuse+before.StackInuse)
+	per := grown / 2000
+	t.Logf("2000 silent connections: %d KiB in all, %d bytes each (client side included)", grown>>10, per)
+	if per > 64<<10 {
+		t.Errorf("%d bytes per silent connection", per)
+	}
 }
