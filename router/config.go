@@ -42,8 +42,10 @@ type Config struct {
 	// QueueTimeout bounds how long a session waits for a backend connection
 	// when its tenant or backend is at its limit; default 30s.
 	QueueTimeout time.Duration
-	// HealthCheckAfter: an idle connection unused for longer is checked for a
-	// closed or broken socket before it is handed out; default 1s.
+	// HealthCheckAfter: an idle connection unused for longer is checked (one
+	// non-blocking peek) for a closed socket or unread data before it is
+	// handed out; default 0, every time. A restarted server's goodbye can
+	// arrive at any moment, so only raise it for speed over certainty.
 	HealthCheckAfter time.Duration
 	// IdleTimeout closes idle backend connections older than this; default 5m.
 	IdleTimeout time.Duration
@@ -112,9 +114,6 @@ func (c *Config) fillDefaults() error {
 	}
 	if c.QueueTimeout <= 0 {
 		c.QueueTimeout = 30 * time.Second
-	}
-	if c.HealthCheckAfter <= 0 {
-		c.HealthCheckAfter = time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 5 * time.Minute
