@@ -30,11 +30,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/stratum-hq/stratum-proxy/internal/pgcluster"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
-	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -131,48 +129,6 @@ func (fc *fltCluster) url(database string) string {
 
 func (fc *fltCluster) backend() router.Backend {
 	return router.Backend{Host: "127.0.0.1", Port: fc.port, AdminUser: "postgres", AdminPassword: fc.password, SSLMode: "disable"}
-}
-
-// startStackOn is startTestStack with the catalog at catalogURL and the one
-// backend "main" given, seeded with the demo tree. ts.srv stays the shared
-// pgtest server (ts.srvConn reaches it, not a private backend).
-func startStackOn(t *testing.T, catalogURL string, backend router.Backend, opts ...func(*stackConfig)) *testStack {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	keys, err := secrets.NewKeyText("k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cert, key, err := ensureDevCert(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc := &stackConfig{
-		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		CatalogURL: catalogURL, SecretKeys: keys, BootstrapKey: "test-admin-key",
-		TLSCert: cert, TLSKey: key, ShutdownGrace: time.Second,
-		Router: router.Config{
-			Backends:       map[string]router.Backend{"main": backend},
-			SharedDatabase: pgtest.UniqueName("app"),
-		},
-	}
-	for _, o := range opts {
-		o(sc)
-	}
-	log := zaptest.NewLogger(t)
-	st, err := startStack(ctx, sc, log)
-	if err != nil {
-		t.Fatalf("starting stack: %v", err)
-	}
-	ts := &testStack{stack: st, srv: pgtest.Get(t), proxyAddr: st.proxyLn.Addr().String(),
-		adminURL: "http://" + st.adminLn.Addr().String(), adminKey: sc.BootstrapKey}
-	t.Cleanup(func() { ts.teardown(t) })
-	if err := seedDemo(ctx, st.router, log); err != nil {
-		t.Fatalf("seeding: %v", err)
-	}
-	return ts
 }
 
 // fltConnect connects to url within 5s, without failing the test.

@@ -29,13 +29,24 @@ type testStack struct {
 }
 
 // startTestStack starts a stack with its own catalog database, shared database
-// and tenants, and removes all of them when the test ends.
+// and tenants on the shared test server, and removes all of them when the
+// test ends.
 func startTestStack(t *testing.T, opts ...func(*stackConfig)) *testStack {
+	t.Helper()
+	srv := pgtest.Get(t)
+	catdb := srv.NewDatabase(t, "cat")
+	return startStackOn(t, srv.URL(catdb), router.Backend{
+		Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(), AdminPassword: srv.Password(), SSLMode: "disable",
+	}, opts...)
+}
+
+// startStackOn starts a stack with the catalog at catalogURL and the one
+// backend "main" given, seeded with the demo tree. ts.srv is the shared
+// pgtest server (ts.srvConn reaches it, even when the backend is another).
+func startStackOn(t *testing.T, catalogURL string, backend router.Backend, opts ...func(*stackConfig)) *testStack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv := pgtest.Get(t)
-	catdb := srv.NewDatabase(t, "cat")
 	keys, err := secrets.NewKeyText("k1")
 	if err != nil {
 		t.Fatal(err)
@@ -47,12 +58,10 @@ func startTestStack(t *testing.T, opts ...func(*stackConfig)) *testStack {
 	}
 	sc := &stackConfig{
 		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
-		CatalogURL: srv.URL(catdb), SecretKeys: keys, BootstrapKey: "test-admin-key",
+		CatalogURL: catalogURL, SecretKeys: keys, BootstrapKey: "test-admin-key",
 		TLSCert: cert, TLSKey: key, ShutdownGrace: time.Second,
 		Router: router.Config{
-			Backends: map[string]router.Backend{"main": {
-				Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(), AdminPassword: srv.Password(), SSLMode: "disable",
-			}},
+			Backends:       map[string]router.Backend{"main": backend},
 			SharedDatabase: pgtest.UniqueName("app"),
 		},
 	}
@@ -64,7 +73,7 @@ func startTestStack(t *testing.T, opts ...func(*stackConfig)) *testStack {
 	if err != nil {
 		t.Fatalf("starting stack: %v", err)
 	}
-	ts := &testStack{stack: st, srv: srv, proxyAddr: st.proxyLn.Addr().String(),
+	ts := &testStack{stack: st, srv: pgtest.Get(t), proxyAddr: st.proxyLn.Addr().String(),
 		adminURL: "http://" + st.adminLn.Addr().String(), adminKey: sc.BootstrapKey}
 	t.Cleanup(func() { ts.teardown(t) })
 	if err := seedDemo(ctx, st.router, log); err != nil {
