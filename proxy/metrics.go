@@ -1,14 +1,17 @@
 package proxy
 
 import (
+	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// maxTenantLabels bounds the tenant label's values: the first tenants seen get
-// their own series, later ones share "other", so a deployment with a hundred
-// thousand tenants does not make a hundred thousand series.
+// maxTenantLabels bounds the tenant label's values: the most active tenants
+// (re-ranked every RankEvery) get series of their own, the rest share "other",
+// so a deployment with a hundred thousand tenants does not make a hundred
+// thousand series.
 const maxTenantLabels = 100
 
 // Metrics are the proxy's Prometheus series. Make them with NewMetrics; the
@@ -27,7 +30,9 @@ type Metrics struct {
 	bytesIn, bytesOut prometheus.Counter // bytes, per direction, looked up once
 
 	mu      sync.Mutex
-	tenants map[string]bool
+	tenants map[string]bool          // tenants with series of their own
+	active  map[string]*atomic.Int64 // queries per tenant since the last ranking
+	ranked  bool
 }
 
 // NewMetrics creates the proxy's series and registers them with reg (nil: not
@@ -54,6 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		poolWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "stratum_pool_slow_acquires_total",
 			Help: "Backend acquisitions that took longer than 10ms (queued or dialled)."}),
 		tenants: map[string]bool{},
+		active:  map[string]*atomic.Int64{},
 	}
 	m.bytesIn = m.bytes.WithLabelValues("client_to_server")
 	m.bytesOut = m.bytes.WithLabelValues("server_to_client")
@@ -64,29 +70,79 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// tenantLabel folds tenants beyond the first maxTenantLabels into "other".
+// tenantLabel says which label a tenant's series use now: its own slug while
+// it is among the maxTenantLabels most active tenants (ranked by rerank), else
+// "other". Until the first ranking, the first tenants seen get their own.
 func (m *Metrics) tenantLabel(slug string) string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.tenants[slug] {
 		return slug
 	}
-	if len(m.tenants) < maxTenantLabels {
+	if !m.ranked && len(m.tenants) < maxTenantLabels {
 		m.tenants[slug] = true
 		return slug
 	}
 	return "other"
 }
 
+// activity counts a tenant's queries for ranking, whatever its label.
+func (m *Metrics) activity(slug string) *atomic.Int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a := m.active[slug]
+	if a == nil {
+		a = new(atomic.Int64)
+		m.active[slug] = a
+	}
+	return a
+}
+
+// rerank makes the maxTenantLabels tenants with the most queries since the
+// last ranking the ones with series of their own; the rest are folded into
+// "other". Sessions pick up their new label when they next start or switch
+// tenants. Tenants idle for a whole period are forgotten.
+func (m *Metrics) rerank() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	type tc struct {
+		slug string
+		n    int64
+	}
+	var all []tc
+	for slug, a := range m.active {
+		n := a.Swap(0)
+		if n == 0 {
+			delete(m.active, slug)
+			continue
+		}
+		all = append(all, tc{slug, n})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].n > all[j].n || all[i].n == all[j].n && all[i].slug < all[j].slug })
+	m.tenants = map[string]bool{}
+	for i := 0; i < len(all) && i < maxTenantLabels; i++ {
+		m.tenants[all[i].slug] = true
+	}
+	m.ranked = true
+}
+
 // tenantCounters are one tenant's counters, looked up once per session (and
 // again on a tenant switch) rather than per message.
 type tenantCounters struct {
 	queries, transactions prometheus.Counter
+	activity              *atomic.Int64
 }
 
 func (m *Metrics) forTenant(slug string) tenantCounters {
 	l := m.tenantLabel(slug)
-	return tenantCounters{queries: m.queries.WithLabelValues(l), transactions: m.transactions.WithLabelValues(l)}
+	return tenantCounters{queries: m.queries.WithLabelValues(l), transactions: m.transactions.WithLabelValues(l),
+		activity: m.activity(slug)}
+}
+
+// countQuery counts one query of the session's tenant.
+func (c tenantCounters) countQuery() {
+	c.queries.Inc()
+	c.activity.Add(1)
 }
 
 func (m *Metrics) countError(kind string) { m.errors.WithLabelValues(kind).Inc() }

@@ -118,7 +118,7 @@ func (ss *session) relay() error {
 		}
 		ss.bytesIn += len(msg)
 		if typ == 'Q' || typ == 'S' {
-			ss.counters.queries.Inc()
+			ss.counters.countQuery()
 		}
 		cur, err := ss.attach(typ)
 		if err != nil {

@@ -57,6 +57,9 @@ type Config struct {
 	AuthLockout          time.Duration
 	// Metrics receives the proxy's series; default: unregistered ones.
 	Metrics *Metrics
+	// RankEvery is how often the most active tenants are re-ranked for the
+	// per-tenant metric labels; default 1m.
+	RankEvery time.Duration
 }
 
 func (c *Config) fillDefaults() {
@@ -77,6 +80,9 @@ func (c *Config) fillDefaults() {
 	}
 	if c.MaxClientConnections == 0 {
 		c.MaxClientConnections = 10000
+	}
+	if c.RankEvery <= 0 {
+		c.RankEvery = time.Minute
 	}
 	if c.AuthFailureThreshold <= 0 {
 		c.AuthFailureThreshold = 10
@@ -112,6 +118,9 @@ type Server struct {
 		closing  bool
 	}
 	wg sync.WaitGroup
+
+	stopRank chan struct{} // closed by Shutdown: ends the metric ranking loop
+	stopOnce sync.Once
 }
 
 // New returns a Server that routes through r. The caller owns r and log and must
@@ -123,6 +132,8 @@ func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[uint32]*session{}
 	s.mu.starting = map[net.Conn]struct{}{}
+	s.stopRank = make(chan struct{})
+	go s.rankLoop()
 	return s
 }
 
@@ -167,6 +178,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting, lets sessions finish their current transaction for
 // up to ShutdownGrace, then ends the rest with a FATAL admin_shutdown error.
 func (s *Server) Shutdown(ctx context.Context) {
+	s.stopOnce.Do(func() { close(s.stopRank) })
 	s.mu.Lock()
 	s.mu.closing = true
 	for ln := range s.mu.listeners {
@@ -265,4 +277,18 @@ func (s *Server) cancel(pid uint32, secret []byte) {
 		return
 	}
 	ss.cancelBackend()
+}
+
+// rankLoop re-ranks the tenants for the per-tenant metric labels until Shutdown.
+func (s *Server) rankLoop() {
+	t := time.NewTicker(s.cfg.RankEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopRank:
+			return
+		case <-t.C:
+			s.metrics.rerank()
+		}
+	}
 }
