@@ -102,6 +102,30 @@ func (r *Router) PrepareShared(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("preparing shared database: %w", err)
 	}
+	return r.hardenTenantDatabases(ctx)
+}
+
+// hardenTenantDatabases re-applies hardenCatalogSQL in every database tenant's
+// database, so that tenants provisioned by an older version are closed too.
+func (r *Router) hardenTenantDatabases(ctx context.Context) error {
+	tenants, err := r.cat.ListTenants(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tenants {
+		if t.Isolation != catalog.IsolationDatabase || t.Status == catalog.StatusProvisioning {
+			continue
+		}
+		conn, err := r.adminConn(ctx, t.Backend, t.Database)
+		if err != nil {
+			return fmt.Errorf("hardening tenant %q: %w", t.Slug, err)
+		}
+		_, err = conn.Exec(ctx, hardenCatalogSQL)
+		conn.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("hardening tenant %q: %w", t.Slug, err)
+		}
+	}
 	return nil
 }
 

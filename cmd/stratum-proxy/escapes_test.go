@@ -243,3 +243,23 @@ func TestCatalogDoesNotCount(t *testing.T) {
 		}
 	}
 }
+
+// TestStartupHardensOldTenantDatabases checks that preparing the router (as
+// every start does) closes the catalog statistics again in database tenants'
+// databases, such as ones provisioned by an older version.
+func TestStartupHardensOldTenantDatabases(t *testing.T) {
+	ts := startTestStack(t)
+	ctx := context.Background()
+	gamma, _ := ts.cat.GetTenant(ctx, "client_gamma")
+	ts.srvConn(t, gamma.Database).Exec(ctx, "GRANT SELECT ON pg_catalog.pg_stats TO PUBLIC")
+	c := connect(t, ts.url("demo", "demo", "client_gamma", ""))
+	if _, err := runCollect(ctx, c, "SELECT count(*) FROM pg_stats"); err != nil {
+		t.Fatalf("precondition: pg_stats should be open again: %v", err)
+	}
+	if err := ts.router.PrepareShared(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCollect(ctx, c, "SELECT count(*) FROM pg_stats"); sqlstate(err) != "42501" {
+		t.Errorf("after PrepareShared: %v, want 42501", err)
+	}
+}
