@@ -132,9 +132,11 @@ func (ss *session) run() {
 		return
 	}
 	ss.cc.conn.SetDeadline(time.Time{})
-	if ss.transactionPooling() {
+	switch {
+	case sc == nil: // transaction pooling with known parameters: no backend yet
+	case ss.transactionPooling():
 		ss.srv.router.Release(sc, router.Keep)
-	} else {
+	default:
 		ss.attachLocked(sc)
 	}
 	ss.log.Info("session started")
@@ -191,21 +193,31 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	// Authenticated: from here the client waits in the pool's queue, bounded
 	// by the queue timeout rather than the startup timeout.
 	ss.cc.conn.SetDeadline(time.Time{})
-	cfg := ss.srv.router.Config()
-	actx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.DialTimeout)
-	defer cancel()
-	sc, err := ss.timedAcquire(actx, p)
-	if err != nil {
-		return nil, ss.acquireError(err, true)
+	var sc *router.ServerConn
+	status := map[string]string(nil)
+	if ss.transactionPooling() {
+		// A backend is needed only to learn its parameters; a known set spares it.
+		status = ss.srv.router.KnownStatus(p, ss.params)
+	}
+	if status == nil {
+		cfg := ss.srv.router.Config()
+		actx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.DialTimeout)
+		defer cancel()
+		if sc, err = ss.timedAcquire(actx, p); err != nil {
+			return nil, ss.acquireError(err, true)
+		}
+		status = sc.Params
 	}
 	var out []byte
-	for k, v := range sc.Params {
+	for k, v := range status {
 		out = appendMsg(out, &pgproto3.ParameterStatus{Name: k, Value: v})
 	}
 	out = appendMsg(out, &pgproto3.BackendKeyData{ProcessID: ss.keyPID, SecretKey: ss.keySecret})
 	out = readyForQuery(out, txIdle)
 	if _, err := ss.cc.conn.Write(out); err != nil {
-		ss.srv.router.Release(sc, router.Reset)
+		if sc != nil {
+			ss.srv.router.Release(sc, router.Reset)
+		}
 		return nil, err
 	}
 	return sc, nil

@@ -59,6 +59,9 @@ type tenantPool struct {
 	open    int                      // connections open, idle or in use
 	idle    map[string][]*ServerConn // by parameter key, newest last
 	waiters []*waiter                // waiting because open == limit
+	// status is the ParameterStatus set the last new connection reported, by
+	// parameter key: what a client is told at startup without a backend.
+	status map[string]map[string]string
 }
 
 type backendPool struct {
@@ -117,7 +120,8 @@ func paramsKey(params map[string]string) string {
 func (p *pools) tenantLocked(pl *Placement) *tenantPool {
 	tp := p.mu.tenants[pl.Tenant.ID]
 	if tp == nil {
-		tp = &tenantPool{id: pl.Tenant.ID, backend: pl.Tenant.Backend, idle: map[string][]*ServerConn{}}
+		tp = &tenantPool{id: pl.Tenant.ID, backend: pl.Tenant.Backend, idle: map[string][]*ServerConn{},
+			status: map[string]map[string]string{}}
 		p.mu.tenants[pl.Tenant.ID] = tp
 	}
 	tp.limit = p.cfg.MaxConnsPerTenant
@@ -174,9 +178,31 @@ func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]st
 			}
 			sc.key, sc.tenantID, sc.backend = key, p.Tenant.ID, p.Tenant.Backend
 			sc.inUse.Store(true)
+			r.pools.noteStatus(p.Tenant.ID, key, sc.Params)
 			return sc, nil
 		}
 	}
+}
+
+func (p *pools) noteStatus(tenantID, key string, status map[string]string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tp := p.mu.tenants[tenantID]; tp != nil {
+		tp.status[key] = status
+	}
+}
+
+// KnownStatus returns the ParameterStatus values a backend connection of the
+// placement with these startup parameters reported last, or nil when none was
+// opened yet. Transaction pooling tells a new client these at startup instead
+// of taking a backend connection just to learn them.
+func (r *Router) KnownStatus(p *Placement, params map[string]string) map[string]string {
+	r.pools.mu.Lock()
+	defer r.pools.mu.Unlock()
+	if tp := r.pools.mu.tenants[p.Tenant.ID]; tp != nil {
+		return tp.status[paramsKey(params)]
+	}
+	return nil
 }
 
 // take finds an idle connection, or counts a slot to dial, or queues a waiter.
