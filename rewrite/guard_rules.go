@@ -74,14 +74,7 @@ func (c *checker) topStatements(stmts []*pg_query.RawStmt) guardResult {
 	for _, raw := range stmts {
 		n := raw.GetStmt()
 		cls, reason := c.topStatement(n, len(stmts))
-		res.class = guardClass{
-			writes: res.class.writes || cls.writes,
-			ddl:    res.class.ddl || cls.ddl,
-			tx:     res.class.tx && cls.tx,
-		}
-		if res.reason == "" {
-			res.reason = reason
-		}
+		res.add(cls, reason)
 	}
 	return res
 }
@@ -392,4 +385,18 @@ func unsafeClientEncoding(enc string) bool {
 		return true
 	}
 	return false
+}
+
+// add folds one statement's class and refusal into a text's result: the text
+// writes or is DDL if any statement is, is transaction control only if all
+// are, and is refused for its first refused statement.
+func (r *guardResult) add(cls guardClass, reason string) {
+	r.class = guardClass{
+		writes: r.class.writes || cls.writes,
+		ddl:    r.class.ddl || cls.ddl,
+		tx:     r.class.tx && cls.tx,
+	}
+	if r.reason == "" {
+		r.reason = reason
+	}
 }

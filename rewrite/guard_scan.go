@@ -98,14 +98,7 @@ func (c *checker) unparseable(sql string) guardResult {
 			c.scanTokenList(p.toks)
 			cls = guardClassifyWords(guardTokenWords(p.toks))
 		}
-		res.class = guardClass{
-			writes: res.class.writes || cls.writes,
-			ddl:    res.class.ddl || cls.ddl,
-			tx:     res.class.tx && cls.tx,
-		}
-		if res.reason == "" {
-			res.reason = reason
-		}
+		res.add(cls, reason)
 	}
 	return res
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stratum-hq/stratum-proxy/internal/childproc"
 )
 
 const (
@@ -81,17 +82,10 @@ type Cluster struct {
 	port     int
 	user     string
 	password string
-	proc     *process
+	proc     *childproc.Process
 
 	stopOnce sync.Once
 	stopErr  error
-}
-
-// process is a started postmaster, waited on by its own goroutine.
-type process struct {
-	pid  int
-	done chan struct{} // closed once the process has exited and been reaped
-	err  error         // what Wait returned; read only after done is closed
 }
 
 // errPortTaken marks a start that failed because the port was in use.
@@ -167,29 +161,29 @@ func (c *Cluster) Stop() error {
 func (c *Cluster) stop() error {
 	defer os.RemoveAll(c.sockDir)
 	select {
-	case <-c.proc.done:
-		if c.proc.err != nil {
-			return fmt.Errorf("postgres exited early: %w", c.proc.err)
+	case <-c.proc.Done:
+		if c.proc.Err != nil {
+			return fmt.Errorf("postgres exited early: %w", c.proc.Err)
 		}
 		return nil
 	default:
 	}
 	// SIGINT to the postmaster alone is a fast shutdown; it ends its children.
-	if err := syscall.Kill(c.proc.pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := syscall.Kill(c.proc.Pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signalling postgres: %w", err)
 	}
 	timer := time.NewTimer(stopTimeout)
 	defer timer.Stop()
 	select {
-	case <-c.proc.done:
-		if c.proc.err != nil {
-			return fmt.Errorf("stopping postgres: %w", c.proc.err)
+	case <-c.proc.Done:
+		if c.proc.Err != nil {
+			return fmt.Errorf("stopping postgres: %w", c.proc.Err)
 		}
 		return nil
 	case <-timer.C:
 		// Its children notice the postmaster is gone and exit.
-		_ = syscall.Kill(c.proc.pid, syscall.SIGKILL)
-		<-c.proc.done
+		_ = syscall.Kill(c.proc.Pid, syscall.SIGKILL)
+		<-c.proc.Done
 		return fmt.Errorf("stopping postgres: no exit within %v, killed it", stopTimeout)
 	}
 }
@@ -237,7 +231,7 @@ func launch(ctx context.Context, cfg Config, own *owner, port int) (*Cluster, er
 	cmd.SysProcAttr = own.sysProcAttr()
 	cmd.SysProcAttr.Setpgid = true
 	setParentDeathSignal(cmd.SysProcAttr)
-	proc, err := startProcess(cmd)
+	proc, err := childproc.Start(cmd)
 	log.Close() // the child has its own descriptor
 	if err != nil {
 		os.RemoveAll(sockDir)
@@ -258,31 +252,6 @@ func launch(ctx context.Context, cfg Config, own *owner, port int) (*Cluster, er
 		return nil, err
 	}
 	return c, nil
-}
-
-// startProcess starts cmd from a goroutine that stays locked to its OS thread
-// until the process exits, then reaps it. The parent-death signal fires when
-// the starting thread dies, not the process, so that thread must live as long
-// as the child does.
-func startProcess(cmd *exec.Cmd) (*process, error) {
-	p := &process{done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		p.pid = cmd.Process.Pid
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	if err := <-started; err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 // serverArgs returns the postgres command line arguments.
@@ -316,7 +285,7 @@ func (c *Cluster) waitReady(ctx context.Context, logStart int64) error {
 	// server could not bind it: give up on it once the server has exited.
 	go func() {
 		select {
-		case <-c.proc.done:
+		case <-c.proc.Done:
 			cancel()
 		case <-ctx.Done():
 		}
@@ -338,7 +307,7 @@ func (c *Cluster) waitReady(ctx context.Context, logStart int64) error {
 				c.user, err, c.dataDir)
 		}
 		select {
-		case <-c.proc.done:
+		case <-c.proc.Done:
 			return c.exitError(logStart)
 		default:
 		}
@@ -358,7 +327,7 @@ func (c *Cluster) exitError(logStart int64) error {
 			c.port, errPortTaken, c.logFile, logTail(c.logFile))
 	}
 	return fmt.Errorf("starting postgres: server exited (%v); log %s ends:\n%s",
-		c.proc.err, c.logFile, logTail(c.logFile))
+		c.proc.Err, c.logFile, logTail(c.logFile))
 }
 
 // logSince returns the log written from offset on.

@@ -442,7 +442,7 @@ func (b *bench) startProxy(ctx context.Context) error {
 			}
 		}
 		if p.exited() {
-			return fmt.Errorf("stratum-proxy exited (%v); log %s ends:\n%s", p.err, p.log, logTail(p.log, 20))
+			return fmt.Errorf("stratum-proxy exited (%v); log %s ends:\n%s", p.Err, p.log, logTail(p.log, 20))
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -460,8 +460,8 @@ func (b *bench) startProxy(ctx context.Context) error {
 func (b *bench) restartProxy(ctx context.Context) error {
 	if b.proxy != nil {
 		b.proxy.stop(15 * time.Second)
-		if b.proxy.err != nil && !strings.Contains(b.proxy.err.Error(), "signal") {
-			step("note: stratum-proxy exited with %v", b.proxy.err)
+		if b.proxy.Err != nil && !strings.Contains(b.proxy.Err.Error(), "signal") {
+			step("note: stratum-proxy exited with %v", b.proxy.Err)
 		}
 	}
 	return b.startProxy(ctx)
@@ -783,7 +783,7 @@ func (b *bench) measure(ctx context.Context) error {
 					if strings.HasPrefix(target, "stratum") && (!r.ok || r.note != "") {
 						// Whatever broke must not spill into the next run.
 						if b.proxy.exited() {
-							r.note += fmt.Sprintf("; stratum-proxy died (%v), log: %s", b.proxy.err,
+							r.note += fmt.Sprintf("; stratum-proxy died (%v), log: %s", b.proxy.Err,
 								lastLines(logTail(b.proxy.log, 3), 1))
 						}
 						step("restarting stratum-proxy after a run with errors")
@@ -849,7 +849,7 @@ func (b *bench) measure(ctx context.Context) error {
 		}
 	}
 	if b.proxy.exited() {
-		return fmt.Errorf("stratum-proxy died during the run (%v); log ends:\n%s", b.proxy.err, logTail(b.proxy.log, 20))
+		return fmt.Errorf("stratum-proxy died during the run (%v); log ends:\n%s", b.proxy.Err, logTail(b.proxy.log, 20))
 	}
 	return nil
 }
@@ -927,7 +927,7 @@ func (b *bench) measureMemory(ctx context.Context) error {
 		}
 		return n
 	}
-	ir, err := measureIdle(ctx, b.proxy.pid, b.opt.idleConns, cfg, countBackends)
+	ir, err := measureIdle(ctx, b.proxy.Pid, b.opt.idleConns, cfg, countBackends)
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}

@@ -8,20 +8,20 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
-	"runtime"
+
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/stratum-hq/stratum-proxy/internal/childproc"
 )
 
 // proc is a child process the benchmark started and must stop.
 type proc struct {
+	*childproc.Process
 	name string
 	log  string // where its output goes
-	pid  int
-	done chan struct{} // closed once it has exited and been reaped
-	err  error         // Wait's result; read after done
 }
 
 // startProc starts cmd in its own process group (a Ctrl-C at the terminal
@@ -39,33 +39,18 @@ func startProc(name string, cmd *exec.Cmd, logPath string) (*proc, error) {
 	}
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	p := &proc{name: name, log: logPath, done: make(chan struct{})}
-	started := make(chan error, 1)
-	// The parent-death signal fires when the thread that forked exits, so
-	// that thread must live as long as the child.
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			return
-		}
-		p.pid = cmd.Process.Pid
-		started <- nil
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	err = <-started
+	cp, err := childproc.Start(cmd)
 	lf.Close()
 	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
+	p := &proc{Process: cp, name: name, log: logPath}
 	return p, nil
 }
 
 func (p *proc) exited() bool {
 	select {
-	case <-p.done:
+	case <-p.Done:
 		return true
 	default:
 		return false
@@ -77,12 +62,12 @@ func (p *proc) stop(grace time.Duration) {
 	if p.exited() {
 		return
 	}
-	_ = syscall.Kill(p.pid, syscall.SIGTERM)
+	_ = syscall.Kill(p.Pid, syscall.SIGTERM)
 	select {
-	case <-p.done:
+	case <-p.Done:
 	case <-time.After(grace):
-		_ = syscall.Kill(p.pid, syscall.SIGKILL)
-		<-p.done
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+		<-p.Done
 	}
 }
 
@@ -155,7 +140,7 @@ func waitTCP(addr string, p *proc, timeout time.Duration) error {
 			return nil
 		}
 		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited (%v); log %s ends:\n%s", p.name, p.err, p.log, logTail(p.log, 20))
+			return fmt.Errorf("%s exited (%v); log %s ends:\n%s", p.name, p.Err, p.log, logTail(p.log, 20))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("nothing listens on %s after %v", addr, timeout)
