@@ -188,7 +188,7 @@ func parseQuery(msg []byte) ([]byte, bool) {
 // The denial is logged with the statement's fingerprint, never its literals,
 // and counted.
 func (ss *session) guardError(sql []byte) *Error {
-	if ss.cur.Tenant.Isolation != "database" && rewrite.UsesNotifications(string(sql)) {
+	if ss.cur.Tenant.Isolation != "database" && rewrite.MayUseNotifications(sql) && rewrite.UsesNotifications(string(sql)) {
 		ss.srv.metrics.denials.WithLabelValues("notifications").Inc()
 		e := errorf(codeFeatureNotSupported, "LISTEN and NOTIFY are not available to tenant %q: "+
 			"PostgreSQL's notification channels span a whole database, which this tenant shares with others", ss.cur.Tenant.Slug)

@@ -85,7 +85,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 	switch typ {
 	case 'Q':
 		q := msg[5 : len(msg)-1]
-		if txn {
+		if txn && rewrite.MayPin(q) {
 			if r := rewrite.PinReason(string(q)); r != "" {
 				ss.pin(r)
 			}
@@ -265,7 +265,7 @@ func targetMsg(typ, kind byte, name string) []byte {
 const dirtySettings = "\x00untracked"
 
 func markIfSetConfig(sc *router.ServerConn, q []byte) {
-	if bytes.Contains(bytes.ToLower(q), []byte("set_config")) {
+	if rewrite.MentionsSetConfig(q) {
 		sc.Settings = dirtySettings
 	}
 }

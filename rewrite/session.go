@@ -142,17 +142,43 @@ func SessionSettings(sql string) []SettingChange {
 }
 
 // containsAnyFold reports whether s contains any of the lower-case words, ignoring case.
-func containsAnyFold(s string, words []string) bool {
+func containsAnyFold[T string | []byte](s T, words []string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i] | 0x20
 		for _, w := range words {
-			if c == w[0] && i+len(w) <= len(s) && strings.EqualFold(s[i:i+len(w)], w) {
+			if c == w[0] && i+len(w) <= len(s) && asciiFoldEqual(s[i:i+len(w)], w) {
 				return true
 			}
 		}
 	}
 	return false
 }
+
+// asciiFoldEqual compares s with the lower-case ASCII word w, ignoring ASCII case.
+func asciiFoldEqual[T string | []byte](s T, w string) bool {
+	for i := 0; i < len(w); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// MayPin is PinReason's allocation-free pre-check on a message's bytes.
+func MayPin(sql []byte) bool { return containsAnyFold(sql, pinWords) }
+
+// MayUseNotifications is UsesNotifications' allocation-free pre-check.
+func MayUseNotifications(sql []byte) bool { return containsAnyFold(sql, notifyWords) }
+
+// MentionsSetConfig reports whether the text calls (or names) set_config, the
+// one way to change session settings that SessionSettings does not track.
+func MentionsSetConfig(sql []byte) bool { return containsAnyFold(sql, setConfigWords) }
+
+var setConfigWords = []string{"set_config"}
 
 // MayChangeSettings is the cheap pre-check for SessionSettings: true when the
 // text's first word is SET, RESET, DISCARD or DEALLOCATE, or when it holds
