@@ -148,9 +148,7 @@ func (ss *session) relay() error {
 // the error comes now and the rest is skipped until Sync.
 func (ss *session) refuse(typ byte, e *Error) error {
 	switch typ {
-	case 'Q', 'F':
-		return ss.writeClient(readyForQuery(e.encode(nil), ss.txStatus()))
-	case 'S':
+	case 'Q', 'F', 'S':
 		return ss.writeClient(readyForQuery(e.encode(nil), ss.txStatus()))
 	default:
 		ss.skipUntilSync = true
