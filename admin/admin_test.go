@@ -342,7 +342,10 @@ func TestAuth(t *testing.T) {
 		{"write key post", "POST", "/v1/tenants", "Bearer " + writeKey, true, `{"slug":"bywriter"}`, 201, ""},
 		{"admin key post", "POST", "/v1/tenants", "Bearer " + adminKey, true, `{"slug":"byadmin","parent":"authroot"}`, 201, ""},
 		{"key without scopes", "GET", "/v1/tenants", "Bearer " + noScopeKey, true, "", 403, "forbidden"},
-		{"tenant-bound key", "GET", "/v1/tenants", "Bearer " + boundKey, true, "", 403, "forbidden"},
+		{"tenant-bound key lists its subtree", "GET", "/v1/tenants", "Bearer " + boundKey, true, "", 200, ""},
+		{"tenant-bound key reads its tenant", "GET", "/v1/tenants/authroot", "Bearer " + boundKey, true, "", 200, ""},
+		{"tenant-bound key cannot create a root", "POST", "/v1/tenants", "Bearer " + boundKey, true, `{"slug":"byboundroot"}`, 403, "forbidden"},
+		{"tenant-bound key cannot see outside", "GET", "/v1/tenants/bywriter", "Bearer " + boundKey, true, "", 404, "not_found"},
 		{"probes need no key", "GET", "/healthz", "Bearer wrong", true, "", 200, ""},
 	}
 	for _, tc := range tests {

@@ -49,6 +49,15 @@ type API struct {
 	cat    *catalog.Catalog
 	log    *zap.Logger
 	mux    *http.ServeMux
+	// registered lists every route, for the OpenAPI sync test.
+	registered []registeredRoute
+	// limiter holds per-key request budgets (rate limiting).
+	limiter *limiter
+}
+
+type registeredRoute struct {
+	path    string
+	methods methods
 }
 
 var _ http.Handler = (*API)(nil)
@@ -116,11 +125,13 @@ func (a *API) routes() *http.ServeMux {
 			return nil
 		}})
 	}
-	a.route(mux, "/v1/tenants", methods{
-		http.MethodGet:  a.authed(scopesRead, a.listTenants),
-		http.MethodPost: a.authed(scopesWrite, a.createTenant),
-	})
-	a.route(mux, "/v1/tenants/{ref}", methods{http.MethodGet: a.authed(scopesRead, a.getTenant)})
+	a.route(mux, "/v1/openapi.json", methods{http.MethodGet: a.openapi})
+	a.tenantRoutes(mux)
+	a.treeRoutes(mux)
+	a.configRoutes(mux)
+	a.permissionRoutes(mux)
+	a.keyRoutes(mux)
+	a.auditRoutes(mux)
 	a.route(mux, "/v1/users", methods{http.MethodPost: a.authed(scopesWrite, a.createUser)})
 	mux.HandleFunc("/", a.serve(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound,
@@ -130,6 +141,7 @@ func (a *API) routes() *http.ServeMux {
 }
 
 func (a *API) route(mux *http.ServeMux, path string, ms methods) {
+	a.registered = append(a.registered, registeredRoute{path: path, methods: ms})
 	var allow []string
 	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 		h, ok := ms[m]

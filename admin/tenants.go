@@ -20,6 +20,15 @@ type createTenantRequest struct {
 	PoolMode  string `json:"pool_mode"` // session or transaction; empty: the proxy's
 }
 
+// tenantRoutes: create, list and read tenants.
+func (a *API) tenantRoutes(mux *http.ServeMux) {
+	a.route(mux, "/v1/tenants", methods{
+		http.MethodGet:  a.authed(scopesRead, a.listTenants),
+		http.MethodPost: a.authed(scopesWrite, a.createTenant),
+	})
+	a.route(mux, "/v1/tenants/{ref}", methods{http.MethodGet: a.authed(scopesRead, a.getTenant)})
+}
+
 // createTenant records and provisions a tenant; 201 with the tenant.
 func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 	var req createTenantRequest
@@ -29,6 +38,17 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := noNUL(map[string]string{"slug": req.Slug, "name": req.Name, "parent": req.Parent,
 		"isolation": req.Isolation, "backend": req.Backend, "pool_mode": req.PoolMode}); err != nil {
 		return err
+	}
+	// A key bound to a tenant creates only inside its subtree.
+	if p := principalFrom(r.Context()); p.Root != nil {
+		if req.Parent == "" {
+			return &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+				Message: "a key bound to a tenant cannot create a root tenant; name a parent inside its subtree",
+				Details: map[string]any{"key_id": p.KeyID}}
+		}
+		if _, err := a.tenantFor(r, req.Parent); err != nil {
+			return err
+		}
 	}
 	t, err := a.router.CreateTenant(r.Context(), router.TenantSpec{Slug: req.Slug, Name: req.Name,
 		Parent: req.Parent, Isolation: req.Isolation, Backend: req.Backend, PoolMode: req.PoolMode})
@@ -47,12 +67,16 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 
 // listTenants answers every tenant in tree order.
 func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
-	ts, err := a.cat.ListTenants(r.Context())
+	all, err := a.cat.ListTenants(r.Context())
 	if err != nil {
 		return err
 	}
-	if ts == nil {
-		ts = []*catalog.Tenant{}
+	p := principalFrom(r.Context())
+	ts := []*catalog.Tenant{}
+	for _, t := range all {
+		if p.reaches(t) {
+			ts = append(ts, t)
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tenants": ts})
 	return nil
@@ -60,11 +84,7 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
 
 // getTenant answers the tenant named by slug or id.
 func (a *API) getTenant(w http.ResponseWriter, r *http.Request) error {
-	ref := r.PathValue("ref")
-	t, err := a.cat.GetTenant(r.Context(), ref)
-	if errors.Is(err, catalog.ErrNotFound) {
-		return tenantNotFound(ref)
-	}
+	t, err := a.tenantFor(r, r.PathValue("ref"))
 	if err != nil {
 		return err
 	}

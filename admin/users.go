@@ -49,6 +49,9 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request) error {
 			Message: "password: characters not allowed in a SCRAM password (SASLprep)",
 			Details: map[string]any{"field": "password"}}
 	}
+	if _, err := a.tenantFor(r, req.Tenant); err != nil {
+		return err
+	}
 	u, err := a.cat.CreateUser(r.Context(), req.Name, req.Password, req.Tenant, req.CanSwitch)
 	if errors.Is(err, catalog.ErrNotFound) {
 		return tenantNotFound(req.Tenant)

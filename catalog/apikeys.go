@@ -21,6 +21,8 @@ type APIKey struct {
 	TenantID  *string    `json:"tenant_id"`
 	CreatedAt time.Time  `json:"created_at"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// RateLimit is the key's own limit in requests per minute; 0: the server's default.
+	RateLimit int `json:"rate_limit,omitempty"`
 }
 
 // HashAPIKey is how secrets are compared: by their SHA-256.
@@ -44,8 +46,13 @@ func (c *Catalog) CreateAPIKey(ctx context.Context, name string, scopes []string
 		scopes = []string{}
 	}
 	k := &APIKey{ID: id, Name: name, Scopes: scopes, TenantID: tenantID}
-	err = c.pool.QueryRow(ctx, `INSERT INTO api_keys (id, name, key_hash, scopes, tenant_id)
-		VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, id, name, HashAPIKey(secret), scopes, tenantID).Scan(&k.CreatedAt)
+	err = c.inTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `INSERT INTO api_keys (id, name, key_hash, scopes, tenant_id)
+			VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, id, name, HashAPIKey(secret), scopes, tenantID).Scan(&k.CreatedAt); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, AuditEvent{Action: "key.create", Target: "key:" + id, TenantID: tenantID, After: k})
+	})
 	if err != nil {
 		return nil, "", fmt.Errorf("inserting api key: %w", err)
 	}
@@ -55,8 +62,8 @@ func (c *Catalog) CreateAPIKey(ctx context.Context, name string, scopes []string
 // LookupAPIKey finds the live key whose secret hashes to hash.
 func (c *Catalog) LookupAPIKey(ctx context.Context, secret string) (*APIKey, error) {
 	var k APIKey
-	err := c.pool.QueryRow(ctx, `SELECT id, name, scopes, tenant_id, created_at FROM api_keys
-		WHERE key_hash = $1 AND revoked_at IS NULL`, HashAPIKey(secret)).Scan(&k.ID, &k.Name, &k.Scopes, &k.TenantID, &k.CreatedAt)
+	err := c.pool.QueryRow(ctx, `SELECT id, name, scopes, tenant_id, created_at, coalesce(rate_limit, 0) FROM api_keys
+		WHERE key_hash = $1 AND revoked_at IS NULL`, HashAPIKey(secret)).Scan(&k.ID, &k.Name, &k.Scopes, &k.TenantID, &k.CreatedAt, &k.RateLimit)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -158,7 +158,8 @@ func (c *Catalog) InsertTenant(ctx context.Context, nt NewTenant) (*Tenant, erro
 			return fmt.Errorf("storing backend credential: %w", err)
 		}
 		out = t
-		return nil
+		return appendAudit(ctx, tx, AuditEvent{Action: "tenant.create", Target: "tenant:" + t.Slug,
+			TenantID: &t.ID, After: t})
 	})
 	return out, err
 }
@@ -206,29 +207,45 @@ func (c *Catalog) ListTenants(ctx context.Context) ([]*Tenant, error) {
 	return out, rows.Err()
 }
 
-// SetTenantStatus changes a tenant's lifecycle status.
+// SetTenantStatus changes a tenant's lifecycle status, with an audit row
+// (action "tenant.<status>", e.g. tenant.active).
 func (c *Catalog) SetTenantStatus(ctx context.Context, id, status string) error {
-	tag, err := c.pool.Exec(ctx, `UPDATE tenants SET status = $2, updated_at = now() WHERE id = $1`, id, status)
-	if err != nil {
-		return fmt.Errorf("setting tenant status: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return c.inTx(ctx, func(tx pgx.Tx) error {
+		before, err := getTenant(ctx, tx, id, " FOR UPDATE")
+		if err != nil {
+			return err
+		}
+		after, err := scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET status = $2, updated_at = now()
+			WHERE id = $1 RETURNING `+tenantColumns, before.ID, status))
+		if err != nil {
+			return fmt.Errorf("setting tenant status: %w", err)
+		}
+		return appendAudit(ctx, tx, AuditEvent{Action: "tenant." + status, Target: "tenant:" + after.Slug,
+			TenantID: &after.ID, Before: before, After: after})
+	})
 }
 
 // DeleteTenant removes a tenant that has no children, with the proxy users and
 // API keys bound to it (used to undo a failed provisioning and to drop a tenant).
 func (c *Catalog) DeleteTenant(ctx context.Context, id string) error {
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		before, err := getTenant(ctx, tx, id, " FOR UPDATE")
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 		for _, q := range []string{`DELETE FROM proxy_users WHERE tenant_id = $1`, `DELETE FROM api_keys WHERE tenant_id = $1`} {
 			if _, err := tx.Exec(ctx, q, id); err != nil {
 				return err
 			}
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, id)
-		return err
+		if _, err := tx.Exec(ctx, `DELETE FROM tenants WHERE id = $1`, id); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, AuditEvent{Action: "tenant.delete", Target: "tenant:" + before.Slug,
+			TenantID: &before.ID, Before: before})
 	})
 	if err != nil {
 		return fmt.Errorf("deleting tenant: %w", err)
@@ -256,8 +273,14 @@ func (c *Catalog) BackendPassword(ctx context.Context, tenantID string) (string,
 
 // MapDatabase makes a client's database name identify a tenant.
 func (c *Catalog) MapDatabase(ctx context.Context, database, tenantID string) error {
-	_, err := c.pool.Exec(ctx, `INSERT INTO database_map (database_name, tenant_id) VALUES ($1, $2)
-		ON CONFLICT (database_name) DO UPDATE SET tenant_id = excluded.tenant_id`, database, tenantID)
+	err := c.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO database_map (database_name, tenant_id) VALUES ($1, $2)
+			ON CONFLICT (database_name) DO UPDATE SET tenant_id = excluded.tenant_id`, database, tenantID); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, AuditEvent{Action: "database_map.set", Target: "database:" + database,
+			TenantID: &tenantID, After: map[string]string{"database_name": database, "tenant_id": tenantID}})
+	})
 	if err != nil {
 		return fmt.Errorf("mapping database name: %w", err)
 	}

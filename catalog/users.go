@@ -40,8 +40,14 @@ func (c *Catalog) CreateUser(ctx context.Context, name, password, tenantRef stri
 		return nil, fmt.Errorf("%w password: %v", ErrInvalid, err)
 	}
 	u := &User{Name: name, TenantID: t.ID, CanSwitch: canSwitch, Verifier: v}
-	err = c.pool.QueryRow(ctx, `INSERT INTO proxy_users (name, verifier, tenant_id, can_switch)
-		VALUES ($1, $2, $3, $4) RETURNING created_at`, name, v, t.ID, canSwitch).Scan(&u.CreatedAt)
+	err = c.inTx(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `INSERT INTO proxy_users (name, verifier, tenant_id, can_switch)
+			VALUES ($1, $2, $3, $4) RETURNING created_at`, name, v, t.ID, canSwitch).Scan(&u.CreatedAt); err != nil {
+			return err
+		}
+		return appendAudit(ctx, tx, AuditEvent{Action: "user.create", Target: "user:" + name, TenantID: &t.ID,
+			After: map[string]any{"name": name, "tenant_id": t.ID, "can_switch": canSwitch}})
+	})
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		return nil, fmt.Errorf("user %q: %w", name, ErrConflict)
