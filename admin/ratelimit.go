@@ -7,3 +7,6 @@ import "net/http"
 func (a *API) limit(w http.ResponseWriter, p *principal) error {
 	return nil
 }
+
+// limiter holds per-key request budgets. (To be written.)
+type limiter struct{}

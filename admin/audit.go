@@ -1,0 +1,6 @@
+package admin
+
+import "net/http"
+
+// auditRoutes registers the audit routes. (To be written.)
+func (a *API) auditRoutes(mux *http.ServeMux) {}
