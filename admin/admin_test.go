@@ -220,7 +220,7 @@ func TestProbesAndRouting(t *testing.T) {
 		{"unknown v1 route", "GET", "/v1/nothing/here", 404, "not_found", ""},
 		{"tenant path with trailing slash", "GET", "/v1/tenants/", 404, "not_found", ""},
 		{"wrong method on collection", "DELETE", "/v1/tenants", 405, "method_not_allowed", "GET, HEAD, POST"},
-		{"wrong method on tenant", "PUT", "/v1/tenants/acme", 405, "method_not_allowed", "GET, HEAD"},
+		{"wrong method on tenant", "PUT", "/v1/tenants/acme", 405, "method_not_allowed", "GET, HEAD, PATCH"},
 		{"wrong method on users", "GET", "/v1/users", 405, "method_not_allowed", "POST"},
 		{"wrong method on healthz", "POST", "/healthz", 405, "method_not_allowed", "GET, HEAD"},
 	}

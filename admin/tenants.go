@@ -26,7 +26,10 @@ func (a *API) tenantRoutes(mux *http.ServeMux) {
 		http.MethodGet:  a.authed(scopesRead, a.listTenants),
 		http.MethodPost: a.authed(scopesWrite, a.createTenant),
 	})
-	a.route(mux, "/v1/tenants/{ref}", methods{http.MethodGet: a.authed(scopesRead, a.getTenant)})
+	a.route(mux, "/v1/tenants/{ref}", methods{
+		http.MethodGet:   a.authed(scopesRead, a.getTenant),
+		http.MethodPatch: a.authed(scopesWrite, a.updateTenant), // in tree.go
+	})
 }
 
 // createTenant records and provisions a tenant; 201 with the tenant.
@@ -65,21 +68,14 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// listTenants answers every tenant in tree order.
+// listTenants answers a page of tenants in tree order (by path); a key bound
+// to a tenant lists only its subtree.
 func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
-	all, err := a.cat.ListTenants(r.Context())
-	if err != nil {
-		return err
+	var f catalog.TenantFilter
+	if root := principalFrom(r.Context()).Root; root != nil {
+		f.Within = root.ID
 	}
-	p := principalFrom(r.Context())
-	ts := []*catalog.Tenant{}
-	for _, t := range all {
-		if p.reaches(t) {
-			ts = append(ts, t)
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"tenants": ts})
-	return nil
+	return a.listTenantPage(w, r, f) // in tree.go
 }
 
 // getTenant answers the tenant named by slug or id.

@@ -118,6 +118,10 @@ func (c *Catalog) InsertTenant(ctx context.Context, nt NewTenant) (*Tenant, erro
 	}
 	var out *Tenant
 	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		// The tree lock first: the parent's path must not move under us.
+		if err := lockTree(ctx, tx); err != nil {
+			return err
+		}
 		path, depth := nt.ShortID, 1
 		var parentID *string
 		if nt.Parent != "" {
@@ -208,21 +212,12 @@ func (c *Catalog) ListTenants(ctx context.Context) ([]*Tenant, error) {
 }
 
 // SetTenantStatus changes a tenant's lifecycle status, with an audit row
-// (action "tenant.<status>", e.g. tenant.active).
+// (tenant.activate for provisioning -> active, then tenant.suspend,
+// tenant.resume or tenant.archive). Setting the status the tenant has is a
+// no-op; a change the lifecycle forbids fails with ErrStatus.
 func (c *Catalog) SetTenantStatus(ctx context.Context, id, status string) error {
-	return c.inTx(ctx, func(tx pgx.Tx) error {
-		before, err := getTenant(ctx, tx, id, " FOR UPDATE")
-		if err != nil {
-			return err
-		}
-		after, err := scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET status = $2, updated_at = now()
-			WHERE id = $1 RETURNING `+tenantColumns, before.ID, status))
-		if err != nil {
-			return fmt.Errorf("setting tenant status: %w", err)
-		}
-		return appendAudit(ctx, tx, AuditEvent{Action: "tenant." + status, Target: "tenant:" + after.Slug,
-			TenantID: &after.ID, Before: before, After: after})
-	})
+	_, err := c.changeStatus(ctx, id, status, true)
+	return err
 }
 
 // DeleteTenant removes a tenant that has no children, with the proxy users and
