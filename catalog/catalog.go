@@ -16,6 +16,8 @@ var (
 	ErrConflict      = errors.New("already exists")
 	ErrDepthExceeded = errors.New("tenant tree depth limit exceeded")
 	ErrInvalid       = errors.New("invalid")
+	// ErrLocked: an ancestor's lock forbids the change (config values, policies).
+	ErrLocked = errors.New("locked")
 )
 
 // MaxDepth is the deepest level of the tenant tree; a root tenant is level 1.
