@@ -28,6 +28,12 @@ type Config struct {
 	// Logger receives one line per internal error (with the request id); default
 	// a no-op logger.
 	Logger *zap.Logger
+	// RateLimit is each API key's budget in requests per minute, for keys
+	// without a limit of their own (the bootstrap key included); default 600.
+	// A negative value turns the default off (keys with their own limit stay
+	// limited). Budgets are kept in this process's memory: every replica
+	// grants a key its full budget.
+	RateLimit int
 }
 
 // Readiness is an extra readiness check for /readyz, declared here and
@@ -60,6 +66,29 @@ type registeredRoute struct {
 	methods methods
 }
 
+// Route is one registered path and the methods it answers (HEAD, implied by
+// GET, is not listed).
+type Route struct {
+	Path    string
+	Methods []string
+}
+
+// Routes lists every registered route, in registration order; tests walk it
+// (the scoping test asks every route with a key bound elsewhere).
+func (a *API) Routes() []Route {
+	out := make([]Route, 0, len(a.registered))
+	for _, rr := range a.registered {
+		r := Route{Path: rr.path}
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if _, ok := rr.methods[m]; ok {
+				r.Methods = append(r.Methods, m)
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 var _ http.Handler = (*API)(nil)
 
 // New returns the admin API over r (and r's catalog). The caller keeps
@@ -69,7 +98,10 @@ func New(cfg Config, r *router.Router) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	a := &API{cfg: cfg, router: r, cat: r.Catalog(), log: cfg.Logger}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	a := &API{cfg: cfg, router: r, cat: r.Catalog(), log: cfg.Logger, limiter: newLimiter(cfg.RateLimit)}
 	a.mux = a.routes()
 	return a
 }

@@ -21,9 +21,11 @@ const (
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeConflict         = "conflict"
+	CodeLocked           = "locked"
 	CodeInvalid          = "invalid"
 	CodeDepthExceeded    = "depth_exceeded"
 	CodeUnavailable      = "unavailable"
+	CodeRateLimited      = "rate_limited"
 	CodeInternal         = "internal"
 )
 
@@ -52,7 +54,16 @@ func classify(err error) (e *Error, internal bool) {
 	if errors.As(err, &e) {
 		return e, false
 	}
+	var de *catalog.DepthError
+	if errors.As(err, &de) {
+		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeDepthExceeded, Message: err.Error(),
+			Details: map[string]any{"max_depth": catalog.MaxDepth, "level": de.Level}}, false
+	}
 	switch {
+	case errors.Is(err, catalog.ErrCycle), errors.Is(err, catalog.ErrStatus):
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}, false
+	case errors.Is(err, catalog.ErrBadCursor):
+		return badRequest("the cursor is not one this listing handed out; start again without it", nil), false
 	case errors.Is(err, catalog.ErrDepthExceeded):
 		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeDepthExceeded,
 			// Only a parent at the deepest level is refused a child, so the
@@ -61,6 +72,8 @@ func classify(err error) (e *Error, internal bool) {
 			Details: map[string]any{"max_depth": catalog.MaxDepth}}, false
 	case errors.Is(err, catalog.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}, false
+	case errors.Is(err, catalog.ErrLocked):
+		return &Error{Status: http.StatusConflict, Code: CodeLocked, Message: err.Error()}, false
 	case errors.Is(err, catalog.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}, false
 	case errors.Is(err, router.ErrInvalidSpec), errors.Is(err, catalog.ErrInvalid):
