@@ -22,9 +22,16 @@ Usage:
       Apply the catalog migrations and exit.
   stratum-proxy schema apply [--config FILE | --data-dir DIR] FILE.sql
       Apply the app's DDL to the shared database, the template and every tenant.
+  stratum-proxy tenant|config|perm|audit|key COMMAND [flags]
+      Operate the control plane through the admin API: the tenant tree, config,
+      permissions, the audit log and API keys. Tables by default, --json for the
+      API's answers; "stratum-proxy tenant --help" lists a group's commands.
 `
 
 func main() {
+	if len(os.Args) > 1 && isCLIGroup(os.Args[1]) {
+		os.Exit(runCLI(os.Args[1:], cliEnv{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}))
+	}
 	if err := run(os.Args[1:]); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "stratum-proxy:", err)
