@@ -103,13 +103,9 @@ func (ss *session) authorize(ctx context.Context, p *router.Placement, fatal boo
 	case !p.Tenant.Within(root.Tenant):
 		e = errorf(codeInsufficientPriv, "user %q may not use tenant %q: it is outside the user's tenant %q and its descendants",
 			ss.user.Name, p.Tenant.Slug, root.Tenant.Slug)
-	case p.Tenant.Status == catalog.StatusSuspended:
-		e = errorf(codeNotInPrerequisite, "tenant %q is suspended", p.Tenant.Slug)
-		e.Hint = "an operator can resume it through the admin API"
-	case p.Tenant.Status == catalog.StatusArchived:
-		e = errorf(codeNotInPrerequisite, "tenant %q is archived", p.Tenant.Slug)
-	case p.Tenant.Status != catalog.StatusActive:
-		e = errorf(codeNotInPrerequisite, "tenant %q is not ready (status %s)", p.Tenant.Slug, p.Tenant.Status)
+	case p.Policy.Blocked != "":
+		e = errorf(codeNotInPrerequisite, "%s", p.Policy.Blocked)
+		e.Hint = "an operator can resume a suspended tenant through the admin API"
 	default:
 		return nil
 	}

@@ -61,6 +61,11 @@ func (ss *session) relay() error {
 			}
 			continue
 		}
+		if startsTransaction(typ) && ss.srv.router.Gen() != ss.polGen {
+			if err := ss.refreshPolicy(); err != nil {
+				return err
+			}
+		}
 		switch typ {
 		case 'X': // Terminate
 			return nil
@@ -194,11 +199,11 @@ func (ss *session) guardError(sql []byte) *Error {
 		return e
 	}
 	if !rewrite.NeedsFullCheck(sql) {
-		return nil
+		return ss.policyError(sql)
 	}
 	v := ss.srv.guard.Check(string(sql))
 	if v.Allow {
-		return nil
+		return ss.policyError(sql)
 	}
 	ss.srv.metrics.denials.WithLabelValues(v.Reason).Inc()
 	ss.log.Warn("statement refused by the guard", zap.String("reason", v.Reason), zap.String("fingerprint", v.Fingerprint))

@@ -15,6 +15,7 @@ import (
 	"github.com/xdg-go/scram"
 	"go.uber.org/zap"
 
+	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
@@ -134,6 +135,9 @@ func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
 	s.mu.starting = map[net.Conn]struct{}{}
 	s.stopRank = make(chan struct{})
 	go s.rankLoop()
+	// A suspended or archived tenant's open sessions end at their next idle
+	// point; the lookup reads the catalog, so not on the router's goroutine.
+	r.OnChange(func(c catalog.Change) { go s.stopBlockedSessions(c) })
 	return s
 }
 
@@ -193,7 +197,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	for _, ss := range sessions {
-		ss.requestStop()
+		ss.requestStop(fatalf(codeAdminShutdown, "stratum-proxy is shutting down"))
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()

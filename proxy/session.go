@@ -37,6 +37,11 @@ type session struct {
 	user    *catalog.User
 	initial *router.Placement // the tenant named at startup; RESET goes back to it
 	cur     *router.Placement // the tenant now
+	// pol is the current tenant's policy, refreshed at transaction
+	// boundaries when the router's generation moves past polGen (relay
+	// goroutine only; cur is replaced only while no pump runs).
+	pol    *router.Policy
+	polGen uint64
 
 	keyPID    uint32
 	keySecret []byte
@@ -47,12 +52,13 @@ type session struct {
 
 	mu struct {
 		sync.Mutex
-		att      *attachment // nil when no backend is held
-		pending  int32       // requests sent that await a ReadyForQuery
-		unsynced bool        // extended-protocol messages sent since the last Sync
-		txStatus byte        // status byte of the last ReadyForQuery
-		pinned   string      // why the session keeps its backend (transaction pooling), or ""
-		stop     bool        // shutdown asked: end at the next idle point
+		att      *attachment     // nil when no backend is held
+		pending  int32           // requests sent that await a ReadyForQuery
+		unsynced bool            // extended-protocol messages sent since the last Sync
+		txStatus byte            // status byte of the last ReadyForQuery
+		pinned   string          // why the session keeps its backend (transaction pooling), or ""
+		stop     *Error          // end at the next idle point with this error (shutdown, tenant suspended)
+		tenant   *catalog.Tenant // the current tenant, for other goroutines (ss.cur is the relay's)
 	}
 	idle chan struct{} // the pump signals when pending drops to zero
 
@@ -187,7 +193,8 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 			p.Tenant.Slug, ss.srv.cfg.MaxTenantConnections)
 	}
 	ss.tenantCounted = p.Tenant.ID
-	ss.initial, ss.cur = p, p
+	ss.initial = p
+	ss.setTenant(p)
 	ss.counters = ss.srv.metrics.forTenant(p.Tenant.Slug)
 	ss.log = ss.log.With(zap.String("user", u.Name), zap.String("tenant", p.Tenant.Slug))
 	// Authenticated: from here the client waits in the pool's queue, bounded
@@ -275,6 +282,8 @@ func (ss *session) attach(typ byte) (*attachment, error) {
 			return nil, err
 		}
 		ss.mu.Lock()
+	} else {
+		ss.injectPolicyLocked(att)
 	}
 	if expectsReadyForQuery(typ) {
 		ss.mu.pending++
@@ -310,12 +319,21 @@ func (ss *session) acquire() (*attachment, error) {
 	att := &attachment{sc: sc, done: make(chan error, 1)}
 	ss.mu.Lock()
 	ss.mu.att = att
-	if n := ss.state.injectSettings(sc); n > 0 {
+	if n := ss.state.injectSettings(sc, ss.pol); n > 0 {
 		att.dropUntilRF.Add(int32(n))
 		ss.mu.pending += int32(n)
 	}
 	ss.mu.Unlock()
 	return att, nil
+}
+
+// setTenant makes p the session's tenant and its policy the session's. Only
+// the relay calls it, while no pump runs (or before the first).
+func (ss *session) setTenant(p *router.Placement) {
+	ss.cur, ss.pol, ss.polGen = p, &p.Policy, p.Gen()
+	ss.mu.Lock()
+	ss.mu.tenant = p.Tenant
+	ss.mu.Unlock()
 }
 
 func (ss *session) attached() *attachment {
@@ -473,13 +491,17 @@ func (ss *session) releasableLocked() bool {
 		safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
 }
 
-// stopIfAsked ends the session at an idle point when shutdown asked for it.
+// stopIfAsked ends the session at an idle point when shutdown (or a tenant's
+// suspension) asked for it.
 func (ss *session) stopIfAsked() {
 	ss.mu.Lock()
-	stop := ss.mu.stop && safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
+	stop := ss.mu.stop
+	if !safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus) {
+		stop = nil
+	}
 	ss.mu.Unlock()
-	if stop {
-		ss.kill(fatalf(codeAdminShutdown, "stratum-proxy is shutting down"))
+	if stop != nil {
+		ss.kill(stop)
 	}
 }
 
@@ -616,14 +638,18 @@ func (ss *session) answerError(e *Error, ready bool) error {
 	return ss.writeClient(b)
 }
 
-// requestStop asks the session to end at its next idle point (shutdown).
-func (ss *session) requestStop() {
+// requestStop asks the session to end with e at its next idle point (now,
+// when it is idle): a transaction under way may finish first.
+func (ss *session) requestStop(e *Error) {
 	ss.mu.Lock()
-	ss.mu.stop = true
+	if ss.mu.stop == nil {
+		ss.mu.stop = e
+	}
+	e = ss.mu.stop
 	idle := safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
 	ss.mu.Unlock()
 	if idle {
-		ss.kill(fatalf(codeAdminShutdown, "stratum-proxy is shutting down"))
+		ss.kill(e)
 	}
 }
 

@@ -48,15 +48,24 @@ func (st *sessionState) prepareBackend(ss *session, sc *router.ServerConn) error
 	return st.prepared.replay(sc, ss.srv.cfg.StartupTimeout)
 }
 
-// injectSettings brings sc's session settings to the session's own when they
-// differ: RESET ALL, then each of the session's SETs, each as a Query of its
-// own so that one the server refuses cannot undo the others. It returns how
-// many Queries it wrote; their replies are dropped by the pump.
-func (st *sessionState) injectSettings(sc *router.ServerConn) int {
-	if sc.Settings == st.sig {
+// injectSettings brings sc's settings to the session's own when they differ:
+// RESET ALL, then the tenant's policy (pol.SQL: statement timeout, read-only
+// default, stratum.config.* settings), then each of the session's SETs, each
+// as a Query of its own so that one the server refuses cannot undo the
+// others. The client's SETs come last, so they win over the policy's
+// defaults (a read-only tenant cannot SET its way out: the guard refuses
+// that). It returns how many Queries it wrote; their replies are dropped by
+// the pump.
+func (st *sessionState) injectSettings(sc *router.ServerConn, pol *router.Policy) int {
+	if sc.Settings == st.sig && sc.Policy == pol.Sig {
 		return 0
 	}
 	writeQuery(sc, "RESET ALL")
+	n := 1
+	if pol.SQL != "" {
+		writeQuery(sc, pol.SQL)
+		n++
+	}
 	names := make([]string, 0, len(st.settings))
 	for n := range st.settings {
 		names = append(names, n)
@@ -65,8 +74,8 @@ func (st *sessionState) injectSettings(sc *router.ServerConn) int {
 	for _, n := range names {
 		writeQuery(sc, st.settings[n])
 	}
-	sc.Settings = st.sig
-	return 1 + len(names)
+	sc.Settings, sc.Policy = st.sig, pol.Sig
+	return n + len(names)
 }
 
 func writeQuery(sc *router.ServerConn, q string) {
@@ -217,6 +226,7 @@ func (st *sessionState) noteSettings(sc *router.ServerConn, changes []rewrite.Se
 			delete(st.settings, c.Name)
 		case rewrite.ResetAll:
 			st.settings = nil
+			sc.Policy = "" // RESET ALL undid the policy too: apply it again
 		}
 		if c.DropsStatements {
 			st.stmts = nil

@@ -74,7 +74,7 @@ func (ss *session) switchTenant(ref string) error {
 		go ss.srv.router.Release(old, router.Reset)
 	}
 	prev := ss.cur
-	ss.cur = p
+	ss.setTenant(p)
 	ss.counters = ss.srv.metrics.forTenant(p.Tenant.Slug)
 	ss.mu.Lock()
 	ss.mu.pinned = "" // pinned state stayed with the old backend, now reset
@@ -82,7 +82,7 @@ func (ss *session) switchTenant(ref string) error {
 	// Acquire now, so that an unreachable tenant is reported by the SET.
 	att, err := ss.acquire()
 	if err != nil {
-		ss.cur = prev
+		ss.setTenant(prev)
 		ss.counters = ss.srv.metrics.forTenant(prev.Tenant.Slug)
 		return ss.answerError(asError(err, false), true)
 	}

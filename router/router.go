@@ -24,8 +24,15 @@ type Placement struct {
 	// PoolMode is the tenant's own pool mode ("session" or "transaction");
 	// empty means the proxy's.
 	PoolMode string
+	// Policy is what the tenant's config, permissions and ancestors ask of
+	// its sessions.
+	Policy   Policy
 	password string
 }
+
+// Gen is the router generation the placement was read in: when Router.Gen
+// has moved on, the catalog changed since and the placement may be stale.
+func (p *Placement) Gen() uint64 { return p.gen }
 
 // Router resolves tenants to placements and hands out backend connections.
 type Router struct {
@@ -37,11 +44,17 @@ type Router struct {
 	placements *lru.Cache[string, *Placement]
 	// users caches proxy users by name.
 	users *lru.Cache[string, cachedUser]
-	// gen counts catalog reconnections: entries read before the latest one
-	// may be out of date (changes could have been missed) and are read
-	// again, but still serve when the catalog cannot be reached, so that
-	// known tenants keep working through a catalog outage.
+	// gen counts catalog changes and reconnections: entries read before the
+	// latest one may be out of date and are read again, but still serve when
+	// the catalog cannot be reached, so that known tenants keep working
+	// through a catalog outage.
 	gen atomic.Uint64
+
+	// subs are told of every catalog change (OnChange).
+	subs struct {
+		sync.Mutex
+		fns []func(catalog.Change)
+	}
 
 	pools *pools
 	stop  context.CancelFunc
@@ -69,10 +82,12 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 	go func() {
 		defer r.done.Done()
 		cat.Listen(bg, func(c catalog.Change) {
-			if c.Table == "" {
-				r.gen.Add(1) // reconnected: revalidate, but keep for outages
-			} else {
-				r.Invalidate() // a known change: forget at once
+			r.Invalidate()
+			r.subs.Lock()
+			fns := r.subs.fns
+			r.subs.Unlock()
+			for _, fn := range fns {
+				fn(c)
 			}
 		})
 	}()
@@ -99,11 +114,24 @@ func (r *Router) Config() Config { return r.cfg }
 // Catalog returns the catalog the router reads.
 func (r *Router) Catalog() *catalog.Catalog { return r.cat }
 
-// Invalidate forgets every cached tenant and user. Catalog changes call it; it is
-// cheap because changes are rare next to lookups.
-func (r *Router) Invalidate() {
-	r.placements.Purge()
-	r.users.Purge()
+// Invalidate makes every cached tenant and user stale: each is read again at
+// its next use, and served from the cache only while the catalog cannot be
+// reached. Catalog changes (and reconnections) call it; a config change at a
+// tenant reaches its whole subtree, so nothing finer is worth tracking.
+func (r *Router) Invalidate() { r.gen.Add(1) }
+
+// Gen is the current generation: it moves on at every catalog change. A
+// session compares it with its placement's Gen at transaction boundaries,
+// one atomic load, to pick up changes without a restart.
+func (r *Router) Gen() uint64 { return r.gen.Load() }
+
+// OnChange registers fn to be told of every catalog change, after the caches
+// were invalidated; a zero Change means changes may have been missed. fn runs
+// on the router's listener goroutine and must not block.
+func (r *Router) OnChange(fn func(catalog.Change)) {
+	r.subs.Lock()
+	r.subs.fns = append(r.subs.fns, fn)
+	r.subs.Unlock()
 }
 
 // Resolve returns the placement of the tenant named by ref (slug or id), from the
@@ -136,7 +164,11 @@ func (r *Router) readPlacement(ctx context.Context, ref string) (*Placement, err
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", t.Slug, err)
 	}
-	return &Placement{Tenant: t, password: pw, gen: gen, PoolMode: t.PoolMode}, nil
+	pol, err := r.readPolicy(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return &Placement{Tenant: t, password: pw, gen: gen, PoolMode: t.PoolMode, Policy: pol, MaxConns: pol.MaxConns}, nil
 }
 
 // ResolveDatabase returns the placement of the tenant a database name is mapped

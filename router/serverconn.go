@@ -39,6 +39,9 @@ type ServerConn struct {
 	// Settings is the signature of the session settings (client SETs) last
 	// applied on this connection; empty when it has none.
 	Settings string
+	// Policy is the signature of the tenant policy (Policy.Sig) last applied
+	// on this connection; empty when none was, or when a reset undid it.
+	Policy string
 
 	// inUse is true from Acquire to Release: a double release would hand one
 	// connection to two sessions, so Release refuses it.
@@ -135,6 +138,7 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 	}
 	s.Statements = map[string]struct{}{}
 	s.Settings = ""
+	s.Policy = ""
 	ok := true
 	for {
 		typ, m, err := s.Reader.Next()

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+
+	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/rewrite"
+)
+
+// SQLSTATEs of policy refusals.
+const (
+	codeReadOnlyTransaction = "25006" // read_only_sql_transaction
+)
+
+// startsTransaction reports whether a client message can be the first of a
+// transaction, where a changed tenant policy is picked up.
+func startsTransaction(typ byte) bool {
+	return typ == 'Q' || typ == 'P' || typ == 'B' || typ == 'F'
+}
+
+// refreshPolicy picks up catalog changes at a transaction boundary: when the
+// router's generation moved past the one the session's policy was read in,
+// and the session is between transactions, the tenant is resolved again. A
+// tenant that is now blocked (suspended, archived, or under such an ancestor)
+// ends the session; otherwise the new policy applies from this transaction on
+// (its settings reach the backend before the next statement, see attach).
+// It returns an error only when the session must end.
+func (ss *session) refreshPolicy() error {
+	ss.mu.Lock()
+	boundary := !ss.mu.unsynced && safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
+	held := ss.mu.att != nil
+	ss.mu.Unlock()
+	if !boundary {
+		return nil // inside a transaction: at its end
+	}
+	// The generation before the read: a change committed during it moves the
+	// generation on again, and the next boundary reads once more. During a
+	// catalog outage Resolve serves the last known placement, and the session
+	// does not ask again until the generation moves (the reconnection).
+	gen := ss.srv.router.Gen()
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.StartupTimeout)
+	defer cancel()
+	p, err := ss.srv.router.Resolve(ctx, ss.cur.Tenant.ID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		e := fatalf(codeAdminShutdown, "tenant %q was deleted; the session ends", ss.cur.Tenant.Slug)
+		ss.kill(e)
+		return e
+	}
+	if err != nil {
+		ss.log.Warn("refreshing the tenant's policy failed; keeping the last one", zap.Error(err))
+		return nil
+	}
+	if p.Policy.Blocked != "" {
+		e := fatalf(codeAdminShutdown, "%s; the session ends", p.Policy.Blocked)
+		ss.srv.metrics.countError("tenant_blocked")
+		ss.log.Info("ending session: tenant blocked", zap.String("reason", p.Policy.Blocked))
+		ss.kill(e)
+		return e
+	}
+	if held {
+		// A pump runs and reads cur: keep the placement, take its policy.
+		ss.pol, ss.polGen = &p.Policy, gen
+		return nil
+	}
+	ss.setTenant(p) // no pump runs: the new limits apply to the next acquire
+	ss.polGen = gen
+	if ss.initial.Tenant.ID == p.Tenant.ID {
+		ss.initial = p
+	}
+	return nil
+}
+
+// policyError checks a statement text against the tenant's policy: writes of
+// a read-only tenant (25006), DDL without the sql.ddl permission (42501), and
+// attempts to leave read-only mode. PostgreSQL enforces read-only too: the
+// tenant's backend connections run with default_transaction_read_only on.
+func (ss *session) policyError(sql []byte) *Error {
+	pol := ss.pol
+	if pol.ReadOnly == "" && pol.NoDDL == "" {
+		return nil
+	}
+	text := string(sql)
+	if pol.ReadOnly != "" && rewrite.LeavesReadOnly(text) {
+		ss.srv.metrics.denials.WithLabelValues("read_only").Inc()
+		e := errorf(codeReadOnlyTransaction, "%s: read-write transactions and changes of the read-only settings are refused", pol.ReadOnly)
+		e.Hint = "an operator can lift proxy.read_only through the admin API"
+		return e
+	}
+	writes, ddl := ss.srv.guard.Classify(text)
+	switch {
+	case ddl && pol.NoDDL != "":
+		ss.srv.metrics.denials.WithLabelValues("ddl_denied").Inc()
+		e := errorf(codeInsufficientPriv, "%s", pol.NoDDL)
+		e.Hint = "an operator can grant sql.ddl through the admin API"
+		return e
+	case (writes || ddl) && pol.ReadOnly != "":
+		ss.srv.metrics.denials.WithLabelValues("read_only").Inc()
+		e := errorf(codeReadOnlyTransaction, "cannot execute this statement: %s", pol.ReadOnly)
+		e.Hint = "an operator can lift proxy.read_only (or grant sql.write) through the admin API"
+		return e
+	}
+	return nil
+}
+
+// injectPolicyLocked applies the session's policy on the attached backend when
+// it lacks it and the backend is between requests (so the injected Query's
+// replies, dropped by the pump, come before the client's). Holds ss.mu.
+func (ss *session) injectPolicyLocked(att *attachment) {
+	if att.sc.Policy == ss.pol.Sig || ss.mu.pending != 0 || ss.mu.unsynced {
+		return
+	}
+	if n := ss.state.injectSettings(att.sc, ss.pol); n > 0 {
+		att.dropUntilRF.Add(int32(n))
+		ss.mu.pending += int32(n)
+	}
+}
+
+// stopBlockedSessions ends, at their next idle point, the sessions of the
+// subtree of a tenant that is now blocked. The router calls it (through
+// OnChange) for every change of a tenant row.
+func (s *Server) stopBlockedSessions(c catalog.Change) {
+	if c.Table != "tenants" || c.Key == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartupTimeout)
+	defer cancel()
+	p, err := s.router.Resolve(ctx, c.Key)
+	if err != nil || p.Policy.Blocked == "" {
+		return // a deleted tenant's sessions end at their next transaction
+	}
+	s.mu.Lock()
+	var victims []*session
+	for _, ss := range s.mu.sessions {
+		ss.mu.Lock()
+		t := ss.mu.tenant
+		ss.mu.Unlock()
+		if t != nil && t.Within(p.Tenant) {
+			victims = append(victims, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range victims {
+		ss.requestStop(fatalf(codeAdminShutdown, "%s; the session ends", p.Policy.Blocked))
+	}
+	if len(victims) > 0 {
+		s.log.Info("ending sessions of a blocked tenant", zap.String("tenant", p.Tenant.Slug), zap.Int("sessions", len(victims)))
+	}
+}

@@ -1,0 +1,74 @@
+package router
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Config keys and permissions that shape the data plane. Config keys are
+// resolved through the tenant tree (inheritance, locks); permissions through
+// delegation.
+const (
+	KeyMaxConnections   = "proxy.max_connections"
+	KeyStatementTimeout = "proxy.statement_timeout"
+	KeyReadOnly         = "proxy.read_only"
+	PermWrite           = "sql.write"
+	PermDDL             = "sql.ddl"
+	// SettingPrefix names the PostgreSQL settings that carry a tenant's other
+	// config keys into its sessions: current_setting('stratum.config.<key>').
+	SettingPrefix = "stratum.config."
+)
+
+// Policy is what a tenant's resolved config, permissions and place in the tree
+// ask of its sessions. The zero Policy asks nothing.
+type Policy struct {
+	// Blocked, when not empty, says why the tenant may not be used: it or an
+	// ancestor is suspended or archived, or it is not provisioned yet.
+	Blocked string
+	// ReadOnly, when not empty, says why the tenant's sessions may not write
+	// (proxy.read_only, or the sql.write permission denied).
+	ReadOnly string
+	// NoDDL, when not empty, says why DDL is refused (sql.ddl denied).
+	NoDDL string
+	// StatementTimeout is proxy.statement_timeout in milliseconds; -1 when unset.
+	StatementTimeout int
+	// MaxConns is proxy.max_connections; 0 when unset.
+	MaxConns int
+	// Settings are the tenant's other non-sensitive config keys as
+	// stratum.config.<key> settings, sorted by name.
+	Settings []Setting
+	// Sig identifies what the policy sets on a backend connection (statement
+	// timeout, read-only default, settings); "" when it sets nothing.
+	Sig string
+	// SQL is the statement that applies the policy on a backend connection
+	// after RESET ALL; "" when Sig is "".
+	SQL string
+}
+
+// Setting is one PostgreSQL setting a policy gives the tenant's sessions.
+type Setting struct{ Name, Value string }
+
+// applySQL is one simple-query text that sets the policy on a backend
+// connection where RESET ALL just ran: the statement timeout, the read-only
+// default (PostgreSQL itself then refuses writes, a second layer under the
+// proxy's own check) and the settings.
+func (p *Policy) applySQL() string {
+	var b strings.Builder
+	if p.StatementTimeout >= 0 {
+		b.WriteString("SET statement_timeout = " + strconv.Itoa(p.StatementTimeout) + ";")
+	}
+	if p.ReadOnly != "" {
+		b.WriteString("SET default_transaction_read_only = on;")
+	}
+	if len(p.Settings) > 0 {
+		b.WriteString("SELECT ")
+		for i, s := range p.Settings {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("pg_catalog.set_config(" + quoteLiteral(s.Name) + ", " + quoteLiteral(s.Value) + ", false)")
+		}
+		b.WriteString(";")
+	}
+	return b.String()
+}
