@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
+	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -289,4 +291,39 @@ func TestSuspendEndsSessions(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// TestConfigReachesEveryProxy: two proxies share one catalog (replicas behind
+// a load balancer); a change made through one's admin API reaches sessions
+// of the other through the catalog's NOTIFY.
+func TestConfigReachesEveryProxy(t *testing.T) {
+	srv := pgtest.Get(t)
+	catdb := srv.NewDatabase(t, "cat")
+	backend := router.Backend{Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(),
+		AdminPassword: srv.Password(), SSLMode: "disable"}
+	keys, err := secrets.NewKeyText("k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startStackOn(t, srv.URL(catdb), backend, func(sc *stackConfig) { sc.SecretKeys = keys })
+	b := startStackOn(t, srv.URL(catdb), backend, func(sc *stackConfig) {
+		sc.SecretKeys = keys
+		sc.Router.SharedDatabase = a.router.Config().SharedDatabase
+	})
+	onB := connect(t, b.url("demo", "demo", "client_alpha", ""))
+	waitSQL(t, onB, "INSERT INTO orders (item) VALUES ('x')", "")
+	a.adminWant(t, http.MethodPut, "/v1/tenants/acmesec/config/proxy.read_only", map[string]any{"value": true}, http.StatusOK)
+	took := waitSQL(t, onB, "INSERT INTO orders (item) VALUES ('x')", "25006")
+	t.Logf("a change through proxy A reached a session on proxy B after %s", took)
+	a.adminWant(t, http.MethodPost, "/v1/tenants/northstar_msp/suspend", nil, http.StatusOK)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := onB.Exec(context.Background(), "SELECT 1"); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a session on proxy B still works 15s after its tenant's parent was suspended through proxy A")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
