@@ -536,6 +536,11 @@ func (c *Catalog) applyOne(ctx context.Context, tx pgx.Tx, t *Tenant, key string
 // lockConfigKeys takes the write locks of keys, in sorted order (callers pass
 // them sorted), before any row lock, so writers never deadlock.
 func lockConfigKeys(ctx context.Context, tx pgx.Tx, keys []string) error {
+	// The tree lock, shared: no move rewrites paths while the lock checks
+	// walk the ancestors (moves take it exclusively).
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, treeLockKey); err != nil {
+		return fmt.Errorf("locking the tenant tree: %w", err)
+	}
 	for _, k := range keys {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, int32(configLockClass), k); err != nil {
 			return fmt.Errorf("locking config key: %w", err)

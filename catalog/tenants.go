@@ -132,6 +132,9 @@ func (c *Catalog) InsertTenant(ctx context.Context, nt NewTenant) (*Tenant, erro
 				}
 				return err
 			}
+			if parent.Status == StatusArchived {
+				return fmt.Errorf("%w: parent %q is archived; archived tenants get no new children", ErrStatus, parent.Slug)
+			}
 			if parent.Depth >= MaxDepth {
 				return fmt.Errorf("%w: parent %q is at level %d, the deepest allowed is %d", ErrDepthExceeded, parent.Slug, parent.Depth, MaxDepth)
 			}

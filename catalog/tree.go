@@ -101,6 +101,9 @@ func (c *Catalog) MoveTenant(ctx context.Context, ref, newParentRef string) (*Te
 				}
 				return fmt.Errorf("%w: tenant %q cannot move under %q, which is inside its own subtree", ErrCycle, t.Slug, parent.Slug)
 			}
+			if parent.Status == StatusArchived {
+				return fmt.Errorf("%w: tenant %q cannot move under %q, which is archived", ErrStatus, t.Slug, parent.Slug)
+			}
 			newPath, newDepth = parent.Path+"."+t.ShortID, parent.Depth+1
 		}
 		if parent == nil && t.ParentID == nil || parent != nil && t.ParentID != nil && *t.ParentID == parent.ID {

@@ -475,6 +475,18 @@ func TestTreeLifecycle(t *testing.T) {
 			}
 		}
 	}
+	// An archived tenant gets no new children, by creation or by a move.
+	e.mustInsert("loose", "")
+	before := e.snapshot()
+	if _, err := e.insert("under_archived", "life"); !errors.Is(err, catalog.ErrStatus) {
+		t.Errorf("creating under an archived tenant: %v, want ErrStatus", err)
+	}
+	if _, err := e.c.MoveTenant(ctx, "loose", "life"); !errors.Is(err, catalog.ErrStatus) {
+		t.Errorf("moving under an archived tenant: %v, want ErrStatus", err)
+	}
+	if after := e.snapshot(); after != before {
+		t.Errorf("refused changes under an archived tenant wrote something:\n%s\nthen\n%s", before, after)
+	}
 	// Another active tenant goes straight to archived.
 	other := e.mustInsert("other", "")
 	if err := e.c.SetTenantStatus(ctx, other.ID, catalog.StatusActive); err != nil {
