@@ -26,7 +26,10 @@ type fileConfig struct {
 		KeysEnv string `yaml:"keys_env"`
 	} `yaml:"secrets"`
 	BootstrapAdminKeyEnv string `yaml:"bootstrap_admin_key_env"`
-	TLS                  struct {
+	Admin                struct {
+		RateLimit int `yaml:"rate_limit"`
+	} `yaml:"admin"`
+	TLS struct {
 		CertFile string `yaml:"cert_file"`
 		KeyFile  string `yaml:"key_file"`
 		Require  bool   `yaml:"require"`
@@ -97,7 +100,7 @@ func loadConfig(path string) (*stackConfig, error) {
 		PoolMode:             or(fc.Pool.Mode, "session"),
 		MaxClientConnections: fc.Limits.MaxClientConnections, MaxTenantConnections: fc.Limits.MaxTenantConnections,
 		AuthFailureThreshold: fc.Limits.AuthFailureThreshold, AuthFailureWindow: fc.Limits.AuthFailureWindow,
-		AuthLockout: fc.Limits.AuthLockout,
+		AuthLockout: fc.Limits.AuthLockout, AdminRateLimit: fc.Admin.RateLimit,
 	}
 	if sc.PoolMode != "session" && sc.PoolMode != "transaction" {
 		return nil, fmt.Errorf("config %s: pool.mode %q: use session or transaction", path, sc.PoolMode)

@@ -32,7 +32,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if sc.Listen != "0.0.0.0:6432" || sc.AdminListen != "0.0.0.0:8080" || sc.CatalogURL != "postgres://cat@db/stratum_catalog" ||
 		b.AdminPassword != "s3cret" || b.Port != 5432 || b.SSLMode != "prefer" || sc.BootstrapKey != "boot" ||
 		sc.Router.SharedDatabase != "app" || sc.Router.IdleTimeout != 5*time.Minute || sc.ShutdownGrace != 10*time.Second ||
-		sc.LogFormat != "json" || sc.MaxMessageSize != 64<<20 {
+		sc.LogFormat != "json" || sc.MaxMessageSize != 64<<20 || sc.AdminRateLimit != 600 {
 		t.Errorf("loaded %+v / backend %+v", sc, b)
 	}
 }

@@ -43,6 +43,9 @@ type stackConfig struct {
 	MaxClientConnections, MaxTenantConnections int
 	AuthFailureThreshold                       int
 	AuthFailureWindow, AuthLockout             time.Duration
+	// AdminRateLimit is each API key's budget in requests per minute
+	// (admin.Config.RateLimit: 0 the default, negative no default limit).
+	AdminRateLimit int
 }
 
 // stack is a running catalog + router + proxy + admin API.
@@ -148,7 +151,7 @@ func startStack(ctx context.Context, sc *stackConfig, log *zap.Logger) (*stack, 
 		st.close()
 		return nil, fmt.Errorf("listening for the admin api: %w", err)
 	}
-	st.admin = &http.Server{Handler: admin.New(admin.Config{BootstrapKey: sc.BootstrapKey, Logger: log.Named("admin"),
+	st.admin = &http.Server{Handler: admin.New(admin.Config{BootstrapKey: sc.BootstrapKey, Logger: log.Named("admin"), RateLimit: sc.AdminRateLimit,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, r),
 		ReadHeaderTimeout: 10 * time.Second}
 	if addr := os.Getenv("STRATUM_PPROF_LISTEN"); addr != "" {
