@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"path"
 	"strings"
 
 	"go.uber.org/zap"
@@ -126,7 +127,27 @@ func (a *API) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			a.writeError(w, req, errPanic)
 		}
 	}()
+	if !cleanPath(req.URL.EscapedPath()) {
+		// http.ServeMux would redirect to the cleaned path, with an empty
+		// body; such a path is only ever sent on purpose.
+		a.writeError(w, req, badRequest(`the path is not canonical: it has an empty, "." or ".." segment`,
+			map[string]any{"path": req.URL.EscapedPath()}))
+		return
+	}
 	a.mux.ServeHTTP(w, req)
+}
+
+// cleanPath reports whether p is an absolute path without empty, "." or ".."
+// segments (a trailing slash aside), as http.ServeMux wants it.
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // handlerFunc is a route's handler: it writes a success response itself and

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -218,10 +217,7 @@ func (a *API) patchConfig(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		var req configSetRequest
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			e := badBody(err)
+		if e := decodeJSON(raw, &req); e != nil {
 			e.Message = fmt.Sprintf("config key %q: %s", key, e.Message)
 			if e.Details == nil {
 				e.Details = map[string]any{}
@@ -264,7 +260,10 @@ type configDiffEntry struct {
 // and b (?a=&b=, slug or id). Values are compared in the clear and masked in
 // the answer unless the caller has secrets:read.
 func (a *API) diffConfig(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := knownParamsOnly(r, "a", "b")
+	if err != nil {
+		return err
+	}
 	refA, refB := q.Get("a"), q.Get("b")
 	if refA == "" || refB == "" {
 		return badRequest("name the two tenants to compare: ?a=<slug|id>&b=<slug|id>",

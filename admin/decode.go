@@ -1,33 +1,135 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
+	"unicode/utf8"
 )
 
 // maxBodyBytes bounds a request body.
 const maxBodyBytes = 1 << 20
 
 // decodeBody reads the request body, at most maxBodyBytes, as exactly one JSON
-// object into dst, refusing fields dst does not have. Every failure is a 400.
+// value into dst (decodeJSON). Every failure is a 400.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		return badBody(err)
+	}
+	if e := decodeJSON(data, dst); e != nil {
+		return e
+	}
+	return nil
+}
+
+// decodeJSON decodes data, exactly one JSON value, into dst, strictly: the
+// text must be UTF-8, no object may name a member twice, and an object decoded
+// into a struct may name only the struct's fields, spelt exactly (encoding/json
+// would take any spelling of a field's name, and the last of repeated members).
+// Every failure is a 400.
+func decodeJSON(data []byte, dst any) *Error {
+	if !utf8.Valid(data) {
+		return badRequest("the request body is not valid UTF-8, which JSON text must be", nil)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return badBody(err)
 	}
 	if err := dec.Decode(&json.RawMessage{}); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return badBody(err)
-		}
 		return badRequest("the request body must hold a single JSON object", nil)
 	}
-	return nil
+	return checkMemberNames(data, fieldNames(dst))
+}
+
+// fieldNames returns the JSON names of the fields of the struct dst points
+// to; nil when dst is not a pointer to a struct, or one with embedded fields.
+func fieldNames(dst any) map[string]bool {
+	t := reflect.TypeOf(dst)
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	t = t.Elem()
+	names := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Anonymous {
+			return nil
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch {
+		case !f.IsExported() || name == "-":
+			continue
+		case name == "":
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
+}
+
+// checkMemberNames refuses, in data (valid JSON), an object that names a
+// member twice and, when fields is not nil, a top-level member not spelt
+// exactly as one of fields.
+func checkMemberNames(data []byte, fields map[string]bool) *Error {
+	type frame struct {
+		names     map[string]bool // nil for an array
+		expectKey bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return badBody(err) // unreachable: data decoded already
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			if top != nil && top.names != nil {
+				top.expectKey = true // the container is a member's value
+			}
+			f := &frame{}
+			if tok == json.Delim('{') {
+				f.names, f.expectKey = map[string]bool{}, true
+			}
+			stack = append(stack, f)
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if top == nil || top.names == nil {
+			continue // an array element or a lone value
+		}
+		if !top.expectKey {
+			top.expectKey = true // a member's value
+			continue
+		}
+		name, _ := tok.(string)
+		if top.names[name] {
+			return badRequest(fmt.Sprintf("member %q is given twice in one object; give it once", name),
+				map[string]any{"field": name})
+		}
+		if len(stack) == 1 && fields != nil && !fields[name] {
+			return badRequest(fmt.Sprintf("unknown field %q", name), map[string]any{"field": name})
+		}
+		top.names[name] = true
+		top.expectKey = false
+	}
 }
 
 func badRequest(msg string, details map[string]any) *Error {

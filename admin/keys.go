@@ -261,12 +261,22 @@ func (a *API) rotateKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 // knownParamsOnly returns r's query parameters. It refuses a malformed
-// query string and parameters other than known, so a misspelt filter is an
-// error rather than silently ignored.
+// query string (invalid UTF-8 included), parameters other than known, so a
+// misspelt filter is an error rather than silently ignored, and a parameter
+// given more than once.
 func knownParamsOnly(r *http.Request, known ...string) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, badRequest("malformed query string: "+err.Error(), nil)
+	}
+	for name, vals := range q {
+		if !utf8.ValidString(name) || slices.ContainsFunc(vals, func(v string) bool { return !utf8.ValidString(v) }) {
+			return nil, badRequest("malformed query string: a parameter is not valid UTF-8 once decoded", nil)
+		}
+		if len(vals) > 1 && slices.Contains(known, name) {
+			return nil, badRequest(fmt.Sprintf("query parameter %q is given %d times; give it once", name, len(vals)),
+				map[string]any{"parameter": name})
+		}
 	}
 	for name := range q {
 		if !slices.Contains(known, name) {

@@ -45,9 +45,13 @@ func writeTenantPage(w http.ResponseWriter, ts []*catalog.Tenant, next string) {
 
 // treePageParams reads a listing's ?limit= (default catalog.DefaultPageSize,
 // at most catalog.MaxPageSize) and ?cursor= (opaque; "" for the first page).
-// A malformed limit is a 400; the catalog judges the cursor.
+// A malformed limit, or a malformed, unknown or repeated parameter, is a
+// 400; the catalog judges the cursor.
 func treePageParams(r *http.Request) (limit int, cursor string, err error) {
-	q := r.URL.Query()
+	q, err := knownParamsOnly(r, "limit", "cursor")
+	if err != nil {
+		return 0, "", err
+	}
 	limit = catalog.DefaultPageSize
 	if s := q.Get("limit"); s != "" {
 		n, convErr := strconv.Atoi(s)

@@ -51,6 +51,34 @@ type ConfigValue struct {
 // MaxConfigValueBytes bounds a config value's compact JSON encoding.
 const MaxConfigValueBytes = 64 << 10
 
+// MaxValueDepth bounds how deeply a config or permission value nests arrays
+// and objects. A deeper value would make every answer that shows it (the
+// resolved config, the audit log) too deep for common JSON decoders.
+const MaxValueDepth = 64
+
+// jsonDepth returns how deeply the JSON text nests arrays and objects.
+func jsonDepth(text []byte) int {
+	depth, deepest, inString, escaped := 0, 0, false, false
+	for _, c := range text {
+		switch {
+		case inString && escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case inString:
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+			deepest = max(deepest, depth)
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return deepest
+}
+
 // MaskedValue is the JSON a sensitive value reads as when it is not revealed.
 const MaskedValue = `"********"`
 
@@ -132,6 +160,9 @@ func ValidateConfig(key string, v ConfigValue) error {
 	}
 	if buf.Len() > MaxConfigValueBytes {
 		return &ConfigError{Key: key, Reason: fmt.Sprintf("the value is %d bytes of JSON; at most %d (64 KiB) are allowed", buf.Len(), MaxConfigValueBytes)}
+	}
+	if d := jsonDepth(buf.Bytes()); d > MaxValueDepth {
+		return &ConfigError{Key: key, Reason: fmt.Sprintf("the value nests arrays and objects %d deep; at most %d levels are allowed", d, MaxValueDepth)}
 	}
 	if configHasNUL(buf.Bytes()) {
 		return &ConfigError{Key: key, Reason: "the value must not contain a NUL character (\\u0000)"}

@@ -340,6 +340,9 @@ func validatePolicy(p PermissionPolicy) error {
 	if err != nil {
 		return fmt.Errorf("%w permission %q value: %v", ErrInvalid, p.Key, err)
 	}
+	if d := jsonDepth(p.Value); d > MaxValueDepth {
+		return fmt.Errorf("%w permission %q value: it nests arrays and objects %d deep; at most %d levels are allowed", ErrInvalid, p.Key, d, MaxValueDepth)
+	}
 	if permHasNUL(v) {
 		return fmt.Errorf("%w permission %q value: text must not contain a NUL character", ErrInvalid, p.Key)
 	}
