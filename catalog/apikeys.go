@@ -100,6 +100,9 @@ func (c *Catalog) InsertAPIKey(ctx context.Context, nk NewAPIKey) (*APIKey, stri
 	var out *APIKey
 	var secret string
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
+		if err := keyReachable(ctx, tx, &APIKey{TenantID: nk.TenantID}); err != nil {
+			return err
+		}
 		var err error
 		out, secret, err = insertAPIKey(ctx, tx, nk, nil)
 		if err != nil {
@@ -206,6 +209,9 @@ func (c *Catalog) RevokeAPIKey(ctx context.Context, id string) (*APIKey, error) 
 	var out *APIKey
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
 		before, err := getAPIKey(ctx, tx, id, " FOR UPDATE")
+		if err == nil {
+			err = keyReachable(ctx, tx, before)
+		}
 		if err != nil {
 			return err
 		}
@@ -237,6 +243,9 @@ func (c *Catalog) RotateAPIKey(ctx context.Context, id string) (*APIKey, string,
 	var secret string
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
 		old, err := getAPIKey(ctx, tx, id, " FOR UPDATE")
+		if err == nil {
+			err = keyReachable(ctx, tx, old)
+		}
 		if err != nil {
 			return err
 		}

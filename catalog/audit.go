@@ -3,7 +3,9 @@ package catalog
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -100,4 +102,55 @@ func nonEmpty(s, def string) string {
 // inTx runs fn in one catalog transaction (committed when fn returns nil).
 func (c *Catalog) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, c.pool, fn)
+}
+
+// reachable reads the tenant named by ref inside tx, like getTenant, and
+// refuses it with ErrNotFound when the actor in ctx is bound to a tenant
+// whose subtree does not hold it. The admin API checks this before it calls
+// the catalog; checking again inside the transaction (where the tree lock or
+// the row lock keeps the tenant where it is) closes the gap in which another
+// caller could move the tenant out of the subtree between the two.
+func reachable(ctx context.Context, tx pgx.Tx, ref, suffix string) (*Tenant, error) {
+	t, err := getTenant(ctx, tx, ref, suffix)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReach(ctx, tx, t.Path); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// keyReachable refuses (ErrNotFound) an API key an actor bound to a tenant
+// may not manage: an unbound key, or one bound outside the actor's subtree.
+func keyReachable(ctx context.Context, tx pgx.Tx, k *APIKey) error {
+	if ActorFrom(ctx).TenantID == nil {
+		return nil
+	}
+	if k.TenantID == nil {
+		return ErrNotFound
+	}
+	_, err := reachable(ctx, tx, *k.TenantID, "")
+	return err
+}
+
+// checkReach refuses (ErrNotFound) a tenant path outside the subtree of the
+// actor's bound tenant; nil for an actor bound to no tenant.
+func checkReach(ctx context.Context, tx pgx.Tx, path string) error {
+	a := ActorFrom(ctx)
+	if a.TenantID == nil {
+		return nil
+	}
+	var root string
+	err := tx.QueryRow(ctx, `SELECT path::text FROM tenants WHERE id = $1`, *a.TenantID).Scan(&root)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("reading the caller's tenant: %w", err)
+	}
+	if path != root && !strings.HasPrefix(path, root+".") {
+		return ErrNotFound
+	}
+	return nil
 }

@@ -432,7 +432,7 @@ func (c *Catalog) SetConfig(ctx context.Context, tenantID, key string, v ConfigV
 		if err := lockConfigKeys(ctx, tx, []string{key}); err != nil {
 			return err
 		}
-		t, err := getTenant(ctx, tx, tenantID, " FOR KEY SHARE")
+		t, err := reachable(ctx, tx, tenantID, " FOR KEY SHARE")
 		if err != nil {
 			return err
 		}
@@ -460,7 +460,7 @@ func (c *Catalog) DeleteConfig(ctx context.Context, tenantID, key string) error 
 		if err := lockConfigKeys(ctx, tx, []string{key}); err != nil {
 			return err
 		}
-		t, err := getTenant(ctx, tx, tenantID, " FOR KEY SHARE")
+		t, err := reachable(ctx, tx, tenantID, " FOR KEY SHARE")
 		if err != nil {
 			return err
 		}
@@ -505,7 +505,7 @@ func (c *Catalog) ApplyConfig(ctx context.Context, tenantID string, changes map[
 		if err := lockConfigKeys(ctx, tx, keys); err != nil {
 			return err
 		}
-		t, err := getTenant(ctx, tx, tenantID, " FOR KEY SHARE")
+		t, err := reachable(ctx, tx, tenantID, " FOR KEY SHARE")
 		if err != nil {
 			return err
 		}

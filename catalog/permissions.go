@@ -545,7 +545,7 @@ func beginPermWrite(ctx context.Context, tx pgx.Tx, ref, key string) (*Tenant, p
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, permLockClass, key); err != nil {
 		return nil, permActor{}, fmt.Errorf("locking permission %q: %w", key, err)
 	}
-	t, err := getTenant(ctx, tx, ref, "")
+	t, err := reachable(ctx, tx, ref, "")
 	if err != nil {
 		return nil, permActor{}, fmt.Errorf("tenant %q: %w", ref, err)
 	}

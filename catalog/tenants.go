@@ -125,7 +125,7 @@ func (c *Catalog) InsertTenant(ctx context.Context, nt NewTenant) (*Tenant, erro
 		path, depth := nt.ShortID, 1
 		var parentID *string
 		if nt.Parent != "" {
-			parent, err := getTenant(ctx, tx, nt.Parent, " FOR UPDATE")
+			parent, err := reachable(ctx, tx, nt.Parent, " FOR UPDATE")
 			if err != nil {
 				if errors.Is(err, ErrNotFound) {
 					return fmt.Errorf("parent tenant %q: %w", nt.Parent, ErrNotFound)

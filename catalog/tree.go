@@ -84,14 +84,14 @@ func (c *Catalog) MoveTenant(ctx context.Context, ref, newParentRef string) (*Te
 		if err := lockTree(ctx, tx); err != nil {
 			return err
 		}
-		t, err := getTenant(ctx, tx, ref, " FOR UPDATE")
+		t, err := reachable(ctx, tx, ref, " FOR UPDATE")
 		if err != nil {
 			return fmt.Errorf("tenant %q: %w", ref, err)
 		}
 		newPath, newDepth := t.ShortID, 1
 		var parent *Tenant
 		if newParentRef != "" {
-			parent, err = getTenant(ctx, tx, newParentRef, " FOR UPDATE")
+			parent, err = reachable(ctx, tx, newParentRef, " FOR UPDATE")
 			if err != nil {
 				return fmt.Errorf("parent tenant %q: %w", newParentRef, err)
 			}
@@ -182,7 +182,7 @@ func (c *Catalog) UpdateTenant(ctx context.Context, ref string, u TenantUpdate) 
 	}
 	var out *Tenant
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
-		before, err := getTenant(ctx, tx, ref, " FOR UPDATE")
+		before, err := reachable(ctx, tx, ref, " FOR UPDATE")
 		if err != nil {
 			return fmt.Errorf("tenant %q: %w", ref, err)
 		}
@@ -247,7 +247,7 @@ func (c *Catalog) ArchiveTenant(ctx context.Context, ref string) (*Tenant, error
 func (c *Catalog) changeStatus(ctx context.Context, ref, to string, activate bool) (*Tenant, error) {
 	var out *Tenant
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
-		before, err := getTenant(ctx, tx, ref, " FOR UPDATE")
+		before, err := reachable(ctx, tx, ref, " FOR UPDATE")
 		if err != nil {
 			return fmt.Errorf("tenant %q: %w", ref, err)
 		}
