@@ -192,6 +192,8 @@ func printDevBanner(sc *stackConfig) {
 	fmt.Println("stratum-proxy dev is ready.")
 	fmt.Printf("  proxy:      %s (user demo, password demo, may switch tenants under acmesec)\n", sc.Listen)
 	fmt.Printf("  admin API:  http://%s  (Authorization: Bearer %s)\n", sc.AdminListen, sc.BootstrapKey)
+	fmt.Printf("  catalog:    %s\n", sc.CatalogURL)
+	fmt.Println("  operator CLI (finds the admin key here): ./bin/stratum-proxy tenant list")
 	fmt.Println()
 	fmt.Println("Connect as a tenant:")
 	for _, t := range demoTree {
