@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 
 	"go.uber.org/zap"
@@ -13,12 +15,23 @@ import (
 // SQLSTATEs of policy refusals.
 const (
 	codeReadOnlyTransaction = "25006" // read_only_sql_transaction
+	codeUnknownStatement    = "26000" // invalid_sql_statement_name
 )
 
 // startsTransaction reports whether a client message can be the first of a
 // transaction, where a changed tenant policy is picked up.
 func startsTransaction(typ byte) bool {
 	return typ == 'Q' || typ == 'P' || typ == 'B' || typ == 'F'
+}
+
+// pipeliningOutsideTransaction reports whether requests are pending while
+// the last ReadyForQuery said idle and no extended-protocol batch is open: the
+// client sent this message before the answers to earlier ones, which are
+// transactions of their own (or begin one).
+func (ss *session) pipeliningOutsideTransaction() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.mu.pending > 0 && !ss.mu.unsynced && ss.mu.txStatus == txIdle
 }
 
 // refreshPolicy picks up catalog changes at a transaction boundary: when the
@@ -77,15 +90,16 @@ func (ss *session) refreshPolicy() error {
 // a read-only tenant (25006), DDL without the sql.ddl permission (42501), and
 // attempts to leave read-only mode. PostgreSQL enforces read-only too: the
 // tenant's backend connections run with default_transaction_read_only on.
-func (ss *session) policyError(sql []byte) *Error {
+// simple is true for a simple Query's text, false for a prepared statement's.
+func (ss *session) policyError(sql []byte, simple bool) *Error {
 	pol := ss.pol
 	if pol.ReadOnly == "" && pol.NoDDL == "" {
 		return nil
 	}
 	text := string(sql)
-	if pol.ReadOnly != "" && rewrite.LeavesReadOnly(text) {
+	if pol.ReadOnly != "" && rewrite.LeavesReadOnly(text, simple) {
 		ss.srv.metrics.denials.WithLabelValues("read_only").Inc()
-		e := errorf(codeReadOnlyTransaction, "%s: read-write transactions and changes of the read-only settings are refused", pol.ReadOnly)
+		e := errorf(codeReadOnlyTransaction, "%s: read-write transactions, changes of the read-only settings and RESET ALL or DISCARD ALL other than alone in a simple query are refused", pol.ReadOnly)
 		e.Hint = "an operator can lift proxy.read_only through the admin API"
 		return e
 	}
@@ -103,6 +117,61 @@ func (ss *session) policyError(sql []byte) *Error {
 		return e
 	}
 	return nil
+}
+
+// bindPolicyError checks the named statement a Bind runs against the policy
+// of a tenant that has restrictions: it may have been prepared under an
+// earlier policy, or under another tenant and replayed after a switch, and
+// the proxy saw its text only then. A statement the session did not prepare
+// through the protocol (SQL PREPARE, beyond the tracking limit, another
+// session's on a shared backend) cannot be checked and is refused. The
+// unnamed statement needs no check: a change of the policy reaches the
+// backend as simple Queries (injectSettings), which drop it.
+func (ss *session) bindPolicyError(msg []byte) *Error {
+	pol := ss.pol
+	if pol.ReadOnly == "" && pol.NoDDL == "" {
+		return nil
+	}
+	body := msg[5:]
+	i := bytes.IndexByte(body, 0)
+	if i < 0 {
+		return nil // malformed: the backend answers it
+	}
+	name := body[i+1:]
+	j := bytes.IndexByte(name, 0)
+	if j <= 0 {
+		return nil // unnamed (or malformed)
+	}
+	name = name[:j]
+	if sql, ok := ss.state.statementText(name); ok {
+		return ss.policyError(sql, false)
+	}
+	reason := pol.ReadOnly
+	if reason == "" {
+		reason = pol.NoDDL
+	}
+	// 26000, as PostgreSQL answers a statement it does not know: after
+	// DISCARD ALL, this is what the client would get without the proxy.
+	e := errorf(codeUnknownStatement, "prepared statement %q is unknown to stratum-proxy (not prepared with a protocol Parse in this session), so it cannot be checked against the tenant's policy: %s", name, reason)
+	e.Hint = "prepare the statement again with a protocol Parse"
+	return e
+}
+
+// setConfigOID is the OID of pg_catalog.set_config(text, text, boolean),
+// fixed in every PostgreSQL version.
+const setConfigOID = 2078
+
+// functionCallError refuses a FunctionCall message (the fast-path protocol)
+// that calls set_config: its arguments carry no SQL text for the guard or the
+// policy check to read, and set_config could change the role, the stratum.*
+// settings, the lexer's settings or the read-only default.
+func functionCallError(msg []byte) *Error {
+	if len(msg) < 9 || binary.BigEndian.Uint32(msg[5:9]) != setConfigOID {
+		return nil
+	}
+	e := errorf(codeInsufficientPriv, "set_config through the function-call protocol is not allowed through stratum-proxy: the proxy cannot check which setting it changes")
+	e.Hint = "call SELECT set_config(...) in a query instead"
+	return e
 }
 
 // injectPolicyLocked applies the session's policy on the attached backend when

@@ -33,6 +33,20 @@ func (ss *session) relay() error {
 		}
 		return nil
 	}
+	// refuseInBatch answers an extended-protocol message the proxy refuses as
+	// a backend does after an error in a batch: report it, then discard
+	// messages until Sync. What the batch sent before is synced first, so
+	// its replies come in order ahead of the error.
+	refuseInBatch := func(e *Error) error {
+		if err := flushAtt(); err != nil {
+			return err
+		}
+		if err := ss.syncOpenBatch(); err != nil {
+			return err
+		}
+		ss.skipUntilSync = true
+		return ss.answerError(e, false)
+	}
 	for {
 		if !rd.HasMessage() {
 			if err := flushAtt(); err != nil {
@@ -62,6 +76,18 @@ func (ss *session) relay() error {
 			continue
 		}
 		if startsTransaction(typ) && ss.srv.router.Gen() != ss.polGen {
+			if ss.pipeliningOutsideTransaction() {
+				// Earlier requests, transactions of their own, are still
+				// pending: a client that always keeps one in flight would
+				// never reach a boundary, and keep the old policy (or a
+				// suspended tenant's session) forever. Let them finish.
+				if err := flushAtt(); err != nil {
+					return err
+				}
+				if err := ss.waitIdle(); err != nil && !errors.Is(err, errCopyIn) {
+					return err
+				}
+			}
 			if err := ss.refreshPolicy(); err != nil {
 				return err
 			}
@@ -82,7 +108,7 @@ func (ss *session) relay() error {
 					continue
 				}
 			}
-			if e := ss.guardError(msg[5 : len(msg)-1]); e != nil {
+			if e := ss.guardError(msg[5:len(msg)-1], true); e != nil {
 				if err := flushAtt(); err != nil {
 					return err
 				}
@@ -94,29 +120,37 @@ func (ss *session) relay() error {
 		case 'P':
 			var e *Error
 			if q, ok := parseQuery(msg); ok {
-				e = ss.guardError(q)
+				e = ss.guardError(q, false)
 			}
 			if e == nil && rewrite.MentionsTenantSetting(msg[5:]) && ss.parseIsTenantCommand(msg) {
 				e = errorf(codeFeatureNotSupported, "SET and RESET of stratum.tenant must be sent with the simple query protocol")
 			}
 			if e != nil {
-				// As a backend does after an error in an extended-protocol
-				// batch: report it, then discard messages until Sync. What the
-				// batch sent before is synced first, so its replies come in
-				// order ahead of the error.
-				if err := flushAtt(); err != nil {
-					return err
-				}
-				if err := ss.syncOpenBatch(); err != nil {
-					return err
-				}
-				ss.skipUntilSync = true
-				if err := ss.answerError(e, false); err != nil {
+				if err := refuseInBatch(e); err != nil {
 					return err
 				}
 				continue
 			}
-		case 'B', 'E', 'D', 'C', 'H', 'S', 'F', 'd', 'c', 'f':
+		case 'B':
+			// A named statement prepared under an earlier policy (or
+			// another tenant's, replayed after a switch) is checked again.
+			if e := ss.bindPolicyError(msg); e != nil {
+				if err := refuseInBatch(e); err != nil {
+					return err
+				}
+				continue
+			}
+		case 'F':
+			if e := functionCallError(msg); e != nil {
+				if err := flushAtt(); err != nil {
+					return err
+				}
+				if err := ss.answerError(e, true); err != nil {
+					return err
+				}
+				continue
+			}
+		case 'E', 'D', 'C', 'H', 'S', 'd', 'c', 'f':
 		default:
 			ss.writeClient(fatalf(codeProtocolViolation, "invalid frontend message type %d", typ).encode(nil))
 			return errors.New("protocol violation")
@@ -144,6 +178,23 @@ func (ss *session) relay() error {
 		}
 		if err := att.write(out); err != nil {
 			return fmt.Errorf("writing to backend: %w", err)
+		}
+		if typ == 'Q' && ss.pol.ReadOnly != "" && att.sc.Policy != ss.pol.Sig {
+			// The Query resets the backend's settings (RESET ALL or DISCARD
+			// ALL, alone: policyError refuses them with other statements, so
+			// no COPY FROM STDIN can be waiting for the client), the
+			// read-only default with them. Nothing more goes to the backend
+			// before its reply: then attach applies the policy again ahead of
+			// the next message, which would run writable otherwise.
+			if err := flushAtt(); err != nil {
+				return err
+			}
+			if err := ss.syncOpenBatch(); err != nil {
+				return err
+			}
+			if err := ss.waitIdle(); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -190,7 +241,7 @@ func parseQuery(msg []byte) ([]byte, bool) {
 // pre-check says it could be refused, and returns the error for a refused one.
 // The denial is logged with the statement's fingerprint, never its literals,
 // and counted.
-func (ss *session) guardError(sql []byte) *Error {
+func (ss *session) guardError(sql []byte, simple bool) *Error {
 	if ss.cur.Tenant.Isolation != "database" && rewrite.MayUseNotifications(sql) && rewrite.UsesNotifications(string(sql)) {
 		ss.srv.metrics.denials.WithLabelValues("notifications").Inc()
 		e := errorf(codeFeatureNotSupported, "LISTEN and NOTIFY are not available to tenant %q: "+
@@ -199,11 +250,11 @@ func (ss *session) guardError(sql []byte) *Error {
 		return e
 	}
 	if !rewrite.NeedsFullCheck(sql) {
-		return ss.policyError(sql)
+		return ss.policyError(sql, simple)
 	}
 	v := ss.srv.guard.Check(string(sql))
 	if v.Allow {
-		return ss.policyError(sql)
+		return ss.policyError(sql, simple)
 	}
 	ss.srv.metrics.denials.WithLabelValues(v.Reason).Inc()
 	ss.log.Warn("statement refused by the guard", zap.String("reason", v.Reason), zap.String("fingerprint", v.Fingerprint))

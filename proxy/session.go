@@ -59,6 +59,7 @@ type session struct {
 		pinned   string          // why the session keeps its backend (transaction pooling), or ""
 		stop     *Error          // end at the next idle point with this error (shutdown, tenant suspended)
 		tenant   *catalog.Tenant // the current tenant, for other goroutines (ss.cur is the relay's)
+		copyIn   bool            // the backend waits for COPY data from the client (CopyInResponse, no ReadyForQuery since)
 	}
 	idle chan struct{} // the pump signals when pending drops to zero
 
@@ -392,7 +393,14 @@ func (ss *session) pump(att *attachment) {
 				att.dropUntilRF.Add(-1)
 				ss.mu.Lock()
 				ss.mu.pending--
+				idle := ss.mu.pending == 0
 				ss.mu.Unlock()
+				if idle { // switchTenant waits for the injected queries alone
+					select {
+					case ss.idle <- struct{}{}:
+					default:
+					}
+				}
 			}
 			continue
 		}
@@ -418,6 +426,15 @@ func (ss *session) pump(att *attachment) {
 			}
 			continue
 		}
+		if typ == 'G' || typ == 'W' { // CopyInResponse, CopyBothResponse
+			ss.mu.Lock()
+			ss.mu.copyIn = true
+			ss.mu.Unlock()
+			select { // a waitIdle must not wait for what needs the client
+			case ss.idle <- struct{}{}:
+			default:
+			}
+		}
 		release := false
 		ss.bytesOut += len(msg)
 		if typ == 'Z' && len(msg) == 6 {
@@ -440,6 +457,7 @@ func (ss *session) pump(att *attachment) {
 				return
 			}
 			ss.mu.txStatus = msg[5]
+			ss.mu.copyIn = false
 			ss.mu.pending--
 			idle := ss.mu.pending == 0
 			if idle && ss.releasableLocked() && !att.pausing.Load() {
@@ -496,7 +514,7 @@ func (ss *session) releasableLocked() bool {
 func (ss *session) stopIfAsked() {
 	ss.mu.Lock()
 	stop := ss.mu.stop
-	if !safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus) {
+	if !safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus) || ss.mu.unsynced {
 		stop = nil
 	}
 	ss.mu.Unlock()
@@ -505,15 +523,23 @@ func (ss *session) stopIfAsked() {
 	}
 }
 
+// errCopyIn: waitIdle cannot wait, the backend waits for the client's COPY data.
+var errCopyIn = errors.New("the backend waits for COPY data from the client")
+
 // waitIdle waits until every request sent has its ReadyForQuery. It fails when
-// the pump ends first.
+// the pump ends first, and with errCopyIn when the backend needs the client's
+// COPY data first (the client sent another request in the middle of COPY
+// FROM STDIN, which the relay would never read while waiting).
 func (ss *session) waitIdle() error {
 	for {
 		ss.mu.Lock()
-		pending, att := ss.mu.pending, ss.mu.att
+		pending, att, copyIn := ss.mu.pending, ss.mu.att, ss.mu.copyIn
 		ss.mu.Unlock()
 		if pending <= 0 {
 			return nil
+		}
+		if copyIn {
+			return errCopyIn
 		}
 		if att == nil {
 			return errors.New("no backend while requests are pending")
@@ -646,7 +672,8 @@ func (ss *session) requestStop(e *Error) {
 		ss.mu.stop = e
 	}
 	e = ss.mu.stop
-	idle := safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
+	// An extended-protocol batch without its Sync yet is a transaction too.
+	idle := safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus) && !ss.mu.unsynced
 	ss.mu.Unlock()
 	if idle {
 		ss.kill(e)

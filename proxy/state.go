@@ -53,9 +53,10 @@ func (st *sessionState) prepareBackend(ss *session, sc *router.ServerConn) error
 // default, stratum.config.* settings), then each of the session's SETs, each
 // as a Query of its own so that one the server refuses cannot undo the
 // others. The client's SETs come last, so they win over the policy's
-// defaults (a read-only tenant cannot SET its way out: the guard refuses
-// that). It returns how many Queries it wrote; their replies are dropped by
-// the pump.
+// defaults, except that a read-only tenant's SETs of the read-only settings
+// (made before it became read-only; later ones are refused) are left out.
+// It returns how many Queries it wrote; their replies are dropped by the
+// pump.
 func (st *sessionState) injectSettings(sc *router.ServerConn, pol *router.Policy) int {
 	if sc.Settings == st.sig && sc.Policy == pol.Sig {
 		return 0
@@ -71,11 +72,18 @@ func (st *sessionState) injectSettings(sc *router.ServerConn, pol *router.Policy
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	for _, n := range names {
-		writeQuery(sc, st.settings[n])
+	for _, name := range names {
+		if pol.ReadOnly != "" && (name == "default_transaction_read_only" || name == "transaction_read_only") {
+			// A SET the session made before its tenant became read-only
+			// (or before a switch to a read-only tenant) must not undo the
+			// policy's default.
+			continue
+		}
+		writeQuery(sc, st.settings[name])
+		n++
 	}
 	sc.Settings, sc.Policy = st.sig, pol.Sig
-	return n + len(names)
+	return n
 }
 
 func writeQuery(sc *router.ServerConn, q string) {
@@ -191,6 +199,28 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 		}
 	}
 	return msg, nil
+}
+
+// statementText returns the text of the client's named statement when the
+// session tracks it (transaction pooling's statements, or those session
+// pooling replays).
+func (st *sessionState) statementText(name []byte) ([]byte, bool) {
+	if s := st.stmts[string(name)]; s != nil {
+		return cstringBytes(s.rest)
+	}
+	if msg, ok := st.prepared.byName[string(name)]; ok {
+		return parseQuery(msg)
+	}
+	return nil, false
+}
+
+// cstringBytes returns the NUL-terminated bytes at the start of b.
+func cstringBytes(b []byte) ([]byte, bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return nil, false
+	}
+	return b[:i], true
 }
 
 // ensure makes sure the client's statement name exists on the attached

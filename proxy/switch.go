@@ -87,6 +87,11 @@ func (ss *session) switchTenant(ref string) error {
 		return ss.answerError(asError(err, false), true)
 	}
 	go ss.pump(att)
+	// acquire wrote the tenant's policy and the session's settings, if the
+	// backend lacked them; no client message follows here to flush them.
+	if err := att.flush(); err != nil {
+		return err
+	}
 	var status []byte
 	for k, v := range att.sc.Params {
 		if oldParams == nil || oldParams[k] != v {

@@ -38,7 +38,9 @@ type Policy struct {
 	// stratum.config.<key> settings, sorted by name.
 	Settings []Setting
 	// Sig identifies what the policy sets on a backend connection (statement
-	// timeout, read-only default, settings); "" when it sets nothing.
+	// timeout, read-only default, settings) and whether DDL is refused; ""
+	// when it asks nothing of a backend. A change of Sig is applied with
+	// simple Queries, which also drop the unnamed prepared statement.
 	Sig string
 	// SQL is the statement that applies the policy on a backend connection
 	// after RESET ALL; "" when Sig is "".

@@ -85,6 +85,12 @@ func makePolicy(t, blocker *catalog.Tenant, cfg []catalog.ConfigEntry, perms []c
 	sort.Slice(p.Settings, func(i, j int) bool { return p.Settings[i].Name < p.Settings[j].Name })
 	p.SQL = p.applySQL()
 	p.Sig = p.SQL
+	if p.NoDDL != "" {
+		// Not set on the backend, but a change of it must reach the backend
+		// as a Query all the same: that drops the unnamed statement, which
+		// was checked only under the policy of its Parse.
+		p.Sig += "\x00no ddl"
+	}
 	return p
 }
 
