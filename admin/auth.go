@@ -156,6 +156,20 @@ func (a *API) tenantFor(r *http.Request, ref string) (*catalog.Tenant, error) {
 	return t, err
 }
 
+// tenantAndKey returns the tenant named by the path's {ref}, when the caller
+// may reach it, and the path's {key}, refused by valid when malformed.
+func (a *API) tenantAndKey(r *http.Request, valid func(string) error) (*catalog.Tenant, string, error) {
+	t, err := a.tenantFor(r, r.PathValue("ref"))
+	if err != nil {
+		return nil, "", err
+	}
+	key := r.PathValue("key")
+	if err := valid(key); err != nil {
+		return nil, "", err
+	}
+	return t, key, nil
+}
+
 // needScope refuses the request unless the caller holds scope.
 func needScope(r *http.Request, scope string) error {
 	p := principalFrom(r.Context())

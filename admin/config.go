@@ -104,12 +104,8 @@ func (a *API) getConfig(w http.ResponseWriter, r *http.Request) error {
 
 // getConfigKey answers one resolved key, or 404 when it resolves to nothing.
 func (a *API) getConfigKey(w http.ResponseWriter, r *http.Request) error {
-	t, err := a.tenantFor(r, r.PathValue("ref"))
+	t, key, err := a.tenantAndKey(r, validConfigKeyParam)
 	if err != nil {
-		return err
-	}
-	key := r.PathValue("key")
-	if err := validConfigKeyParam(key); err != nil {
 		return err
 	}
 	reveal := revealsSecrets(r)
@@ -156,12 +152,8 @@ type configDeleteBody struct {
 
 // deleteConfigKey removes the tenant's own value; 404 when it has none.
 func (a *API) deleteConfigKey(w http.ResponseWriter, r *http.Request) error {
-	t, err := a.tenantFor(r, r.PathValue("ref"))
+	t, key, err := a.tenantAndKey(r, validConfigKeyParam)
 	if err != nil {
-		return err
-	}
-	key := r.PathValue("key")
-	if err := validConfigKeyParam(key); err != nil {
 		return err
 	}
 	if err := a.cat.DeleteConfig(r.Context(), t.ID, key); err != nil {

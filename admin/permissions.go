@@ -83,12 +83,8 @@ func (a *API) getPermissions(w http.ResponseWriter, r *http.Request) error {
 // getPermission answers one resolved key, or 404 when no policy reaches the
 // tenant.
 func (a *API) getPermission(w http.ResponseWriter, r *http.Request) error {
-	t, err := a.tenantFor(r, r.PathValue("ref"))
+	t, key, err := a.tenantAndKey(r, validPermissionKeyParam)
 	if err != nil {
-		return err
-	}
-	key := r.PathValue("key")
-	if err := validPermissionKeyParam(key); err != nil {
 		return err
 	}
 	e, err := a.cat.ResolvePermission(r.Context(), t.ID, key)
@@ -109,12 +105,8 @@ func (a *API) getPermission(w http.ResponseWriter, r *http.Request) error {
 // or PERMANENT policy forbids it; 422 "widening" when a delegated value would
 // be widened.
 func (a *API) putPermission(w http.ResponseWriter, r *http.Request) error {
-	t, err := a.tenantFor(r, r.PathValue("ref"))
+	t, key, err := a.tenantAndKey(r, validPermissionKeyParam)
 	if err != nil {
-		return err
-	}
-	key := r.PathValue("key")
-	if err := validPermissionKeyParam(key); err != nil {
 		return err
 	}
 	var req permissionSetRequest
@@ -152,12 +144,8 @@ func (a *API) putPermission(w http.ResponseWriter, r *http.Request) error {
 // revocation says, and answers what was removed:
 // {"revoked": grant, "removed": [grants below, for a cascade]}.
 func (a *API) deletePermission(w http.ResponseWriter, r *http.Request) error {
-	t, err := a.tenantFor(r, r.PathValue("ref"))
+	t, key, err := a.tenantAndKey(r, validPermissionKeyParam)
 	if err != nil {
-		return err
-	}
-	key := r.PathValue("key")
-	if err := validPermissionKeyParam(key); err != nil {
 		return err
 	}
 	rev, err := a.cat.RevokePermission(r.Context(), t.ID, key)
