@@ -105,7 +105,9 @@ func (ss *session) authorize(ctx context.Context, p *router.Placement, fatal boo
 			ss.user.Name, p.Tenant.Slug, root.Tenant.Slug)
 	case p.Policy.Blocked != "":
 		e = errorf(codeNotInPrerequisite, "%s", p.Policy.Blocked)
-		e.Hint = "an operator can resume a suspended tenant through the admin API"
+		if strings.Contains(p.Policy.Blocked, catalog.StatusSuspended) {
+			e.Hint = "an operator can resume a suspended tenant through the admin API"
+		}
 	default:
 		return nil
 	}

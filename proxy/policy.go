@@ -74,8 +74,12 @@ func (ss *session) refreshPolicy() error {
 		return e
 	}
 	if held {
-		// A pump runs and reads cur: keep the placement, take its policy.
+		// A pump runs and reads cur: keep the placement, take its policy,
+		// and let the suspension sweep see the tenant where it is now.
 		ss.pol, ss.polGen = &p.Policy, gen
+		ss.mu.Lock()
+		ss.mu.tenant = p.Tenant
+		ss.mu.Unlock()
 		return nil
 	}
 	ss.setTenant(p) // no pump runs: the new limits apply to the next acquire
