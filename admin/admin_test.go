@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
@@ -606,4 +608,26 @@ func TestUsers(t *testing.T) {
 	if _, err := s.cat.GetUser(ctx, "carol"); err != catalog.ErrNotFound {
 		t.Errorf("a failed request stored carol: %v", err)
 	}
+}
+
+// catalogConn is a superuser connection to the stack's catalog database, for
+// checking what was (or was not) written; closed when the test ends.
+func (s *stack) catalogConn(t *testing.T) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), s.srv.URL(s.catdb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// countRows runs a query that answers one integer, e.g. a count.
+func countRows(t *testing.T, db *pgx.Conn, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
 }

@@ -80,7 +80,7 @@ func auditAll(t *testing.T, s *stack, key, path string, limit int) []int64 {
 func TestAuditLog(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	db := ctlDB(t, s)
+	db := s.catalogConn(t)
 	ids := map[string]string{}
 	reqIDs := map[string]string{}
 	for _, tn := range []struct{ slug, parent string }{
@@ -243,7 +243,7 @@ func TestAuditLog(t *testing.T) {
 		r := s.do(t, "GET", "/v1/audit/verify", bootstrapKey, "")
 		want(t, r, 200, "")
 		top := s.do(t, "GET", "/v1/audit?limit=1", bootstrapKey, "").body["events"].([]any)[0].(map[string]any)
-		rows := ctlCount(t, db, `SELECT count(*) FROM audit_log`)
+		rows := countRows(t, db, `SELECT count(*) FROM audit_log`)
 		head, _ := r.body["head"].(map[string]any)
 		if r.body["ok"] != true || r.body["rows"] != float64(rows) || r.body["break"] != nil ||
 			head["seq"] != top["seq"] || head["hash"] != top["hash"] {

@@ -52,22 +52,13 @@ func newCfgStack(t *testing.T) *cfgStack {
 	s.revealer = key("revealer", []string{"read", "secrets:read"}, nil)
 	s.bound = key("bound", []string{"write", "secrets:read"}, &alpha)
 	t.Cleanup(func() { s.srv.Exec(t, s.catdb, `DELETE FROM api_keys WHERE tenant_id = $1`, alpha) })
-	conn, err := pgx.Connect(ctx, s.srv.URL(s.catdb))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	s.db = conn
+	s.db = s.catalogConn(t)
 	return s
 }
 
 func (s *cfgStack) count(t *testing.T, sql string, args ...any) int {
 	t.Helper()
-	var n int
-	if err := s.db.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
+	return countRows(t, s.db, sql, args...)
 }
 
 // cfgEntry finds key in a resolved view body.

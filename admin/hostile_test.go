@@ -212,7 +212,7 @@ func TestHostileInputEveryRoute(t *testing.T) {
 
 	s := newStack(t)
 	ctx := context.Background()
-	db := ctlDB(t, s)
+	db := s.catalogConn(t)
 	// The tree:  hz_root ─┬─ hz_a ── hz_a1
 	//                     ├─ hz_b
 	//                     ├─ hz_c

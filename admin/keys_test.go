@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/router"
@@ -35,27 +33,6 @@ func ctlKey(t *testing.T, s *stack, nk catalog.NewAPIKey) (*catalog.APIKey, stri
 	return k, secret
 }
 
-// ctlDB is a superuser connection to the stack's catalog database.
-func ctlDB(t *testing.T, s *stack) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), s.srv.URL(s.catdb))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-// ctlCount runs a count query on the catalog.
-func ctlCount(t *testing.T, db *pgx.Conn, sql string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := db.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return n
-}
-
 // ctlIDs returns the "id" of each object in the body's list member.
 func ctlIDs(r response, member string) []string {
 	var ids []string
@@ -71,7 +48,7 @@ func ctlIDs(r response, member string) []string {
 func TestKeysCreate(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	db := ctlDB(t, s)
+	db := s.catalogConn(t)
 	acme := ctlTenant(t, s, "acme", "")
 
 	var created response
@@ -98,10 +75,10 @@ func TestKeysCreate(t *testing.T) {
 			t.Errorf("the answer shows a hash: %s", created.raw)
 		}
 		// Stored hashed only.
-		if n := ctlCount(t, db, `SELECT count(*) FROM api_keys WHERE id = $1 AND key_hash = $2`, id, catalog.HashAPIKey(secret)); n != 1 {
+		if n := countRows(t, db, `SELECT count(*) FROM api_keys WHERE id = $1 AND key_hash = $2`, id, catalog.HashAPIKey(secret)); n != 1 {
 			t.Errorf("key row with the secret's hash: %d", n)
 		}
-		if n := ctlCount(t, db, `SELECT count(*) FROM api_keys k, audit_log a
+		if n := countRows(t, db, `SELECT count(*) FROM api_keys k, audit_log a
 			WHERE position(convert_to($1, 'UTF8') IN k.key_hash) > 0 OR position($1 IN a.after::text) > 0`, secret); n != 0 {
 			t.Errorf("the secret is stored in the clear")
 		}
@@ -137,8 +114,8 @@ func TestKeysCreate(t *testing.T) {
 	})
 
 	t.Run("refused", func(t *testing.T) {
-		keysBefore := ctlCount(t, db, `SELECT count(*) FROM api_keys`)
-		auditBefore := ctlCount(t, db, `SELECT count(*) FROM audit_log`)
+		keysBefore := countRows(t, db, `SELECT count(*) FROM api_keys`)
+		auditBefore := countRows(t, db, `SELECT count(*) FROM audit_log`)
 		tests := []struct {
 			name, body string
 			status     int
@@ -163,10 +140,10 @@ func TestKeysCreate(t *testing.T) {
 				want(t, s.do(t, "POST", "/v1/keys", bootstrapKey, tc.body), tc.status, tc.code)
 			})
 		}
-		if n := ctlCount(t, db, `SELECT count(*) FROM api_keys`); n != keysBefore {
+		if n := countRows(t, db, `SELECT count(*) FROM api_keys`); n != keysBefore {
 			t.Errorf("refusals stored keys: %d, want %d", n, keysBefore)
 		}
-		if n := ctlCount(t, db, `SELECT count(*) FROM audit_log`); n != auditBefore {
+		if n := countRows(t, db, `SELECT count(*) FROM audit_log`); n != auditBefore {
 			t.Errorf("refusals wrote audit rows: %d, want %d", n, auditBefore)
 		}
 	})
@@ -177,7 +154,7 @@ func TestKeysCreate(t *testing.T) {
 func TestKeysNoEscalation(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	db := ctlDB(t, s)
+	db := s.catalogConn(t)
 	ctlTenant(t, s, "acmesec", "")
 	north := ctlTenant(t, s, "northstar_msp", "acmesec")
 	alpha := ctlTenant(t, s, "client_alpha", "northstar_msp")
@@ -190,7 +167,7 @@ func TestKeysNoEscalation(t *testing.T) {
 	apexKey, _ := ctlKey(t, s, catalog.NewAPIKey{Name: "apex", Scopes: []string{"read"}, TenantID: &apex.ID})
 	alphaKey, _ := ctlKey(t, s, catalog.NewAPIKey{Name: "alpha", Scopes: []string{"read"}, TenantID: &alpha.ID})
 
-	keysBefore := ctlCount(t, db, `SELECT count(*) FROM api_keys`)
+	keysBefore := countRows(t, db, `SELECT count(*) FROM api_keys`)
 	refusals := []struct {
 		name, key, method, path, body string
 		status                        int
@@ -219,10 +196,10 @@ func TestKeysNoEscalation(t *testing.T) {
 			}
 		})
 	}
-	if n := ctlCount(t, db, `SELECT count(*) FROM api_keys`); n != keysBefore {
+	if n := countRows(t, db, `SELECT count(*) FROM api_keys`); n != keysBefore {
 		t.Fatalf("refusals stored keys: %d, want %d", n, keysBefore)
 	}
-	if n := ctlCount(t, db, `SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL`); n != 0 {
+	if n := countRows(t, db, `SELECT count(*) FROM api_keys WHERE revoked_at IS NOT NULL`); n != 0 {
 		t.Fatalf("refusals revoked %d keys", n)
 	}
 
@@ -263,7 +240,7 @@ func TestKeysNoEscalation(t *testing.T) {
 func TestKeysRevokeRotate(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	db := ctlDB(t, s)
+	db := s.catalogConn(t)
 	acme := ctlTenant(t, s, "acme", "")
 	k, secret := ctlKey(t, s, catalog.NewAPIKey{Name: "ops", Scopes: []string{"read", "write"}, TenantID: &acme.ID, RateLimit: 42})
 	want(t, s.do(t, "GET", "/v1/tenants/acme", secret, ""), 200, "")
@@ -300,7 +277,7 @@ func TestKeysRevokeRotate(t *testing.T) {
 	})
 
 	t.Run("revoke", func(t *testing.T) {
-		auditBefore := ctlCount(t, db, `SELECT count(*) FROM audit_log`)
+		auditBefore := countRows(t, db, `SELECT count(*) FROM audit_log`)
 		r := s.do(t, "DELETE", "/v1/keys/"+newID, bootstrapKey, "")
 		want(t, r, 200, "")
 		if r.body["id"] != newID || r.body["revoked_at"] == nil {
@@ -311,10 +288,10 @@ func TestKeysRevokeRotate(t *testing.T) {
 		if again.body["revoked_at"] != r.body["revoked_at"] {
 			t.Errorf("second revoke changed revoked_at: %v, %v", r.body["revoked_at"], again.body["revoked_at"])
 		}
-		if n := ctlCount(t, db, `SELECT count(*) FROM audit_log`); n != auditBefore+1 {
+		if n := countRows(t, db, `SELECT count(*) FROM audit_log`); n != auditBefore+1 {
 			t.Errorf("audit rows %d, want %d (one for the revocation)", n, auditBefore+1)
 		}
-		if n := ctlCount(t, db, `SELECT count(*) FROM audit_log WHERE action = 'key.revoke' AND target = $1`, "key:"+newID); n != 1 {
+		if n := countRows(t, db, `SELECT count(*) FROM audit_log WHERE action = 'key.revoke' AND target = $1`, "key:"+newID); n != 1 {
 			t.Errorf("key.revoke rows %d", n)
 		}
 		want(t, s.do(t, "GET", "/v1/tenants/acme", newSecret, ""), 401, "unauthorized")

@@ -49,12 +49,7 @@ func newPermStack(t *testing.T) *permStack {
 	s.apex = key("apex", []string{"write"}, "apex")
 	s.nsRead = key("ns-read", []string{"read"}, "northstar")
 	t.Cleanup(func() { s.srv.Exec(t, s.catdb, `DELETE FROM api_keys WHERE tenant_id IS NOT NULL`) })
-	conn, err := pgx.Connect(ctx, s.srv.URL(s.catdb))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	s.db = conn
+	s.db = s.catalogConn(t)
 	return s
 }
 

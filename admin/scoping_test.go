@@ -71,7 +71,7 @@ var scopeQueries = map[string][]string{
 func TestBoundKeyReachesNothingOutside(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	db := ctlDB(t, s)
+	db := s.catalogConn(t)
 	ctlTenant(t, s, "acmesec", "")
 	north := ctlTenant(t, s, "northstar_msp", "acmesec")
 	alpha := ctlTenant(t, s, "client_alpha", "northstar_msp")

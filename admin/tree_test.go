@@ -16,27 +16,6 @@ import (
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
-// treeDB opens a plain connection to the stack's catalog database, for
-// checking what was (or was not) written.
-func treeDB(t *testing.T, s *stack) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), s.srv.URL(s.catdb))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-func treeScalar(t *testing.T, conn *pgx.Conn, q string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := conn.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
-}
-
 // treeState is everything a refused tree change must leave alone: every
 // tenant's row, the audit log's length and the shared group's members (one
 // backend role per shared tenant).
@@ -48,13 +27,13 @@ func treeState(t *testing.T, s *stack, conn *pgx.Conn) string {
 		depth, status, updated_at), E'\n' ORDER BY id), '') FROM tenants`).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	audit := treeScalar(t, conn, `SELECT count(*) FROM audit_log`)
+	audit := countRows(t, conn, `SELECT count(*) FROM audit_log`)
 	dep, err := s.cat.DeploymentID(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Roles are cluster-wide: the catalog database sees them too.
-	roles := treeScalar(t, conn, `SELECT count(*) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+	roles := countRows(t, conn, `SELECT count(*) FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
 		WHERE g.rolname = $1`, "stratum_"+dep+"_shared")
 	return fmt.Sprintf("%s\naudit rows %d\nshared roles %d", rows, audit, roles)
 }
@@ -134,7 +113,7 @@ func walkAPI(t *testing.T, s *stack, key, path string, between func(page int)) [
 func TestTreeDepthAndMoveAPI(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	conn := treeDB(t, s)
+	conn := s.catalogConn(t)
 	k := bootstrapKey
 	parent := ""
 	for level := 1; level <= catalog.MaxDepth; level++ {
@@ -185,7 +164,7 @@ func TestTreeDepthAndMoveAPI(t *testing.T) {
 	if r.body["depth"] != float64(19) {
 		t.Errorf("moved s1: %s", r.raw)
 	}
-	if d := treeScalar(t, conn, `SELECT depth FROM tenants WHERE slug = 's2'`); d != catalog.MaxDepth {
+	if d := countRows(t, conn, `SELECT depth FROM tenants WHERE slug = 's2'`); d != catalog.MaxDepth {
 		t.Errorf("s2 at depth %d", d)
 	}
 }
@@ -195,7 +174,7 @@ func TestTreeDepthAndMoveAPI(t *testing.T) {
 func TestTreeMoveAPI(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	conn := treeDB(t, s)
+	conn := s.catalogConn(t)
 	k := bootstrapKey
 	ts := mkTenants(t, s, "acme", "", "acme_eu", "acme", "acme_eu_x", "acme_eu", "globex", "")
 
@@ -285,7 +264,7 @@ func TestTreeMoveAPI(t *testing.T) {
 func TestTreeRenameAPI(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	conn := treeDB(t, s)
+	conn := s.catalogConn(t)
 	ctx := context.Background()
 	k := bootstrapKey
 	ts := mkTenants(t, s, "acme", "", "globex", "", "acme_child", "acme")
@@ -383,7 +362,7 @@ func TestTreeRenameAPI(t *testing.T) {
 func TestTreeLifecycleAPI(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	conn := treeDB(t, s)
+	conn := s.catalogConn(t)
 	ctx := context.Background()
 	k := bootstrapKey
 	mkTenants(t, s, "life", "", "other", "")
@@ -423,7 +402,7 @@ func TestTreeLifecycleAPI(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			rows := treeScalar(t, conn, `SELECT count(*) FROM audit_log`)
+			rows := countRows(t, conn, `SELECT count(*) FROM audit_log`)
 			r := s.do(t, "POST", "/v1/tenants/"+st.ref+"/"+st.action, k, "")
 			want(t, r, st.status, st.code)
 			if st.status == 200 && r.body["status"] != st.wantStatus {
@@ -437,7 +416,7 @@ func TestTreeLifecycleAPI(t *testing.T) {
 					t.Errorf("status %v, want %s", got.body["status"], st.wantStatus)
 				}
 			}
-			added := treeScalar(t, conn, `SELECT count(*) FROM audit_log`) - rows
+			added := countRows(t, conn, `SELECT count(*) FROM audit_log`) - rows
 			if st.audit == "" {
 				if added != 0 {
 					t.Errorf("wrote %d audit rows, want none", added)
@@ -587,7 +566,7 @@ func TestTreeListingsAPI(t *testing.T) {
 func TestTreeBoundKey(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	conn := treeDB(t, s)
+	conn := s.catalogConn(t)
 	ctx := context.Background()
 	ts := mkTenants(t, s,
 		"acmesec", "",
