@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -206,14 +205,6 @@ func TestMaxConnectionsFromConfig(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	var stats []router.PoolStats
-	for _, s := range ts.router.Stats() {
-		if s.TenantID != "" {
-			stats = append(stats, s)
-		}
-	}
-	b, _ := json.Marshal(stats)
-	t.Logf("pool stats: %s", b)
 }
 
 // TestSuspendEndsSessions: suspending a tenant refuses new sessions of its
