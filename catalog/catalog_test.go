@@ -11,24 +11,14 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
-	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
+// open opens the catalog at url with a fresh one-key keyring.
 func open(t *testing.T, url string) *catalog.Catalog {
 	t.Helper()
-	text, _ := secrets.NewKeyText("k1")
-	keys, err := secrets.Parse(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := catalog.Open(context.Background(), catalog.Config{URL: url, Keys: keys})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	return c
+	return openKeyring(t, url, "")
 }
 
 // TestMigrateConcurrently starts several catalogs on one fresh database at once,
