@@ -11,7 +11,7 @@ FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 stratum
 COPY --from=build /out/stratum-proxy /usr/local/bin/stratum-proxy
-COPY config.example.yaml /etc/stratum/config.yaml
+COPY docker/config.yaml /etc/stratum/config.yaml
 USER stratum
 EXPOSE 6432 8080
 ENTRYPOINT ["/usr/local/bin/stratum-proxy"]

@@ -14,8 +14,10 @@ build:
 	$(GO) build -o $(BIN) ./cmd/stratum-proxy
 
 ## demo: a private PostgreSQL, the proxy on 127.0.0.1:6432, the admin API on 127.0.0.1:8080 and the demo tenants.
+## Flags of `stratum-proxy dev` go in ARGS, e.g. make demo ARGS="--pool-mode transaction".
+ARGS ?=
 demo: deps build
-	./$(BIN) dev --data-dir ./.stratum-dev
+	./$(BIN) dev --data-dir ./.stratum-dev $(ARGS)
 
 ## test: everything, with the race detector, against real PostgreSQL clusters the tests start themselves,
 ## then a short run of each fuzz target (a count of inputs, not a time, so a slow start cannot fail it).

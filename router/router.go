@@ -149,6 +149,12 @@ func (r *Router) Resolve(ctx context.Context, ref string) (*Placement, error) {
 		}
 		return nil, err
 	}
+	if p.Tenant.Status == catalog.StatusProvisioning {
+		// Not cached: whoever is provisioning it marks it active next, and a
+		// session connecting right after must not wait for that change's
+		// NOTIFY to see it (a change sweep may have read it in between).
+		return p, nil
+	}
 	r.placements.Add(p.Tenant.Slug, p)
 	r.placements.Add(p.Tenant.ID, p)
 	return p, nil

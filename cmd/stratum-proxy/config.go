@@ -10,7 +10,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stratum-hq/stratum-proxy/proxy"
 	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/server"
 )
 
 // fileConfig is the YAML configuration of `stratum-proxy serve`. Every key is
@@ -66,9 +68,16 @@ type fileConfig struct {
 	} `yaml:"log"`
 }
 
+// fileSettings is what a config file configures: the stack, and the logger
+// that cmd builds before starting it.
+type fileSettings struct {
+	Server              server.Config
+	LogFormat, LogLevel string
+}
+
 // loadConfig reads and checks a config file, filling defaults and reading the
 // secrets it names from the environment.
-func loadConfig(path string) (*stackConfig, error) {
+func loadConfig(path string) (*fileSettings, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -92,18 +101,21 @@ func loadConfig(path string) (*stackConfig, error) {
 		}
 		return v, nil
 	}
-	sc := &stackConfig{
-		Listen: or(fc.Listen, "0.0.0.0:6432"), AdminListen: or(fc.AdminListen, "0.0.0.0:8080"),
-		TLSCert: fc.TLS.CertFile, TLSKey: fc.TLS.KeyFile, RequireTLS: fc.TLS.Require,
-		ShutdownGrace: fc.ShutdownGrace, LogFormat: or(fc.Log.Format, "json"), LogLevel: or(fc.Log.Level, "info"),
-		MaxMessageSize: fc.Limits.MaxMessageSize, StartupTimeout: fc.Limits.StartupTimeout,
-		PoolMode:             or(fc.Pool.Mode, "session"),
+	fs := &fileSettings{LogFormat: or(fc.Log.Format, "json"), LogLevel: or(fc.Log.Level, "info")}
+	sc := &fs.Server
+	sc.Listen, sc.AdminListen = or(fc.Listen, "0.0.0.0:6432"), or(fc.AdminListen, "0.0.0.0:8080")
+	sc.TLSCertFile, sc.TLSKeyFile = fc.TLS.CertFile, fc.TLS.KeyFile
+	sc.PprofListen = os.Getenv("STRATUM_PPROF_LISTEN")
+	sc.Proxy = proxy.Config{
+		PoolMode: or(fc.Pool.Mode, proxy.PoolSession), RequireTLS: fc.TLS.Require,
+		ShutdownGrace: fc.ShutdownGrace, MaxMessageSize: fc.Limits.MaxMessageSize, StartupTimeout: fc.Limits.StartupTimeout,
 		MaxClientConnections: fc.Limits.MaxClientConnections, MaxTenantConnections: fc.Limits.MaxTenantConnections,
 		AuthFailureThreshold: fc.Limits.AuthFailureThreshold, AuthFailureWindow: fc.Limits.AuthFailureWindow,
-		AuthLockout: fc.Limits.AuthLockout, AdminRateLimit: fc.Admin.RateLimit,
+		AuthLockout: fc.Limits.AuthLockout,
 	}
-	if sc.PoolMode != "session" && sc.PoolMode != "transaction" {
-		return nil, fmt.Errorf("config %s: pool.mode %q: use session or transaction", path, sc.PoolMode)
+	sc.Admin.RateLimit = fc.Admin.RateLimit
+	if m := sc.Proxy.PoolMode; m != proxy.PoolSession && m != proxy.PoolTransaction {
+		return nil, fmt.Errorf("config %s: pool.mode %q: use session or transaction", path, m)
 	}
 	if sc.CatalogURL, err = env(or(fc.Catalog.URLEnv, "STRATUM_CATALOG_URL"), "catalog.url_env", true); err != nil {
 		return nil, err
@@ -111,7 +123,7 @@ func loadConfig(path string) (*stackConfig, error) {
 	if sc.SecretKeys, err = env(or(fc.Secrets.KeysEnv, "STRATUM_SECRET_KEYS"), "secrets.keys_env", true); err != nil {
 		return nil, err
 	}
-	if sc.BootstrapKey, err = env(or(fc.BootstrapAdminKeyEnv, "STRATUM_BOOTSTRAP_ADMIN_KEY"), "bootstrap key", false); err != nil {
+	if sc.Admin.BootstrapKey, err = env(or(fc.BootstrapAdminKeyEnv, "STRATUM_BOOTSTRAP_ADMIN_KEY"), "bootstrap key", false); err != nil {
 		return nil, err
 	}
 	sc.Router = router.Config{
@@ -132,7 +144,7 @@ func loadConfig(path string) (*stackConfig, error) {
 	if len(sc.Router.Backends) == 0 {
 		return nil, fmt.Errorf("config %s: no backends: configure at least one under backends:", path)
 	}
-	return sc, nil
+	return fs, nil
 }
 
 func or(v, def string) string {

@@ -24,15 +24,16 @@ func TestExampleConfigLoads(t *testing.T) {
 	t.Setenv("STRATUM_SECRET_KEYS", "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
 	t.Setenv("STRATUM_BACKEND_MAIN_PASSWORD", "s3cret")
 	t.Setenv("STRATUM_BOOTSTRAP_ADMIN_KEY", "boot")
-	sc, err := loadConfig("../../config.example.yaml")
+	fs, err := loadConfig("../../config.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	sc := &fs.Server
 	b := sc.Router.Backends["main"]
 	if sc.Listen != "0.0.0.0:6432" || sc.AdminListen != "0.0.0.0:8080" || sc.CatalogURL != "postgres://cat@db/stratum_catalog" ||
-		b.AdminPassword != "s3cret" || b.Port != 5432 || b.SSLMode != "prefer" || sc.BootstrapKey != "boot" ||
-		sc.Router.SharedDatabase != "app" || sc.Router.IdleTimeout != 5*time.Minute || sc.ShutdownGrace != 10*time.Second ||
-		sc.LogFormat != "json" || sc.MaxMessageSize != 64<<20 || sc.AdminRateLimit != 600 {
+		b.AdminPassword != "s3cret" || b.Port != 5432 || b.SSLMode != "prefer" || sc.Admin.BootstrapKey != "boot" ||
+		sc.Router.SharedDatabase != "app" || sc.Router.IdleTimeout != 5*time.Minute || sc.Proxy.ShutdownGrace != 10*time.Second ||
+		fs.LogFormat != "json" || sc.Proxy.MaxMessageSize != 64<<20 || sc.Admin.RateLimit != 600 {
 		t.Errorf("loaded %+v / backend %+v", sc, b)
 	}
 }
