@@ -36,9 +36,8 @@ func (p *Placement) Gen() uint64 { return p.gen }
 
 // Router resolves tenants to placements and hands out backend connections.
 type Router struct {
-	cfg   Config
-	cat   *catalog.Catalog
-	depID string
+	cfg Config
+	cat *catalog.Catalog
 
 	// placements caches tenants (and their opened credentials) by slug and by id.
 	placements *lru.Cache[string, *Placement]
@@ -68,11 +67,7 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 	if err := cfg.fillDefaults(); err != nil {
 		return nil, err
 	}
-	depID, err := cat.DeploymentID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r := &Router{cfg: cfg, cat: cat, depID: depID}
+	r := &Router{cfg: cfg, cat: cat}
 	r.placements, _ = lru.New[string, *Placement](cfg.CacheSize)
 	r.users, _ = lru.New[string, cachedUser](cfg.CacheSize)
 	r.pools = newPools(&r.cfg)
@@ -133,6 +128,11 @@ func (r *Router) OnChange(fn func(catalog.Change)) {
 	r.subs.fns = append(r.subs.fns, fn)
 	r.subs.Unlock()
 }
+
+// CloseTenant closes the idle backend connections of the tenant with this id
+// (its tenant is going away); connections in use are closed when released.
+// provision.Provisioner.DropTenant calls it through provision.Pools.
+func (r *Router) CloseTenant(tenantID string) { r.pools.closeTenant(tenantID) }
 
 // Resolve returns the placement of the tenant named by ref (slug or id), from the
 // cache when it can. It fails with catalog.ErrNotFound for an unknown tenant.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // churn runs workers that each open sessions one after another over slugs,
@@ -76,7 +76,7 @@ func TestConnectionChurnManyTenants(t *testing.T) {
 	var slugs []string
 	for i := 0; i < 40; i++ {
 		slug := fmt.Sprintf("churn_%02d", i)
-		if _, err := ts.router.CreateTenant(ctx, router.TenantSpec{Slug: slug, Parent: "acmesec", Isolation: "shared"}); err != nil {
+		if _, err := ts.prov.CreateTenant(ctx, provision.TenantSpec{Slug: slug, Parent: "acmesec", Isolation: "shared"}); err != nil {
 			t.Fatal(err)
 		}
 		slugs = append(slugs, slug)

@@ -17,9 +17,10 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 const cliTestKey = "cli-test-bootstrap-key"
@@ -52,11 +53,11 @@ func newCLIStack(t *testing.T) *cliStack {
 		cat.Close()
 		t.Fatal(err)
 	}
-	r, err := router.New(ctx, router.Config{
-		Backends: map[string]router.Backend{"main": {Host: srv.Host(), Port: srv.Port(),
+	p, err := provision.New(ctx, provision.Config{Set: backends.Set{
+		Backends: map[string]backends.Backend{"main": {Host: srv.Host(), Port: srv.Port(),
 			AdminUser: srv.SuperUser(), AdminPassword: srv.Password(), SSLMode: "disable"}},
 		SharedDatabase: pgtest.UniqueName("app"),
-	}, cat)
+	}}, cat)
 	if err != nil {
 		cat.Close()
 		t.Fatal(err)
@@ -68,20 +69,19 @@ func newCLIStack(t *testing.T) *cliStack {
 		}
 		sort.Slice(tenants, func(i, j int) bool { return tenants[i].Depth > tenants[j].Depth })
 		for _, tn := range tenants {
-			if err := r.DropTenant(ctx, tn.ID); err != nil {
+			if err := p.DropTenant(ctx, tn.ID); err != nil {
 				t.Errorf("cleanup: dropping tenant %s: %v", tn.Slug, err)
 			}
 		}
-		if err := r.DropShared(ctx); err != nil {
+		if err := p.DropShared(ctx); err != nil {
 			t.Errorf("cleanup: dropping shared database: %v", err)
 		}
-		r.Close()
 		cat.Close()
 	})
-	if err := r.PrepareShared(ctx); err != nil {
+	if err := p.PrepareShared(ctx); err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(admin.New(admin.Config{BootstrapKey: cliTestKey}, r))
+	hs := httptest.NewServer(admin.New(admin.Config{BootstrapKey: cliTestKey}, p))
 	t.Cleanup(hs.Close) // before the teardown above
 	return &cliStack{url: hs.URL, cat: cat}
 }

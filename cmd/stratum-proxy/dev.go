@@ -16,7 +16,7 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/pgcluster"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 const catalogDatabase = "stratum_catalog"
@@ -31,7 +31,7 @@ const demoSchema = `CREATE TABLE orders (
 );`
 
 // demoTree is the seeded tenant tree, parents first.
-var demoTree = []router.TenantSpec{
+var demoTree = []provision.TenantSpec{
 	{Slug: "acmesec", Name: "AcmeSec", Isolation: "shared"},
 	{Slug: "northstar_msp", Name: "Northstar MSP", Parent: "acmesec", Isolation: "shared"},
 	{Slug: "client_alpha", Name: "Client Alpha", Parent: "northstar_msp", Isolation: "shared"},
@@ -77,7 +77,7 @@ func runDev(args []string) error {
 		return err
 	}
 	defer st.stop()
-	if err := seedDemo(ctx, st.router, log); err != nil {
+	if err := seedDemo(ctx, st.prov, log); err != nil {
 		return fmt.Errorf("seeding demo tenants: %w", err)
 	}
 	printDevBanner(sc)
@@ -156,22 +156,22 @@ func ensureCatalogDatabase(ctx context.Context, cluster *pgcluster.Cluster) erro
 
 // seedDemo creates the demo tree, schema and user on first run; later runs
 // find them and leave them alone.
-func seedDemo(ctx context.Context, r *router.Router, log *zap.Logger) error {
-	rep, err := r.ApplySchema(ctx, demoSchema)
+func seedDemo(ctx context.Context, p *provision.Provisioner, log *zap.Logger) error {
+	rep, err := p.ApplySchema(ctx, demoSchema)
 	if err != nil {
 		return err
 	}
 	if rep.Failed() > 0 {
 		return fmt.Errorf("applying the demo schema failed in %d placements: %+v", rep.Failed(), rep.Placements)
 	}
-	cat := r.Catalog()
+	cat := p.Catalog()
 	for _, spec := range demoTree {
 		if _, err := cat.GetTenant(ctx, spec.Slug); err == nil {
 			continue
 		} else if !errors.Is(err, catalog.ErrNotFound) {
 			return err
 		}
-		t, err := r.CreateTenant(ctx, spec)
+		t, err := p.CreateTenant(ctx, spec)
 		if err != nil {
 			return err
 		}

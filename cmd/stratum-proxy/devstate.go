@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
@@ -40,12 +41,12 @@ func (st *devState) stackConfig(host string, port int, superuser string) *stackC
 		Host: net.JoinHostPort(host, strconv.Itoa(port)), Path: "/" + catalogDatabase, RawQuery: "sslmode=disable"}).String()
 	return &stackConfig{
 		CatalogURL: catalogURL, SecretKeys: st.SecretKeys, LogFormat: "console", LogLevel: "info",
-		Router: router.Config{
-			Backends: map[string]router.Backend{"main": {
+		Router: router.Config{Set: backends.Set{
+			Backends: map[string]backends.Backend{"main": {
 				Host: host, Port: port, AdminUser: superuser, AdminPassword: st.SuperPassword, SSLMode: "disable",
 			}},
 			SharedDatabase: "app",
-		},
+		}},
 	}
 }
 

@@ -256,7 +256,7 @@ func TestStartupHardensOldTenantDatabases(t *testing.T) {
 	if _, err := runCollect(ctx, c, "SELECT count(*) FROM pg_stats"); err != nil {
 		t.Fatalf("precondition: pg_stats should be open again: %v", err)
 	}
-	if err := ts.router.PrepareShared(ctx); err != nil {
+	if err := ts.prov.PrepareShared(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := runCollect(ctx, c, "SELECT count(*) FROM pg_stats"); sqlstate(err) != "42501" {

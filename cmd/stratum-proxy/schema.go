@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // runSchemaApply applies an app DDL file everywhere and prints a line per
@@ -39,13 +39,13 @@ func runSchemaApply(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	cat, r, err := openRouter(ctx, sc)
+	cat, r, p, err := openRouter(ctx, sc)
 	if err != nil {
 		return err
 	}
 	defer cat.Close()
 	defer r.Close()
-	rep, err := r.ApplySchema(ctx, string(ddl))
+	rep, err := p.ApplySchema(ctx, string(ddl))
 	if err != nil {
 		return err
 	}
@@ -56,7 +56,7 @@ func runSchemaApply(args []string) error {
 	return nil
 }
 
-func printApplyReport(rep *router.ApplyReport) {
+func printApplyReport(rep *provision.ApplyReport) {
 	state := "recorded as new"
 	if !rep.New {
 		state = "already recorded"

@@ -19,7 +19,7 @@ func TestSchemaApply(t *testing.T) {
 	ddl := `CREATE TABLE notes (id serial PRIMARY KEY, tenant_id text NOT NULL, body text);
 CREATE TABLE countries (code text PRIMARY KEY, name text);
 INSERT INTO countries VALUES ('fr', 'France');`
-	rep, err := ts.router.ApplySchema(ctx, ddl)
+	rep, err := ts.prov.ApplySchema(ctx, ddl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ INSERT INTO countries VALUES ('fr', 'France');`
 	if _, err := alpha.Exec(ctx, `INSERT INTO countries VALUES ('de', 'Germany')`); sqlstate(err) != "42501" {
 		t.Errorf("writing reference data: %v, want 42501", err)
 	}
-	again, err := ts.router.ApplySchema(ctx, ddl)
+	again, err := ts.prov.ApplySchema(ctx, ddl)
 	if err != nil || again.New || again.Failed() != 0 {
 		t.Fatalf("re-run: %+v %v", again, err)
 	}
@@ -70,7 +70,7 @@ INSERT INTO countries VALUES ('fr', 'France');`
 			t.Errorf("re-run applied %v to %s", p.Applied, p.Placement)
 		}
 	}
-	if _, err := ts.router.ApplySchema(ctx, `CREATE TABLE broken (id int REFERENCES nowhere(id));`); err == nil ||
+	if _, err := ts.prov.ApplySchema(ctx, `CREATE TABLE broken (id int REFERENCES nowhere(id));`); err == nil ||
 		!strings.Contains(err.Error(), "template") {
 		t.Fatalf("broken DDL: %v", err)
 	}
@@ -78,13 +78,13 @@ INSERT INTO countries VALUES ('fr', 'France');`
 		t.Error("broken DDL left a table behind")
 	}
 	// A tenant created now replays every version.
-	tn, err := ts.router.CreateTenant(ctx, demoTree[3]) // schema isolation, another slug below
+	tn, err := ts.prov.CreateTenant(ctx, demoTree[3]) // schema isolation, another slug below
 	if err == nil {
 		t.Fatalf("duplicate slug accepted: %v", tn)
 	}
 	spec := demoTree[3]
 	spec.Slug = "client_late"
-	if _, err := ts.router.CreateTenant(ctx, spec); err != nil {
+	if _, err := ts.prov.CreateTenant(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
 	late := connect(t, ts.url("demo", "demo", "client_late", ""))
@@ -100,7 +100,7 @@ func TestDevSeedIsIdempotent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	before, _ := ts.cat.ListTenants(ctx)
-	if err := seedDemo(ctx, ts.router, zaptest.NewLogger(t)); err != nil {
+	if err := seedDemo(ctx, ts.prov, zaptest.NewLogger(t)); err != nil {
 		t.Fatalf("second seed: %v", err)
 	}
 	after, _ := ts.cat.ListTenants(ctx)

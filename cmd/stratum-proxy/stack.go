@@ -20,6 +20,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
+	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/proxy"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
@@ -48,11 +49,12 @@ type stackConfig struct {
 	AdminRateLimit int
 }
 
-// stack is a running catalog + router + proxy + admin API.
+// stack is a running catalog + router + provisioner + proxy + admin API.
 type stack struct {
 	log      *zap.Logger
 	cat      *catalog.Catalog
 	router   *router.Router
+	prov     *provision.Provisioner
 	proxy    *proxy.Server
 	admin    *http.Server
 	proxyLn  net.Listener
@@ -95,33 +97,44 @@ func openCatalog(ctx context.Context, sc *stackConfig) (*catalog.Catalog, error)
 	return cat, nil
 }
 
-// openRouter opens the catalog (migrated) and a router over it, with the shared
-// database prepared. Close the router, then the catalog.
-func openRouter(ctx context.Context, sc *stackConfig) (*catalog.Catalog, *router.Router, error) {
+// The router's idle connections to a dropped tenant are closed by the
+// provisioner.
+var _ provision.Pools = (*router.Router)(nil)
+
+// openRouter opens the catalog (migrated), a router and a provisioner over
+// it (on the same backends), with the shared database prepared. Close the
+// router, then the catalog.
+func openRouter(ctx context.Context, sc *stackConfig) (*catalog.Catalog, *router.Router, *provision.Provisioner, error) {
 	cat, err := openCatalog(ctx, sc)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r, err := router.New(ctx, sc.Router, cat)
 	if err != nil {
 		cat.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if err := r.PrepareShared(ctx); err != nil {
+	p, err := provision.New(ctx, provision.Config{Set: sc.Router.Set, Pools: r}, cat)
+	if err != nil {
 		r.Close()
 		cat.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return cat, r, nil
+	if err := p.PrepareShared(ctx); err != nil {
+		r.Close()
+		cat.Close()
+		return nil, nil, nil, err
+	}
+	return cat, r, p, nil
 }
 
 // startStack opens everything and starts listening. Stop it with stop.
 func startStack(ctx context.Context, sc *stackConfig, log *zap.Logger) (*stack, error) {
-	cat, r, err := openRouter(ctx, sc)
+	cat, r, p, err := openRouter(ctx, sc)
 	if err != nil {
 		return nil, err
 	}
-	st := &stack{log: log, cat: cat, router: r, errs: make(chan error, 2), shutdown: sc.ShutdownGrace}
+	st := &stack{log: log, cat: cat, router: r, prov: p, errs: make(chan error, 2), shutdown: sc.ShutdownGrace}
 	pcfg := proxy.Config{PoolMode: sc.PoolMode, RequireTLS: sc.RequireTLS,
 		MaxClientConnections: sc.MaxClientConnections, MaxTenantConnections: sc.MaxTenantConnections,
 		AuthFailureThreshold: sc.AuthFailureThreshold, AuthFailureWindow: sc.AuthFailureWindow, AuthLockout: sc.AuthLockout, MaxMessageSize: sc.MaxMessageSize,
@@ -152,7 +165,7 @@ func startStack(ctx context.Context, sc *stackConfig, log *zap.Logger) (*stack, 
 		return nil, fmt.Errorf("listening for the admin api: %w", err)
 	}
 	st.admin = &http.Server{Handler: admin.New(admin.Config{BootstrapKey: sc.BootstrapKey, Logger: log.Named("admin"), RateLimit: sc.AdminRateLimit,
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, r),
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, p),
 		ReadHeaderTimeout: 10 * time.Second}
 	if addr := os.Getenv("STRATUM_PPROF_LISTEN"); addr != "" {
 		// Profiling for operators chasing a performance question; off unless asked.

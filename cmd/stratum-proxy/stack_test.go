@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 	"github.com/stratum-hq/stratum-proxy/router"
@@ -35,7 +36,7 @@ func startTestStack(t *testing.T, opts ...func(*stackConfig)) *testStack {
 	t.Helper()
 	srv := pgtest.Get(t)
 	catdb := srv.NewDatabase(t, "cat")
-	return startStackOn(t, srv.URL(catdb), router.Backend{
+	return startStackOn(t, srv.URL(catdb), backends.Backend{
 		Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(), AdminPassword: srv.Password(), SSLMode: "disable",
 	}, opts...)
 }
@@ -43,7 +44,7 @@ func startTestStack(t *testing.T, opts ...func(*stackConfig)) *testStack {
 // startStackOn starts a stack with the catalog at catalogURL and the one
 // backend "main" given, seeded with the demo tree. ts.srv is the shared
 // pgtest server (ts.srvConn reaches it, even when the backend is another).
-func startStackOn(t *testing.T, catalogURL string, backend router.Backend, opts ...func(*stackConfig)) *testStack {
+func startStackOn(t *testing.T, catalogURL string, backend backends.Backend, opts ...func(*stackConfig)) *testStack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -60,10 +61,10 @@ func startStackOn(t *testing.T, catalogURL string, backend router.Backend, opts 
 		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
 		CatalogURL: catalogURL, SecretKeys: keys, BootstrapKey: "test-admin-key",
 		TLSCert: cert, TLSKey: key, ShutdownGrace: time.Second,
-		Router: router.Config{
-			Backends:       map[string]router.Backend{"main": backend},
+		Router: router.Config{Set: backends.Set{
+			Backends:       map[string]backends.Backend{"main": backend},
 			SharedDatabase: pgtest.UniqueName("app"),
-		},
+		}},
 	}
 	for _, o := range opts {
 		o(sc)
@@ -76,7 +77,7 @@ func startStackOn(t *testing.T, catalogURL string, backend router.Backend, opts 
 	ts := &testStack{stack: st, srv: pgtest.Get(t), proxyAddr: st.proxyLn.Addr().String(),
 		adminURL: "http://" + st.adminLn.Addr().String(), adminKey: sc.BootstrapKey}
 	t.Cleanup(func() { ts.teardown(t) })
-	if err := seedDemo(ctx, st.router, log); err != nil {
+	if err := seedDemo(ctx, st.prov, log); err != nil {
 		t.Fatalf("seeding: %v", err)
 	}
 	return ts
@@ -95,11 +96,11 @@ func (ts *testStack) teardown(t *testing.T) {
 	}
 	sort.Slice(tenants, func(i, j int) bool { return tenants[i].Depth > tenants[j].Depth })
 	for _, tn := range tenants {
-		if err := ts.router.DropTenant(ctx, tn.ID); err != nil {
+		if err := ts.prov.DropTenant(ctx, tn.ID); err != nil {
 			t.Errorf("teardown: dropping %s: %v", tn.Slug, err)
 		}
 	}
-	if err := ts.router.DropShared(ctx); err != nil {
+	if err := ts.prov.DropShared(ctx); err != nil {
 		t.Errorf("teardown: %v", err)
 	}
 	ts.close()
