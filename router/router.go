@@ -12,6 +12,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // Placement is a tenant together with what it takes to connect to its data.
@@ -26,7 +27,7 @@ type Placement struct {
 	PoolMode string
 	// Policy is what the tenant's config, permissions and ancestors ask of
 	// its sessions.
-	Policy   Policy
+	Policy   policy.Policy
 	password string
 }
 
@@ -164,10 +165,11 @@ func (r *Router) readPlacement(ctx context.Context, ref string) (*Placement, err
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", t.Slug, err)
 	}
-	pol, err := r.readPolicy(ctx, t)
+	in, err := r.cat.PolicyInput(ctx, t)
 	if err != nil {
 		return nil, err
 	}
+	pol := policy.Resolve(in)
 	return &Placement{Tenant: t, password: pw, gen: gen, PoolMode: t.PoolMode, Policy: pol, MaxConns: pol.MaxConns}, nil
 }
 
