@@ -57,8 +57,18 @@ type Router struct {
 	}
 
 	pools *pools
+	knobs knobs
 	stop  context.CancelFunc
 	done  sync.WaitGroup
+}
+
+// knobs are test seams; the zero knobs are production behaviour.
+type knobs struct {
+	// dial opens a backend connection for a placement; default dialTenant.
+	// Unit tests of the pools give connections not backed by PostgreSQL.
+	dial func(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error)
+	// now is the pools' clock; default time.Now.
+	now func() time.Time
 }
 
 // New makes a Router over the catalog. It starts a goroutine that listens for
@@ -68,10 +78,7 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 	if err := cfg.fillDefaults(); err != nil {
 		return nil, err
 	}
-	r := &Router{cfg: cfg, cat: cat}
-	r.placements, _ = lru.New[string, *Placement](cfg.CacheSize)
-	r.users, _ = lru.New[string, cachedUser](cfg.CacheSize)
-	r.pools = newPools(&r.cfg)
+	r := newRouter(cfg, cat, knobs{})
 	bg, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	r.done.Add(2)
@@ -92,6 +99,27 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 		r.reapLoop(bg)
 	}()
 	return r, nil
+}
+
+// newRouter makes a Router without starting its background work (New does);
+// cfg has its defaults filled in.
+func newRouter(cfg Config, cat *catalog.Catalog, k knobs) *Router {
+	r := &Router{cfg: cfg, cat: cat, knobs: k}
+	r.placements, _ = lru.New[string, *Placement](cfg.CacheSize)
+	r.users, _ = lru.New[string, cachedUser](cfg.CacheSize)
+	if r.knobs.now == nil {
+		r.knobs.now = time.Now
+	}
+	r.pools = newPools(&r.cfg, r.knobs.now)
+	return r
+}
+
+// dial opens a backend connection for the placement (knobs.dial in tests).
+func (r *Router) dial(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error) {
+	if r.knobs.dial != nil {
+		return r.knobs.dial(ctx, p, params)
+	}
+	return r.dialTenant(ctx, p, params)
 }
 
 // Close stops background work and closes every idle backend connection.
