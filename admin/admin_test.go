@@ -15,8 +15,10 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
+	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -31,6 +33,7 @@ type stack struct {
 	catdb     string
 	cat       *catalog.Catalog
 	r         *router.Router
+	p         *provision.Provisioner
 	hs        *httptest.Server
 	catClosed bool
 }
@@ -56,16 +59,23 @@ func newStack(t *testing.T) *stack {
 		cat.Close()
 		t.Fatal(err)
 	}
-	r, err := router.New(ctx, router.Config{
-		Backends: map[string]router.Backend{"main": {Host: srv.Host(), Port: srv.Port(),
+	set := backends.Set{
+		Backends: map[string]backends.Backend{"main": {Host: srv.Host(), Port: srv.Port(),
 			AdminUser: srv.SuperUser(), AdminPassword: srv.Password(), SSLMode: "disable"}},
 		SharedDatabase: pgtest.UniqueName("app"),
-	}, cat)
+	}
+	r, err := router.New(ctx, router.Config{Set: set}, cat)
 	if err != nil {
 		cat.Close()
 		t.Fatal(err)
 	}
-	st := &stack{srv: srv, catdb: catdb, cat: cat, r: r}
+	p, err := provision.New(ctx, provision.Config{Set: set, Pools: r}, cat)
+	if err != nil {
+		r.Close()
+		cat.Close()
+		t.Fatal(err)
+	}
+	st := &stack{srv: srv, catdb: catdb, cat: cat, r: r, p: p}
 	t.Cleanup(func() {
 		if !st.catClosed {
 			tenants, err := cat.ListTenants(ctx)
@@ -73,21 +83,21 @@ func newStack(t *testing.T) *stack {
 				t.Errorf("cleanup: listing tenants: %v", err)
 			}
 			for i := len(tenants) - 1; i >= 0; i-- {
-				if err := r.DropTenant(ctx, tenants[i].ID); err != nil {
+				if err := p.DropTenant(ctx, tenants[i].ID); err != nil {
 					t.Errorf("cleanup: dropping tenant %s: %v", tenants[i].Slug, err)
 				}
 			}
 		}
-		if err := r.DropShared(ctx); err != nil {
+		if err := p.DropShared(ctx); err != nil {
 			t.Errorf("cleanup: dropping shared database: %v", err)
 		}
 		r.Close()
 		cat.Close()
 	})
-	if err := r.PrepareShared(ctx); err != nil {
+	if err := p.PrepareShared(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st.hs = httptest.NewServer(admin.New(admin.Config{BootstrapKey: bootstrapKey}, r))
+	st.hs = httptest.NewServer(admin.New(admin.Config{BootstrapKey: bootstrapKey}, p))
 	t.Cleanup(st.hs.Close) // runs before the teardown above
 	return st
 }
@@ -281,7 +291,7 @@ func (notReady) Ready(context.Context) error { return fmt.Errorf("listener not u
 func TestReadyzReadiness(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
-	hs := httptest.NewServer(admin.New(admin.Config{Readiness: notReady{}}, s.r))
+	hs := httptest.NewServer(admin.New(admin.Config{Readiness: notReady{}}, s.p))
 	defer hs.Close()
 	r := doURL(t, hs.URL, "GET", "/readyz", "", false, "")
 	want(t, r, 503, "unavailable")
@@ -306,7 +316,7 @@ func TestAuth(t *testing.T) {
 	}
 	readKey, writeKey, adminKey := key("reader", "read"), key("writer", "write"), key("admin", "admin")
 	noScopeKey := key("empty")
-	root, err := s.r.CreateTenant(ctx, router.TenantSpec{Slug: "authroot"})
+	root, err := s.p.CreateTenant(ctx, provision.TenantSpec{Slug: "authroot"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +371,7 @@ func TestAuth(t *testing.T) {
 	}
 
 	t.Run("no bootstrap key configured", func(t *testing.T) {
-		hs := httptest.NewServer(admin.New(admin.Config{}, s.r))
+		hs := httptest.NewServer(admin.New(admin.Config{}, s.p))
 		defer hs.Close()
 		want(t, doURL(t, hs.URL, "GET", "/v1/tenants", "Bearer ", true, ""), 401, "unauthorized")
 		want(t, doURL(t, hs.URL, "GET", "/v1/tenants", "Bearer "+bootstrapKey, true, ""), 401, "unauthorized")
@@ -536,7 +546,7 @@ func TestUsers(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	ctx := context.Background()
-	tenant, err := s.r.CreateTenant(ctx, router.TenantSpec{Slug: "acme"})
+	tenant, err := s.p.CreateTenant(ctx, provision.TenantSpec{Slug: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

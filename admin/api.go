@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // Config shapes the admin API. Zero fields get the defaults noted.
@@ -51,11 +51,11 @@ const RequestIDHeader = "X-Request-Id"
 // API is the admin HTTP API. It implements http.Handler and is safe for
 // concurrent use; it holds no resources of its own, so it has no Close.
 type API struct {
-	cfg    Config
-	router *router.Router
-	cat    *catalog.Catalog
-	log    *zap.Logger
-	mux    *http.ServeMux
+	cfg  Config
+	prov *provision.Provisioner
+	cat  *catalog.Catalog
+	log  *zap.Logger
+	mux  *http.ServeMux
 	// registered lists every route, for the OpenAPI sync test.
 	registered []registeredRoute
 	// limiter holds per-key request budgets (rate limiting).
@@ -92,17 +92,17 @@ func (a *API) Routes() []Route {
 
 var _ http.Handler = (*API)(nil)
 
-// New returns the admin API over r (and r's catalog). The caller keeps
-// ownership of r and of the catalog, and closes them after the HTTP server
-// that serves the API has shut down.
-func New(cfg Config, r *router.Router) *API {
+// New returns the admin API over p (and p's catalog): p creates tenants'
+// placements. The caller keeps ownership of p's catalog, and closes it after
+// the HTTP server that serves the API has shut down.
+func New(cfg Config, p *provision.Provisioner) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = DefaultRateLimit
 	}
-	a := &API{cfg: cfg, router: r, cat: r.Catalog(), log: cfg.Logger, limiter: newLimiter(cfg.RateLimit)}
+	a := &API{cfg: cfg, prov: p, cat: p.Catalog(), log: cfg.Logger, limiter: newLimiter(cfg.RateLimit)}
 	a.mux = a.routes()
 	return a
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // cfgStack is a stack with the acceptance tree
@@ -33,7 +33,7 @@ func newCfgStack(t *testing.T) *cfgStack {
 	s := &cfgStack{stack: newStack(t), ids: map[string]string{}}
 	ctx := context.Background()
 	for _, n := range [][2]string{{"acmesec", ""}, {"client_alpha", "acmesec"}, {"client_beta", "acmesec"}, {"apex", ""}} {
-		tn, err := s.r.CreateTenant(ctx, router.TenantSpec{Slug: n[0], Parent: n[1]})
+		tn, err := s.p.CreateTenant(ctx, provision.TenantSpec{Slug: n[0], Parent: n[1]})
 		if err != nil {
 			t.Fatalf("creating tenant %s: %v", n[0], err)
 		}

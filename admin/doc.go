@@ -4,7 +4,8 @@
 // ({"error":{"code","message","details"}}) every failure is turned into, in
 // exactly one place (writeError).
 //
-// It imports router and catalog (and leaf helpers under internal/), never
-// proxy or cmd. What it needs from packages above it, such as an extra
+// It imports provision (to create tenants) and catalog (and leaf helpers
+// under internal/); its tests also use router. It never imports proxy or
+// cmd. What it needs from packages above it, such as an extra
 // readiness check, it declares as an interface (Readiness) that cmd wires in.
 package admin

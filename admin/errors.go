@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // Error codes, the "code" of an error body.
@@ -47,7 +47,7 @@ type errorBody struct {
 
 var errPanic = errors.New("handler panicked")
 
-// classify turns err into the Error the client sees. Catalog and router
+// classify turns err into the Error the client sees. Catalog and provision
 // sentinels become 4xx with the error's own text (written for operators);
 // anything unclassified is internal, and its text stays in the log.
 func classify(err error) (e *Error, internal bool) {
@@ -76,7 +76,7 @@ func classify(err error) (e *Error, internal bool) {
 		return &Error{Status: http.StatusConflict, Code: CodeLocked, Message: err.Error()}, false
 	case errors.Is(err, catalog.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}, false
-	case errors.Is(err, router.ErrInvalidSpec), errors.Is(err, catalog.ErrInvalid):
+	case errors.Is(err, provision.ErrInvalidSpec), errors.Is(err, catalog.ErrInvalid):
 		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeInvalid, Message: err.Error()}, false
 	case errors.Is(err, context.DeadlineExceeded):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,

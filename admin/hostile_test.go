@@ -254,7 +254,7 @@ func TestHostileInputEveryRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	api := admin.New(admin.Config{BootstrapKey: bootstrapKey, RateLimit: -1}, s.r)
+	api := admin.New(admin.Config{BootstrapKey: bootstrapKey, RateLimit: -1}, s.p)
 	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
 	client := &http.Client{

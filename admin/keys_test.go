@@ -10,13 +10,13 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // ctlTenant provisions a tenant under parent ("" for a root).
 func ctlTenant(t *testing.T, s *stack, slug, parent string) *catalog.Tenant {
 	t.Helper()
-	tn, err := s.r.CreateTenant(context.Background(), router.TenantSpec{Slug: slug, Parent: parent})
+	tn, err := s.p.CreateTenant(context.Background(), provision.TenantSpec{Slug: slug, Parent: parent})
 	if err != nil {
 		t.Fatalf("creating tenant %s: %v", slug, err)
 	}
@@ -341,7 +341,7 @@ func TestRateLimit(t *testing.T) {
 	}
 
 	t.Run("default and bootstrap", func(t *testing.T) {
-		hs := httptest.NewServer(admin.New(admin.Config{BootstrapKey: bootstrapKey, RateLimit: 3}, s.r))
+		hs := httptest.NewServer(admin.New(admin.Config{BootstrapKey: bootstrapKey, RateLimit: 3}, s.p))
 		defer hs.Close()
 		for range 3 {
 			want(t, doURL(t, hs.URL, "GET", "/v1/tenants", "Bearer "+bootstrapKey, true, ""), 200, "")

@@ -20,9 +20,10 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // This file keeps the schemas of admin/openapi.json true: TestOpenAPISchemas
@@ -769,7 +770,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		_, _ = io.WriteString(w, "# HELP stratum_up 1\n# TYPE stratum_up gauge\nstratum_up 1\n")
 	})
 	// The default rate limit is off: one key with a limit of its own tests 429.
-	hs := httptest.NewServer(admin.New(admin.Config{BootstrapKey: bootstrapKey, Metrics: metrics, RateLimit: -1}, s.r))
+	hs := httptest.NewServer(admin.New(admin.Config{BootstrapKey: bootstrapKey, Metrics: metrics, RateLimit: -1}, s.p))
 	t.Cleanup(hs.Close)
 	base, boot := hs.URL, bootstrapKey
 
@@ -798,7 +799,7 @@ func TestOpenAPISchemas(t *testing.T) {
 	call("GET", "/metrics", "/metrics", "", "", 200)
 	call("GET", "/v1/openapi.json", "/v1/openapi.json", "", "", 200)
 	func() {
-		hs := httptest.NewServer(admin.New(admin.Config{Readiness: notReady{}}, s.r))
+		hs := httptest.NewServer(admin.New(admin.Config{Readiness: notReady{}}, s.p))
 		defer hs.Close()
 		c.call(t, hs.URL, "GET", "/readyz", "/readyz", "", "", 503)
 	}()
@@ -934,16 +935,15 @@ func TestOpenAPISchemas(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cat2.Close()
-		r2, err := router.New(ctx, router.Config{
-			Backends: map[string]router.Backend{"main": {Host: s.srv.Host(), Port: s.srv.Port(),
+		p2, err := provision.New(ctx, provision.Config{Set: backends.Set{
+			Backends: map[string]backends.Backend{"main": {Host: s.srv.Host(), Port: s.srv.Port(),
 				AdminUser: s.srv.SuperUser(), AdminPassword: s.srv.Password(), SSLMode: "disable"}},
 			SharedDatabase: pgtest.UniqueName("app"),
-		}, cat2)
+		}}, cat2)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer r2.Close()
-		hs2 := httptest.NewServer(admin.New(admin.Config{BootstrapKey: boot}, r2))
+		hs2 := httptest.NewServer(admin.New(admin.Config{BootstrapKey: boot}, p2))
 		defer hs2.Close()
 		c.call(t, hs2.URL, "POST", rotate, rotate, boot, "", 409)
 	}()

@@ -10,14 +10,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // openapiAPI is an API with every route registered (Metrics set, so /metrics
-// is too) over a zero router: enough to list routes and to answer requests
+// is too) over a zero provisioner: enough to list routes and to answer requests
 // that fail before touching the catalog.
 func openapiAPI() *API {
-	return New(Config{Metrics: http.NotFoundHandler()}, new(router.Router))
+	return New(Config{Metrics: http.NotFoundHandler()}, new(provision.Provisioner))
 }
 
 // openapiDocument is the embedded document, decoded.

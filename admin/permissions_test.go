@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // permStack is a stack with the tree northstar ─ client_alpha ─ leaf_one and
@@ -29,7 +29,7 @@ func newPermStack(t *testing.T) *permStack {
 	s := &permStack{stack: newStack(t), ids: map[string]string{}, keyIDs: map[string]string{}}
 	ctx := context.Background()
 	for _, n := range [][2]string{{"northstar", ""}, {"client_alpha", "northstar"}, {"leaf_one", "client_alpha"}, {"apex", ""}} {
-		tn, err := s.r.CreateTenant(ctx, router.TenantSpec{Slug: n[0], Parent: n[1]})
+		tn, err := s.p.CreateTenant(ctx, provision.TenantSpec{Slug: n[0], Parent: n[1]})
 		if err != nil {
 			t.Fatalf("creating tenant %s: %v", n[0], err)
 		}

@@ -96,7 +96,7 @@ func TestBoundKeyReachesNothingOutside(t *testing.T) {
 	outside := []string{"apex_partners", "client_gamma", apex.ID, gamma.ID, apexKey.ID, gammaKey.ID, platformKey.ID,
 		"gamma_app", "value-of-apex_partners", "value-of-client_gamma"}
 
-	api := admin.New(admin.Config{BootstrapKey: bootstrapKey}, s.r)
+	api := admin.New(admin.Config{BootstrapKey: bootstrapKey}, s.p)
 	hs := httptest.NewServer(api)
 	t.Cleanup(hs.Close)
 	ask := func(method, path, body string) response {

@@ -7,7 +7,7 @@ import (
 	"net/url"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // createTenantRequest is the body of POST /v1/tenants.
@@ -53,7 +53,7 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	t, err := a.router.CreateTenant(r.Context(), router.TenantSpec{Slug: req.Slug, Name: req.Name,
+	t, err := a.prov.CreateTenant(r.Context(), provision.TenantSpec{Slug: req.Slug, Name: req.Name,
 		Parent: req.Parent, Isolation: req.Isolation, Backend: req.Backend, PoolMode: req.PoolMode})
 	if errors.Is(err, catalog.ErrNotFound) && req.Parent != "" {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound,

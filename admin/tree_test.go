@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -54,7 +55,7 @@ func mkTenants(t *testing.T, s *stack, pairs ...string) map[string]*catalog.Tena
 	t.Helper()
 	out := map[string]*catalog.Tenant{}
 	for i := 0; i < len(pairs); i += 2 {
-		tn, err := s.r.CreateTenant(context.Background(), router.TenantSpec{Slug: pairs[i], Parent: pairs[i+1]})
+		tn, err := s.p.CreateTenant(context.Background(), provision.TenantSpec{Slug: pairs[i], Parent: pairs[i+1]})
 		if err != nil {
 			t.Fatalf("creating %s: %v", pairs[i], err)
 		}
@@ -470,7 +471,7 @@ func TestTreeListingsAPI(t *testing.T) {
 			want(t, s.do(t, "POST", "/v1/tenants", k, jsonBody(t, map[string]string{"slug": slug, "parent": "m1"})), 201, "")
 			added = append(added, slug)
 			if page%2 == 0 {
-				if err := s.r.DropTenant(ctx, added[0]); err != nil {
+				if err := s.p.DropTenant(ctx, added[0]); err != nil {
 					t.Fatal(err)
 				}
 				added = added[1:]
@@ -488,7 +489,7 @@ func TestTreeListingsAPI(t *testing.T) {
 			}
 		}
 		for _, slug := range added {
-			if err := s.r.DropTenant(ctx, slug); err != nil {
+			if err := s.p.DropTenant(ctx, slug); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -7,14 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // TenantRef names a tenant in API answers.
@@ -82,25 +82,6 @@ func jsonDepth(text []byte) int {
 // MaskedValue is the JSON a sensitive value reads as when it is not revealed.
 const MaskedValue = `"********"`
 
-// Keys under "proxy." that shape the proxy for a tenant.
-const (
-	// ProxyMaxConnections: an integer 1..10000, the tenant's backend connection cap.
-	ProxyMaxConnections = "proxy.max_connections"
-	// ProxyStatementTimeout: integer milliseconds 0..86400000, or a string
-	// with a unit ("30s", "500ms", "2min"); see StatementTimeoutMillis.
-	ProxyStatementTimeout = "proxy.statement_timeout"
-	// ProxyReadOnly: a boolean; true makes the tenant's sessions read-only.
-	ProxyReadOnly = "proxy.read_only"
-)
-
-// ProxyConfigKeys returns the known "proxy." keys, sorted.
-func ProxyConfigKeys() []string {
-	return []string{ProxyMaxConnections, ProxyReadOnly, ProxyStatementTimeout}
-}
-
-// maxStatementTimeoutMillis is one day.
-const maxStatementTimeoutMillis = 86_400_000
-
 var configKeyPattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}(\.[a-z][a-z0-9_]{0,62}){0,7}$`)
 
 // ValidConfigKey reports whether key is a well-formed config key: up to eight
@@ -115,7 +96,8 @@ func ValidConfigKey(key string) bool {
 type ConfigError struct {
 	Key    string
 	Reason string
-	// Known lists the accepted keys when Key is an unknown "proxy." key.
+	// Known lists the accepted keys when Key is an unknown "proxy." key
+	// (policy.Keys).
 	Known []string
 }
 
@@ -143,7 +125,7 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 
 // ValidateConfig checks key and v as SetConfig would, without a database: the
 // key's form, the value (present, not null, small enough, storable) and the
-// rules of the "proxy." keys. Failures are *ConfigError.
+// rules of the "proxy." keys (policy.Validate). Failures are *ConfigError.
 func ValidateConfig(key string, v ConfigValue) error {
 	if !ValidConfigKey(key) {
 		return &ConfigError{Key: key, Reason: "a key is up to 8 dot-separated parts, each a lower-case letter then up to 62 lower-case letters, digits or underscores (200 characters at most)"}
@@ -167,8 +149,17 @@ func ValidateConfig(key string, v ConfigValue) error {
 	if configHasNUL(buf.Bytes()) {
 		return &ConfigError{Key: key, Reason: "the value must not contain a NUL character (\\u0000)"}
 	}
-	if strings.HasPrefix(key, "proxy.") {
-		return validateProxyKey(key, v.Sensitive, buf.Bytes())
+	if policy.Governs(key) {
+		var ke *policy.KeyError
+		if err := policy.Validate(key, buf.Bytes(), v.Sensitive); errors.As(err, &ke) {
+			ce := &ConfigError{Key: key, Reason: ke.Reason}
+			if ke.Unknown {
+				ce.Known = policy.Keys()
+			}
+			return ce
+		} else if err != nil {
+			return &ConfigError{Key: key, Reason: err.Error()}
+		}
 	}
 	return nil
 }
@@ -186,94 +177,6 @@ func configHasNUL(text []byte) bool {
 			return true
 		}
 	}
-}
-
-func validateProxyKey(key string, sensitive bool, value []byte) error {
-	if !slices.Contains(ProxyConfigKeys(), key) {
-		return &ConfigError{Key: key, Known: ProxyConfigKeys(),
-			Reason: "unknown proxy key; the known ones are " + strings.Join(ProxyConfigKeys(), ", ")}
-	}
-	if sensitive {
-		return &ConfigError{Key: key, Reason: "proxy keys cannot be sensitive"}
-	}
-	switch key {
-	case ProxyMaxConnections:
-		n, ok := configInteger(value)
-		if !ok || n < 1 || n > 10000 {
-			return &ConfigError{Key: key, Reason: "must be an integer from 1 to 10000"}
-		}
-	case ProxyStatementTimeout:
-		if _, err := StatementTimeoutMillis(value); err != nil {
-			return &ConfigError{Key: key, Reason: strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")}
-		}
-	case ProxyReadOnly:
-		if s := string(value); s != "true" && s != "false" {
-			return &ConfigError{Key: key, Reason: "must be true or false"}
-		}
-	}
-	return nil
-}
-
-// configInteger returns the value of a JSON number that is a whole number.
-func configInteger(v []byte) (int64, bool) {
-	v = bytes.TrimSpace(v)
-	if len(v) == 0 || v[0] != '-' && (v[0] < '0' || v[0] > '9') {
-		return 0, false // json.Number would also take a quoted number
-	}
-	var num json.Number
-	if err := json.Unmarshal(v, &num); err != nil {
-		return 0, false
-	}
-	if n, err := num.Int64(); err == nil {
-		return n, true
-	}
-	f, err := num.Float64()
-	if err != nil || f != math.Trunc(f) || math.Abs(f) > 1<<53 {
-		return 0, false
-	}
-	return int64(f), true
-}
-
-var timeoutPattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(us|ms|s|min|h|d)?$`)
-
-// timeoutUnits are PostgreSQL's time units, in milliseconds.
-var timeoutUnits = map[string]float64{"us": 0.001, "": 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
-
-// StatementTimeoutMillis reads a proxy.statement_timeout value: a JSON
-// integer of milliseconds, or a JSON string of a number with an optional
-// PostgreSQL time unit (us, ms, s, min, h, d; none means ms), such as "30s",
-// "500ms", "2min" or "1.5h", rounded to whole milliseconds. The result is
-// 0..86400000 (0 disables the timeout); anything else fails with ErrInvalid.
-func StatementTimeoutMillis(v json.RawMessage) (int, error) {
-	v = bytes.TrimSpace(v)
-	const want = "must be an integer of milliseconds from 0 to 86400000, or a string such as \"30s\", \"500ms\" or \"2min\" (units us, ms, s, min, h, d) of at most one day"
-	var ms float64
-	switch {
-	case len(v) > 0 && v[0] == '"':
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
-			return 0, fmt.Errorf("%w: %s", ErrInvalid, want)
-		}
-		m := timeoutPattern.FindStringSubmatch(strings.TrimSpace(s))
-		if m == nil {
-			return 0, fmt.Errorf("%w: %s", ErrInvalid, want)
-		}
-		n, err := strconv.ParseFloat(m[1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("%w: %s", ErrInvalid, want)
-		}
-		ms = math.Round(n * timeoutUnits[m[2]])
-	default:
-		n, ok := configInteger(v)
-		if !ok {
-			return 0, fmt.Errorf("%w: %s", ErrInvalid, want)
-		}
-		ms = float64(n)
-	}
-	if ms < 0 || ms > maxStatementTimeoutMillis {
-		return 0, fmt.Errorf("%w: %s", ErrInvalid, want)
-	}
-	return int(ms), nil
 }
 
 // configAAD binds a sealed config value to its row.

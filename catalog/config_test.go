@@ -14,6 +14,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // configFixture is a migrated catalog with a small tenant tree:
@@ -391,52 +392,8 @@ func TestConfigValidation(t *testing.T) {
 	}
 	err := catalog.ValidateConfig("proxy.nope", catalog.ConfigValue{Value: json.RawMessage("1")})
 	var ce *catalog.ConfigError
-	if !errors.As(err, &ce) || !slices.Equal(ce.Known, catalog.ProxyConfigKeys()) || !strings.Contains(err.Error(), "proxy.read_only") {
+	if !errors.As(err, &ce) || !slices.Equal(ce.Known, policy.Keys()) || !strings.Contains(err.Error(), "proxy.read_only") {
 		t.Errorf("unknown proxy key: %v", err)
-	}
-}
-
-func TestStatementTimeoutMillis(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		in   string
-		want int
-		ok   bool
-	}{
-		{"0", 0, true},
-		{"30000", 30000, true},
-		{"86400000", 86400000, true},
-		{"86400001", 0, false},
-		{"1.5e3", 1500, true},
-		{"1.5", 0, false},
-		{"-5", 0, false},
-		{`"30s"`, 30000, true},
-		{`"500ms"`, 500, true},
-		{`"2min"`, 120000, true},
-		{`"1h"`, 3600000, true},
-		{`"1d"`, 86400000, true},
-		{`"1.5s"`, 1500, true},
-		{`" 30 s "`, 30000, true},
-		{`"1500"`, 1500, true},
-		{`"2500us"`, 3, true},
-		{`"2d"`, 0, false},
-		{`"30S"`, 0, false},
-		{`"30 seconds"`, 0, false},
-		{`"-1s"`, 0, false},
-		{`""`, 0, false},
-		{`"s"`, 0, false},
-		{"true", 0, false},
-		{"null", 0, false},
-		{`{"ms":1}`, 0, false},
-	}
-	for _, tc := range tests {
-		got, err := catalog.StatementTimeoutMillis(json.RawMessage(tc.in))
-		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("StatementTimeoutMillis(%s) = %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
-		}
-		if err != nil && !errors.Is(err, catalog.ErrInvalid) {
-			t.Errorf("StatementTimeoutMillis(%s): %v does not match ErrInvalid", tc.in, err)
-		}
 	}
 }
 

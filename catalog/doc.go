@@ -3,6 +3,8 @@
 // database-name mappings, admin API keys and the app schema history. It applies
 // the embedded migrations and announces changes over LISTEN/NOTIFY.
 //
-// It imports only migrations (and leaf helpers under internal/); it knows nothing
-// of backends, sessions or HTTP.
+// It imports only migrations and policy (the leaf that defines the proxy.*
+// config keys and the permissions sessions obey; catalog validates values
+// with it and reads a tenant's policy.Input), and leaf helpers under
+// internal/; it knows nothing of backends, sessions or HTTP.
 package catalog

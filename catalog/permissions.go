@@ -54,6 +54,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // Policy modes.
@@ -68,12 +70,6 @@ const (
 	RevokeCascade   = "CASCADE"
 	RevokeSoft      = "SOFT"
 	RevokePermanent = "PERMANENT"
-)
-
-// Permission keys with a fixed value type: both take booleans.
-const (
-	PermissionSQLWrite = "sql.write"
-	PermissionSQLDDL   = "sql.ddl"
 )
 
 // ErrWidening: a delegated permission may only be narrowed. Errors carrying it
@@ -346,7 +342,7 @@ func validatePolicy(p PermissionPolicy) error {
 	if permHasNUL(v) {
 		return fmt.Errorf("%w permission %q value: text must not contain a NUL character", ErrInvalid, p.Key)
 	}
-	if p.Key == PermissionSQLWrite || p.Key == PermissionSQLDDL {
+	if policy.IsPermission(p.Key) { // the data plane's permissions take booleans
 		if _, ok := v.(bool); !ok {
 			return fmt.Errorf("%w permission %q value %s: it must be true or false", ErrInvalid, p.Key, p.Value)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // BlockingAncestor returns the topmost tenant on the path from the root to the
@@ -21,4 +23,34 @@ func (c *Catalog) BlockingAncestor(ctx context.Context, tenantID string) (*Tenan
 		return nil, fmt.Errorf("reading tenant status: %w", err)
 	}
 	return t, nil
+}
+
+// PolicyInput reads what the tenant's policy is resolved from (its blocking
+// ancestor, resolved config and permissions) as policy.Resolve takes it.
+// Sensitive config values are not decrypted: they never reach a policy.
+func (c *Catalog) PolicyInput(ctx context.Context, t *Tenant) (policy.Input, error) {
+	in := policy.Input{Tenant: t.Slug}
+	blocker, err := c.BlockingAncestor(ctx, t.ID)
+	if err != nil {
+		return in, fmt.Errorf("tenant %q: %w", t.Slug, err)
+	}
+	if blocker != nil {
+		in.Blocker = &policy.Blocker{Slug: blocker.Slug, Status: blocker.Status,
+			Self: blocker.ID == t.ID, Provisioning: blocker.Status == StatusProvisioning}
+	}
+	_, cfg, err := c.ReadConfig(ctx, t.ID, false)
+	if err != nil {
+		return in, fmt.Errorf("tenant %q: resolving config: %w", t.Slug, err)
+	}
+	for _, e := range cfg {
+		in.Config = append(in.Config, policy.ConfigEntry{Key: e.Key, Value: e.Value, Source: e.Source.Slug, Sensitive: e.Sensitive})
+	}
+	perms, err := c.ResolvePermissions(ctx, t.ID)
+	if err != nil {
+		return in, fmt.Errorf("tenant %q: resolving permissions: %w", t.Slug, err)
+	}
+	for _, e := range perms {
+		in.Permissions = append(in.Permissions, policy.PermissionEntry{Key: e.Key, Value: e.Value, Mode: e.Mode, Source: e.Source.Slug})
+	}
+	return in, nil
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/policy"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -40,7 +41,7 @@ type session struct {
 	// pol is the current tenant's policy, refreshed at transaction
 	// boundaries when the router's generation moves past polGen (relay
 	// goroutine only; cur is replaced only while no pump runs).
-	pol    *router.Policy
+	pol    *policy.Policy
 	polGen uint64
 
 	keyPID    uint32

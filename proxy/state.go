@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/stratum-hq/stratum-proxy/policy"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
@@ -57,7 +58,7 @@ func (st *sessionState) prepareBackend(ss *session, sc *router.ServerConn) error
 // (made before it became read-only; later ones are refused) are left out.
 // It returns how many Queries it wrote; their replies are dropped by the
 // pump.
-func (st *sessionState) injectSettings(sc *router.ServerConn, pol *router.Policy) int {
+func (st *sessionState) injectSettings(sc *router.ServerConn, pol *policy.Policy) int {
 	if sc.Settings == st.sig && sc.Policy == pol.Sig {
 		return 0
 	}

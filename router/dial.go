@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/xdg-go/scram"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
 
@@ -29,7 +30,7 @@ func (r *Router) dialTenant(ctx context.Context, p *Placement, params map[string
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", b.addr())
+	conn, err := d.DialContext(ctx, "tcp", b.Addr())
 	if err != nil {
 		return nil, fmt.Errorf("connecting to backend %q for tenant %q: %w", p.Tenant.Backend, p.Tenant.Slug, err)
 	}
@@ -54,7 +55,7 @@ func (r *Router) dialTenant(ctx context.Context, p *Placement, params map[string
 
 // startup negotiates TLS per the backend's sslmode, authenticates the
 // tenant's role and reads until the first ReadyForQuery.
-func (r *Router) startup(conn net.Conn, b Backend, p *Placement, params map[string]string) (*ServerConn, error) {
+func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params map[string]string) (*ServerConn, error) {
 	if b.SSLMode != "disable" {
 		req := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f} // SSLRequest
 		if _, err := conn.Write(req); err != nil {
@@ -104,7 +105,7 @@ func (r *Router) startup(conn net.Conn, b Backend, p *Placement, params map[stri
 	}
 	rd := wire.NewReader(conn, r.cfg.MaxMessageSize)
 	sc := &ServerConn{Conn: conn, Reader: rd, Writer: bufio.NewWriterSize(conn, 16<<10),
-		Params: map[string]string{}, Addr: b.addr(), created: time.Now(), Statements: map[string]struct{}{}}
+		Params: map[string]string{}, Addr: b.Addr(), created: time.Now(), Statements: map[string]struct{}{}}
 	var conv *scram.ClientConversation
 	for {
 		typ, msg, err := rd.Next()

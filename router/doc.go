@@ -1,11 +1,16 @@
 // Package router decides where a tenant's session goes and hands out backend
 // connections to get there. It owns:
 //
-//   - the backend servers and their admin connections (Config.Backends);
-//   - placement lookup with a cache that catalog NOTIFY invalidates;
-//   - provisioning: each tenant's backend role and its row-level-security,
-//     schema or database placement, and applying the app's schema everywhere;
-//   - pools of backend connections per (tenant role, startup parameters).
+//   - placement lookup (tenant, backend credentials, resolved policy) with a
+//     cache that catalog NOTIFY invalidates, and proxy users likewise;
+//   - pools of backend connections per (tenant role, startup parameters),
+//     with per-tenant and per-backend limits and fair queueing;
+//   - dialing and authenticating backend connections (ServerConn).
 //
-// It imports catalog (and leaf helpers under internal/), never proxy, admin or cmd.
+// Provisioning (roles, schemas, databases, the app schema) is provision's;
+// the policy keys and their resolution are policy's; the backend servers are
+// described by internal/backends. It imports catalog and policy (and leaf
+// helpers under internal/), never provision, proxy, admin or cmd. The dialer
+// and the pools' clock are injected through knobs, so the pools have unit
+// tests without PostgreSQL.
 package router

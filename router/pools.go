@@ -43,6 +43,9 @@ const (
 // which serves tenants round-robin, so one busy tenant cannot starve the others.
 type pools struct {
 	cfg *Config
+	// now is the clock of connection ages, idle times and queue fairness
+	// (knobs.now; time.Now in production).
+	now func() time.Time
 
 	mu struct {
 		sync.Mutex
@@ -93,8 +96,8 @@ type grant struct {
 	permit bool        // a counted slot to dial into
 }
 
-func newPools(cfg *Config) *pools {
-	p := &pools{cfg: cfg}
+func newPools(cfg *Config, now func() time.Time) *pools {
+	p := &pools{cfg: cfg, now: now}
 	p.mu.tenants = map[string]*tenantPool{}
 	p.mu.backends = map[string]*backendPool{}
 	return p
@@ -171,7 +174,7 @@ func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]st
 			continue
 		}
 		if permit {
-			sc, err := r.dialTenant(ctx, p, params)
+			sc, err := r.dial(ctx, p, params)
 			if err != nil {
 				r.pools.forget(p.Tenant.ID, p.Tenant.Backend)
 				return nil, err
@@ -214,7 +217,7 @@ func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, err
 	}
 	tp := p.tenantLocked(pl)
 	bp := p.backendLocked(pl.Tenant.Backend)
-	now := time.Now()
+	now := p.now()
 	for idle := tp.idle[key]; len(idle) > 0; idle = tp.idle[key] {
 		sc := idle[len(idle)-1]
 		tp.idle[key] = idle[:len(idle)-1]
@@ -390,7 +393,7 @@ func (r *Router) Release(sc *ServerConn, mode ReleaseMode) {
 	if !sc.inUse.CompareAndSwap(true, false) {
 		panic("router: connection released twice")
 	}
-	if mode != Close && time.Since(sc.created) > r.cfg.ServerLifetime {
+	if mode != Close && r.pools.now().Sub(sc.created) > r.cfg.ServerLifetime {
 		mode = Close
 	}
 	if mode == Reset && !sc.reset(r.cfg.DialTimeout) {
@@ -432,7 +435,7 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 		}
 		// Another tenant waiting for this backend's capacity comes first.
 		if len(tp.waiters) == 0 && len(bp.ring) == 0 {
-			sc.idleAt = time.Now()
+			sc.idleAt = p.now()
 			tp.idle[sc.key] = append(tp.idle[sc.key], sc)
 			p.mu.Unlock()
 			return
@@ -449,7 +452,7 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 // id has waited in bp's queue for longer than fairnessBound.
 func (p *pools) otherWaitedTooLongLocked(bp *backendPool, id string) bool {
 	for _, other := range bp.ring {
-		if other != id && time.Since(bp.waiting[other][0].since) > fairnessBound {
+		if other != id && p.now().Sub(bp.waiting[other][0].since) > fairnessBound {
 			return true
 		}
 	}
@@ -459,7 +462,7 @@ func (p *pools) otherWaitedTooLongLocked(bp *backendPool, id string) bool {
 // reap closes idle connections idle longer than idleTimeout or older than lifetime.
 func (p *pools) reap(idleTimeout, lifetime time.Duration) {
 	var old []*ServerConn
-	now := time.Now()
+	now := p.now()
 	p.mu.Lock()
 	for _, tp := range p.mu.tenants {
 		freed := 0

@@ -12,6 +12,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // Placement is a tenant together with what it takes to connect to its data.
@@ -26,7 +27,7 @@ type Placement struct {
 	PoolMode string
 	// Policy is what the tenant's config, permissions and ancestors ask of
 	// its sessions.
-	Policy   Policy
+	Policy   policy.Policy
 	password string
 }
 
@@ -36,9 +37,8 @@ func (p *Placement) Gen() uint64 { return p.gen }
 
 // Router resolves tenants to placements and hands out backend connections.
 type Router struct {
-	cfg   Config
-	cat   *catalog.Catalog
-	depID string
+	cfg Config
+	cat *catalog.Catalog
 
 	// placements caches tenants (and their opened credentials) by slug and by id.
 	placements *lru.Cache[string, *Placement]
@@ -57,8 +57,18 @@ type Router struct {
 	}
 
 	pools *pools
+	knobs knobs
 	stop  context.CancelFunc
 	done  sync.WaitGroup
+}
+
+// knobs are test seams; the zero knobs are production behaviour.
+type knobs struct {
+	// dial opens a backend connection for a placement; default dialTenant.
+	// Unit tests of the pools give connections not backed by PostgreSQL.
+	dial func(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error)
+	// now is the pools' clock; default time.Now.
+	now func() time.Time
 }
 
 // New makes a Router over the catalog. It starts a goroutine that listens for
@@ -68,14 +78,7 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 	if err := cfg.fillDefaults(); err != nil {
 		return nil, err
 	}
-	depID, err := cat.DeploymentID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r := &Router{cfg: cfg, cat: cat, depID: depID}
-	r.placements, _ = lru.New[string, *Placement](cfg.CacheSize)
-	r.users, _ = lru.New[string, cachedUser](cfg.CacheSize)
-	r.pools = newPools(&r.cfg)
+	r := newRouter(cfg, cat, knobs{})
 	bg, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	r.done.Add(2)
@@ -96,6 +99,27 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Router, error)
 		r.reapLoop(bg)
 	}()
 	return r, nil
+}
+
+// newRouter makes a Router without starting its background work (New does);
+// cfg has its defaults filled in.
+func newRouter(cfg Config, cat *catalog.Catalog, k knobs) *Router {
+	r := &Router{cfg: cfg, cat: cat, knobs: k}
+	r.placements, _ = lru.New[string, *Placement](cfg.CacheSize)
+	r.users, _ = lru.New[string, cachedUser](cfg.CacheSize)
+	if r.knobs.now == nil {
+		r.knobs.now = time.Now
+	}
+	r.pools = newPools(&r.cfg, r.knobs.now)
+	return r
+}
+
+// dial opens a backend connection for the placement (knobs.dial in tests).
+func (r *Router) dial(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error) {
+	if r.knobs.dial != nil {
+		return r.knobs.dial(ctx, p, params)
+	}
+	return r.dialTenant(ctx, p, params)
 }
 
 // Close stops background work and closes every idle backend connection.
@@ -134,6 +158,11 @@ func (r *Router) OnChange(fn func(catalog.Change)) {
 	r.subs.Unlock()
 }
 
+// CloseTenant closes the idle backend connections of the tenant with this id
+// (its tenant is going away); connections in use are closed when released.
+// provision.Provisioner.DropTenant calls it through provision.Pools.
+func (r *Router) CloseTenant(tenantID string) { r.pools.closeTenant(tenantID) }
+
 // Resolve returns the placement of the tenant named by ref (slug or id), from the
 // cache when it can. It fails with catalog.ErrNotFound for an unknown tenant.
 func (r *Router) Resolve(ctx context.Context, ref string) (*Placement, error) {
@@ -170,10 +199,11 @@ func (r *Router) readPlacement(ctx context.Context, ref string) (*Placement, err
 	if err != nil {
 		return nil, fmt.Errorf("tenant %q: %w", t.Slug, err)
 	}
-	pol, err := r.readPolicy(ctx, t)
+	in, err := r.cat.PolicyInput(ctx, t)
 	if err != nil {
 		return nil, err
 	}
+	pol := policy.Resolve(in)
 	return &Placement{Tenant: t, password: pw, gen: gen, PoolMode: t.PoolMode, Policy: pol, MaxConns: pol.MaxConns}, nil
 }
 

@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // DemoSchema is the app schema the dev deployment applies to every placement.
@@ -22,7 +22,7 @@ const DemoSchema = `CREATE TABLE orders (
 
 // DemoTree is the seeded tenant tree, parents first: every isolation at
 // several depths.
-var DemoTree = []router.TenantSpec{
+var DemoTree = []provision.TenantSpec{
 	{Slug: "acmesec", Name: "AcmeSec", Isolation: "shared"},
 	{Slug: "northstar_msp", Name: "Northstar MSP", Parent: "acmesec", Isolation: "shared"},
 	{Slug: "client_alpha", Name: "Client Alpha", Parent: "northstar_msp", Isolation: "shared"},
@@ -40,22 +40,22 @@ const (
 
 // SeedDemo applies DemoSchema and creates the demo tree and the demo user on
 // first run; later runs find them and leave them alone.
-func SeedDemo(ctx context.Context, r *router.Router, log *zap.Logger) error {
-	rep, err := r.ApplySchema(ctx, DemoSchema)
+func SeedDemo(ctx context.Context, p *provision.Provisioner, log *zap.Logger) error {
+	rep, err := p.ApplySchema(ctx, DemoSchema)
 	if err != nil {
 		return err
 	}
 	if rep.Failed() > 0 {
 		return fmt.Errorf("applying the demo schema failed in %d placements: %+v", rep.Failed(), rep.Placements)
 	}
-	cat := r.Catalog()
+	cat := p.Catalog()
 	for _, spec := range DemoTree {
 		if _, err := cat.GetTenant(ctx, spec.Slug); err == nil {
 			continue
 		} else if !errors.Is(err, catalog.ErrNotFound) {
 			return err
 		}
-		t, err := r.CreateTenant(ctx, spec)
+		t, err := p.CreateTenant(ctx, spec)
 		if err != nil {
 			return err
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgcluster"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 	"github.com/stratum-hq/stratum-proxy/router"
@@ -56,12 +57,12 @@ func (st *DevState) Config(host string, port int, superuser string) Config {
 		Host: net.JoinHostPort(host, strconv.Itoa(port)), Path: "/" + CatalogDatabase, RawQuery: "sslmode=disable"}).String()
 	return Config{
 		CatalogURL: catalogURL, SecretKeys: st.SecretKeys,
-		Router: router.Config{
-			Backends: map[string]router.Backend{"main": {
+		Router: router.Config{Set: backends.Set{
+			Backends: map[string]backends.Backend{"main": {
 				Host: host, Port: port, AdminUser: superuser, AdminPassword: st.SuperPassword, SSLMode: "disable",
 			}},
 			SharedDatabase: "app",
-		},
+		}},
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
+	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/proxy"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
@@ -25,10 +26,12 @@ import (
 // Stack is a running catalog + router + proxy + admin API. Start makes one;
 // Stop (or Shutdown then Close) ends it.
 type Stack struct {
-	// Catalog, Router and Proxy are the running parts, for tools and tests.
-	Catalog *catalog.Catalog
-	Router  *router.Router
-	Proxy   *proxy.Server
+	// Catalog, Router, Provisioner and Proxy are the running parts, for
+	// tools and tests.
+	Catalog     *catalog.Catalog
+	Router      *router.Router
+	Provisioner *provision.Provisioner
+	Proxy       *proxy.Server
 
 	log      *zap.Logger
 	admin    *http.Server
@@ -67,34 +70,46 @@ func OpenCatalog(ctx context.Context, cfg *Config) (*catalog.Catalog, int, error
 	return cat, applied, nil
 }
 
-// OpenRouter opens the catalog (migrated) and a router over it, with the
-// shared database prepared. The caller closes the router, then the catalog.
-func OpenRouter(ctx context.Context, cfg *Config) (*catalog.Catalog, *router.Router, error) {
+// The router's idle connections to a dropped tenant are closed by the
+// provisioner.
+var _ provision.Pools = (*router.Router)(nil)
+
+// OpenRouter opens the catalog (migrated), a router and a provisioner over
+// it (on the same backends), with the shared database prepared. The caller
+// closes the router, then the catalog.
+func OpenRouter(ctx context.Context, cfg *Config) (*catalog.Catalog, *router.Router, *provision.Provisioner, error) {
 	cat, _, err := OpenCatalog(ctx, cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r, err := router.New(ctx, cfg.Router, cat)
 	if err != nil {
 		cat.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	if err := r.PrepareShared(ctx); err != nil {
+	fail := func(err error) (*catalog.Catalog, *router.Router, *provision.Provisioner, error) {
 		r.Close()
 		cat.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return cat, r, nil
+	p, err := provision.New(ctx, provision.Config{Set: cfg.Router.Set, Pools: r}, cat)
+	if err != nil {
+		return fail(err)
+	}
+	if err := p.PrepareShared(ctx); err != nil {
+		return fail(err)
+	}
+	return cat, r, p, nil
 }
 
 // Start opens everything and starts listening. The caller keeps log and
 // stops the stack with Stop.
 func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
-	cat, r, err := OpenRouter(ctx, &cfg)
+	cat, r, p, err := OpenRouter(ctx, &cfg)
 	if err != nil {
 		return nil, err
 	}
-	st := &Stack{Catalog: cat, Router: r, log: log, errs: make(chan error, 2), shutdown: cfg.Proxy.ShutdownGrace}
+	st := &Stack{Catalog: cat, Router: r, Provisioner: p, log: log, errs: make(chan error, 2), shutdown: cfg.Proxy.ShutdownGrace}
 	if st.shutdown <= 0 {
 		st.shutdown = 10 * time.Second
 	}
@@ -127,7 +142,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
 	acfg := cfg.Admin
 	acfg.Logger = log.Named("admin")
 	acfg.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	st.admin = &http.Server{Handler: admin.New(acfg, r), ReadHeaderTimeout: 10 * time.Second}
+	st.admin = &http.Server{Handler: admin.New(acfg, p), ReadHeaderTimeout: 10 * time.Second}
 	if cfg.PprofListen != "" {
 		// Profiling for operators chasing a performance question; off unless asked.
 		go func() {

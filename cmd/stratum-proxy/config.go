@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/proxy"
 	"github.com/stratum-hq/stratum-proxy/router"
 	"github.com/stratum-hq/stratum-proxy/server"
@@ -37,7 +38,7 @@ type fileConfig struct {
 		Require  bool   `yaml:"require"`
 	} `yaml:"tls"`
 	Backends map[string]struct {
-		router.Backend   `yaml:",inline"`
+		backends.Backend `yaml:",inline"`
 		AdminPasswordEnv string `yaml:"admin_password_env"`
 	} `yaml:"backends"`
 	Shared struct {
@@ -127,8 +128,8 @@ func loadConfig(path string) (*fileSettings, error) {
 		return nil, err
 	}
 	sc.Router = router.Config{
-		Backends: map[string]router.Backend{}, SharedBackend: fc.Shared.Backend,
-		SharedDatabase: fc.Shared.Database, DefaultBackend: fc.DefaultBackend,
+		Set: backends.Set{Backends: map[string]backends.Backend{}, SharedBackend: fc.Shared.Backend,
+			SharedDatabase: fc.Shared.Database, DefaultBackend: fc.DefaultBackend},
 		MaxConnsPerTenant: fc.Pool.MaxPerTenant, QueueTimeout: fc.Pool.QueueTimeout, IdleTimeout: fc.Pool.IdleTimeout,
 		ServerLifetime: fc.Pool.ServerLifetime, MaxMessageSize: fc.Limits.MaxMessageSize,
 	}

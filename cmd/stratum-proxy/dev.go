@@ -58,7 +58,7 @@ func runDev(args []string, stdout io.Writer) error {
 	if err := state.Save(dir); err != nil {
 		return err
 	}
-	if err := server.SeedDemo(ctx, st.Router, log); err != nil {
+	if err := server.SeedDemo(ctx, st.Provisioner, log); err != nil {
 		return fmt.Errorf("seeding demo tenants: %w", err)
 	}
 	printDevBanner(stdout, st, cfg, dir)

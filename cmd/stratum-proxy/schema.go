@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/server"
 )
 
@@ -40,13 +40,13 @@ func runSchemaApply(args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	cat, r, err := server.OpenRouter(ctx, &cfg)
+	cat, r, p, err := server.OpenRouter(ctx, &cfg)
 	if err != nil {
 		return err
 	}
 	defer cat.Close()
 	defer r.Close()
-	rep, err := r.ApplySchema(ctx, string(ddl))
+	rep, err := p.ApplySchema(ctx, string(ddl))
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func runSchemaApply(args []string, stdout io.Writer) error {
 	return nil
 }
 
-func printApplyReport(w io.Writer, rep *router.ApplyReport) {
+func printApplyReport(w io.Writer, rep *provision.ApplyReport) {
 	state := "recorded as new"
 	if !rep.New {
 		state = "already recorded"

@@ -29,10 +29,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgcluster"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
-	"github.com/stratum-hq/stratum-proxy/router"
 	"github.com/stratum-hq/stratum-proxy/server"
 )
 
@@ -127,8 +127,8 @@ func (fc *fltCluster) url(database string) string {
 	return u.String()
 }
 
-func (fc *fltCluster) backend() router.Backend {
-	return router.Backend{Host: "127.0.0.1", Port: fc.port, AdminUser: "postgres", AdminPassword: fc.password, SSLMode: "disable"}
+func (fc *fltCluster) backend() backends.Backend {
+	return backends.Backend{Host: "127.0.0.1", Port: fc.port, AdminUser: "postgres", AdminPassword: fc.password, SSLMode: "disable"}
 }
 
 // fltConnect connects to url within 5s, without failing the test.
@@ -481,7 +481,7 @@ func TestFaultCatalogDown(t *testing.T) {
 	}
 	admin.Close(ctx)
 	srv := pgtest.Get(t)
-	ts := stacktest.StartOn(t, fc.url("stratum_catalog"), router.Backend{
+	ts := stacktest.StartOn(t, fc.url("stratum_catalog"), backends.Backend{
 		Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(), AdminPassword: srv.Password(), SSLMode: "disable"})
 	t.Cleanup(func() { fc.start(t) }) // teardown needs the catalog up
 

@@ -257,7 +257,7 @@ func TestStartupHardensOldTenantDatabases(t *testing.T) {
 	if _, err := runCollect(ctx, c, "SELECT count(*) FROM pg_stats"); err != nil {
 		t.Fatalf("precondition: pg_stats should be open again: %v", err)
 	}
-	if err := ts.Router.PrepareShared(ctx); err != nil {
+	if err := ts.Provisioner.PrepareShared(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := runCollect(ctx, c, "SELECT count(*) FROM pg_stats"); stacktest.SQLState(err) != "42501" {

@@ -9,10 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
-	"github.com/stratum-hq/stratum-proxy/router"
 	"github.com/stratum-hq/stratum-proxy/server"
 )
 
@@ -278,7 +278,7 @@ func TestSuspendEndsSessions(t *testing.T) {
 func TestConfigReachesEveryProxy(t *testing.T) {
 	srv := pgtest.Get(t)
 	catdb := srv.NewDatabase(t, "cat")
-	backend := router.Backend{Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(),
+	backend := backends.Backend{Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(),
 		AdminPassword: srv.Password(), SSLMode: "disable"}
 	keys, err := secrets.NewKeyText("k1")
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
-	"github.com/stratum-hq/stratum-proxy/router"
+	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/server"
 )
 
@@ -78,7 +78,7 @@ func TestConnectionChurnManyTenants(t *testing.T) {
 	var slugs []string
 	for i := 0; i < 40; i++ {
 		slug := fmt.Sprintf("churn_%02d", i)
-		if _, err := ts.Router.CreateTenant(ctx, router.TenantSpec{Slug: slug, Parent: "acmesec", Isolation: "shared"}); err != nil {
+		if _, err := ts.Provisioner.CreateTenant(ctx, provision.TenantSpec{Slug: slug, Parent: "acmesec", Isolation: "shared"}); err != nil {
 			t.Fatal(err)
 		}
 		slugs = append(slugs, slug)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
+	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/router"
 	"github.com/stratum-hq/stratum-proxy/server"
 )
@@ -305,7 +306,7 @@ func testPoolingKeepsTenantsApart(t *testing.T, mode string, perTenant int) {
 	tenants := make([]*catalog.Tenant, nTenants)
 	byID := map[string]*catalog.Tenant{}
 	for i := range tenants {
-		tn, err := ts.Router.CreateTenant(ctx, router.TenantSpec{Slug: fmt.Sprintf("pt_%02d", i), Parent: "acmesec", Isolation: isolations[i]})
+		tn, err := ts.Provisioner.CreateTenant(ctx, provision.TenantSpec{Slug: fmt.Sprintf("pt_%02d", i), Parent: "acmesec", Isolation: isolations[i]})
 		if err != nil {
 			t.Fatalf("creating tenant %d: %v", i, err)
 		}
@@ -1080,10 +1081,10 @@ func TestPoolingNotificationsStayInTenant(t *testing.T) {
 func TestPoolModePerTenant(t *testing.T) {
 	ts := stacktest.Start(t, func(sc *server.Config) { sc.Proxy.PoolMode = "session" })
 	ctx := context.Background()
-	if _, err := ts.Router.CreateTenant(ctx, router.TenantSpec{Slug: "pm_txn", Parent: "acmesec", Isolation: "shared", PoolMode: "transaction"}); err != nil {
+	if _, err := ts.Provisioner.CreateTenant(ctx, provision.TenantSpec{Slug: "pm_txn", Parent: "acmesec", Isolation: "shared", PoolMode: "transaction"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ts.Router.CreateTenant(ctx, router.TenantSpec{Slug: "pm_bad", Parent: "acmesec", PoolMode: "statement"}); !errors.Is(err, router.ErrInvalidSpec) {
+	if _, err := ts.Provisioner.CreateTenant(ctx, provision.TenantSpec{Slug: "pm_bad", Parent: "acmesec", PoolMode: "statement"}); !errors.Is(err, provision.ErrInvalidSpec) {
 		t.Fatalf("pool_mode statement: %v, want ErrInvalidSpec", err)
 	}
 	pids := func(slug string) map[uint32]bool {

@@ -21,7 +21,7 @@ func TestSchemaApply(t *testing.T) {
 	ddl := `CREATE TABLE notes (id serial PRIMARY KEY, tenant_id text NOT NULL, body text);
 CREATE TABLE countries (code text PRIMARY KEY, name text);
 INSERT INTO countries VALUES ('fr', 'France');`
-	rep, err := ts.Router.ApplySchema(ctx, ddl)
+	rep, err := ts.Provisioner.ApplySchema(ctx, ddl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ INSERT INTO countries VALUES ('fr', 'France');`
 	if _, err := alpha.Exec(ctx, `INSERT INTO countries VALUES ('de', 'Germany')`); stacktest.SQLState(err) != "42501" {
 		t.Errorf("writing reference data: %v, want 42501", err)
 	}
-	again, err := ts.Router.ApplySchema(ctx, ddl)
+	again, err := ts.Provisioner.ApplySchema(ctx, ddl)
 	if err != nil || again.New || again.Failed() != 0 {
 		t.Fatalf("re-run: %+v %v", again, err)
 	}
@@ -72,7 +72,7 @@ INSERT INTO countries VALUES ('fr', 'France');`
 			t.Errorf("re-run applied %v to %s", p.Applied, p.Placement)
 		}
 	}
-	if _, err := ts.Router.ApplySchema(ctx, `CREATE TABLE broken (id int REFERENCES nowhere(id));`); err == nil ||
+	if _, err := ts.Provisioner.ApplySchema(ctx, `CREATE TABLE broken (id int REFERENCES nowhere(id));`); err == nil ||
 		!strings.Contains(err.Error(), "template") {
 		t.Fatalf("broken DDL: %v", err)
 	}
@@ -80,13 +80,13 @@ INSERT INTO countries VALUES ('fr', 'France');`
 		t.Error("broken DDL left a table behind")
 	}
 	// A tenant created now replays every version.
-	tn, err := ts.Router.CreateTenant(ctx, server.DemoTree[3]) // schema isolation, another slug below
+	tn, err := ts.Provisioner.CreateTenant(ctx, server.DemoTree[3]) // schema isolation, another slug below
 	if err == nil {
 		t.Fatalf("duplicate slug accepted: %v", tn)
 	}
 	spec := server.DemoTree[3]
 	spec.Slug = "client_late"
-	if _, err := ts.Router.CreateTenant(ctx, spec); err != nil {
+	if _, err := ts.Provisioner.CreateTenant(ctx, spec); err != nil {
 		t.Fatal(err)
 	}
 	late := stacktest.Connect(t, ts.URL("demo", "demo", "client_late", ""))
@@ -102,7 +102,7 @@ func TestDevSeedIsIdempotent(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	before, _ := ts.Catalog.ListTenants(ctx)
-	if err := server.SeedDemo(ctx, ts.Router, zaptest.NewLogger(t)); err != nil {
+	if err := server.SeedDemo(ctx, ts.Provisioner, zaptest.NewLogger(t)); err != nil {
 		t.Fatalf("second seed: %v", err)
 	}
 	after, _ := ts.Catalog.ListTenants(ctx)

@@ -16,16 +16,18 @@ const module = "github.com/stratum-hq/stratum-proxy/"
 var allowed = map[string][]string{
 	"migrations":        {},
 	"rewrite":           {},
-	"catalog":           {"migrations", "internal"},
-	"router":            {"catalog", "internal"},
-	"proxy":             {"router", "catalog", "rewrite", "internal"},
-	"admin":             {"router", "catalog", "rewrite", "internal"},
-	"server":            {"proxy", "admin", "router", "catalog", "rewrite", "internal"},
+	"policy":            {},
+	"catalog":           {"migrations", "policy", "internal"},
+	"router":            {"catalog", "policy", "internal"},
+	"provision":         {"catalog", "policy", "internal"},
+	"proxy":             {"router", "policy", "catalog", "rewrite", "internal"},
+	"admin":             {"provision", "policy", "catalog", "rewrite", "internal"},
+	"server":            {"proxy", "admin", "router", "provision", "policy", "catalog", "rewrite", "internal"},
 	"cli":               {},
-	"cmd/stratum-proxy": {"server", "cli", "proxy", "router", "internal"},
+	"cmd/stratum-proxy": {"server", "cli", "proxy", "router", "provision", "internal"},
 	"internal":          {"internal"},
 	// The end-to-end harness starts a whole stack; only tests import it.
-	"internal/stacktest": {"server", "router", "catalog", "internal"},
+	"internal/stacktest": {"server", "router", "provision", "catalog", "internal"},
 	"e2e":                {"*"},
 	"bench":              {"*"},
 }
@@ -33,7 +35,8 @@ var allowed = map[string][]string{
 // testOnly lists what a package's tests may import besides its own rules
 // (they check through a lower package what the package did).
 var testOnly = map[string][]string{
-	"cli": {"catalog"},
+	"cli":   {"catalog"},
+	"admin": {"router"},
 }
 
 // TestImportArrows parses every Go file of the module and fails when a package

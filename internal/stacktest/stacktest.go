@@ -18,8 +18,10 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
+	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/router"
 	"github.com/stratum-hq/stratum-proxy/server"
 )
@@ -67,15 +69,15 @@ func StartEmpty(t *testing.T, opts ...Option) *Stack {
 
 // StartOn starts a seeded stack with the catalog at catalogURL and the one
 // backend "main" given.
-func StartOn(t *testing.T, catalogURL string, backend router.Backend, opts ...Option) *Stack {
+func StartOn(t *testing.T, catalogURL string, backend backends.Backend, opts ...Option) *Stack {
 	t.Helper()
 	return start(t, catalogURL, backend, true, opts)
 }
 
 // TestBackend is the test server as a backend, reached as its superuser.
-func TestBackend(t testing.TB) router.Backend {
+func TestBackend(t testing.TB) backends.Backend {
 	srv := pgtest.Get(t)
-	return router.Backend{Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(),
+	return backends.Backend{Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(),
 		AdminPassword: srv.Password(), SSLMode: "disable"}
 }
 
@@ -84,7 +86,7 @@ func catalogOnTestServer(t *testing.T) string {
 	return srv.URL(srv.NewDatabase(t, "cat"))
 }
 
-func start(t *testing.T, catalogURL string, backend router.Backend, seed bool, opts []Option) *Stack {
+func start(t *testing.T, catalogURL string, backend backends.Backend, seed bool, opts []Option) *Stack {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -100,10 +102,10 @@ func start(t *testing.T, catalogURL string, backend router.Backend, seed bool, o
 		Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0",
 		CatalogURL: catalogURL, SecretKeys: keys,
 		TLSCertFile: cert, TLSKeyFile: key,
-		Router: router.Config{
-			Backends:       map[string]router.Backend{"main": backend},
+		Router: router.Config{Set: backends.Set{
+			Backends:       map[string]backends.Backend{"main": backend},
 			SharedDatabase: pgtest.UniqueName("app"),
-		},
+		}},
 	}
 	cfg.Admin.BootstrapKey = AdminKey
 	cfg.Proxy.ShutdownGrace = time.Second
@@ -119,7 +121,7 @@ func start(t *testing.T, catalogURL string, backend router.Backend, seed bool, o
 		AdminURL: "http://" + st.AdminAddr(), AdminKey: cfg.Admin.BootstrapKey}
 	t.Cleanup(func() { ts.Teardown(t) })
 	if seed {
-		if err := server.SeedDemo(ctx, st.Router, log); err != nil {
+		if err := server.SeedDemo(ctx, st.Provisioner, log); err != nil {
 			t.Fatalf("seeding: %v", err)
 		}
 	}
@@ -133,13 +135,13 @@ func (ts *Stack) Teardown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ts.Shutdown(ctx)
-	DropAll(ctx, t, ts.Catalog, ts.Router)
+	DropAll(ctx, t, ts.Catalog, ts.Provisioner)
 	ts.Close()
 }
 
 // DropAll drops every tenant of the catalog (deepest first) and the shared
 // database with its group roles; failures are test errors.
-func DropAll(ctx context.Context, t testing.TB, cat *catalog.Catalog, r *router.Router) {
+func DropAll(ctx context.Context, t testing.TB, cat *catalog.Catalog, p *provision.Provisioner) {
 	t.Helper()
 	tenants, err := cat.ListTenants(ctx)
 	if err != nil {
@@ -147,11 +149,11 @@ func DropAll(ctx context.Context, t testing.TB, cat *catalog.Catalog, r *router.
 	}
 	sort.SliceStable(tenants, func(i, j int) bool { return tenants[i].Depth > tenants[j].Depth })
 	for _, tn := range tenants {
-		if err := r.DropTenant(ctx, tn.ID); err != nil {
+		if err := p.DropTenant(ctx, tn.ID); err != nil {
 			t.Errorf("teardown: dropping tenant %s: %v", tn.Slug, err)
 		}
 	}
-	if err := r.DropShared(ctx); err != nil {
+	if err := p.DropShared(ctx); err != nil {
 		t.Errorf("teardown: dropping shared database: %v", err)
 	}
 }

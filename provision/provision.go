@@ -1,4 +1,4 @@
-package router
+package provision
 
 import (
 	"context"
@@ -8,16 +8,23 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
 )
 
+// isCode reports whether err is a PostgreSQL error with SQLSTATE code.
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
+}
+
 // Group roles, one pair per deployment. Members of the shared group may use the
 // shared database's app tables (under row-level security); members of the schema
 // group may only connect to the shared database, where each has its own schema.
-func (r *Router) sharedGroup() string { return "stratum_" + r.depID + "_shared" }
-func (r *Router) schemaGroup() string { return "stratum_" + r.depID + "_schema" }
+func (p *Provisioner) sharedGroup() string { return "stratum_" + p.depID + "_shared" }
+func (p *Provisioner) schemaGroup() string { return "stratum_" + p.depID + "_schema" }
 
 func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
 
@@ -44,33 +51,33 @@ func execAll(ctx context.Context, conn *pgx.Conn, stmts ...string) error {
 
 // PrepareShared makes sure the shared database, the deployment's group roles and
 // the row-level-security machinery exist. It is idempotent; run it at startup.
-func (r *Router) PrepareShared(ctx context.Context) error {
-	admin, err := r.adminConn(ctx, r.cfg.SharedBackend, r.cfg.Backends[r.cfg.SharedBackend].AdminDatabase)
+func (p *Provisioner) PrepareShared(ctx context.Context) error {
+	admin, err := p.cfg.AdminConn(ctx, p.cfg.SharedBackend, p.cfg.Backends[p.cfg.SharedBackend].AdminDatabase)
 	if err != nil {
 		return err
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
-	for _, g := range []string{r.sharedGroup(), r.schemaGroup()} {
+	for _, g := range []string{p.sharedGroup(), p.schemaGroup()} {
 		if err := ensureRole(ctx, admin, g, "NOLOGIN"); err != nil {
 			return err
 		}
 	}
-	db := quoteIdent(r.cfg.SharedDatabase)
-	if err := ensureDatabase(ctx, admin, r.cfg.SharedDatabase); err != nil {
+	db := quoteIdent(p.cfg.SharedDatabase)
+	if err := ensureDatabase(ctx, admin, p.cfg.SharedDatabase); err != nil {
 		return err
 	}
 	if err := execAll(ctx, admin,
 		"REVOKE ALL ON DATABASE "+db+" FROM PUBLIC",
-		"GRANT CONNECT, TEMPORARY ON DATABASE "+db+" TO "+quoteIdent(r.sharedGroup())+", "+quoteIdent(r.schemaGroup()),
+		"GRANT CONNECT, TEMPORARY ON DATABASE "+db+" TO "+quoteIdent(p.sharedGroup())+", "+quoteIdent(p.schemaGroup()),
 	); err != nil {
 		return fmt.Errorf("securing shared database: %w", err)
 	}
-	conn, err := r.adminConn(ctx, r.cfg.SharedBackend, r.cfg.SharedDatabase)
+	conn, err := p.cfg.AdminConn(ctx, p.cfg.SharedBackend, p.cfg.SharedDatabase)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	sg := quoteIdent(r.sharedGroup())
+	sg := quoteIdent(p.sharedGroup())
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('stratum.prepare_shared'))`)
 		if err != nil {
@@ -102,13 +109,13 @@ func (r *Router) PrepareShared(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("preparing shared database: %w", err)
 	}
-	return r.hardenTenantDatabases(ctx)
+	return p.hardenTenantDatabases(ctx)
 }
 
 // hardenTenantDatabases re-applies hardenCatalogSQL in every database tenant's
 // database, so that tenants provisioned by an older version are closed too.
-func (r *Router) hardenTenantDatabases(ctx context.Context) error {
-	tenants, err := r.cat.ListTenants(ctx)
+func (p *Provisioner) hardenTenantDatabases(ctx context.Context) error {
+	tenants, err := p.cat.ListTenants(ctx)
 	if err != nil {
 		return err
 	}
@@ -116,7 +123,7 @@ func (r *Router) hardenTenantDatabases(ctx context.Context) error {
 		if t.Isolation != catalog.IsolationDatabase || t.Status == catalog.StatusProvisioning {
 			continue
 		}
-		conn, err := r.adminConn(ctx, t.Backend, t.Database)
+		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
 		if err != nil {
 			return fmt.Errorf("hardening tenant %q: %w", t.Slug, err)
 		}
@@ -182,25 +189,25 @@ var ErrInvalidSpec = errors.New("invalid tenant")
 // CreateTenant records a tenant in the catalog and provisions it: its backend
 // role, its placement and the current app schema. On failure the half-made
 // tenant is removed again.
-func (r *Router) CreateTenant(ctx context.Context, spec TenantSpec) (*catalog.Tenant, error) {
+func (p *Provisioner) CreateTenant(ctx context.Context, spec TenantSpec) (*catalog.Tenant, error) {
 	if spec.Name == "" {
 		spec.Name = spec.Slug
 	}
 	if spec.Isolation == "" {
 		spec.Isolation = catalog.IsolationShared
 	}
-	backend := r.cfg.SharedBackend
+	backend := p.cfg.SharedBackend
 	switch spec.Isolation {
 	case catalog.IsolationShared, catalog.IsolationSchema:
-		if spec.Backend != "" && spec.Backend != r.cfg.SharedBackend {
-			return nil, fmt.Errorf("%w: %s tenants live on the shared backend %q; only database tenants may name another", ErrInvalidSpec, spec.Isolation, r.cfg.SharedBackend)
+		if spec.Backend != "" && spec.Backend != p.cfg.SharedBackend {
+			return nil, fmt.Errorf("%w: %s tenants live on the shared backend %q; only database tenants may name another", ErrInvalidSpec, spec.Isolation, p.cfg.SharedBackend)
 		}
 	case catalog.IsolationDatabase:
-		backend = r.cfg.DefaultBackend
+		backend = p.cfg.DefaultBackend
 		if spec.Backend != "" {
 			backend = spec.Backend
 		}
-		if _, ok := r.cfg.Backends[backend]; !ok {
+		if _, ok := p.cfg.Backends[backend]; !ok {
 			return nil, fmt.Errorf("%w: backend %q is not configured", ErrInvalidSpec, backend)
 		}
 	default:
@@ -217,7 +224,7 @@ func (r *Router) CreateTenant(ctx context.Context, spec TenantSpec) (*catalog.Te
 	}
 	nt := catalog.NewTenant{PoolMode: spec.PoolMode,
 		ID: id, ShortID: short, Slug: spec.Slug, Name: spec.Name, Parent: spec.Parent,
-		Isolation: spec.Isolation, Backend: backend, Database: r.cfg.SharedDatabase, Schema: "public",
+		Isolation: spec.Isolation, Backend: backend, Database: p.cfg.SharedDatabase, Schema: "public",
 		Role: "stratum_t_" + short, RolePassword: randomPassword(),
 	}
 	switch spec.Isolation {
@@ -226,17 +233,17 @@ func (r *Router) CreateTenant(ctx context.Context, spec TenantSpec) (*catalog.Te
 	case catalog.IsolationDatabase:
 		nt.Database = "t_" + short
 	}
-	t, err := r.cat.InsertTenant(ctx, nt)
+	t, err := p.cat.InsertTenant(ctx, nt)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.provision(ctx, t, nt.RolePassword); err != nil {
+	if err := p.provision(ctx, t, nt.RolePassword); err != nil {
 		cleanup := context.WithoutCancel(ctx)
-		r.dropPlacement(cleanup, t)
-		r.cat.DeleteTenant(cleanup, t.ID)
+		p.dropPlacement(cleanup, t)
+		p.cat.DeleteTenant(cleanup, t.ID)
 		return nil, fmt.Errorf("provisioning tenant %q: %w", t.Slug, err)
 	}
-	if err := r.cat.SetTenantStatus(ctx, t.ID, catalog.StatusActive); err != nil {
+	if err := p.cat.SetTenantStatus(ctx, t.ID, catalog.StatusActive); err != nil {
 		return nil, err
 	}
 	t.Status = catalog.StatusActive
@@ -250,14 +257,14 @@ func randomPassword() string {
 }
 
 // provision creates the tenant's role and placement and applies the app schema.
-func (r *Router) provision(ctx context.Context, t *catalog.Tenant, password string) error {
+func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password string) error {
 	// The password is 192 random bits, so PBKDF2 iterations add nothing
 	// against guessing; a low count makes each backend connection cheaper.
 	verifier, err := scramverifier.MakeIterations(password, backendRoleIterations)
 	if err != nil {
 		return err
 	}
-	admin, err := r.adminConn(ctx, t.Backend, r.cfg.Backends[t.Backend].AdminDatabase)
+	admin, err := p.cfg.AdminConn(ctx, t.Backend, p.cfg.Backends[t.Backend].AdminDatabase)
 	if err != nil {
 		return err
 	}
@@ -271,10 +278,10 @@ func (r *Router) provision(ctx context.Context, t *catalog.Tenant, password stri
 	}
 	switch t.Isolation {
 	case catalog.IsolationShared:
-		if err := execAll(ctx, admin, "GRANT "+quoteIdent(r.sharedGroup())+" TO "+role); err != nil {
+		if err := execAll(ctx, admin, "GRANT "+quoteIdent(p.sharedGroup())+" TO "+role); err != nil {
 			return err
 		}
-		conn, err := r.adminConn(ctx, t.Backend, t.Database)
+		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
 		if err != nil {
 			return err
 		}
@@ -283,10 +290,10 @@ func (r *Router) provision(ctx context.Context, t *catalog.Tenant, password stri
 			return fmt.Errorf("registering tenant role: %w", err)
 		}
 	case catalog.IsolationSchema:
-		if err := execAll(ctx, admin, "GRANT "+quoteIdent(r.schemaGroup())+" TO "+role); err != nil {
+		if err := execAll(ctx, admin, "GRANT "+quoteIdent(p.schemaGroup())+" TO "+role); err != nil {
 			return err
 		}
-		conn, err := r.adminConn(ctx, t.Backend, t.Database)
+		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
 		if err != nil {
 			return err
 		}
@@ -311,7 +318,7 @@ func (r *Router) provision(ctx context.Context, t *catalog.Tenant, password stri
 		); err != nil {
 			return err
 		}
-		conn, err := r.adminConn(ctx, t.Backend, t.Database)
+		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
 		if err != nil {
 			return err
 		}
@@ -326,18 +333,18 @@ func (r *Router) provision(ctx context.Context, t *catalog.Tenant, password stri
 	}
 	if t.Isolation == catalog.IsolationShared {
 		// Shared tenants use the shared tables; make sure those are current.
-		return r.applyPending(ctx, r.sharedPlacement())
+		return p.applyPending(ctx, p.sharedPlacement())
 	}
-	return r.applyPending(ctx, tenantPlacement(t))
+	return p.applyPending(ctx, tenantPlacement(t))
 }
 
 // dropPlacement removes a tenant's role and placement from its backend, as far
 // as they exist. Used to undo a failed provisioning and by DropTenant.
-func (r *Router) dropPlacement(ctx context.Context, t *catalog.Tenant) error {
+func (p *Provisioner) dropPlacement(ctx context.Context, t *catalog.Tenant) error {
 	var errs []error
 	switch t.Isolation {
 	case catalog.IsolationShared, catalog.IsolationSchema:
-		if conn, err := r.adminConn(ctx, t.Backend, t.Database); err != nil {
+		if conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database); err != nil {
 			errs = append(errs, err)
 		} else {
 			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE role_name = " + quoteLiteral(t.RoleName)}
@@ -353,7 +360,7 @@ func (r *Router) dropPlacement(ctx context.Context, t *catalog.Tenant) error {
 			conn.Close(ctx)
 		}
 	}
-	admin, err := r.adminConn(ctx, t.Backend, r.cfg.Backends[t.Backend].AdminDatabase)
+	admin, err := p.cfg.AdminConn(ctx, t.Backend, p.cfg.Backends[t.Backend].AdminDatabase)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
@@ -371,34 +378,38 @@ func (r *Router) dropPlacement(ctx context.Context, t *catalog.Tenant) error {
 
 // DropTenant removes a tenant's data, role and catalog rows. It refuses a tenant
 // with children. Tests use it to leave nothing behind.
-func (r *Router) DropTenant(ctx context.Context, ref string) error {
-	t, err := r.cat.GetTenant(ctx, ref)
+func (p *Provisioner) DropTenant(ctx context.Context, ref string) error {
+	t, err := p.cat.GetTenant(ctx, ref)
 	if err != nil {
 		return err
 	}
-	r.pools.closeTenant(t.ID)
-	if err := r.dropPlacement(ctx, t); err != nil {
+	if p.cfg.Pools != nil {
+		p.cfg.Pools.CloseTenant(t.ID)
+	}
+	if err := p.dropPlacement(ctx, t); err != nil {
 		return fmt.Errorf("dropping placement of %q: %w", t.Slug, err)
 	}
-	if err := r.cat.DeleteTenant(ctx, t.ID); err != nil {
+	if err := p.cat.DeleteTenant(ctx, t.ID); err != nil {
 		return err
 	}
-	r.Invalidate()
+	if p.cfg.Pools != nil {
+		p.cfg.Pools.Invalidate()
+	}
 	return nil
 }
 
 // DropShared removes the deployment's shared database and group roles (after all
 // tenants were dropped). Tests use it to leave nothing behind.
-func (r *Router) DropShared(ctx context.Context) error {
-	admin, err := r.adminConn(ctx, r.cfg.SharedBackend, r.cfg.Backends[r.cfg.SharedBackend].AdminDatabase)
+func (p *Provisioner) DropShared(ctx context.Context) error {
+	admin, err := p.cfg.AdminConn(ctx, p.cfg.SharedBackend, p.cfg.Backends[p.cfg.SharedBackend].AdminDatabase)
 	if err != nil {
 		return err
 	}
 	defer admin.Close(ctx)
 	return execAll(ctx, admin,
-		"DROP DATABASE IF EXISTS "+quoteIdent(r.cfg.SharedDatabase)+" WITH (FORCE)",
-		"DROP ROLE IF EXISTS "+quoteIdent(r.sharedGroup()),
-		"DROP ROLE IF EXISTS "+quoteIdent(r.schemaGroup()),
+		"DROP DATABASE IF EXISTS "+quoteIdent(p.cfg.SharedDatabase)+" WITH (FORCE)",
+		"DROP ROLE IF EXISTS "+quoteIdent(p.sharedGroup()),
+		"DROP ROLE IF EXISTS "+quoteIdent(p.schemaGroup()),
 	)
 }
 

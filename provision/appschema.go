@@ -1,4 +1,4 @@
-package router
+package provision
 
 import (
 	"context"
@@ -23,8 +23,8 @@ func tenantPlacement(t *catalog.Tenant) appPlacement {
 	return appPlacement{name: t.ID, label: t.Slug, backend: t.Backend, database: t.Database, schema: t.Schema, tenant: t}
 }
 
-func (r *Router) sharedPlacement() appPlacement {
-	return appPlacement{name: "shared", label: "shared", backend: r.cfg.SharedBackend, database: r.cfg.SharedDatabase, schema: "public"}
+func (p *Provisioner) sharedPlacement() appPlacement {
+	return appPlacement{name: "shared", label: "shared", backend: p.cfg.SharedBackend, database: p.cfg.SharedDatabase, schema: "public"}
 }
 
 // PlacementResult says what ApplySchema did in one placement.
@@ -58,17 +58,17 @@ func (a *ApplyReport) Failed() int {
 // then to every tenant schema and database. Each placement gets every recorded
 // version it lacks, in order; re-running is a no-op. New tenants replay all
 // versions when they are created.
-func (r *Router) ApplySchema(ctx context.Context, ddl string) (*ApplyReport, error) {
-	if err := r.checkTemplate(ctx, ddl); err != nil {
+func (p *Provisioner) ApplySchema(ctx context.Context, ddl string) (*ApplyReport, error) {
+	if err := p.checkTemplate(ctx, ddl); err != nil {
 		return nil, fmt.Errorf("the schema does not apply to an empty template: %w", err)
 	}
-	version, added, err := r.cat.AddAppSchema(ctx, ddl)
+	version, added, err := p.cat.AddAppSchema(ctx, ddl)
 	if err != nil {
 		return nil, err
 	}
 	rep := &ApplyReport{Version: version, New: added}
-	places := []appPlacement{r.sharedPlacement()}
-	tenants, err := r.cat.ListTenants(ctx)
+	places := []appPlacement{p.sharedPlacement()}
+	tenants, err := p.cat.ListTenants(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (r *Router) ApplySchema(ctx context.Context, ddl string) (*ApplyReport, err
 		}
 	}
 	for _, pl := range places {
-		applied, err := r.applyPendingReport(ctx, pl)
+		applied, err := p.applyPendingReport(ctx, pl)
 		res := PlacementResult{Placement: pl.label, Applied: applied}
 		if err != nil {
 			res.Error = err.Error()
@@ -90,13 +90,13 @@ func (r *Router) ApplySchema(ctx context.Context, ddl string) (*ApplyReport, err
 
 // checkTemplate runs ddl, after every recorded version, in the template schema
 // inside a transaction that is rolled back: a dry run.
-func (r *Router) checkTemplate(ctx context.Context, ddl string) error {
-	conn, err := r.adminConn(ctx, r.cfg.SharedBackend, r.cfg.SharedDatabase)
+func (p *Provisioner) checkTemplate(ctx context.Context, ddl string) error {
+	conn, err := p.cfg.AdminConn(ctx, p.cfg.SharedBackend, p.cfg.SharedDatabase)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	versions, err := r.cat.AppSchemas(ctx)
+	versions, err := p.cat.AppSchemas(ctx)
 	if err != nil {
 		return err
 	}
@@ -124,19 +124,19 @@ func (r *Router) checkTemplate(ctx context.Context, ddl string) error {
 	return nil
 }
 
-func (r *Router) applyPending(ctx context.Context, pl appPlacement) error {
-	_, err := r.applyPendingReport(ctx, pl)
+func (p *Provisioner) applyPending(ctx context.Context, pl appPlacement) error {
+	_, err := p.applyPendingReport(ctx, pl)
 	return err
 }
 
 // applyPendingReport applies the versions the placement lacks, each in its own
 // transaction together with the grants and policies that secure it.
-func (r *Router) applyPendingReport(ctx context.Context, pl appPlacement) ([]int, error) {
-	versions, err := r.cat.AppSchemas(ctx)
+func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) ([]int, error) {
+	versions, err := p.cat.AppSchemas(ctx)
 	if err != nil {
 		return nil, err
 	}
-	done, err := r.cat.AppSchemaApplied(ctx, pl.name)
+	done, err := p.cat.AppSchemaApplied(ctx, pl.name)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +149,7 @@ func (r *Router) applyPendingReport(ctx context.Context, pl appPlacement) ([]int
 	if len(todo) == 0 {
 		return nil, nil
 	}
-	conn, err := r.adminConn(ctx, pl.backend, pl.database)
+	conn, err := p.cfg.AdminConn(ctx, pl.backend, pl.database)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func (r *Router) applyPendingReport(ctx context.Context, pl appPlacement) ([]int
 				return err
 			}
 			// Another proxy may have applied it while we waited for the lock.
-			again, err := r.cat.AppSchemaApplied(ctx, pl.name)
+			again, err := p.cat.AppSchemaApplied(ctx, pl.name)
 			if err != nil || again[v.Version] {
 				return err
 			}
@@ -171,10 +171,10 @@ func (r *Router) applyPendingReport(ctx context.Context, pl appPlacement) ([]int
 			if _, err := tx.Exec(ctx, v.SQL); err != nil {
 				return fmt.Errorf("version %d: %w", v.Version, err)
 			}
-			if err := r.secure(ctx, tx, pl); err != nil {
+			if err := p.secure(ctx, tx, pl); err != nil {
 				return fmt.Errorf("securing version %d: %w", v.Version, err)
 			}
-			if err := r.cat.MarkAppSchemaApplied(ctx, v.Version, pl.name); err != nil {
+			if err := p.cat.MarkAppSchemaApplied(ctx, v.Version, pl.name); err != nil {
 				return err
 			}
 			applied = append(applied, v.Version)
@@ -218,7 +218,7 @@ func listTables(ctx context.Context, tx pgx.Tx, schema string) ([]tableInfo, err
 // secure grants the placement's role(s) what they need on the app tables, and
 // in the shared database puts every table with a tenant_id column under
 // row-level security keyed on the session's backend role.
-func (r *Router) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) error {
+func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) error {
 	tables, err := listTables(ctx, tx, pl.schema)
 	if err != nil {
 		return err
@@ -226,7 +226,7 @@ func (r *Router) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) error {
 	s := quoteIdent(pl.schema)
 	var stmts []string
 	if pl.tenant == nil { // the shared database
-		g := quoteIdent(r.sharedGroup())
+		g := quoteIdent(p.sharedGroup())
 		stmts = append(stmts, "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "+s+" TO "+g)
 		for _, t := range tables {
 			tn := s + "." + quoteIdent(t.name)

@@ -1,22 +1,8 @@
-package router
+package policy
 
 import (
 	"strconv"
 	"strings"
-)
-
-// Config keys and permissions that shape the data plane. Config keys are
-// resolved through the tenant tree (inheritance, locks); permissions through
-// delegation.
-const (
-	KeyMaxConnections   = "proxy.max_connections"
-	KeyStatementTimeout = "proxy.statement_timeout"
-	KeyReadOnly         = "proxy.read_only"
-	PermWrite           = "sql.write"
-	PermDDL             = "sql.ddl"
-	// SettingPrefix names the PostgreSQL settings that carry a tenant's other
-	// config keys into its sessions: current_setting('stratum.config.<key>').
-	SettingPrefix = "stratum.config."
 )
 
 // Policy is what a tenant's resolved config, permissions and place in the tree
@@ -73,4 +59,15 @@ func (p *Policy) applySQL() string {
 		b.WriteString(";")
 	}
 	return b.String()
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
 }

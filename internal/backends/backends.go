@@ -1,0 +1,133 @@
+package backends
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Backend is one PostgreSQL server that tenant data can live on.
+type Backend struct {
+	// Host and Port of the server.
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// AdminUser and AdminPassword name a role that may create roles and
+	// databases (a superuser in practice); used only for provisioning.
+	AdminUser     string `yaml:"admin_user"`
+	AdminPassword string `yaml:"-"`
+	// AdminDatabase is where the admin connects for cluster-wide work; default "postgres".
+	AdminDatabase string `yaml:"admin_database"`
+	// SSLMode for connections to this server: disable, prefer or require; default prefer.
+	SSLMode string `yaml:"sslmode"`
+	// MaxConnections caps the connections the proxy opens to this server,
+	// across all tenants; default 80 (keep it below the server's max_connections).
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// Addr is the server's host:port.
+func (b Backend) Addr() string { return net.JoinHostPort(b.Host, strconv.Itoa(b.Port)) }
+
+// ConnString builds a keyword/value connection string to the server; values
+// are quoted so no field can inject another.
+func (b Backend) ConnString(user, password, database string) string {
+	q := func(s string) string {
+		return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	}
+	return strings.Join([]string{
+		"host=" + q(b.Host), "port=" + strconv.Itoa(b.Port), "user=" + q(user),
+		"password=" + q(password), "dbname=" + q(database), "sslmode=" + b.SSLMode,
+	}, " ")
+}
+
+// Set is the backend servers of a deployment and which of them hold what.
+// Zero fields get the defaults noted (FillDefaults).
+type Set struct {
+	// Backends by name. At least one is required.
+	Backends map[string]Backend
+	// SharedBackend names the backend holding the shared database; default: the
+	// only backend, or "main".
+	SharedBackend string
+	// SharedDatabase is the database of shared and schema tenants; default "app".
+	SharedDatabase string
+	// DefaultBackend is where database-isolated tenants go when none is named;
+	// default SharedBackend.
+	DefaultBackend string
+}
+
+var identPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// FillDefaults fills in the defaults of the set and of each backend, and
+// checks what is left. It is idempotent.
+func (s *Set) FillDefaults() error {
+	if len(s.Backends) == 0 {
+		return fmt.Errorf("backend config: no backends")
+	}
+	for name, b := range s.Backends {
+		if b.AdminDatabase == "" {
+			b.AdminDatabase = "postgres"
+		}
+		if b.MaxConnections <= 0 {
+			b.MaxConnections = 80
+		}
+		if b.SSLMode == "" {
+			b.SSLMode = "prefer"
+		}
+		switch b.SSLMode {
+		case "disable", "prefer", "require":
+		default:
+			return fmt.Errorf("backend %q: sslmode %q: use disable, prefer or require", name, b.SSLMode)
+		}
+		if b.Host == "" || b.Port == 0 || b.AdminUser == "" {
+			return fmt.Errorf("backend %q: host, port and admin_user are required", name)
+		}
+		s.Backends[name] = b
+	}
+	if s.SharedBackend == "" {
+		if len(s.Backends) == 1 {
+			for name := range s.Backends {
+				s.SharedBackend = name
+			}
+		} else {
+			s.SharedBackend = "main"
+		}
+	}
+	if _, ok := s.Backends[s.SharedBackend]; !ok {
+		return fmt.Errorf("backend config: shared backend %q is not configured", s.SharedBackend)
+	}
+	if s.SharedDatabase == "" {
+		s.SharedDatabase = "app"
+	}
+	if !identPattern.MatchString(s.SharedDatabase) {
+		return fmt.Errorf("backend config: shared database %q: use lower-case letters, digits and underscores", s.SharedDatabase)
+	}
+	if s.DefaultBackend == "" {
+		s.DefaultBackend = s.SharedBackend
+	}
+	if _, ok := s.Backends[s.DefaultBackend]; !ok {
+		return fmt.Errorf("backend config: default backend %q is not configured", s.DefaultBackend)
+	}
+	return nil
+}
+
+// AdminConn opens an admin connection to a database on the backend called
+// name. The caller closes it.
+func (s *Set) AdminConn(ctx context.Context, name, database string) (*pgx.Conn, error) {
+	b, ok := s.Backends[name]
+	if !ok {
+		return nil, fmt.Errorf("backend %q is not configured", name)
+	}
+	cfg, err := pgx.ParseConfig(b.ConnString(b.AdminUser, b.AdminPassword, database))
+	if err != nil {
+		return nil, fmt.Errorf("configuring admin connection: %w", err)
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to backend %q database %q as admin: %w", name, database, err)
+	}
+	return conn, nil
+}

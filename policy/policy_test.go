@@ -1,0 +1,158 @@
+package policy
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestKeysAreDefinedOnce: every key is listed once, sorted, with a doc line
+// and under KeyPrefix.
+func TestKeysAreDefinedOnce(t *testing.T) {
+	t.Parallel()
+	names := Keys()
+	if !slices.IsSorted(names) || len(slices.Compact(slices.Clone(names))) != len(names) {
+		t.Errorf("Keys() = %v: want sorted, no duplicates", names)
+	}
+	for _, n := range names {
+		if !Governs(n) || Doc(n) == "" {
+			t.Errorf("key %q: governed %v, doc %q", n, Governs(n), Doc(n))
+		}
+	}
+	if Doc("proxy.nope") != "" || Governs("proxy") || !IsPermission(PermWrite) || IsPermission("sql.read") {
+		t.Error("unknown names are known")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		key, value string
+		sensitive  bool
+		reason     string // "" when accepted
+	}{
+		{KeyMaxConnections, "10", false, ""},
+		{KeyMaxConnections, "1e3", false, ""},
+		{KeyMaxConnections, "10001", false, "must be an integer from 1 to 10000"},
+		{KeyMaxConnections, `"10"`, false, "must be an integer from 1 to 10000"},
+		{KeyMaxConnections, "10", true, "proxy keys cannot be sensitive"},
+		{KeyStatementTimeout, `"30s"`, false, ""},
+		{KeyStatementTimeout, `"25h"`, false, statementTimeoutWant},
+		{KeyReadOnly, "false", false, ""},
+		{KeyReadOnly, `"true"`, false, "must be true or false"},
+		{"proxy.nope", "1", false, "unknown proxy key; the known ones are proxy.max_connections, proxy.read_only, proxy.statement_timeout"},
+	}
+	for _, tc := range tests {
+		err := Validate(tc.key, json.RawMessage(tc.value), tc.sensitive)
+		var ke *KeyError
+		switch {
+		case tc.reason == "" && err != nil:
+			t.Errorf("Validate(%s, %s) = %v, want nil", tc.key, tc.value, err)
+		case tc.reason != "" && (!errors.As(err, &ke) || ke.Reason != tc.reason || ke.Key != tc.key):
+			t.Errorf("Validate(%s, %s) = %v, want reason %q", tc.key, tc.value, err, tc.reason)
+		case ke != nil && ke.Unknown != strings.HasPrefix(tc.reason, "unknown"):
+			t.Errorf("Validate(%s): Unknown = %v", tc.key, ke.Unknown)
+		}
+	}
+}
+
+func TestStatementTimeoutMillis(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"30000", 30000, true},
+		{"86400000", 86400000, true},
+		{"86400001", 0, false},
+		{"1.5e3", 1500, true},
+		{"1.5", 0, false},
+		{"-5", 0, false},
+		{`"30s"`, 30000, true},
+		{`"500ms"`, 500, true},
+		{`"2min"`, 120000, true},
+		{`"1h"`, 3600000, true},
+		{`"1d"`, 86400000, true},
+		{`"1.5s"`, 1500, true},
+		{`" 30 s "`, 30000, true},
+		{`"1500"`, 1500, true},
+		{`"2500us"`, 3, true},
+		{`"2d"`, 0, false},
+		{`"30S"`, 0, false},
+		{`"30 seconds"`, 0, false},
+		{`"-1s"`, 0, false},
+		{`""`, 0, false},
+		{`"s"`, 0, false},
+		{"true", 0, false},
+		{"null", 0, false},
+		{`{"ms":1}`, 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := statementTimeoutMillis(json.RawMessage(tc.in))
+		if ok != tc.ok || got != tc.want {
+			t.Errorf("statementTimeoutMillis(%s) = %d, %v; want %d, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	tests := []struct {
+		name string
+		in   Input
+		want Policy
+	}{
+		{"nothing", Input{Tenant: "acme"}, Policy{StatementTimeout: -1}},
+		{"provisioning", Input{Tenant: "acme", Blocker: &Blocker{Slug: "acme", Status: "provisioning", Self: true, Provisioning: true}},
+			Policy{StatementTimeout: -1, Blocked: `tenant "acme" is not ready (status provisioning)`}},
+		{"suspended", Input{Tenant: "acme", Blocker: &Blocker{Slug: "acme", Status: "suspended", Self: true}},
+			Policy{StatementTimeout: -1, Blocked: `tenant "acme" is suspended`}},
+		{"ancestor", Input{Tenant: "acme", Blocker: &Blocker{Slug: "msp", Status: "archived"}},
+			Policy{StatementTimeout: -1, Blocked: `tenant "acme" is unavailable: its ancestor "msp" is archived`}},
+		{"keys", Input{Tenant: "acme", Config: []ConfigEntry{
+			{Key: KeyMaxConnections, Value: raw("7"), Source: "acme"},
+			{Key: KeyStatementTimeout, Value: raw(`"2s"`), Source: "msp"},
+			{Key: KeyReadOnly, Value: raw("true"), Source: "msp"},
+			{Key: "proxy.future", Value: raw("1"), Source: "acme"},
+			{Key: "secret", Value: raw(`"********"`), Source: "acme", Sensitive: true},
+			{Key: "region", Value: raw(`"eu's"`), Source: "acme"},
+			{Key: "limits", Value: raw(`{"a":1}`), Source: "acme"},
+		}}, Policy{
+			MaxConns: 7, StatementTimeout: 2000,
+			ReadOnly: `tenant "acme" is read-only (proxy.read_only is true, set on "msp")`,
+			Settings: []Setting{{"stratum.config.limits", `{"a":1}`}, {"stratum.config.region", "eu's"}},
+			SQL:      `SET statement_timeout = 2000;SET default_transaction_read_only = on;SELECT pg_catalog.set_config('stratum.config.limits', '{"a":1}', false), pg_catalog.set_config('stratum.config.region', 'eu''s', false);`,
+		}},
+		{"bad stored values are ignored", Input{Tenant: "acme", Config: []ConfigEntry{
+			{Key: KeyMaxConnections, Value: raw(`"x"`)},
+			{Key: KeyStatementTimeout, Value: raw(`"2 weeks"`)},
+			{Key: KeyReadOnly, Value: raw(`"yes"`)},
+		}}, Policy{StatementTimeout: -1}},
+		{"permissions", Input{Tenant: "acme", Permissions: []PermissionEntry{
+			{Key: PermWrite, Value: raw("false"), Mode: "LOCKED", Source: "msp"},
+			{Key: PermDDL, Value: raw("false"), Mode: "DELEGATED", Source: "acme"},
+			{Key: "sql.other", Value: raw("false")},
+		}}, Policy{StatementTimeout: -1,
+			ReadOnly: `tenant "acme" may not write: permission sql.write is false (LOCKED, from "msp")`,
+			NoDDL:    `tenant "acme" may not change the schema: permission sql.ddl is false (DELEGATED, from "acme")`,
+			SQL:      "SET default_transaction_read_only = on;",
+		}},
+	}
+	for _, tc := range tests {
+		got := Resolve(tc.in)
+		tc.want.Sig = tc.want.SQL
+		if tc.want.NoDDL != "" {
+			tc.want.Sig += "\x00no ddl"
+		}
+		if got.Blocked != tc.want.Blocked || got.ReadOnly != tc.want.ReadOnly || got.NoDDL != tc.want.NoDDL ||
+			got.StatementTimeout != tc.want.StatementTimeout || got.MaxConns != tc.want.MaxConns ||
+			!slices.Equal(got.Settings, tc.want.Settings) || got.SQL != tc.want.SQL || got.Sig != tc.want.Sig {
+			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Input is what a tenant's Policy is resolved from: plain values, read by
+// the caller (catalog.Catalog.PolicyInput) from wherever they live.
+type Input struct {
+	// Tenant is the slug of the tenant the policy is for.
+	Tenant string
+	// Blocker, when not nil, is the topmost tenant on the path from the root
+	// to this one (itself included) that is not active.
+	Blocker *Blocker
+	// Config is the tenant's resolved config (inheritance and locks applied).
+	Config []ConfigEntry
+	// Permissions are the tenant's resolved permissions.
+	Permissions []PermissionEntry
+}
+
+// Blocker is a tenant that keeps a tenant (itself or a descendant) from
+// being used.
+type Blocker struct {
+	Slug, Status string
+	// Self is true when the blocker is the tenant the policy is for.
+	Self bool
+	// Provisioning is true when its status says it is not provisioned yet.
+	Provisioning bool
+}
+
+// ConfigEntry is one key of a tenant's resolved config.
+type ConfigEntry struct {
+	Key   string
+	Value json.RawMessage
+	// Source is the slug of the tenant the value is set on.
+	Source string
+	// Sensitive values never reach SQL; Value may be masked.
+	Sensitive bool
+}
+
+// PermissionEntry is one key of a tenant's resolved permissions.
+type PermissionEntry struct {
+	Key   string
+	Value json.RawMessage
+	// Mode is the policy's mode (LOCKED, INHERITED or DELEGATED).
+	Mode string
+	// Source is the slug of the tenant holding the effective policy.
+	Source string
+}
+
+// Resolve folds a tenant's blocking ancestor, resolved config and
+// permissions into a Policy. Values the catalog would not have accepted (it
+// validates proxy.* keys with Validate) are ignored rather than failing every
+// session of the tenant.
+func Resolve(in Input) Policy {
+	p := Policy{StatementTimeout: -1}
+	if b := in.Blocker; b != nil {
+		switch {
+		case b.Self && b.Provisioning:
+			p.Blocked = fmt.Sprintf("tenant %q is not ready (status %s)", in.Tenant, b.Status)
+		case b.Self:
+			p.Blocked = fmt.Sprintf("tenant %q is %s", in.Tenant, b.Status)
+		default:
+			p.Blocked = fmt.Sprintf("tenant %q is unavailable: its ancestor %q is %s", in.Tenant, b.Slug, b.Status)
+		}
+	}
+	for _, e := range in.Config {
+		switch k := lookup(e.Key); {
+		case k != nil:
+			k.apply(&p, e.Value, in.Tenant, e.Source)
+		case Governs(e.Key), e.Sensitive:
+			// Other proxy keys are the proxy's; sensitive values never
+			// reach SQL, where any statement of the tenant could read them.
+		case strings.IndexByte(settingText(e.Value), 0) >= 0:
+			// PostgreSQL text cannot hold NUL; the catalog never stores one.
+		default:
+			p.Settings = append(p.Settings, Setting{Name: SettingPrefix + e.Key, Value: settingText(e.Value)})
+		}
+	}
+	for _, e := range in.Permissions {
+		var allowed bool
+		if json.Unmarshal(e.Value, &allowed) != nil || allowed {
+			continue
+		}
+		switch e.Key {
+		case PermWrite:
+			if p.ReadOnly == "" {
+				p.ReadOnly = fmt.Sprintf("tenant %q may not write: permission %s is false (%s, from %q)", in.Tenant, e.Key, e.Mode, e.Source)
+			}
+		case PermDDL:
+			p.NoDDL = fmt.Sprintf("tenant %q may not change the schema: permission %s is false (%s, from %q)", in.Tenant, e.Key, e.Mode, e.Source)
+		}
+	}
+	sort.Slice(p.Settings, func(i, j int) bool { return p.Settings[i].Name < p.Settings[j].Name })
+	p.SQL = p.applySQL()
+	p.Sig = p.SQL
+	if p.NoDDL != "" {
+		// Not set on the backend, but a change of it must reach the backend
+		// as a Query all the same: that drops the unnamed statement, which
+		// was checked only under the policy of its Parse.
+		p.Sig += "\x00no ddl"
+	}
+	return p
+}
+
+// settingText is a config value as a setting's text: a JSON string without its
+// quotes, anything else as its JSON text.
+func settingText(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	return string(v)
+}

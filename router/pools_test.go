@@ -1,0 +1,247 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestPoolFairnessAtBackendCap: at the backend's cap, a connection a tenant
+// releases goes straight to a session of the same tenant waiting for backend
+// capacity (cheap: no close, no dial), unless a session of another tenant has
+// waited longer than fairnessBound; then it is closed and the other tenant's
+// session gets the slot, ahead of the tenant that holds many.
+func TestPoolFairnessAtBackendCap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		wait      time.Duration // how long the other tenant has waited
+		otherWins bool
+	}{
+		{"within the bound the own tenant's waiter takes it", fairnessBound / 2, false},
+		{"beyond the bound the other tenant gets the slot", 2 * fairnessBound, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tr := newTestRouter(t, 2, Config{})
+			big, small := placement("big", 0), placement("small", 0)
+			held := tr.acquire(t, big)
+			tr.acquire(t, big) // big holds the whole backend
+			smallWaits := tr.acquireAsync(t, small)
+			bigWaits := tr.acquireAsync(t, big)
+			tr.clock.advance(tc.wait)
+
+			tr.Release(held, Keep)
+			if tc.otherWins {
+				a := received(t, smallWaits)
+				if a.err != nil || a.sc == held || tr.d.dialed("small") != 1 {
+					t.Fatalf("small got (%p, %v), dialed %d; want a new connection", a.sc, a.err, tr.d.dialed("small"))
+				}
+				tr.waitClosed(t, held) // big's connection made room
+				pending(t, bigWaits, "big")
+				if s := tr.stats("big"); s.Open != 1 {
+					t.Errorf("big has %d open, want 1", s.Open)
+				}
+				return
+			}
+			if a := received(t, bigWaits); a.err != nil || a.sc != held {
+				t.Fatalf("big's waiter got (%p, %v), want the released connection %p", a.sc, a.err, held)
+			}
+			pending(t, smallWaits, "small")
+			if n := tr.d.dialed("big"); n != 2 {
+				t.Errorf("big dialed %d times, want 2", n)
+			}
+		})
+	}
+}
+
+// TestPoolQueueTimeout: a session queued at a limit gives up with
+// ErrQueueTimeout after Config.QueueTimeout, or when its context ends, and
+// leaves the queue.
+func TestPoolQueueTimeout(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 10, Config{MaxConnsPerTenant: 1, QueueTimeout: 30 * time.Millisecond})
+	p := placement("acme", 0)
+	held := tr.acquire(t, p)
+	bounded, stop := context.WithTimeout(context.Background(), 2*time.Second)
+	defer stop()
+	start := time.Now()
+	_, err := tr.Acquire(bounded, p, nil)
+	if !errors.Is(err, ErrQueueTimeout) || time.Since(start) < 30*time.Millisecond {
+		t.Fatalf("Acquire at the limit = %v after %v; want ErrQueueTimeout after 30ms", err, time.Since(start))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := tr.Acquire(ctx, p, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire with an ended context = %v, want context.Canceled", err)
+	}
+	if s := tr.stats("acme"); s.Waiting != 0 || s.Open != 1 {
+		t.Errorf("after giving up: %+v, want 1 open and none waiting", s)
+	}
+	tr.Release(held, Keep)
+	if sc := tr.acquire(t, p); sc != held {
+		t.Errorf("after the timeouts the idle connection is not handed out")
+	}
+}
+
+// TestPoolTenantLimit: a tenant has at most MaxConnsPerTenant connections, or
+// its placement's own MaxConns; the next session waits for one of them.
+func TestPoolTenantLimit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		maxConns int // the placement's own limit
+		limit    int
+	}{
+		{"config default", 0, 2},
+		{"placement's own", 3, 3},
+		{"placement's own below the default", 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tr := newTestRouter(t, 10, Config{MaxConnsPerTenant: 2})
+			p := placement("acme", tc.maxConns)
+			var held []*ServerConn
+			for range tc.limit {
+				held = append(held, tr.acquire(t, p))
+			}
+			next := tr.acquireAsync(t, p)
+			if s := tr.stats("acme"); s.Open != tc.limit {
+				t.Fatalf("%d open, want %d", s.Open, tc.limit)
+			}
+			tr.Release(held[0], Keep)
+			if a := received(t, next); a.err != nil || a.sc != held[0] {
+				t.Fatalf("the waiter got (%p, %v), want the released connection", a.sc, a.err)
+			}
+			if n := tr.d.dialed("acme"); n != tc.limit {
+				t.Errorf("dialed %d, want %d", n, tc.limit)
+			}
+		})
+	}
+}
+
+// TestPoolBackendCap: a backend never has more than its MaxConnections open
+// across tenants; an idle connection of another tenant is closed to make
+// room, and a session queued for capacity gets a slot freed by another tenant.
+func TestPoolBackendCap(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 2, Config{})
+	a, b, c := placement("a", 0), placement("b", 0), placement("c", 0)
+	scA, scB := tr.acquire(t, a), tr.acquire(t, b)
+	waitC := tr.acquireAsync(t, c)
+	tr.Release(scB, Keep) // c waits for capacity: b's connection is closed for it
+	if got := received(t, waitC); got.err != nil || got.sc == scB {
+		t.Fatalf("c got (%p, %v), want a new connection", got.sc, got.err)
+	}
+	tr.waitClosed(t, scB)
+	if s := tr.stats("b"); s.Open != 0 {
+		t.Errorf("b has %d open, want 0", s.Open)
+	}
+
+	tr.Release(scA, Keep) // nobody waits: a's connection stays idle
+	if s := tr.stats("a"); s.Idle != 1 {
+		t.Fatalf("a: %+v, want one idle", s)
+	}
+	tr.acquire(t, b) // at the cap: a's idle connection is evicted
+	tr.waitClosed(t, scA)
+	open := 0
+	for _, s := range tr.Stats() {
+		open += s.Open
+	}
+	if open != 2 || tr.stats("a").Open != 0 {
+		t.Errorf("%d open on the backend (a %d), want 2 (a 0)", open, tr.stats("a").Open)
+	}
+}
+
+// TestPoolReaping: idle connections are closed after IdleTimeout, and a
+// connection older than ServerLifetime is closed when released and never
+// handed out again.
+func TestPoolReaping(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 10, Config{IdleTimeout: time.Minute, ServerLifetime: time.Hour})
+	p := placement("acme", 0)
+	old := tr.acquire(t, p)
+	tr.Release(old, Keep)
+	tr.clock.advance(30 * time.Second)
+	tr.pools.reap(tr.cfg.IdleTimeout, tr.cfg.ServerLifetime)
+	if s := tr.stats("acme"); s.Idle != 1 {
+		t.Fatalf("reaped too early: %+v", s)
+	}
+	tr.clock.advance(time.Minute)
+	tr.pools.reap(tr.cfg.IdleTimeout, tr.cfg.ServerLifetime)
+	tr.waitClosed(t, old)
+	if s := tr.stats("acme"); s.Idle != 0 || s.Open != 0 {
+		t.Fatalf("after the idle timeout: %+v, want nothing open", s)
+	}
+
+	sc := tr.acquire(t, p)
+	tr.clock.advance(2 * time.Hour)
+	tr.Release(sc, Keep) // past its lifetime: closed, not kept
+	tr.waitClosed(t, sc)
+	if s := tr.stats("acme"); s.Open != 0 {
+		t.Fatalf("after release past the lifetime: %+v", s)
+	}
+
+	sc = tr.acquire(t, p)
+	tr.Release(sc, Keep)
+	tr.clock.advance(2 * time.Hour) // aged while idle
+	if got := tr.acquire(t, p); got == sc {
+		t.Fatal("a connection past its lifetime was handed out")
+	}
+	tr.waitClosed(t, sc)
+}
+
+// TestPoolReleaseModes: Close drops the connection, Keep keeps it idle as it
+// is, Reset runs DISCARD ALL first and drops it when that fails; a kept
+// connection serves only the same startup parameters.
+func TestPoolReleaseModes(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 10, Config{})
+	p := placement("acme", 0)
+
+	sc := tr.acquire(t, p)
+	tr.Release(sc, Close)
+	tr.waitClosed(t, sc)
+	if s := tr.stats("acme"); s.Open != 0 {
+		t.Fatalf("after Close: %+v", s)
+	}
+
+	sc = tr.acquire(t, p)
+	sc.Statements["s1"] = struct{}{}
+	tr.Release(sc, Keep)
+	if got := tr.acquire(t, p); got != sc || len(got.Statements) != 1 {
+		t.Fatalf("Keep: got %p with %d statements, want %p as it was", got, len(got.Statements), sc)
+	}
+	tr.Release(sc, Reset)
+	select {
+	case q := <-tr.d.backend(sc).queries:
+		if q != "DISCARD ALL" {
+			t.Fatalf("Reset sent %q", q)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Reset sent nothing")
+	}
+	if got := tr.acquire(t, p); got != sc || len(got.Statements) != 0 {
+		t.Fatalf("Reset: got %p with %d statements, want %p clean", got, len(got.Statements), sc)
+	}
+	other, err := tr.Acquire(context.Background(), p, map[string]string{"application_name": "x"})
+	if err != nil || other == sc {
+		t.Fatalf("other parameters got (%p, %v), want a new connection", other, err)
+	}
+	tr.Release(other, Keep)
+
+	tr.d.backend(sc).fail = true // DISCARD ALL fails: the connection is not reused
+	tr.Release(sc, Reset)
+	tr.waitClosed(t, sc)
+	if s := tr.stats("acme"); s.Open != 1 || s.Idle != 1 {
+		t.Fatalf("after a failed Reset: %+v, want only the other connection", s)
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Error("a second Release did not panic")
+		}
+	}()
+	tr.Release(sc, Close)
+}
