@@ -53,10 +53,10 @@ func (ss *session) refreshPolicy() error {
 	// generation on again, and the next boundary reads once more. During a
 	// catalog outage Resolve serves the last known placement, and the session
 	// does not ask again until the generation moves (the reconnection).
-	gen := ss.srv.router.Gen()
+	gen := ss.srv.backends.Gen()
 	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.StartupTimeout)
 	defer cancel()
-	p, err := ss.srv.router.Resolve(ctx, ss.cur.Tenant.ID)
+	p, err := ss.srv.backends.Resolve(ctx, ss.cur.Tenant.ID)
 	if errors.Is(err, catalog.ErrNotFound) {
 		e := fatalf(codeAdminShutdown, "tenant %q was deleted; the session ends", ss.cur.Tenant.Slug)
 		ss.kill(e)
@@ -200,7 +200,7 @@ func (s *Server) stopBlockedSessions(c catalog.Change) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartupTimeout)
 	defer cancel()
-	p, err := s.router.Resolve(ctx, c.Key)
+	p, err := s.backends.Resolve(ctx, c.Key)
 	if err != nil || p.Policy.Blocked == "" {
 		return // a deleted tenant's sessions end at their next transaction
 	}

@@ -75,7 +75,7 @@ func (ss *session) relay() error {
 			}
 			continue
 		}
-		if startsTransaction(typ) && ss.srv.router.Gen() != ss.polGen {
+		if startsTransaction(typ) && ss.srv.backends.Gen() != ss.polGen {
 			if ss.pipeliningOutsideTransaction() {
 				// Earlier requests, transactions of their own, are still
 				// pending: a client that always keeps one in flight would

@@ -17,7 +17,6 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
-	"github.com/stratum-hq/stratum-proxy/router"
 )
 
 // Pool modes.
@@ -99,9 +98,9 @@ func (c *Config) fillDefaults() {
 // Server accepts PostgreSQL clients and relays each session to its tenant's
 // placement.
 type Server struct {
-	cfg    Config
-	router *router.Router
-	log    *zap.Logger
+	cfg      Config
+	backends Backends
+	log      *zap.Logger
 
 	nextID  atomic.Uint64
 	binding scram.ChannelBinding // of the TLS certificate, for SCRAM-SHA-256-PLUS
@@ -124,11 +123,12 @@ type Server struct {
 	stopOnce sync.Once
 }
 
-// New returns a Server that routes through r. The caller owns r and log and must
-// keep them open until the Server is closed.
-func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
+// New returns a Server that routes through b (a *router.Router in
+// production). The caller owns b and log and must keep them open until the
+// Server is closed.
+func New(cfg Config, b Backends, log *zap.Logger) *Server {
 	cfg.fillDefaults()
-	s := &Server{cfg: cfg, router: r, log: log, binding: serverEndpointBinding(cfg.TLS),
+	s := &Server{cfg: cfg, backends: b, log: log, binding: serverEndpointBinding(cfg.TLS),
 		guard: rewrite.NewGuard(rewrite.GuardConfig{}), metrics: cfg.Metrics, limits: newLimits()}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[uint32]*session{}
@@ -137,7 +137,7 @@ func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
 	go s.rankLoop()
 	// A suspended or archived tenant's open sessions end at their next idle
 	// point; the lookup reads the catalog, so not on the router's goroutine.
-	r.OnChange(func(c catalog.Change) { go s.stopBlockedSessions(c) })
+	b.OnChange(func(c catalog.Change) { go s.stopBlockedSessions(c) })
 	return s
 }
 

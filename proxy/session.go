@@ -142,7 +142,7 @@ func (ss *session) run() {
 	switch {
 	case sc == nil: // transaction pooling with known parameters: no backend yet
 	case ss.transactionPooling():
-		ss.srv.router.Release(sc, router.Keep)
+		ss.srv.backends.Release(sc, router.Keep)
 	default:
 		ss.attachLocked(sc)
 	}
@@ -205,10 +205,10 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	status := map[string]string(nil)
 	if ss.transactionPooling() {
 		// A backend is needed only to learn its parameters; a known set spares it.
-		status = ss.srv.router.KnownStatus(p, ss.params)
+		status = ss.srv.backends.KnownStatus(p, ss.params)
 	}
 	if status == nil {
-		cfg := ss.srv.router.Config()
+		cfg := ss.srv.backends.Config()
 		actx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.DialTimeout)
 		defer cancel()
 		if sc, err = ss.timedAcquire(actx, p); err != nil {
@@ -224,7 +224,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	out = readyForQuery(out, txIdle)
 	if _, err := ss.cc.conn.Write(out); err != nil {
 		if sc != nil {
-			ss.srv.router.Release(sc, router.Reset)
+			ss.srv.backends.Release(sc, router.Reset)
 		}
 		return nil, err
 	}
@@ -234,7 +234,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 // timedAcquire acquires a backend for p and records how long it took.
 func (ss *session) timedAcquire(ctx context.Context, p *router.Placement) (*router.ServerConn, error) {
 	start := time.Now()
-	sc, err := ss.srv.router.Acquire(ctx, p, ss.params)
+	sc, err := ss.srv.backends.Acquire(ctx, p, ss.params)
 	d := time.Since(start)
 	ss.srv.metrics.acquireSeconds.Observe(d.Seconds())
 	if d > 10*time.Millisecond {
@@ -306,7 +306,7 @@ func (ss *session) attach(typ byte) (*attachment, error) {
 // state and attaches it. The caller starts its pump once the request that
 // needed it is counted, so the pump cannot see the session idle in between.
 func (ss *session) acquire() (*attachment, error) {
-	cfg := ss.srv.router.Config()
+	cfg := ss.srv.backends.Config()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.QueueTimeout+cfg.DialTimeout)
 	sc, err := ss.timedAcquire(ctx, ss.cur)
 	cancel()
@@ -314,7 +314,7 @@ func (ss *session) acquire() (*attachment, error) {
 		return nil, ss.acquireError(err, false)
 	}
 	if err := ss.state.prepareBackend(ss, sc); err != nil {
-		ss.srv.router.Release(sc, router.Close)
+		ss.srv.backends.Release(sc, router.Close)
 		return nil, asError(err, false)
 	}
 	att := &attachment{sc: sc, done: make(chan error, 1)}
@@ -481,7 +481,7 @@ func (ss *session) pump(att *attachment) {
 		if release {
 			att.wmu.Lock() // see attachment.wmu
 			att.wmu.Unlock()
-			ss.srv.router.Release(sc, router.Keep)
+			ss.srv.backends.Release(sc, router.Keep)
 			att.done <- nil
 			if werr != nil {
 				ss.cc.conn.Close()
@@ -581,7 +581,7 @@ func (ss *session) detach() (*router.ServerConn, error) {
 	ss.mu.att = nil
 	ss.mu.Unlock()
 	if err != nil {
-		ss.srv.router.Release(att.sc, router.Close)
+		ss.srv.backends.Release(att.sc, router.Close)
 		return nil, err
 	}
 	return att.sc, nil
@@ -603,9 +603,9 @@ func (ss *session) finish() {
 	clean := flushErr == nil && safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus) && !ss.mu.unsynced
 	ss.mu.Unlock()
 	if clean {
-		ss.srv.router.Release(sc, router.Reset)
+		ss.srv.backends.Release(sc, router.Reset)
 	} else {
-		ss.srv.router.Release(sc, router.Close)
+		ss.srv.backends.Release(sc, router.Close)
 	}
 }
 

@@ -71,7 +71,7 @@ func (ss *session) switchTenant(ref string) error {
 	var oldParams map[string]string
 	if old != nil {
 		oldParams = old.Params
-		go ss.srv.router.Release(old, router.Reset)
+		go ss.srv.backends.Release(old, router.Reset)
 	}
 	prev := ss.cur
 	ss.setTenant(p)
@@ -107,7 +107,7 @@ func (ss *session) switchTenant(ref string) error {
 		if sc, err := ss.detach(); err != nil {
 			return err
 		} else if sc != nil {
-			ss.srv.router.Release(sc, router.Keep)
+			ss.srv.backends.Release(sc, router.Keep)
 		}
 	}
 	return ss.answer(append(status, done...))
