@@ -72,9 +72,9 @@ type Backends struct {
 
 	mu struct {
 		sync.Mutex
-		placements map[string]*router.Placement   // by slug and by id
-		users      map[string]*catalog.User       // by name
-		scripts    map[string][]*pgfake.Script    // by tenant id: the connections it will open, in order
+		placements map[string]*router.Placement    // by slug and by id
+		users      map[string]*catalog.User        // by name
+		scripts    map[string][]*pgfake.Script     // by tenant id: the connections it will open, in order
 		idle       map[string][]*router.ServerConn // by tenant id
 		conns      map[*router.ServerConn]*conn
 		status     map[string]map[string]string // KnownStatus by tenant id
