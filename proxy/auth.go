@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
 
 const (
@@ -137,7 +138,7 @@ func (ss *session) readAuthMessage() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if typ != 'p' {
+	if typ != wire.PasswordMessage {
 		return nil, fatalf(codeProtocolViolation, "expected SASL response, got message type %q", typ)
 	}
 	return msg[5:], nil

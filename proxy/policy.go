@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
 )
 
@@ -21,7 +22,7 @@ const (
 // startsTransaction reports whether a client message can be the first of a
 // transaction, where a changed tenant policy is picked up.
 func startsTransaction(typ byte) bool {
-	return typ == 'Q' || typ == 'P' || typ == 'B' || typ == 'F'
+	return typ == wire.Query || typ == wire.Parse || typ == wire.Bind || typ == wire.FunctionCall
 }
 
 // pipeliningOutsideTransaction reports whether requests are pending while

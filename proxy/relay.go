@@ -64,7 +64,7 @@ func (ss *session) relay() error {
 			return err
 		}
 		if ss.skipUntilSync {
-			if typ == 'S' {
+			if typ == wire.Sync {
 				if err := flushAtt(); err != nil {
 					return err
 				}
@@ -93,9 +93,9 @@ func (ss *session) relay() error {
 			}
 		}
 		switch typ {
-		case 'X': // Terminate
+		case wire.Terminate:
 			return nil
-		case 'Q':
+		case wire.Query:
 			if rewrite.MentionsTenantSetting(msg[5:]) {
 				if err := flushAtt(); err != nil {
 					return err
@@ -117,7 +117,7 @@ func (ss *session) relay() error {
 				}
 				continue
 			}
-		case 'P':
+		case wire.Parse:
 			var e *Error
 			if q, ok := parseQuery(msg); ok {
 				e = ss.guardError(q, false)
@@ -131,7 +131,7 @@ func (ss *session) relay() error {
 				}
 				continue
 			}
-		case 'B':
+		case wire.Bind:
 			// A named statement prepared under an earlier policy (or
 			// another tenant's, replayed after a switch) is checked again.
 			if e := ss.bindPolicyError(msg); e != nil {
@@ -140,7 +140,7 @@ func (ss *session) relay() error {
 				}
 				continue
 			}
-		case 'F':
+		case wire.FunctionCall:
 			if e := functionCallError(msg); e != nil {
 				if err := flushAtt(); err != nil {
 					return err
@@ -150,13 +150,13 @@ func (ss *session) relay() error {
 				}
 				continue
 			}
-		case 'E', 'D', 'C', 'H', 'S', 'd', 'c', 'f':
+		case wire.Execute, wire.Describe, wire.CloseMessage, wire.Flush, wire.Sync, wire.CopyData, wire.CopyDone, wire.CopyFail:
 		default:
 			ss.writeClient(fatalf(codeProtocolViolation, "invalid frontend message type %d", typ).encode(nil))
 			return errors.New("protocol violation")
 		}
 		ss.bytesIn += len(msg)
-		if typ == 'Q' || typ == 'S' {
+		if typ == wire.Query || typ == wire.Sync {
 			ss.counters.countQuery()
 		}
 		cur, err := ss.attach(typ)
@@ -179,7 +179,7 @@ func (ss *session) relay() error {
 		if err := att.write(out); err != nil {
 			return fmt.Errorf("writing to backend: %w", err)
 		}
-		if typ == 'Q' && ss.pol.ReadOnly != "" && att.sc.Policy != ss.pol.Sig {
+		if typ == wire.Query && ss.pol.ReadOnly != "" && att.sc.Policy != ss.pol.Sig {
 			// The Query resets the backend's settings (RESET ALL or DISCARD
 			// ALL, alone: policyError refuses them with other statements, so
 			// no COPY FROM STDIN can be waiting for the client), the
@@ -204,7 +204,7 @@ func (ss *session) relay() error {
 // the error comes now and the rest is skipped until Sync.
 func (ss *session) refuse(typ byte, e *Error) error {
 	switch typ {
-	case 'Q', 'F', 'S':
+	case wire.Query, wire.FunctionCall, wire.Sync:
 		return ss.writeClient(readyForQuery(e.encode(nil), ss.txStatus()))
 	default:
 		ss.skipUntilSync = true
@@ -280,7 +280,7 @@ func (ss *session) syncOpenBatch() error {
 	if !open {
 		return nil
 	}
-	if err := att.write([]byte{'S', 0, 0, 0, 4}); err != nil {
+	if err := att.write([]byte(syncMsg)); err != nil {
 		return err
 	}
 	return att.flush()

@@ -1,12 +1,14 @@
 package proxy
 
+import "github.com/stratum-hq/stratum-proxy/internal/wire"
+
 // Protocol rules, named so that the relay loop reads as the protocol does.
 
 // Transaction status bytes of ReadyForQuery.
 const (
-	txIdle   = 'I' // not in a transaction block
-	txInTx   = 'T' // in a transaction block
-	txFailed = 'E' // in a failed transaction block
+	txIdle   = wire.TxIdle   // not in a transaction block
+	txInTx   = wire.TxInTx   // in a transaction block
+	txFailed = wire.TxFailed // in a failed transaction block
 )
 
 // expectsReadyForQuery reports whether a client message makes the backend send
@@ -15,7 +17,7 @@ const (
 // CopyFail end a COPY that a Query or an extended batch started, whose
 // ReadyForQuery is already counted.
 func expectsReadyForQuery(typ byte) bool {
-	return typ == 'Q' || typ == 'S' || typ == 'F'
+	return typ == wire.Query || typ == wire.Sync || typ == wire.FunctionCall
 }
 
 // safeToSwitchTenant is the rule for SET stratum.tenant and for handing a

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -290,9 +291,9 @@ func (ss *session) attach(typ byte) (*attachment, error) {
 		ss.mu.pending++
 	}
 	switch typ {
-	case 'S':
+	case wire.Sync:
 		ss.mu.unsynced = false
-	case 'P', 'B', 'E', 'D', 'C', 'H':
+	case wire.Parse, wire.Bind, wire.Execute, wire.Describe, wire.CloseMessage, wire.Flush:
 		ss.mu.unsynced = true
 	}
 	ss.mu.Unlock()
@@ -386,10 +387,10 @@ func (ss *session) pump(att *attachment) {
 			return
 		}
 		if att.dropUntilRF.Load() > 0 {
-			if typ == 'E' {
+			if typ == wire.ErrorResponse {
 				ss.log.Warn("replaying session settings failed", zap.ByteString("error", msg[5:]))
 			}
-			if typ == 'Z' {
+			if typ == wire.ReadyForQuery {
 				att.dropUntilRF.Add(-1)
 				ss.mu.Lock()
 				ss.mu.pending--
@@ -405,14 +406,14 @@ func (ss *session) pump(att *attachment) {
 			continue
 		}
 		switch {
-		case typ == '1' && att.dropParse.Load() > 0:
+		case typ == wire.ParseComplete && att.dropParse.Load() > 0:
 			att.dropParse.Add(-1)
 			continue
-		case typ == '3' && att.dropClose.Load() > 0:
+		case typ == wire.CloseComplete && att.dropClose.Load() > 0:
 			att.dropClose.Add(-1)
 			continue
 		}
-		if typ == 'Z' && att.dropReady.Load() > 0 {
+		if typ == wire.ReadyForQuery && att.dropReady.Load() > 0 {
 			att.dropReady.Add(-1)
 			ss.mu.Lock()
 			ss.mu.pending--
@@ -426,7 +427,7 @@ func (ss *session) pump(att *attachment) {
 			}
 			continue
 		}
-		if typ == 'G' || typ == 'W' { // CopyInResponse, CopyBothResponse
+		if typ == wire.CopyInResponse || typ == wire.CopyBothResponse {
 			ss.mu.Lock()
 			ss.mu.copyIn = true
 			ss.mu.Unlock()
@@ -437,7 +438,7 @@ func (ss *session) pump(att *attachment) {
 		}
 		release := false
 		ss.bytesOut += len(msg)
-		if typ == 'Z' && len(msg) == 6 {
+		if typ == wire.ReadyForQuery && len(msg) == 6 {
 			if msg[5] == txIdle {
 				ss.counters.transactions.Inc()
 			}
@@ -494,7 +495,7 @@ func (ss *session) pump(att *attachment) {
 			att.done <- werr
 			return
 		}
-		if typ == 'Z' {
+		if typ == wire.ReadyForQuery {
 			ss.stopIfAsked()
 		}
 	}

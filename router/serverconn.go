@@ -72,7 +72,7 @@ func SendCancel(ctx context.Context, addr string, pid uint32, key []byte) error 
 	}
 	msg := make([]byte, 12, 12+len(key))
 	binary.BigEndian.PutUint32(msg[0:], uint32(12+len(key)))
-	binary.BigEndian.PutUint32(msg[4:], 80877102)
+	binary.BigEndian.PutUint32(msg[4:], wire.CancelRequestCode)
 	binary.BigEndian.PutUint32(msg[8:], pid)
 	msg = append(msg, key...)
 	if _, err := c.Write(msg); err != nil {
@@ -127,7 +127,7 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 	s.Conn.SetDeadline(time.Now().Add(timeout))
 	defer s.Conn.SetDeadline(time.Time{})
 	const q = "DISCARD ALL\x00"
-	msg := []byte{'Q', 0, 0, 0, 0}
+	msg := []byte{wire.Query, 0, 0, 0, 0}
 	binary.BigEndian.PutUint32(msg[1:], uint32(4+len(q)))
 	msg = append(msg, q...)
 	if _, err := s.Writer.Write(msg); err != nil {
@@ -146,10 +146,10 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 			return false
 		}
 		switch typ {
-		case 'E':
+		case wire.ErrorResponse:
 			ok = false
-		case 'Z':
-			return ok && len(m) == 6 && m[5] == 'I'
+		case wire.ReadyForQuery:
+			return ok && len(m) == 6 && m[5] == wire.TxIdle
 		}
 	}
 }
@@ -157,7 +157,7 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 // Close closes the connection, politely (Terminate) when it can.
 func (s *ServerConn) Close() {
 	s.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	s.Writer.Write([]byte{'X', 0, 0, 0, 4})
+	s.Writer.Write([]byte{wire.Terminate, 0, 0, 0, 4})
 	s.Writer.Flush()
 	s.Conn.Close()
 }
