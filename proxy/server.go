@@ -17,6 +17,7 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
+	"github.com/stratum-hq/stratum-proxy/router"
 )
 
 // Pool modes.
@@ -60,6 +61,36 @@ type Config struct {
 	// RankEvery is how often the most active tenants are re-ranked for the
 	// per-tenant metric labels; default 1m.
 	RankEvery time.Duration
+
+	// knobs are the test seams; zero fields get the real thing.
+	knobs knobs
+}
+
+// knobs are the proxy's dependencies on the clock and the network, which
+// tests replace (STYLE #7). Deadlines on net.Conns are not among them: the
+// runtime compares those with the wall clock, so they use time.Now.
+type knobs struct {
+	// now is the clock of the authentication lockout windows and of the
+	// acquire timings; default time.Now.
+	now func() time.Time
+	// dialCancel opens the connection a client's cancel request is forwarded
+	// to its backend on; default a net.Dialer's DialContext.
+	dialCancel router.DialFunc
+	// cancelTimeout bounds forwarding one cancel request; default 5s.
+	cancelTimeout time.Duration
+}
+
+func (k *knobs) fillDefaults() {
+	if k.now == nil {
+		k.now = time.Now
+	}
+	if k.dialCancel == nil {
+		var d net.Dialer
+		k.dialCancel = d.DialContext
+	}
+	if k.cancelTimeout <= 0 {
+		k.cancelTimeout = 5 * time.Second
+	}
 }
 
 func (c *Config) fillDefaults() {
@@ -93,6 +124,7 @@ func (c *Config) fillDefaults() {
 	if c.AuthLockout <= 0 {
 		c.AuthLockout = 5 * time.Second
 	}
+	c.knobs.fillDefaults()
 }
 
 // Server accepts PostgreSQL clients and relays each session to its tenant's

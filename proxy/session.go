@@ -166,7 +166,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	}
 	ip := sourceIP(ss.cc.conn.RemoteAddr())
 	lim := ss.srv.limits
-	if wait := lim.throttled(ip, time.Now()); wait > 0 {
+	if wait := lim.throttled(ip, ss.srv.cfg.knobs.now()); wait > 0 {
 		ss.srv.metrics.countError("auth_throttled")
 		return nil, fatalf(codeInvalidAuthSpec, "too many failed authentications from %s: try again in %s", ip, wait.Round(time.Second))
 	}
@@ -178,7 +178,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 		var e *Error
 		if errors.As(err, &e) && e.Code == codeInvalidPassword {
 			cfg := ss.srv.cfg
-			lim.authFailed(ip, cfg.AuthFailureThreshold, cfg.AuthFailureWindow, cfg.AuthLockout, time.Now())
+			lim.authFailed(ip, cfg.AuthFailureThreshold, cfg.AuthFailureWindow, cfg.AuthLockout, cfg.knobs.now())
 			ss.srv.metrics.countError("auth_failed")
 		}
 		return nil, err
@@ -234,9 +234,10 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 
 // timedAcquire acquires a backend for p and records how long it took.
 func (ss *session) timedAcquire(ctx context.Context, p *router.Placement) (*router.ServerConn, error) {
-	start := time.Now()
+	now := ss.srv.cfg.knobs.now
+	start := now()
 	sc, err := ss.srv.backends.Acquire(ctx, p, ss.params)
-	d := time.Since(start)
+	d := now().Sub(start)
 	ss.srv.metrics.acquireSeconds.Observe(d.Seconds())
 	if d > 10*time.Millisecond {
 		ss.srv.metrics.poolWaits.Inc()
@@ -691,14 +692,14 @@ func (ss *session) kill(e *Error) {
 // holds, if any. The session lock is held while the cancel is sent so that the
 // backend cannot pass to another session in between.
 func (ss *session) cancelBackend() {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.knobs.cancelTimeout)
 	defer cancel()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.mu.att == nil {
 		return
 	}
-	if err := ss.mu.att.sc.Cancel(ctx); err != nil {
+	if err := ss.mu.att.sc.CancelVia(ctx, ss.srv.cfg.knobs.dialCancel); err != nil {
 		ss.srv.log.Warn("forwarding cancel request failed", zap.Uint64("session", ss.id), zap.Error(err))
 	}
 }

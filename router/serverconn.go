@@ -53,16 +53,31 @@ type ServerConn struct {
 	backend  string
 }
 
+// DialFunc opens a network connection, like (*net.Dialer).DialContext.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
 // Cancel asks the backend to cancel whatever this connection is running, the way
 // a PostgreSQL client does: a CancelRequest on a new connection.
 func (s *ServerConn) Cancel(ctx context.Context) error {
-	return SendCancel(ctx, s.Addr, s.PID, s.SecretKey)
+	return s.CancelVia(ctx, nil)
+}
+
+// CancelVia is Cancel over a connection that dial opens (nil: a net.Dialer's).
+func (s *ServerConn) CancelVia(ctx context.Context, dial DialFunc) error {
+	return sendCancel(ctx, dial, s.Addr, s.PID, s.SecretKey)
 }
 
 // SendCancel sends a CancelRequest for (pid, key) to the server at addr.
 func SendCancel(ctx context.Context, addr string, pid uint32, key []byte) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	return sendCancel(ctx, nil, addr, pid, key)
+}
+
+func sendCancel(ctx context.Context, dial DialFunc, addr string, pid uint32, key []byte) error {
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	c, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("dialing for cancel: %w", err)
 	}
