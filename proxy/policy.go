@@ -11,6 +11,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
+	"github.com/stratum-hq/stratum-proxy/router"
 )
 
 // SQLSTATEs of policy refusals.
@@ -44,7 +45,7 @@ func (ss *session) pipeliningOutsideTransaction() bool {
 // It returns an error only when the session must end.
 func (ss *session) refreshPolicy() error {
 	ss.mu.Lock()
-	boundary := !ss.mu.unsynced && safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
+	boundary := ss.idleLocked()
 	held := ss.mu.att != nil
 	ss.mu.Unlock()
 	if !boundary {
@@ -55,7 +56,7 @@ func (ss *session) refreshPolicy() error {
 	// catalog outage Resolve serves the last known placement, and the session
 	// does not ask again until the generation moves (the reconnection).
 	gen := ss.srv.backends.Gen()
-	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.StartupTimeout)
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.StartupTimeout)
 	defer cancel()
 	p, err := ss.srv.backends.Resolve(ctx, ss.cur.Tenant.ID)
 	if errors.Is(err, catalog.ErrNotFound) {
@@ -199,6 +200,9 @@ func (s *Server) stopBlockedSessions(c catalog.Change) {
 	if c.Table != "tenants" || c.Key == "" {
 		return
 	}
+	// Background: the sweep belongs to no session, and the Server has no
+	// lifetime context of its own (Shutdown's ctx bounds only the shutdown).
+	// The timeout bounds the one catalog read.
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartupTimeout)
 	defer cancel()
 	p, err := s.backends.Resolve(ctx, c.Key)
@@ -222,4 +226,11 @@ func (s *Server) stopBlockedSessions(c catalog.Change) {
 	if len(victims) > 0 {
 		s.log.Info("ending sessions of a blocked tenant", zap.String("tenant", p.Tenant.Slug), zap.Int("sessions", len(victims)))
 	}
+}
+
+// mayUndoReadOnly reports whether a simple Query just written to sc reset a
+// read-only tenant's policy on it: the tenant is read-only and sc no longer
+// holds the policy (track clears sc.Policy for RESET ALL and DISCARD ALL).
+func mayUndoReadOnly(pol *router.Policy, sc *router.ServerConn) bool {
+	return pol.ReadOnly != "" && sc.Policy != pol.Sig
 }

@@ -270,6 +270,8 @@ func (s *Server) trackStarting(c net.Conn, starting bool) bool {
 
 // Close is Shutdown without grace. It is idempotent.
 func (s *Server) Close() {
+	// An already cancelled context: Shutdown with no grace at all. Background
+	// is its only sensible parent.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	s.Shutdown(ctx)

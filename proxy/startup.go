@@ -66,6 +66,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	}
 	ss := newSession(s, cc, startup, log)
 	if !s.register(ss) {
+		ss.cancel()
 		cc.conn.Write(fatalf(codeAdminShutdown, "stratum-proxy is shutting down").encode(nil))
 		return
 	}

@@ -54,7 +54,7 @@ func (ss *session) switchTenant(ref string) error {
 		e.Hint = "connect again naming the tenant, or ask an operator to allow switching for this user"
 		return ss.answerError(e, true)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.StartupTimeout)
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.StartupTimeout)
 	defer cancel()
 	p, err := ss.resolve(ctx, ref, false)
 	if err != nil {
