@@ -20,18 +20,28 @@ import (
 func TestCancelForwarded(t *testing.T) {
 	h := newHarness(t, PoolSession)
 	h.configured = func(c *Config) { c.knobs.dialCancel = h.be.DialCancel }
-	cancelled := make(chan struct{})
+	running, cancelled := make(chan struct{}), make(chan struct{})
 	canceledReply := &pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "57014",
 		Message: "canceling statement due to user request"}
 	h.be.Script(h.t1, NewScript(
 		Expect(query("SELECT pg_sleep(10)")),
-		Func(func(*pgproto3.Backend) error { <-cancelled; return nil }),
+		Func(func(*pgproto3.Backend) error { close(running); <-cancelled; return nil }),
 		Send(canceledReply, ready(txIdle)),
 	))
 	h.start()
+	var once sync.Once
+	release := func() { once.Do(func() { close(cancelled) }) }
+	t.Cleanup(release) // before the harness's: a failed test must not leave the script waiting
 	c := h.connect("t1")
 	h.expectEvents("acquire t1 #1")
 	c.send(query("SELECT pg_sleep(10)"))
+	// A cancel that comes before the query reaches the backend has nothing
+	// to cancel, as with PostgreSQL; send it once the query runs.
+	select {
+	case <-running:
+	case <-time.After(testWait):
+		t.Fatal("the query did not reach the backend")
+	}
 
 	cc, err := net.Dial("tcp", h.addr)
 	if err != nil {
@@ -43,7 +53,7 @@ func TestCancelForwarded(t *testing.T) {
 	}
 	cc.Close()
 	h.expectEvents("cancel t1 #1")
-	close(cancelled)
+	release()
 	c.expect(canceledReply, ready(txIdle))
 	c.send(&pgproto3.Terminate{})
 	h.expectEvents("release t1 #1 reset")

@@ -92,7 +92,9 @@ func (s *sendStep) Step(b *pgproto3.Backend) error {
 // Send sends msgs to the frontend, in one write.
 func Send(msgs ...pgproto3.BackendMessage) Step { return &sendStep{msgs: msgs} }
 
-// Func is a step that runs f: to signal a test, or to wait for one.
+// Func is a step that runs f: to signal a test, or to wait for one. A Func
+// that waits must return when the test ends, failed or not: closing the
+// connection does not interrupt it.
 type Func func(b *pgproto3.Backend) error
 
 // Step runs f.
