@@ -4,8 +4,9 @@ import (
 	"bytes"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/stratum-hq/stratum-proxy/rewrite"
 	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/rewrite"
 )
 
 // parseIsTenantCommand reports whether a Parse message sets or resets the tenant.

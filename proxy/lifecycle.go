@@ -8,8 +8,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/stratum-hq/stratum-proxy/router"
 	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/router"
 )
 
 // run authenticates, connects to the tenant and relays until the client leaves.

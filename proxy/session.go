@@ -6,9 +6,10 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.uber.org/zap"
+
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/router"
-	"go.uber.org/zap"
 )
 
 // session is one client connection after startup. Two goroutines work on it:
