@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
 
 const (
@@ -26,7 +27,7 @@ const (
 // "tenant" as a suffix. It returns a nil user (and no error) when neither exists,
 // so that authentication can fail the same way as for a wrong password.
 func (ss *session) findUser(ctx context.Context, name string) (u *catalog.User, tenantSuffix string, err error) {
-	u, err = ss.srv.router.User(ctx, name)
+	u, err = ss.srv.backends.User(ctx, name)
 	if err == nil {
 		return u, "", nil
 	}
@@ -37,7 +38,7 @@ func (ss *session) findUser(ctx context.Context, name string) (u *catalog.User, 
 		if name[i] != '.' {
 			continue
 		}
-		u, err = ss.srv.router.User(ctx, name[:i])
+		u, err = ss.srv.backends.User(ctx, name[:i])
 		if err == nil {
 			return u, name[i+1:], nil
 		}
@@ -137,7 +138,7 @@ func (ss *session) readAuthMessage() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if typ != 'p' {
+	if typ != wire.PasswordMessage {
 		return nil, fatalf(codeProtocolViolation, "expected SASL response, got message type %q", typ)
 	}
 	return msg[5:], nil

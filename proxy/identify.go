@@ -57,7 +57,7 @@ func (ss *session) identify(ctx context.Context, userSuffix string) (*router.Pla
 	}
 	if ref == "" {
 		if db := ss.startup[paramDatabase]; db != "" {
-			p, err := ss.srv.router.ResolveDatabase(ctx, db)
+			p, err := ss.srv.backends.ResolveDatabase(ctx, db)
 			if err == nil {
 				return p, ss.authorize(ctx, p, true)
 			}
@@ -80,7 +80,7 @@ func (ss *session) resolve(ctx context.Context, ref string, fatal bool) (*router
 		e.Fatal = fatal
 		return nil, e
 	}
-	p, err := ss.srv.router.Resolve(ctx, ref)
+	p, err := ss.srv.backends.Resolve(ctx, ref)
 	if errors.Is(err, catalog.ErrNotFound) {
 		e := errorf(codeInvalidCatalogName, "tenant %q does not exist", ref)
 		e.Fatal = fatal
@@ -94,7 +94,7 @@ func (ss *session) resolve(ctx context.Context, ref string, fatal bool) (*router
 
 // authorize checks that the tenant lies in the user's subtree and is active.
 func (ss *session) authorize(ctx context.Context, p *router.Placement, fatal bool) error {
-	root, err := ss.srv.router.Resolve(ctx, ss.user.TenantID)
+	root, err := ss.srv.backends.Resolve(ctx, ss.user.TenantID)
 	if err != nil {
 		return catalogError(err, fatal)
 	}

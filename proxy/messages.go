@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
 
 // appendMsg encodes a protocol message the proxy writes itself. Encoding only
@@ -14,6 +16,9 @@ func appendMsg(dst []byte, m pgproto3.BackendMessage) []byte {
 	return out
 }
 
+// syncMsg is a Sync message the proxy sends itself.
+const syncMsg = string(wire.Sync) + "\x00\x00\x00\x04"
+
 func readyForQuery(dst []byte, status byte) []byte {
-	return append(dst, 'Z', 0, 0, 0, 5, status)
+	return append(dst, wire.ReadyForQuery, 0, 0, 0, 5, status)
 }

@@ -9,7 +9,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
+	"github.com/stratum-hq/stratum-proxy/policy"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
+	"github.com/stratum-hq/stratum-proxy/router"
 )
 
 // SQLSTATEs of policy refusals.
@@ -21,7 +24,7 @@ const (
 // startsTransaction reports whether a client message can be the first of a
 // transaction, where a changed tenant policy is picked up.
 func startsTransaction(typ byte) bool {
-	return typ == 'Q' || typ == 'P' || typ == 'B' || typ == 'F'
+	return typ == wire.Query || typ == wire.Parse || typ == wire.Bind || typ == wire.FunctionCall
 }
 
 // pipeliningOutsideTransaction reports whether requests are pending while
@@ -43,7 +46,7 @@ func (ss *session) pipeliningOutsideTransaction() bool {
 // It returns an error only when the session must end.
 func (ss *session) refreshPolicy() error {
 	ss.mu.Lock()
-	boundary := !ss.mu.unsynced && safeToSwitchTenant(ss.mu.pending, ss.mu.txStatus)
+	boundary := ss.idleLocked()
 	held := ss.mu.att != nil
 	ss.mu.Unlock()
 	if !boundary {
@@ -53,10 +56,10 @@ func (ss *session) refreshPolicy() error {
 	// generation on again, and the next boundary reads once more. During a
 	// catalog outage Resolve serves the last known placement, and the session
 	// does not ask again until the generation moves (the reconnection).
-	gen := ss.srv.router.Gen()
-	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.StartupTimeout)
+	gen := ss.srv.backends.Gen()
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.StartupTimeout)
 	defer cancel()
-	p, err := ss.srv.router.Resolve(ctx, ss.cur.Tenant.ID)
+	p, err := ss.srv.backends.Resolve(ctx, ss.cur.Tenant.ID)
 	if errors.Is(err, catalog.ErrNotFound) {
 		e := fatalf(codeAdminShutdown, "tenant %q was deleted; the session ends", ss.cur.Tenant.Slug)
 		ss.kill(e)
@@ -198,9 +201,12 @@ func (s *Server) stopBlockedSessions(c catalog.Change) {
 	if c.Table != "tenants" || c.Key == "" {
 		return
 	}
+	// Background: the sweep belongs to no session, and the Server has no
+	// lifetime context of its own (Shutdown's ctx bounds only the shutdown).
+	// The timeout bounds the one catalog read.
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.StartupTimeout)
 	defer cancel()
-	p, err := s.router.Resolve(ctx, c.Key)
+	p, err := s.backends.Resolve(ctx, c.Key)
 	if err != nil || p.Policy.Blocked == "" {
 		return // a deleted tenant's sessions end at their next transaction
 	}
@@ -221,4 +227,11 @@ func (s *Server) stopBlockedSessions(c catalog.Change) {
 	if len(victims) > 0 {
 		s.log.Info("ending sessions of a blocked tenant", zap.String("tenant", p.Tenant.Slug), zap.Int("sessions", len(victims)))
 	}
+}
+
+// mayUndoReadOnly reports whether a simple Query just written to sc reset a
+// read-only tenant's policy on it: the tenant is read-only and sc no longer
+// holds the policy (track clears sc.Policy for RESET ALL and DISCARD ALL).
+func mayUndoReadOnly(pol *policy.Policy, sc *router.ServerConn) bool {
+	return pol.ReadOnly != "" && sc.Policy != pol.Sig
 }

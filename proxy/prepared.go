@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -47,7 +48,7 @@ func (p *prepared) noteParse(msg []byte) {
 
 // noteClose forgets a statement closed with Close('S', name).
 func (p *prepared) noteClose(msg []byte) {
-	if len(msg) < 6 || msg[5] != 'S' {
+	if len(msg) < 6 || msg[5] != wire.TargetStatement {
 		return
 	}
 	if name, ok := cstring(msg[6:]); ok {
@@ -69,7 +70,7 @@ func (p *prepared) replay(sc *router.ServerConn, timeout time.Duration) error {
 	for name, msg := range p.byName {
 		names = append(names, name)
 		sc.Writer.Write(msg)
-		sc.Writer.Write([]byte{'S', 0, 0, 0, 4})
+		sc.Writer.WriteString(syncMsg)
 	}
 	if err := sc.Writer.Flush(); err != nil {
 		return fmt.Errorf("replaying prepared statements: %w", err)
@@ -82,11 +83,11 @@ func (p *prepared) replay(sc *router.ServerConn, timeout time.Duration) error {
 				return fmt.Errorf("replaying prepared statements: %w", err)
 			}
 			switch typ {
-			case 'E':
+			case wire.ErrorResponse:
 				failed = true
-			case 'Z':
+			case wire.ReadyForQuery:
 				done = true
-			case '1', 'N', 'S':
+			case wire.ParseComplete, wire.NoticeResponse, wire.ParameterStatus:
 			default:
 				return errors.New("replaying prepared statements: unexpected reply from backend")
 			}

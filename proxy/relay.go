@@ -1,266 +1,263 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-
-	"github.com/jackc/pgx/v5/pgproto3"
-	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
 )
 
+// relayer is the relay loop's state between two flushes to the backend.
+// Only the relay goroutine uses it.
+type relayer struct {
+	ss  *session
+	att *attachment // the backend written to since the last flush, or nil
+}
+
 // relay reads client messages and forwards them raw to the backend, handling
 // the few the proxy answers or rewrites itself. It returns when the client
 // leaves or the session must end.
 func (ss *session) relay() error {
+	r := &relayer{ss: ss}
 	rd := ss.cc.rd
-	var att *attachment // the backend written to since the last flush
-	// flushAtt sends what was written; the proxy's own answers wait for the
-	// backend's replies to everything before them, so it must go first.
-	flushAtt := func() error {
-		if att == nil {
-			return nil
-		}
-		ss.srv.metrics.bytesIn.Add(float64(ss.bytesIn))
-		ss.bytesIn = 0
-		err := att.flush()
-		att = nil
-		if err != nil {
-			return fmt.Errorf("flushing to backend: %w", err)
-		}
-		return nil
-	}
-	// refuseInBatch answers an extended-protocol message the proxy refuses as
-	// a backend does after an error in a batch: report it, then discard
-	// messages until Sync. What the batch sent before is synced first, so
-	// its replies come in order ahead of the error.
-	refuseInBatch := func(e *Error) error {
-		if err := flushAtt(); err != nil {
-			return err
-		}
-		if err := ss.syncOpenBatch(); err != nil {
-			return err
-		}
-		ss.skipUntilSync = true
-		return ss.answerError(e, false)
-	}
 	for {
 		if !rd.HasMessage() {
-			if err := flushAtt(); err != nil {
+			// The client has nothing more buffered: send what was written.
+			if err := r.flush(); err != nil {
 				return err
 			}
 			rd.Shrink()
 		}
 		typ, msg, err := rd.Next()
 		if err != nil {
-			if errors.Is(err, wire.ErrMessageTooLarge) {
-				ss.writeClient(fatalf(codeProgramLimit, "message too large: %v", err).encode(nil))
-			} else if errors.Is(err, wire.ErrBadLength) {
-				ss.writeClient(fatalf(codeProtocolViolation, "invalid message: %v", err).encode(nil))
-			}
+			return ss.clientReadFailed(err)
+		}
+		done, err := r.handle(typ, msg)
+		if done || err != nil {
 			return err
-		}
-		if ss.skipUntilSync {
-			if typ == 'S' {
-				if err := flushAtt(); err != nil {
-					return err
-				}
-				ss.skipUntilSync = false
-				if err := ss.answer(nil); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if startsTransaction(typ) && ss.srv.router.Gen() != ss.polGen {
-			if ss.pipeliningOutsideTransaction() {
-				// Earlier requests, transactions of their own, are still
-				// pending: a client that always keeps one in flight would
-				// never reach a boundary, and keep the old policy (or a
-				// suspended tenant's session) forever. Let them finish.
-				if err := flushAtt(); err != nil {
-					return err
-				}
-				if err := ss.waitIdle(); err != nil && !errors.Is(err, errCopyIn) {
-					return err
-				}
-			}
-			if err := ss.refreshPolicy(); err != nil {
-				return err
-			}
-		}
-		switch typ {
-		case 'X': // Terminate
-			return nil
-		case 'Q':
-			if rewrite.MentionsTenantSetting(msg[5:]) {
-				if err := flushAtt(); err != nil {
-					return err
-				}
-				handled, err := ss.tenantCommand(msg)
-				if err != nil {
-					return err
-				}
-				if handled {
-					continue
-				}
-			}
-			if e := ss.guardError(msg[5:len(msg)-1], true); e != nil {
-				if err := flushAtt(); err != nil {
-					return err
-				}
-				if err := ss.answerError(e, true); err != nil {
-					return err
-				}
-				continue
-			}
-		case 'P':
-			var e *Error
-			if q, ok := parseQuery(msg); ok {
-				e = ss.guardError(q, false)
-			}
-			if e == nil && rewrite.MentionsTenantSetting(msg[5:]) && ss.parseIsTenantCommand(msg) {
-				e = errorf(codeFeatureNotSupported, "SET and RESET of stratum.tenant must be sent with the simple query protocol")
-			}
-			if e != nil {
-				if err := refuseInBatch(e); err != nil {
-					return err
-				}
-				continue
-			}
-		case 'B':
-			// A named statement prepared under an earlier policy (or
-			// another tenant's, replayed after a switch) is checked again.
-			if e := ss.bindPolicyError(msg); e != nil {
-				if err := refuseInBatch(e); err != nil {
-					return err
-				}
-				continue
-			}
-		case 'F':
-			if e := functionCallError(msg); e != nil {
-				if err := flushAtt(); err != nil {
-					return err
-				}
-				if err := ss.answerError(e, true); err != nil {
-					return err
-				}
-				continue
-			}
-		case 'E', 'D', 'C', 'H', 'S', 'd', 'c', 'f':
-		default:
-			ss.writeClient(fatalf(codeProtocolViolation, "invalid frontend message type %d", typ).encode(nil))
-			return errors.New("protocol violation")
-		}
-		ss.bytesIn += len(msg)
-		if typ == 'Q' || typ == 'S' {
-			ss.counters.countQuery()
-		}
-		cur, err := ss.attach(typ)
-		if err != nil {
-			if err := ss.refuse(typ, asError(err, false)); err != nil {
-				return err
-			}
-			continue
-		}
-		if att != cur {
-			if err := flushAtt(); err != nil {
-				return err
-			}
-		}
-		att = cur
-		out, err := ss.state.track(ss, att, typ, msg)
-		if err != nil {
-			return err
-		}
-		if err := att.write(out); err != nil {
-			return fmt.Errorf("writing to backend: %w", err)
-		}
-		if typ == 'Q' && ss.pol.ReadOnly != "" && att.sc.Policy != ss.pol.Sig {
-			// The Query resets the backend's settings (RESET ALL or DISCARD
-			// ALL, alone: policyError refuses them with other statements, so
-			// no COPY FROM STDIN can be waiting for the client), the
-			// read-only default with them. Nothing more goes to the backend
-			// before its reply: then attach applies the policy again ahead of
-			// the next message, which would run writable otherwise.
-			if err := flushAtt(); err != nil {
-				return err
-			}
-			if err := ss.syncOpenBatch(); err != nil {
-				return err
-			}
-			if err := ss.waitIdle(); err != nil {
-				return err
-			}
 		}
 	}
 }
 
-// refuse answers a message the proxy could not forward (no backend could be
-// had): a simple Query gets the error and ReadyForQuery; in an extended batch
-// the error comes now and the rest is skipped until Sync.
-func (ss *session) refuse(typ byte, e *Error) error {
-	switch typ {
-	case 'Q', 'F', 'S':
-		return ss.writeClient(readyForQuery(e.encode(nil), ss.txStatus()))
+// clientReadFailed tells the client why its message was not read, when that
+// was its fault, and returns err.
+func (ss *session) clientReadFailed(err error) error {
+	if errors.Is(err, wire.ErrMessageTooLarge) {
+		ss.writeClient(fatalf(codeProgramLimit, "message too large: %v", err).encode(nil))
+	} else if errors.Is(err, wire.ErrBadLength) {
+		ss.writeClient(fatalf(codeProtocolViolation, "invalid message: %v", err).encode(nil))
+	}
+	return err
+}
+
+// handle processes one client message: it is skipped (after an error in an
+// extended batch), answered by the proxy, or forwarded. done is true when the
+// client ended the session.
+func (r *relayer) handle(typ byte, msg []byte) (done bool, err error) {
+	ss := r.ss
+	if ss.skipUntilSync {
+		return false, r.skipUntilSync(typ)
+	}
+	if startsTransaction(typ) && ss.srv.backends.Gen() != ss.polGen {
+		if err := r.refreshPolicy(); err != nil {
+			return false, err
+		}
+	}
+	var answered bool
+	switch {
+	case typ == wire.Terminate:
+		return true, nil
+	case typ == wire.Query:
+		answered, err = r.query(msg)
+	case typ == wire.Parse:
+		answered, err = r.parse(msg)
+	case typ == wire.Bind:
+		answered, err = r.bind(msg)
+	case typ == wire.FunctionCall:
+		answered, err = r.functionCall(msg)
+	case relayedAsIs(typ):
 	default:
-		ss.skipUntilSync = true
-		return ss.writeClient(e.encode(nil))
+		ss.writeClient(fatalf(codeProtocolViolation, "invalid frontend message type %d", typ).encode(nil))
+		return false, errors.New("protocol violation")
 	}
+	if answered || err != nil {
+		return false, err
+	}
+	return false, r.forward(typ, msg)
 }
 
-// parseIsTenantCommand reports whether a Parse message sets or resets the tenant.
-func (ss *session) parseIsTenantCommand(msg []byte) bool {
-	var p pgproto3.Parse
-	if err := p.Decode(msg[5:]); err != nil {
-		return false
+// flush sends what was written to the backend. The proxy's own answers wait
+// for the backend's replies to everything before them, so it must go first.
+func (r *relayer) flush() error {
+	if r.att == nil {
+		return nil
 	}
-	cmd, err := rewrite.ClassifyTenantCommand(p.Query)
-	return err != nil || cmd.Kind == rewrite.SetTenant || cmd.Kind == rewrite.ResetTenant
+	ss := r.ss
+	ss.srv.metrics.bytesIn.Add(float64(ss.bytesIn))
+	ss.bytesIn = 0
+	err := r.att.flush()
+	r.att = nil
+	if err != nil {
+		return fmt.Errorf("flushing to backend: %w", err)
+	}
+	return nil
 }
 
-// parseQuery returns the query text of a Parse message.
-func parseQuery(msg []byte) ([]byte, bool) {
-	body := msg[5:]
-	i := bytes.IndexByte(body, 0)
-	if i < 0 {
-		return nil, false
+// skipUntilSync discards a message of an extended-protocol batch that had an
+// error, as a backend does; the Sync that ends the batch gets its
+// ReadyForQuery.
+func (r *relayer) skipUntilSync(typ byte) error {
+	if typ != wire.Sync {
+		return nil
 	}
-	q := body[i+1:]
-	j := bytes.IndexByte(q, 0)
-	if j < 0 {
-		return nil, false
+	if err := r.flush(); err != nil {
+		return err
 	}
-	return q[:j], true
+	r.ss.skipUntilSync = false
+	return r.ss.answer(nil)
 }
 
-// guardError runs the SQL guard on a statement text, only when the cheap
-// pre-check says it could be refused, and returns the error for a refused one.
-// The denial is logged with the statement's fingerprint, never its literals,
-// and counted.
-func (ss *session) guardError(sql []byte, simple bool) *Error {
-	if ss.cur.Tenant.Isolation != "database" && rewrite.MayUseNotifications(sql) && rewrite.UsesNotifications(string(sql)) {
-		ss.srv.metrics.denials.WithLabelValues("notifications").Inc()
-		e := errorf(codeFeatureNotSupported, "LISTEN and NOTIFY are not available to tenant %q: "+
-			"PostgreSQL's notification channels span a whole database, which this tenant shares with others", ss.cur.Tenant.Slug)
-		e.Hint = "give the tenant database isolation to use LISTEN/NOTIFY"
-		return e
+// refreshPolicy picks up a catalog change before a message that may start a
+// transaction (see session.refreshPolicy).
+func (r *relayer) refreshPolicy() error {
+	ss := r.ss
+	if ss.pipeliningOutsideTransaction() {
+		// Earlier requests, transactions of their own, are still
+		// pending: a client that always keeps one in flight would
+		// never reach a boundary, and keep the old policy (or a
+		// suspended tenant's session) forever. Let them finish.
+		if err := r.flush(); err != nil {
+			return err
+		}
+		if err := ss.waitIdle(); err != nil && !errors.Is(err, errCopyIn) {
+			return err
+		}
 	}
-	if !rewrite.NeedsFullCheck(sql) {
-		return ss.policyError(sql, simple)
+	return ss.refreshPolicy()
+}
+
+// answerError flushes what was written and answers a request with e and, for
+// a simple query or function call, ReadyForQuery.
+func (r *relayer) answerError(e *Error) (answered bool, err error) {
+	if err := r.flush(); err != nil {
+		return true, err
 	}
-	v := ss.srv.guard.Check(string(sql))
-	if v.Allow {
-		return ss.policyError(sql, simple)
+	return true, r.ss.answerError(e, true)
+}
+
+// refuseInBatch answers an extended-protocol message the proxy refuses as
+// a backend does after an error in a batch: report it, then discard
+// messages until Sync. What the batch sent before is synced first, so
+// its replies come in order ahead of the error.
+func (r *relayer) refuseInBatch(e *Error) (answered bool, err error) {
+	if err := r.flush(); err != nil {
+		return true, err
 	}
-	ss.srv.metrics.denials.WithLabelValues(v.Reason).Inc()
-	ss.log.Warn("statement refused by the guard", zap.String("reason", v.Reason), zap.String("fingerprint", v.Fingerprint))
-	e := errorf(v.Code, "%s", v.Message)
-	e.Hint = "the session's role and tenant, and the settings that choose them, are fixed by stratum-proxy"
-	return e
+	if err := r.ss.syncOpenBatch(); err != nil {
+		return true, err
+	}
+	r.ss.skipUntilSync = true
+	return true, r.ss.answerError(e, false)
+}
+
+// query handles a simple Query: SET/RESET stratum.tenant is the proxy's own;
+// a statement the guard or the tenant's policy refuses is answered with the
+// error; the rest is forwarded.
+func (r *relayer) query(msg []byte) (answered bool, err error) {
+	ss := r.ss
+	if rewrite.MentionsTenantSetting(msg[5:]) {
+		if err := r.flush(); err != nil {
+			return true, err
+		}
+		handled, err := ss.tenantCommand(msg)
+		if err != nil || handled {
+			return true, err
+		}
+	}
+	if e := ss.guardError(msg[5:len(msg)-1], true); e != nil {
+		return r.answerError(e)
+	}
+	return false, nil
+}
+
+// parse handles a Parse: a statement the guard or policy refuses, or one that
+// sets the tenant (allowed only as a simple Query), fails the batch.
+func (r *relayer) parse(msg []byte) (answered bool, err error) {
+	ss := r.ss
+	var e *Error
+	if q, ok := parseQuery(msg); ok {
+		e = ss.guardError(q, false)
+	}
+	if e == nil && rewrite.MentionsTenantSetting(msg[5:]) && ss.parseIsTenantCommand(msg) {
+		e = errorf(codeFeatureNotSupported, "SET and RESET of stratum.tenant must be sent with the simple query protocol")
+	}
+	if e != nil {
+		return r.refuseInBatch(e)
+	}
+	return false, nil
+}
+
+// bind handles a Bind: a named statement prepared under an earlier policy
+// (or another tenant's, replayed after a switch) is checked again.
+func (r *relayer) bind(msg []byte) (answered bool, err error) {
+	if e := r.ss.bindPolicyError(msg); e != nil {
+		return r.refuseInBatch(e)
+	}
+	return false, nil
+}
+
+// functionCall handles a FunctionCall: set_config through it is refused.
+func (r *relayer) functionCall(msg []byte) (answered bool, err error) {
+	if e := functionCallError(msg); e != nil {
+		return r.answerError(e)
+	}
+	return false, nil
+}
+
+// forward sends a client message to the session's backend, attaching one
+// when none is held, rewritten where the session's state asks for it.
+func (r *relayer) forward(typ byte, msg []byte) error {
+	ss := r.ss
+	ss.bytesIn += len(msg)
+	if typ == wire.Query || typ == wire.Sync {
+		ss.counters.countQuery()
+	}
+	att, err := ss.attach(typ)
+	if err != nil {
+		return ss.refuse(typ, asError(err, false))
+	}
+	if r.att != att {
+		if err := r.flush(); err != nil {
+			return err
+		}
+	}
+	r.att = att
+	out, err := ss.state.track(ss, att, typ, msg)
+	if err != nil {
+		return err
+	}
+	if err := att.write(out); err != nil {
+		return fmt.Errorf("writing to backend: %w", err)
+	}
+	if typ == wire.Query && mayUndoReadOnly(ss.pol, att.sc) {
+		// The Query resets the backend's settings (RESET ALL or DISCARD
+		// ALL, alone: policyError refuses them with other statements, so
+		// no COPY FROM STDIN can be waiting for the client), the
+		// read-only default with them. Nothing more goes to the backend
+		// before its reply: then attach applies the policy again ahead of
+		// the next message, which would run writable otherwise.
+		if err := r.flush(); err != nil {
+			return err
+		}
+		if err := ss.syncOpenBatch(); err != nil {
+			return err
+		}
+		if err := ss.waitIdle(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // syncOpenBatch ends an extended-protocol batch the backend has begun (messages
@@ -280,7 +277,7 @@ func (ss *session) syncOpenBatch() error {
 	if !open {
 		return nil
 	}
-	if err := att.write([]byte{'S', 0, 0, 0, 4}); err != nil {
+	if err := att.write([]byte(syncMsg)); err != nil {
 		return err
 	}
 	return att.flush()

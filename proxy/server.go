@@ -61,6 +61,36 @@ type Config struct {
 	// RankEvery is how often the most active tenants are re-ranked for the
 	// per-tenant metric labels; default 1m.
 	RankEvery time.Duration
+
+	// knobs are the test seams; zero fields get the real thing.
+	knobs knobs
+}
+
+// knobs are the proxy's dependencies on the clock and the network, which
+// tests replace (STYLE #7). Deadlines on net.Conns are not among them: the
+// runtime compares those with the wall clock, so they use time.Now.
+type knobs struct {
+	// now is the clock of the authentication lockout windows and of the
+	// acquire timings; default time.Now.
+	now func() time.Time
+	// dialCancel opens the connection a client's cancel request is forwarded
+	// to its backend on; default a net.Dialer's DialContext.
+	dialCancel router.DialFunc
+	// cancelTimeout bounds forwarding one cancel request; default 5s.
+	cancelTimeout time.Duration
+}
+
+func (k *knobs) fillDefaults() {
+	if k.now == nil {
+		k.now = time.Now
+	}
+	if k.dialCancel == nil {
+		var d net.Dialer
+		k.dialCancel = d.DialContext
+	}
+	if k.cancelTimeout <= 0 {
+		k.cancelTimeout = 5 * time.Second
+	}
 }
 
 func (c *Config) fillDefaults() {
@@ -94,14 +124,15 @@ func (c *Config) fillDefaults() {
 	if c.AuthLockout <= 0 {
 		c.AuthLockout = 5 * time.Second
 	}
+	c.knobs.fillDefaults()
 }
 
 // Server accepts PostgreSQL clients and relays each session to its tenant's
 // placement.
 type Server struct {
-	cfg    Config
-	router *router.Router
-	log    *zap.Logger
+	cfg      Config
+	backends Backends
+	log      *zap.Logger
 
 	nextID  atomic.Uint64
 	binding scram.ChannelBinding // of the TLS certificate, for SCRAM-SHA-256-PLUS
@@ -124,11 +155,12 @@ type Server struct {
 	stopOnce sync.Once
 }
 
-// New returns a Server that routes through r. The caller owns r and log and must
-// keep them open until the Server is closed.
-func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
+// New returns a Server that routes through b (a *router.Router in
+// production). The caller owns b and log and must keep them open until the
+// Server is closed.
+func New(cfg Config, b Backends, log *zap.Logger) *Server {
 	cfg.fillDefaults()
-	s := &Server{cfg: cfg, router: r, log: log, binding: serverEndpointBinding(cfg.TLS),
+	s := &Server{cfg: cfg, backends: b, log: log, binding: serverEndpointBinding(cfg.TLS),
 		guard: rewrite.NewGuard(rewrite.GuardConfig{}), metrics: cfg.Metrics, limits: newLimits()}
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.sessions = map[uint32]*session{}
@@ -137,7 +169,7 @@ func New(cfg Config, r *router.Router, log *zap.Logger) *Server {
 	go s.rankLoop()
 	// A suspended or archived tenant's open sessions end at their next idle
 	// point; the lookup reads the catalog, so not on the router's goroutine.
-	r.OnChange(func(c catalog.Change) { go s.stopBlockedSessions(c) })
+	b.OnChange(func(c catalog.Change) { go s.stopBlockedSessions(c) })
 	return s
 }
 
@@ -238,6 +270,8 @@ func (s *Server) trackStarting(c net.Conn, starting bool) bool {
 
 // Close is Shutdown without grace. It is idempotent.
 func (s *Server) Close() {
+	// An already cancelled context: Shutdown with no grace at all. Background
+	// is its only sensible parent.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	s.Shutdown(ctx)

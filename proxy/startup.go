@@ -18,14 +18,6 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
 
-// Startup-phase request codes (the int32 after the length).
-const (
-	codeSSLRequest    = 80877103
-	codeGSSENCRequest = 80877104
-	codeCancelRequest = 80877102
-	protocol3         = 3 << 16
-)
-
 // clientConn is a client connection during startup: the (possibly TLS) conn and
 // its framing reader.
 type clientConn struct {
@@ -74,6 +66,7 @@ func (s *Server) serveConn(raw net.Conn) {
 	}
 	ss := newSession(s, cc, startup, log)
 	if !s.register(ss) {
+		ss.cancel()
 		cc.conn.Write(fatalf(codeAdminShutdown, "stratum-proxy is shutting down").encode(nil))
 		return
 	}
@@ -102,7 +95,7 @@ func (s *Server) negotiate(cc *clientConn) (map[string]string, error) {
 		}
 		code := binary.BigEndian.Uint32(pkt[4:8])
 		switch {
-		case code == codeSSLRequest:
+		case code == wire.SSLRequestCode:
 			if cc.tls != nil {
 				return nil, fatalf(codeProtocolViolation, "SSLRequest on a connection that already uses TLS")
 			}
@@ -112,12 +105,12 @@ func (s *Server) negotiate(cc *clientConn) (map[string]string, error) {
 				return nil, fatalf(codeProtocolViolation, "unencrypted data after SSLRequest")
 			}
 			if s.cfg.TLS == nil {
-				if _, err := cc.conn.Write([]byte{'N'}); err != nil {
+				if _, err := cc.conn.Write([]byte{wire.RefuseEncryption}); err != nil {
 					return nil, err
 				}
 				continue
 			}
-			if _, err := cc.conn.Write([]byte{'S'}); err != nil {
+			if _, err := cc.conn.Write([]byte{wire.AcceptEncryption}); err != nil {
 				return nil, err
 			}
 			tc := tls.Server(cc.conn, s.cfg.TLS)
@@ -127,13 +120,13 @@ func (s *Server) negotiate(cc *clientConn) (map[string]string, error) {
 			st := tc.ConnectionState()
 			cc.conn, cc.tls = tc, &st
 			cc.rd = wire.NewReaderSize(tc, clientReadBuffer, s.cfg.MaxMessageSize)
-		case code == codeGSSENCRequest:
+		case code == wire.GSSENCRequestCode:
 			// GSSAPI encryption is not offered; the client may go on with
 			// SSLRequest or in the clear, as with a server built without GSSAPI.
-			if _, err := cc.conn.Write([]byte{'N'}); err != nil {
+			if _, err := cc.conn.Write([]byte{wire.RefuseEncryption}); err != nil {
 				return nil, err
 			}
-		case code == codeCancelRequest:
+		case code == wire.CancelRequestCode:
 			if len(pkt) < 16 {
 				return nil, fatalf(codeProtocolViolation, "invalid cancel request")
 			}
@@ -195,7 +188,7 @@ func (s *Server) negotiateVersion(cc *clientConn, code uint32, params map[string
 			delete(params, k)
 		}
 	}
-	if code == protocol3 && len(unknown) == 0 {
+	if code == wire.ProtocolVersion3 && len(unknown) == 0 {
 		return nil
 	}
 	msg := appendMsg(nil, &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown})

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/policy"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
 	"github.com/stratum-hq/stratum-proxy/router"
@@ -89,7 +90,7 @@ func (st *sessionState) injectSettings(sc *router.ServerConn, pol *policy.Policy
 
 func writeQuery(sc *router.ServerConn, q string) {
 	msg := make([]byte, 5, 6+len(q))
-	msg[0] = 'Q'
+	msg[0] = wire.Query
 	binary.BigEndian.PutUint32(msg[1:], uint32(4+len(q)+1))
 	msg = append(append(msg, q...), 0)
 	sc.Writer.Write(msg)
@@ -101,7 +102,7 @@ func writeQuery(sc *router.ServerConn, q string) {
 func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte) ([]byte, error) {
 	txn := ss.transactionPooling()
 	switch typ {
-	case 'Q':
+	case wire.Query:
 		q := msg[5 : len(msg)-1]
 		if txn && rewrite.MayPin(q) {
 			if r := rewrite.PinReason(string(q)); r != "" {
@@ -112,7 +113,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			st.noteSettings(att.sc, rewrite.SessionSettings(string(q)))
 		}
 		markIfSetConfig(att.sc, q)
-	case 'P':
+	case wire.Parse:
 		name, ok := cstring(msg[5:])
 		if !ok {
 			return msg, nil
@@ -142,12 +143,12 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 		if _, has := att.sc.Statements[s.backendName]; has {
 			// Same text prepared before on this backend: re-prepare it so the
 			// client gets its ParseComplete in order; drop the Close's reply.
-			att.write(closeMsg('S', s.backendName))
+			att.write(closeMsg(wire.TargetStatement, s.backendName))
 			att.dropClose.Add(1)
 		}
 		att.sc.Statements[s.backendName] = struct{}{}
 		return parseMsg(s.backendName, s.rest), nil
-	case 'B':
+	case wire.Bind:
 		if !txn {
 			return msg, nil
 		}
@@ -165,7 +166,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 		}
 		var b bytes.Buffer
 		b.Grow(len(msg) + 32)
-		b.Write([]byte{'B', 0, 0, 0, 0})
+		b.Write([]byte{wire.Bind, 0, 0, 0, 0})
 		b.WriteString(portal)
 		b.WriteByte(0)
 		b.WriteString(s.backendName)
@@ -174,8 +175,8 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 		out := b.Bytes()
 		binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
 		return out, nil
-	case 'D', 'C':
-		if len(msg) < 7 || msg[5] != 'S' {
+	case wire.Describe, wire.CloseMessage:
+		if len(msg) < 7 || msg[5] != wire.TargetStatement {
 			return msg, nil
 		}
 		name, ok := cstring(msg[6:])
@@ -183,20 +184,20 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			return msg, nil
 		}
 		if !txn {
-			if typ == 'C' {
+			if typ == wire.CloseMessage {
 				st.prepared.noteClose(msg)
 			}
 			return msg, nil
 		}
-		if typ == 'C' {
+		if typ == wire.CloseMessage {
 			if _, known := st.stmts[name]; known {
 				delete(st.stmts, name)
-				return closeMsg('S', noopStatement), nil
+				return closeMsg(wire.TargetStatement, noopStatement), nil
 			}
 			return msg, nil
 		}
 		if s := st.ensure(att, name); s != nil {
-			return describeMsg('S', s.backendName), nil
+			return describeMsg(wire.TargetStatement, s.backendName), nil
 		}
 	}
 	return msg, nil
@@ -281,14 +282,14 @@ func (st *sessionState) noteSettings(sc *router.ServerConn, changes []rewrite.Se
 
 func parseMsg(name string, rest []byte) []byte {
 	out := make([]byte, 5, 5+len(name)+1+len(rest))
-	out[0] = 'P'
+	out[0] = wire.Parse
 	out = append(append(append(out, name...), 0), rest...)
 	binary.BigEndian.PutUint32(out[1:], uint32(len(out)-1))
 	return out
 }
 
-func closeMsg(kind byte, name string) []byte    { return targetMsg('C', kind, name) }
-func describeMsg(kind byte, name string) []byte { return targetMsg('D', kind, name) }
+func closeMsg(kind byte, name string) []byte    { return targetMsg(wire.CloseMessage, kind, name) }
+func describeMsg(kind byte, name string) []byte { return targetMsg(wire.Describe, kind, name) }
 
 func targetMsg(typ, kind byte, name string) []byte {
 	out := make([]byte, 6, 7+len(name))

@@ -54,7 +54,7 @@ func (ss *session) switchTenant(ref string) error {
 		e.Hint = "connect again naming the tenant, or ask an operator to allow switching for this user"
 		return ss.answerError(e, true)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.StartupTimeout)
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.StartupTimeout)
 	defer cancel()
 	p, err := ss.resolve(ctx, ref, false)
 	if err != nil {
@@ -71,7 +71,7 @@ func (ss *session) switchTenant(ref string) error {
 	var oldParams map[string]string
 	if old != nil {
 		oldParams = old.Params
-		go ss.srv.router.Release(old, router.Reset)
+		go ss.srv.backends.Release(old, router.Reset)
 	}
 	prev := ss.cur
 	ss.setTenant(p)
@@ -107,7 +107,7 @@ func (ss *session) switchTenant(ref string) error {
 		if sc, err := ss.detach(); err != nil {
 			return err
 		} else if sc != nil {
-			ss.srv.router.Release(sc, router.Keep)
+			ss.srv.backends.Release(sc, router.Keep)
 		}
 	}
 	return ss.answer(append(status, done...))

@@ -57,7 +57,7 @@ func (r *Router) dialTenant(ctx context.Context, p *Placement, params map[string
 // tenant's role and reads until the first ReadyForQuery.
 func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params map[string]string) (*ServerConn, error) {
 	if b.SSLMode != "disable" {
-		req := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f} // SSLRequest
+		req := binary.BigEndian.AppendUint32([]byte{0, 0, 0, 8}, wire.SSLRequestCode) // SSLRequest
 		if _, err := conn.Write(req); err != nil {
 			return nil, err
 		}
@@ -66,14 +66,14 @@ func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params
 			return nil, err
 		}
 		switch answer[0] {
-		case 'S':
+		case wire.AcceptEncryption:
 			// As libpq's sslmode=prefer and require: encrypted, not verified.
 			tc := tls.Client(conn, &tls.Config{InsecureSkipVerify: true, ServerName: b.Host})
 			if err := tc.Handshake(); err != nil {
 				return nil, fmt.Errorf("tls handshake with backend: %w", err)
 			}
 			conn = tc
-		case 'N':
+		case wire.RefuseEncryption:
 			if b.SSLMode == "require" {
 				return nil, errors.New("backend refused TLS and sslmode is require")
 			}
@@ -114,21 +114,21 @@ func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params
 		}
 		body := msg[5:]
 		switch typ {
-		case 'R':
+		case wire.Authentication:
 			if len(body) < 4 {
 				return nil, errors.New("malformed authentication request")
 			}
 			var reply pgproto3.FrontendMessage
 			switch code := binary.BigEndian.Uint32(body); code {
-			case 0: // AuthenticationOk
-			case 3: // cleartext password
+			case wire.AuthOK:
+			case wire.AuthCleartextPassword:
 				reply = &pgproto3.PasswordMessage{Password: p.password}
-			case 5: // MD5
+			case wire.AuthMD5Password:
 				if len(body) < 8 {
 					return nil, errors.New("malformed MD5 request")
 				}
 				reply = &pgproto3.PasswordMessage{Password: md5Password(p.Tenant.RoleName, p.password, body[4:8])}
-			case 10: // SASL: our roles have SCRAM-SHA-256 verifiers
+			case wire.AuthSASL: // our roles have SCRAM-SHA-256 verifiers
 				client, err := scram.SHA256.NewClient("", p.password, "")
 				if err != nil {
 					return nil, err
@@ -139,7 +139,7 @@ func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params
 					return nil, err
 				}
 				reply = &pgproto3.SASLInitialResponse{AuthMechanism: "SCRAM-SHA-256", Data: []byte(first)}
-			case 11: // SASL continue
+			case wire.AuthSASLContinue:
 				if conv == nil {
 					return nil, errors.New("SASL continue before SASL start")
 				}
@@ -148,7 +148,7 @@ func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params
 					return nil, fmt.Errorf("scram: %w", err)
 				}
 				reply = &pgproto3.SASLResponse{Data: []byte(next)}
-			case 12: // SASL final: verify the server
+			case wire.AuthSASLFinal: // verify the server
 				if conv == nil {
 					return nil, errors.New("SASL final before SASL start")
 				}
@@ -167,25 +167,25 @@ func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params
 					return nil, err
 				}
 			}
-		case 'S':
+		case wire.ParameterStatus:
 			var ps pgproto3.ParameterStatus
 			if err := ps.Decode(body); err == nil {
 				sc.Params[ps.Name] = ps.Value
 			}
-		case 'K':
+		case wire.BackendKeyData:
 			var kd pgproto3.BackendKeyData
 			if err := kd.Decode(body); err != nil {
 				return nil, err
 			}
 			sc.PID, sc.SecretKey = kd.ProcessID, kd.SecretKey
-		case 'E':
+		case wire.ErrorResponse:
 			var er pgproto3.ErrorResponse
 			if err := er.Decode(body); err != nil {
 				return nil, err
 			}
 			return nil, pgconn.ErrorResponseToPgError(&er)
-		case 'N', 'v': // notices and protocol negotiation: nothing to do
-		case 'Z':
+		case wire.NoticeResponse, wire.NegotiateProtocolVersion: // nothing to do
+		case wire.ReadyForQuery:
 			return sc, nil
 		default:
 			return nil, fmt.Errorf("unexpected message %q during backend startup", typ)

@@ -53,16 +53,31 @@ type ServerConn struct {
 	backend  string
 }
 
+// DialFunc opens a network connection, like (*net.Dialer).DialContext.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
 // Cancel asks the backend to cancel whatever this connection is running, the way
 // a PostgreSQL client does: a CancelRequest on a new connection.
 func (s *ServerConn) Cancel(ctx context.Context) error {
-	return SendCancel(ctx, s.Addr, s.PID, s.SecretKey)
+	return s.CancelVia(ctx, nil)
+}
+
+// CancelVia is Cancel over a connection that dial opens (nil: a net.Dialer's).
+func (s *ServerConn) CancelVia(ctx context.Context, dial DialFunc) error {
+	return sendCancel(ctx, dial, s.Addr, s.PID, s.SecretKey)
 }
 
 // SendCancel sends a CancelRequest for (pid, key) to the server at addr.
 func SendCancel(ctx context.Context, addr string, pid uint32, key []byte) error {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+	return sendCancel(ctx, nil, addr, pid, key)
+}
+
+func sendCancel(ctx context.Context, dial DialFunc, addr string, pid uint32, key []byte) error {
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	c, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("dialing for cancel: %w", err)
 	}
@@ -72,7 +87,7 @@ func SendCancel(ctx context.Context, addr string, pid uint32, key []byte) error 
 	}
 	msg := make([]byte, 12, 12+len(key))
 	binary.BigEndian.PutUint32(msg[0:], uint32(12+len(key)))
-	binary.BigEndian.PutUint32(msg[4:], 80877102)
+	binary.BigEndian.PutUint32(msg[4:], wire.CancelRequestCode)
 	binary.BigEndian.PutUint32(msg[8:], pid)
 	msg = append(msg, key...)
 	if _, err := c.Write(msg); err != nil {
@@ -127,7 +142,7 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 	s.Conn.SetDeadline(time.Now().Add(timeout))
 	defer s.Conn.SetDeadline(time.Time{})
 	const q = "DISCARD ALL\x00"
-	msg := []byte{'Q', 0, 0, 0, 0}
+	msg := []byte{wire.Query, 0, 0, 0, 0}
 	binary.BigEndian.PutUint32(msg[1:], uint32(4+len(q)))
 	msg = append(msg, q...)
 	if _, err := s.Writer.Write(msg); err != nil {
@@ -146,10 +161,10 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 			return false
 		}
 		switch typ {
-		case 'E':
+		case wire.ErrorResponse:
 			ok = false
-		case 'Z':
-			return ok && len(m) == 6 && m[5] == 'I'
+		case wire.ReadyForQuery:
+			return ok && len(m) == 6 && m[5] == wire.TxIdle
 		}
 	}
 }
@@ -157,7 +172,7 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 // Close closes the connection, politely (Terminate) when it can.
 func (s *ServerConn) Close() {
 	s.Conn.SetWriteDeadline(time.Now().Add(time.Second))
-	s.Writer.Write([]byte{'X', 0, 0, 0, 4})
+	s.Writer.Write([]byte{wire.Terminate, 0, 0, 0, 4})
 	s.Writer.Flush()
 	s.Conn.Close()
 }

@@ -1,0 +1,41 @@
+package proxy
+
+import (
+	"context"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/router"
+)
+
+// Backends is what the proxy needs from the router: tenants and users looked
+// up, backend connections handed out and back, and word of catalog changes.
+// *router.Router implements it; proxytest.Backends is a scripted fake for the
+// proxy's unit tests. The proxy declares it (it is the proxy's need, not the
+// router's offer), so a fake needs only these methods.
+type Backends interface {
+	// Resolve returns the placement of the tenant named by ref (slug or id),
+	// or catalog.ErrNotFound.
+	Resolve(ctx context.Context, ref string) (*router.Placement, error)
+	// ResolveDatabase returns the placement of the tenant a database name is
+	// mapped to, or catalog.ErrNotFound.
+	ResolveDatabase(ctx context.Context, database string) (*router.Placement, error)
+	// User returns the proxy user called name, or catalog.ErrNotFound.
+	User(ctx context.Context, name string) (*catalog.User, error)
+	// Acquire returns a backend connection of the placement opened with the
+	// client's startup parameters; the caller hands it back with Release.
+	Acquire(ctx context.Context, p *router.Placement, params map[string]string) (*router.ServerConn, error)
+	// Release hands back a connection Acquire returned, exactly once.
+	Release(sc *router.ServerConn, mode router.ReleaseMode)
+	// KnownStatus returns the ParameterStatus values a backend of the
+	// placement with these parameters reported last, or nil when unknown.
+	KnownStatus(p *router.Placement, params map[string]string) map[string]string
+	// Gen is the catalog generation: it moves on at every catalog change.
+	Gen() uint64
+	// OnChange registers fn to be told of every catalog change; fn must not block.
+	OnChange(fn func(catalog.Change))
+	// Config returns the router's configuration (the proxy reads the queue
+	// and dial timeouts that bound an Acquire).
+	Config() router.Config
+}
+
+var _ Backends = (*router.Router)(nil)

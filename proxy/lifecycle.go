@@ -1,0 +1,203 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/router"
+)
+
+// run authenticates, connects to the tenant and relays until the client leaves.
+func (ss *session) run() {
+	defer func() {
+		if ss.tenantCounted != "" {
+			ss.srv.limits.releaseTenant(ss.tenantCounted)
+		}
+	}()
+	defer ss.cancel()
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.StartupTimeout)
+	sc, err := ss.start(ctx)
+	cancel()
+	if err != nil {
+		e := asError(err, true)
+		ss.cc.conn.Write(e.encode(nil))
+		ss.srv.metrics.countError("refused_" + e.Code)
+		ss.log.Info("session refused", zap.String("code", e.Code), zap.String("reason", e.Message), zap.String("detail", e.Detail))
+		return
+	}
+	ss.cc.conn.SetDeadline(time.Time{})
+	switch {
+	case sc == nil: // transaction pooling with known parameters: no backend yet
+	case ss.transactionPooling():
+		ss.srv.backends.Release(sc, router.Keep)
+	default:
+		ss.attachLocked(sc)
+	}
+	ss.log.Info("session started")
+	err = ss.relay()
+	ss.finish()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		ss.log.Info("session ended", zap.Error(err))
+	} else {
+		ss.log.Info("session ended")
+	}
+}
+
+// start runs the startup phase: user lookup, SCRAM, tenant identification,
+// a backend connection (for its parameters), and the messages that open the session.
+func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
+	name := ss.startup[paramUser]
+	if name == "" {
+		return nil, fatalf(codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet")
+	}
+	ip := sourceIP(ss.cc.conn.RemoteAddr())
+	lim := ss.srv.limits
+	if wait := lim.throttled(ip, ss.srv.cfg.knobs.now()); wait > 0 {
+		ss.srv.metrics.countError("auth_throttled")
+		return nil, fatalf(codeInvalidAuthSpec, "too many failed authentications from %s: try again in %s", ip, wait.Round(time.Second))
+	}
+	u, suffix, err := ss.findUser(ctx, name)
+	if err != nil {
+		return nil, catalogError(err, true)
+	}
+	if err := ss.authenticate(u, name); err != nil {
+		var e *Error
+		if errors.As(err, &e) && e.Code == codeInvalidPassword {
+			cfg := ss.srv.cfg
+			lim.authFailed(ip, cfg.AuthFailureThreshold, cfg.AuthFailureWindow, cfg.AuthLockout, cfg.knobs.now())
+			ss.srv.metrics.countError("auth_failed")
+		}
+		return nil, err
+	}
+	lim.authSucceeded(ip)
+	ss.user = u
+	p, err := ss.identify(ctx, suffix)
+	if err != nil {
+		return nil, err
+	}
+	if !lim.admitTenant(p.Tenant.ID, ss.srv.cfg.MaxTenantConnections) {
+		ss.srv.metrics.countError("too_many_tenant_clients")
+		return nil, fatalf(codeTooManyConnections, "too many connections for tenant %q (stratum-proxy allows %d per tenant)",
+			p.Tenant.Slug, ss.srv.cfg.MaxTenantConnections)
+	}
+	ss.tenantCounted = p.Tenant.ID
+	ss.initial = p
+	ss.setTenant(p)
+	ss.counters = ss.srv.metrics.forTenant(p.Tenant.Slug)
+	ss.log = ss.log.With(zap.String("user", u.Name), zap.String("tenant", p.Tenant.Slug))
+	// Authenticated: from here the client waits in the pool's queue, bounded
+	// by the queue timeout rather than the startup timeout.
+	ss.cc.conn.SetDeadline(time.Time{})
+	var sc *router.ServerConn
+	status := map[string]string(nil)
+	if ss.transactionPooling() {
+		// A backend is needed only to learn its parameters; a known set spares it.
+		status = ss.srv.backends.KnownStatus(p, ss.params)
+	}
+	if status == nil {
+		cfg := ss.srv.backends.Config()
+		// Derived from the session's context, not ctx: the startup timeout
+		// no longer applies.
+		actx, cancel := context.WithTimeout(ss.ctx, cfg.QueueTimeout+cfg.DialTimeout)
+		defer cancel()
+		if sc, err = ss.timedAcquire(actx, p); err != nil {
+			return nil, ss.acquireError(err, true)
+		}
+		status = sc.Params
+	}
+	var out []byte
+	for k, v := range status {
+		out = appendMsg(out, &pgproto3.ParameterStatus{Name: k, Value: v})
+	}
+	out = appendMsg(out, &pgproto3.BackendKeyData{ProcessID: ss.keyPID, SecretKey: ss.keySecret})
+	out = readyForQuery(out, txIdle)
+	if _, err := ss.cc.conn.Write(out); err != nil {
+		if sc != nil {
+			ss.srv.backends.Release(sc, router.Reset)
+		}
+		return nil, err
+	}
+	return sc, nil
+}
+
+// finish hands the backend back when the client has gone: reset and pooled
+// when the session ended idle, closed otherwise (PostgreSQL then rolls back).
+func (ss *session) finish() {
+	att := ss.attached()
+	if att == nil {
+		return
+	}
+	flushErr := att.flush()
+	sc, err := ss.detach()
+	if sc == nil || err != nil {
+		return
+	}
+	ss.mu.Lock()
+	clean := flushErr == nil && ss.idleLocked()
+	ss.mu.Unlock()
+	if clean {
+		ss.srv.backends.Release(sc, router.Reset)
+	} else {
+		ss.srv.backends.Release(sc, router.Close)
+	}
+}
+
+// requestStop asks the session to end with e at its next idle point (now,
+// when it is idle): a transaction under way may finish first.
+func (ss *session) requestStop(e *Error) {
+	ss.mu.Lock()
+	if ss.mu.stop == nil {
+		ss.mu.stop = e
+	}
+	e = ss.mu.stop
+	// An extended-protocol batch without its Sync yet is a transaction too.
+	idle := ss.idleLocked()
+	ss.mu.Unlock()
+	if idle {
+		ss.kill(e)
+	}
+}
+
+// stopIfAsked ends the session at an idle point when shutdown (or a tenant's
+// suspension) asked for it.
+func (ss *session) stopIfAsked() {
+	ss.mu.Lock()
+	stop := ss.mu.stop
+	if !ss.idleLocked() {
+		stop = nil
+	}
+	ss.mu.Unlock()
+	if stop != nil {
+		ss.kill(stop)
+	}
+}
+
+// kill ends the session now with e.
+func (ss *session) kill(e *Error) {
+	ss.writeClient(e.encode(nil))
+	ss.cc.conn.Close()
+	ss.cancel()
+}
+
+// cancelBackend forwards a client's cancel request to the backend the session
+// holds, if any. The session lock is held while the cancel is sent so that the
+// backend cannot pass to another session in between.
+func (ss *session) cancelBackend() {
+	// A session that has ended holds no backend whose query could be cancelled.
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.knobs.cancelTimeout)
+	defer cancel()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.mu.att == nil {
+		return
+	}
+	if err := ss.mu.att.sc.CancelVia(ctx, ss.srv.cfg.knobs.dialCancel); err != nil {
+		ss.srv.log.Warn("forwarding cancel request failed", zap.Uint64("session", ss.id), zap.Error(err))
+	}
+}

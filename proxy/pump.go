@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
+	"github.com/stratum-hq/stratum-proxy/router"
+)
+
+// errUnexpectedReady ends a pump that got a ReadyForQuery nobody asked for.
+var errUnexpectedReady = errors.New("unexpected ReadyForQuery")
+
+// pump relays backend messages to the client, raw, flushing when the backend
+// has nothing more buffered. It tracks ReadyForQuery to know when the session
+// is idle, and in transaction pooling hands the backend back right there
+// (releasableLocked). It ends when paused (a read deadline set by detach),
+// on release, or when either side fails; then it closes the client connection.
+func (ss *session) pump(att *attachment) {
+	ss.holdWriter()
+	defer ss.dropWriter()
+	rd := att.sc.Reader
+	for {
+		typ, msg, err := rd.Next()
+		if err != nil {
+			ss.backendReadFailed(att, err)
+			return
+		}
+		if ss.dropInjectedReply(att, typ, msg) {
+			continue
+		}
+		if typ == wire.CopyInResponse || typ == wire.CopyBothResponse {
+			ss.mu.Lock()
+			ss.mu.copyIn = true
+			ss.mu.Unlock()
+			ss.signalIdle() // a waitIdle must not wait for what needs the client
+		}
+		release := false
+		ss.bytesOut += len(msg)
+		if typ == wire.ReadyForQuery && len(msg) == 6 {
+			var ok bool
+			if release, ok = ss.readyForQuery(att, msg[5]); !ok {
+				return
+			}
+		}
+		ss.wmu.Lock()
+		_, werr := ss.cw.Write(msg)
+		if werr == nil && (release || !rd.HasMessage()) {
+			werr = ss.cw.Flush()
+		}
+		ss.wmu.Unlock()
+		if release {
+			ss.releaseFromPump(att, werr)
+			return
+		}
+		if werr != nil {
+			ss.cc.conn.Close()
+			att.done <- werr
+			return
+		}
+		if typ == wire.ReadyForQuery {
+			ss.stopIfAsked()
+		}
+	}
+}
+
+// backendReadFailed ends the pump after a failed read: quietly when detach
+// paused it, else telling the client its backend is gone.
+func (ss *session) backendReadFailed(att *attachment, err error) {
+	if att.pausing.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
+		att.done <- nil
+		return
+	}
+	if !att.pausing.Load() {
+		ss.srv.metrics.countError("backend_lost")
+		ss.writeClient(fatalf(codeConnectionFailure,
+			"lost the connection to tenant %q's database", ss.cur.Tenant.Slug).encode(nil))
+		ss.log.Warn("backend connection lost", zap.Error(err))
+	}
+	ss.cc.conn.Close()
+	att.done <- err
+}
+
+// dropInjectedReply reports whether a backend message answers a message the
+// proxy injected (settings, a Parse or Close of a shared statement, a Sync of
+// its own), which the client must not see; it counts the answered request.
+func (ss *session) dropInjectedReply(att *attachment, typ byte, msg []byte) bool {
+	switch {
+	case att.dropUntilRF.Load() > 0:
+		if typ == wire.ErrorResponse {
+			ss.log.Warn("replaying session settings failed", zap.ByteString("error", msg[5:]))
+		}
+		if typ == wire.ReadyForQuery {
+			att.dropUntilRF.Add(-1)
+			ss.injectedAnswered() // switchTenant waits for the injected queries alone
+		}
+		return true
+	case typ == wire.ParseComplete && att.dropParse.Load() > 0:
+		att.dropParse.Add(-1)
+		return true
+	case typ == wire.CloseComplete && att.dropClose.Load() > 0:
+		att.dropClose.Add(-1)
+		return true
+	case typ == wire.ReadyForQuery && att.dropReady.Load() > 0:
+		att.dropReady.Add(-1)
+		ss.injectedAnswered()
+		return true
+	}
+	return false
+}
+
+// injectedAnswered counts the ReadyForQuery of an injected request.
+func (ss *session) injectedAnswered() {
+	ss.mu.Lock()
+	ss.mu.pending--
+	idle := ss.mu.pending == 0
+	ss.mu.Unlock()
+	if idle {
+		ss.signalIdle()
+	}
+}
+
+// readyForQuery records a ReadyForQuery for the client with transaction
+// status status, and reports whether the backend is to be released now
+// (releasableLocked). ok is false when the pump must end: the ReadyForQuery
+// answers nothing the proxy sent.
+func (ss *session) readyForQuery(att *attachment, status byte) (release, ok bool) {
+	if status == txIdle {
+		ss.counters.transactions.Inc()
+	}
+	ss.srv.metrics.bytesOut.Add(float64(ss.bytesOut))
+	ss.bytesOut = 0
+	att.dropParse.Store(0)
+	att.dropClose.Store(0)
+	ss.mu.Lock()
+	if ss.mu.pending <= 0 {
+		// A ReadyForQuery nobody asked for: proxy and backend disagree
+		// about the protocol state. The connection must never be pooled.
+		ss.mu.Unlock()
+		ss.log.Error("unexpected ReadyForQuery from backend; ending the session")
+		ss.writeClient(fatalf(codeProtocolViolation, "stratum-proxy lost track of the protocol state").encode(nil))
+		ss.cc.conn.Close()
+		att.done <- errUnexpectedReady
+		return false, false
+	}
+	ss.mu.txStatus = status
+	ss.mu.copyIn = false
+	ss.mu.pending--
+	idle := ss.mu.pending == 0
+	if idle && ss.releasableLocked() && !att.pausing.Load() {
+		release = true
+		ss.mu.att = nil
+	}
+	ss.mu.Unlock()
+	if idle {
+		ss.signalIdle()
+	}
+	return release, true
+}
+
+// releaseFromPump hands the backend back to its pool once the relay has no
+// write under way on it, and ends the pump; werr is the failed write of the
+// last message to the client, if any.
+func (ss *session) releaseFromPump(att *attachment, werr error) {
+	att.wmu.Lock() // see attachment.wmu
+	att.wmu.Unlock()
+	ss.srv.backends.Release(att.sc, router.Keep)
+	att.done <- nil
+	if werr != nil {
+		ss.cc.conn.Close()
+	}
+	ss.stopIfAsked()
+}
+
+// releasableLocked is the transaction-pooling rule for handing the backend
+// back: the session is in transaction pooling and not pinned, and it is at
+// an idle point (atIdlePoint). Holds ss.mu.
+func (ss *session) releasableLocked() bool {
+	return ss.transactionPooling() && ss.mu.pinned == "" && ss.idleLocked()
+}
+
+// holdWriter takes a client write buffer for a pump that starts.
+func (ss *session) holdWriter() {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	ss.pumps++
+	if ss.cw == nil {
+		ss.cw = writers.Get().(*bufio.Writer)
+		ss.cw.Reset(ss.cc.conn)
+	}
+}
+
+// dropWriter hands the client write buffer back to the pool when it is empty
+// (the pump is ending, so nothing else fills it).
+func (ss *session) dropWriter() {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	ss.pumps--
+	if ss.pumps == 0 && ss.cw != nil && ss.cw.Buffered() == 0 {
+		ss.cw.Reset(nil)
+		writers.Put(ss.cw)
+		ss.cw = nil
+	}
+}

@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	. "github.com/stratum-hq/stratum-proxy/internal/pgfake"
+)
+
+var intColumn = &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+	{Name: []byte("n"), DataTypeOID: 23, DataTypeSize: 4, TypeModifier: -1},
+}}
+
+// A simple Query goes to the backend as it is and every reply comes back, up
+// to ReadyForQuery; at the end a session-pooling backend is reset and pooled.
+func TestRelaySimpleQuery(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	replies := []pgproto3.BackendMessage{intColumn, &pgproto3.DataRow{Values: [][]byte{[]byte("1")}}, complete("SELECT 1"), ready(txIdle)}
+	h.be.Script(h.t1, NewScript(Expect(query("SELECT 1 AS n")), Send(replies...)))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(query("SELECT 1 AS n"))
+	c.expect(replies...)
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
+
+// An extended-protocol batch (Parse, Bind, Describe, Execute, Sync) goes to
+// the backend message for message, and its replies come back in order.
+func TestRelayExtendedBatch(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	batch := []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: "SELECT $1::int AS n", ParameterOIDs: []uint32{23}},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("42")}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+	}
+	replies := []pgproto3.BackendMessage{&pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, intColumn,
+		&pgproto3.DataRow{Values: [][]byte{[]byte("42")}}, complete("SELECT 1"), ready(txIdle)}
+	script := NewScript()
+	for _, m := range batch {
+		script.Add(Expect(m))
+	}
+	h.be.Script(h.t1, script.Add(Send(replies...)))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(batch...)
+	c.expect(replies...)
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
+
+// The pump forwards whatever the backend sends, asynchronous messages
+// included, until and with ReadyForQuery.
+func TestPumpForwardsUntilReadyForQuery(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	replies := []pgproto3.BackendMessage{
+		&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: "hello"},
+		&pgproto3.ParameterStatus{Name: "TimeZone", Value: "Europe/Paris"},
+		&pgproto3.NotificationResponse{PID: 7, Channel: "c", Payload: "p"},
+		complete("DO"), ready(txIdle),
+	}
+	h.be.Script(h.t1, NewScript(Expect(query("DO $$ BEGIN END $$")), Send(replies...)))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(query("DO $$ BEGIN END $$"))
+	c.expect(replies...)
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
+
+// A ReadyForQuery nobody asked for means proxy and backend disagree about
+// the protocol state: the session ends and the backend is closed, never pooled.
+func TestPumpUnexpectedReadyForQueryEndsSession(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	h.be.Script(h.t1, NewScript(Send(ready(txIdle))))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.expectError("FATAL", codeProtocolViolation)
+	c.expectClosed()
+	h.expectEvents("release t1 #1 close")
+}
+
+// Transaction pooling hands the backend back at ReadyForQuery(idle) and keeps
+// it while a transaction is open.
+func TestTransactionPoolingReleasesAtIdle(t *testing.T) {
+	h := newHarness(t, PoolTransaction)
+	h.be.Script(h.t1, NewScript(
+		Query("SELECT 1", "SELECT 1", txIdle),
+		Query("BEGIN", "BEGIN", txInTx),
+		Query("SELECT 2", "SELECT 1", txInTx),
+		Query("COMMIT", "COMMIT", txIdle),
+	))
+	h.start()
+	c := h.connect("t1")
+	c.send(query("SELECT 1"))
+	c.expect(complete("SELECT 1"), ready(txIdle))
+	h.expectEvents("acquire t1 #1", "release t1 #1 keep")
+	c.send(query("BEGIN"))
+	c.expect(complete("BEGIN"), ready(txInTx))
+	c.send(query("SELECT 2"))
+	c.expect(complete("SELECT 1"), ready(txInTx))
+	c.send(query("COMMIT"))
+	c.expect(complete("COMMIT"), ready(txIdle))
+	// One acquire for the whole transaction: a release inside it would show
+	// as a release and a second acquire before this one.
+	h.expectEvents("acquire t1 #1", "release t1 #1 keep")
+	c.send(&pgproto3.Terminate{})
+}
+
+// An extended-protocol batch without its Sync yet keeps the backend, even
+// when the ReadyForQuery of an earlier Query says idle.
+func TestTransactionPoolingHoldsBackendUntilSync(t *testing.T) {
+	h := newHarness(t, PoolTransaction)
+	batch := []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: "SELECT 1"},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Flush{},
+	}
+	script := NewScript(Expect(query("SELECT 1")))
+	for _, m := range batch {
+		script.Add(Expect(m))
+	}
+	h.be.Script(h.t1, script.Add(
+		Send(complete("SELECT 1"), ready(txIdle), &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, complete("SELECT 1")),
+		Expect(&pgproto3.Sync{}),
+		Send(ready(txIdle)),
+	))
+	h.start()
+	c := h.connect("t1")
+	c.send(append([]pgproto3.FrontendMessage{query("SELECT 1")}, batch...)...)
+	c.expect(complete("SELECT 1"), ready(txIdle), &pgproto3.ParseComplete{}, &pgproto3.BindComplete{}, complete("SELECT 1"))
+	c.send(&pgproto3.Sync{})
+	c.expect(ready(txIdle))
+	h.expectEvents("acquire t1 #1", "release t1 #1 keep")
+	c.send(&pgproto3.Terminate{})
+}
+
+// In transaction pooling, a statement that leaves state in the backend's
+// session pins the session to its backend until the session ends; then the
+// backend is reset before it is pooled.
+func TestTransactionPoolingPinsSessionState(t *testing.T) {
+	for _, tc := range []struct {
+		name, sql, tag, isolation string
+	}{
+		{"prepare", "PREPARE s AS SELECT 1", "PREPARE", ""},
+		{"temporary table", "CREATE TEMP TABLE x (a int)", "CREATE TABLE", ""},
+		{"advisory lock", "SELECT pg_advisory_lock(1)", "SELECT 1", ""},
+		{"cursor with hold", "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "DECLARE CURSOR", ""},
+		{"listen", "LISTEN c", "LISTEN", "database"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, PoolTransaction)
+			if tc.isolation != "" {
+				h.t1.Tenant.Isolation = tc.isolation
+			}
+			h.be.Script(h.t1, NewScript(Query(tc.sql, tc.tag, txIdle), Query("SELECT 1", "SELECT 1", txIdle)))
+			h.start()
+			c := h.connect("t1")
+			c.send(query(tc.sql))
+			c.expect(complete(tc.tag), ready(txIdle))
+			c.send(query("SELECT 1"))
+			c.expect(complete("SELECT 1"), ready(txIdle))
+			c.send(&pgproto3.Terminate{})
+			h.expectEvents("acquire t1 #1", "release t1 #1 reset")
+		})
+	}
+}
+
+// SET stratum.tenant outside a transaction hands the backend back and
+// attaches the session to the other tenant's; RESET goes back.
+func TestTenantSwitch(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	h.be.Script(h.t1, NewScript(Query("SELECT 1", "SELECT 1", txIdle), Query("SELECT 3", "SELECT 1", txIdle)))
+	h.be.Script(h.t2, NewScript(Query("SELECT 2", "SELECT 1", txIdle)))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(query("SELECT 1"))
+	c.expect(complete("SELECT 1"), ready(txIdle))
+
+	c.send(query("SET stratum.tenant = 't2'"))
+	c.expect(complete("SET"), ready(txIdle))
+	h.expectEventsAnyOrder("release t1 #1 reset", "acquire t2 #2")
+	c.send(query("SELECT 2"))
+	c.expect(complete("SELECT 1"), ready(txIdle))
+
+	c.send(query("RESET stratum.tenant"))
+	c.expect(complete("SET"), ready(txIdle))
+	h.expectEventsAnyOrder("release t2 #2 reset", "acquire t1 #1")
+	c.send(query("SELECT 3"))
+	c.expect(complete("SELECT 1"), ready(txIdle))
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
+
+// In transaction pooling the switch takes the new tenant's backend only to
+// bring it up to the session's state, and hands it back at once.
+func TestTenantSwitchTransactionPooling(t *testing.T) {
+	h := newHarness(t, PoolTransaction)
+	h.be.Script(h.t2, NewScript(Query("SELECT 2", "SELECT 1", txIdle)))
+	h.start()
+	c := h.connect("t1")
+	c.send(query("SET stratum.tenant = 't2'"))
+	// The session held no backend before: it reports all of the new one's
+	// parameters.
+	c.expectAfterStatus(complete("SET"), ready(txIdle))
+	h.expectEvents("acquire t2 #1", "release t2 #1 keep")
+	c.send(query("SELECT 2"))
+	c.expect(complete("SELECT 1"), ready(txIdle))
+	h.expectEvents("acquire t2 #1", "release t2 #1 keep")
+	c.send(&pgproto3.Terminate{})
+}
+
+// Inside a transaction SET stratum.tenant is refused (25001) and the session
+// keeps its tenant and backend.
+func TestTenantSwitchRefusedInTransaction(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	h.be.Script(h.t1, NewScript(Query("BEGIN", "BEGIN", txInTx), Query("ROLLBACK", "ROLLBACK", txIdle)))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(query("BEGIN"))
+	c.expect(complete("BEGIN"), ready(txInTx))
+	c.send(query("SET stratum.tenant = 't2'"))
+	c.expectError("ERROR", codeActiveTransaction)
+	c.expect(ready(txInTx))
+	c.send(query("ROLLBACK"))
+	c.expect(complete("ROLLBACK"), ready(txIdle))
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
