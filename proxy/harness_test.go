@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/stratum-hq/stratum-proxy/proxy/proxytest"
@@ -26,6 +27,7 @@ type harness struct {
 	root       *router.Placement
 	t1, t2     *router.Placement
 	configured func(*Config)
+	log        *zap.Logger // the server's; zaptest's unless a test sets one before start
 }
 
 const testWait = 5 * time.Second
@@ -52,7 +54,10 @@ func (h *harness) start() {
 	h.t.Helper()
 	cfg := Config{}
 	h.configured(&cfg)
-	h.srv = New(cfg, h.be, zaptest.NewLogger(h.t))
+	if h.log == nil {
+		h.log = zaptest.NewLogger(h.t)
+	}
+	h.srv = New(cfg, h.be, h.log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		h.t.Fatal(err)

@@ -90,7 +90,8 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	ss.initial = p
 	ss.setTenant(p)
 	ss.counters = ss.srv.metrics.forTenant(p.Tenant.Slug)
-	ss.log = ss.log.With(zap.String("user", u.Name), zap.String("tenant", p.Tenant.Slug))
+	ss.userLog = ss.log.With(zap.String("user", u.Name))
+	ss.log = ss.userLog.With(zap.String("tenant", p.Tenant.Slug))
 	// Authenticated: from here the client waits in the pool's queue, bounded
 	// by the queue timeout rather than the startup timeout.
 	ss.cc.conn.SetDeadline(time.Time{})

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	. "github.com/stratum-hq/stratum-proxy/internal/pgfake"
 )
@@ -199,6 +201,39 @@ func TestTenantSwitch(t *testing.T) {
 	c.expect(complete("SELECT 1"), ready(txIdle))
 	c.send(&pgproto3.Terminate{})
 	h.expectEvents("release t1 #1 reset")
+}
+
+// After switches the session's log lines carry one tenant field, the current
+// tenant, besides the user and session fields.
+func TestTenantSwitchLogsOneTenantField(t *testing.T) {
+	h := newHarness(t, PoolTransaction)
+	core, logs := observer.New(zap.InfoLevel)
+	h.log = zap.New(core)
+	h.be.Script(h.t2, NewScript())
+	h.be.Script(h.t1, NewScript())
+	h.start()
+	c := h.connect("t1")
+	for _, to := range []string{"t2", "t1", "t2"} {
+		c.send(query("SET stratum.tenant = '" + to + "'"))
+		c.expectAfterStatus(complete("SET"), ready(txIdle))
+	}
+	c.send(&pgproto3.Terminate{})
+	switched := logs.FilterMessage("tenant switched").All()
+	if len(switched) != 3 {
+		t.Fatalf("%d 'tenant switched' lines, want 3", len(switched))
+	}
+	for i, e := range switched {
+		var tenants []string
+		for _, f := range e.Context {
+			if f.Key == "tenant" {
+				tenants = append(tenants, f.String)
+			}
+		}
+		if want := []string{"t2", "t1", "t2"}[i]; len(tenants) != 1 || tenants[0] != want {
+			t.Errorf("switch %d: tenant fields %v, want [%s]", i+1, tenants, want)
+		}
+	}
+	h.expectEvents("acquire t2 #1", "release t2 #1 keep", "acquire t1 #2", "release t1 #2 keep", "acquire t2 #1", "release t2 #1 keep")
 }
 
 // In transaction pooling the switch takes the new tenant's backend only to

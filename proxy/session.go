@@ -24,7 +24,8 @@ import (
 type session struct {
 	srv     *Server
 	cc      *clientConn
-	log     *zap.Logger
+	log     *zap.Logger // userLog with the current tenant
+	userLog *zap.Logger // client, session id and user: the fields that never change
 	id      uint64
 	startup map[string]string
 	params  map[string]string // forwarded to the backend

@@ -254,8 +254,8 @@ func takeOption(options, name string) (value string, found bool, rest string) {
 		case a == "-c" && i+1 < len(args):
 			setting = args[i+1]
 			if n, v, ok := strings.Cut(setting, "="); ok && strings.EqualFold(strings.ReplaceAll(n, "-", "_"), name) {
-				value, found = v, true
 				i++
+				value, found, i = takeStrayWords(args, i, v)
 				continue
 			}
 			keep = append(keep, a, setting)
@@ -267,7 +267,7 @@ func takeOption(options, name string) (value string, found bool, rest string) {
 			setting = a[2:]
 		}
 		if n, v, ok := strings.Cut(setting, "="); ok && strings.EqualFold(strings.ReplaceAll(n, "-", "_"), name) {
-			value, found = v, true
+			value, found, i = takeStrayWords(args, i, v)
 			continue
 		}
 		keep = append(keep, a)
@@ -277,6 +277,19 @@ func takeOption(options, name string) (value string, found bool, rest string) {
 		esc[i] = escapeOption(k)
 	}
 	return value, found, strings.Join(esc, " ")
+}
+
+// takeStrayWords returns the value v of the option at args[i] with the words
+// after it that are not options ("-c stratum.tenant=Bad Name!" names "Bad
+// Name!", not "Bad"): PostgreSQL would refuse such stray words, and the
+// tenant's name is then reported whole. It also returns found = true and the
+// index of the last word taken.
+func takeStrayWords(args []string, i int, v string) (string, bool, int) {
+	for i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+		v += " " + args[i+1]
+		i++
+	}
+	return v, true, i
 }
 
 // clientReadBuffer is the initial read buffer of a client connection: small,

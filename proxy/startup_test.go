@@ -105,6 +105,9 @@ func TestTakeOption(t *testing.T) {
 		{"-c without a setting", "-c", "", false, "-c", []string{"-c"}},
 		{"name without value", "-c stratum.tenant", "", false,
 			"-c stratum.tenant", []string{"-c", "stratum.tenant"}},
+		{"stray words belong to the name", "-c stratum.tenant=Bad Name!", "Bad Name!", true, "", nil},
+		{"stray words, joined form", "--stratum.tenant=Bad Name! -c search_path=x", "Bad Name!", true,
+			"-c search_path=x", []string{"-c", "search_path=x"}},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
 			value, found, rest := takeOption(tc.in, name)

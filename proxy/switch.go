@@ -98,7 +98,7 @@ func (ss *session) switchTenant(ref string) error {
 			status = appendMsg(status, &pgproto3.ParameterStatus{Name: k, Value: v})
 		}
 	}
-	ss.log = ss.log.With(zap.String("tenant", p.Tenant.Slug))
+	ss.log = ss.userLog.With(zap.String("tenant", p.Tenant.Slug)) // one tenant field, the current one
 	ss.log.Info("tenant switched", zap.String("from", prev.Tenant.Slug))
 	if err := ss.waitIdle(); err != nil { // the injected settings, if any
 		return err

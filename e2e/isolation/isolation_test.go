@@ -98,6 +98,7 @@ func TestRefusals(t *testing.T) {
 		{"unknown user", ts.URL("ghost", "demo", "client_alpha", ""), "28P01", `password authentication failed for user "ghost"`},
 		{"unknown tenant", ts.URL("demo", "demo", "no_such_tenant", ""), "3D000", `tenant "no_such_tenant" does not exist`},
 		{"malformed tenant", ts.URL("demo", "demo", "Robert%27);DROP", ""), "22023", "invalid tenant name"},
+		{"malformed tenant with a space", ts.URL("demo", "demo", "Bad%20Name!", ""), "22023", `invalid tenant name "Bad Name!"`},
 		{"no tenant", ts.URL("demo", "demo", "", ""), "28000", "no tenant named"},
 		{"outside subtree", ts.URL("northstar_ops", "pw-northstar", "client_gamma", ""), "42501", `may not use tenant "client_gamma"`},
 		{"outside subtree by id", ts.URL("northstar_ops", "pw-northstar", "apex_partners", ""), "42501", "outside the user's tenant"},
