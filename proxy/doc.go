@@ -1,11 +1,16 @@
-// Package proxy is the PostgreSQL-facing side of stratum-proxy: the listener, TLS
-// termination, the startup and SCRAM handshake, tenant identification, the
-// session state machine with its relay loop, tenant switching and the cancel-key
-// map.
+// Package proxy is the PostgreSQL-facing side of stratum-proxy. It has three
+// jobs:
+//
+//   - accepting clients: the listener, TLS termination, the startup packet,
+//     SCRAM authentication, tenant identification and client limits;
+//   - running sessions: the relay of client messages to a backend and the
+//     pump of its replies, pooling (when a backend is held, pinned or
+//     released), tenant switching and the tenant's policy;
+//   - cancel requests: the map from the keys it hands out to sessions.
 //
 // What it needs of the router it names in the Backends interface (backends.go),
 // which *router.Router implements and proxytest.Backends fakes; it keeps using
-// router's value types (Placement, ServerConn, ReleaseMode, Policy). The clock
+// router's value types (Placement, ServerConn, ReleaseMode) and policy.Policy. The clock
 // and the dialer for cancel forwarding are injected through Config's unexported
 // knobs.
 //
@@ -27,7 +32,7 @@
 //   - switch.go: SET / RESET stratum.tenant.
 //   - reply.go, errors.go, messages.go: what the proxy itself writes to clients.
 //
-// It imports router (placements and backend connections), catalog (types only),
+// It imports router (placements and backend connections), policy, catalog (types only),
 // rewrite (statement classification) and leaf helpers under internal/. It never
 // imports admin or cmd.
 package proxy

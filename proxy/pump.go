@@ -46,6 +46,16 @@ func (ss *session) pump(att *attachment) {
 				return
 			}
 		}
+		if release {
+			// The backend goes back to its pool before the client can read
+			// this ReadyForQuery: a query the client (or another client of
+			// the tenant) sends on reading it then finds the connection idle
+			// instead of opening another. msg lies in the backend's read
+			// buffer, which the next holder reuses: keep a copy.
+			var rfq [6]byte
+			msg = rfq[:copy(rfq[:], msg)]
+			ss.handBack(att)
+		}
 		ss.wmu.Lock()
 		_, werr := ss.cw.Write(msg)
 		if werr == nil && (release || !rd.HasMessage()) {
@@ -53,7 +63,11 @@ func (ss *session) pump(att *attachment) {
 		}
 		ss.wmu.Unlock()
 		if release {
-			ss.releaseFromPump(att, werr)
+			att.done <- nil
+			if werr != nil {
+				ss.cc.conn.Close()
+			}
+			ss.stopIfAsked()
 			return
 		}
 		if werr != nil {
@@ -161,18 +175,12 @@ func (ss *session) readyForQuery(att *attachment, status byte) (release, ok bool
 	return release, true
 }
 
-// releaseFromPump hands the backend back to its pool once the relay has no
-// write under way on it, and ends the pump; werr is the failed write of the
-// last message to the client, if any.
-func (ss *session) releaseFromPump(att *attachment, werr error) {
-	att.wmu.Lock() // see attachment.wmu
+// handBack hands the backend back to its pool once the relay has no write
+// under way on it (see attachment.wmu).
+func (ss *session) handBack(att *attachment) {
+	att.wmu.Lock()
 	att.wmu.Unlock()
 	ss.srv.backends.Release(att.sc, router.Keep)
-	att.done <- nil
-	if werr != nil {
-		ss.cc.conn.Close()
-	}
-	ss.stopIfAsked()
 }
 
 // releasableLocked is the transaction-pooling rule for handing the backend
