@@ -3,8 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/proxy/proxytest"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
@@ -214,6 +218,35 @@ func (c *client) expectClosed() {
 	c.conn.SetReadDeadline(time.Now().Add(testWait))
 	if m, err := c.fe.Receive(); err == nil {
 		c.t.Fatalf("got %T %+v, want the connection closed", m, m)
+	}
+}
+
+// rawTypes reads the client connection's raw bytes for up to d, or until a
+// ReadyForQuery arrives, and returns the types of the whole messages read.
+// Use it last: the bytes it reads are gone for expect.
+func (c *client) rawTypes(d time.Duration, buf *[]byte) []byte {
+	c.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		var types []byte
+		for rest := *buf; len(rest) >= 5; {
+			n := 1 + int(binary.BigEndian.Uint32(rest[1:5]))
+			if len(rest) < n {
+				break
+			}
+			types = append(types, rest[0])
+			rest = rest[n:]
+		}
+		if bytes.IndexByte(types, wire.ReadyForQuery) >= 0 || !time.Now().Before(deadline) {
+			return types
+		}
+		c.conn.SetReadDeadline(deadline)
+		chunk := make([]byte, 512)
+		n, err := c.conn.Read(chunk)
+		*buf = append(*buf, chunk[:n]...)
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			c.t.Fatalf("reading: %v", err)
+		}
 	}
 }
 

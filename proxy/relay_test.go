@@ -1,13 +1,16 @@
 package proxy
 
 import (
+	"bytes"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	. "github.com/stratum-hq/stratum-proxy/internal/pgfake"
+	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
 
 var intColumn = &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
@@ -201,6 +204,28 @@ func TestTenantSwitch(t *testing.T) {
 	c.expect(complete("SELECT 1"), ready(txIdle))
 	c.send(&pgproto3.Terminate{})
 	h.expectEvents("release t1 #1 reset")
+}
+
+// In transaction pooling the backend is back in its pool before the client
+// can read the ReadyForQuery that ends its transaction, so that a query sent
+// on reading it (by this client or another of the tenant) finds it idle.
+func TestTransactionPoolingReleasesBeforeReadyForQuery(t *testing.T) {
+	h := newHarness(t, PoolTransaction)
+	h.be.Script(h.t1, NewScript(Query("SELECT 1", "SELECT 1", txIdle)))
+	h.start()
+	c := h.connect("t1")
+	resume := h.be.HoldReleases()
+	defer resume()
+	c.send(query("SELECT 1"))
+	var buf []byte
+	if types := c.rawTypes(300*time.Millisecond, &buf); bytes.IndexByte(types, wire.ReadyForQuery) >= 0 {
+		t.Fatalf("the client got ReadyForQuery (messages %q) while its backend was not yet handed back", types)
+	}
+	resume()
+	if types := c.rawTypes(testWait, &buf); string(types) != string([]byte{wire.CommandComplete, wire.ReadyForQuery}) {
+		t.Fatalf("messages %q, want CommandComplete, ReadyForQuery", types)
+	}
+	h.expectEvents("acquire t1 #1", "release t1 #1 keep")
 }
 
 // After switches the session's log lines carry one tenant field, the current

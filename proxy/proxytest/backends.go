@@ -83,6 +83,8 @@ type Backends struct {
 		opened     int
 		tenants    int
 		errs       []error
+		// hold, when not nil, is waited for by every Release (HoldReleases).
+		hold chan struct{}
 	}
 }
 
@@ -303,6 +305,12 @@ func (b *Backends) Acquire(ctx context.Context, p *router.Placement, params map[
 // Keep make it idle as it is.
 func (b *Backends) Release(sc *router.ServerConn, mode router.ReleaseMode) {
 	b.mu.Lock()
+	hold := b.mu.hold
+	b.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	b.mu.Lock()
 	defer b.mu.Unlock()
 	c := b.mu.conns[sc]
 	if c == nil {
@@ -322,6 +330,25 @@ func (b *Backends) Release(sc *router.ServerConn, mode router.ReleaseMode) {
 	}
 	id := b.mu.placements[c.tenant].Tenant.ID
 	b.mu.idle[id] = append(b.mu.idle[id], sc)
+}
+
+// HoldReleases makes every Release wait until the returned function is
+// called, so that a test can see what the client gets while the proxy hands
+// a connection back.
+func (b *Backends) HoldReleases() (resume func()) {
+	hold := make(chan struct{})
+	b.mu.Lock()
+	b.mu.hold = hold
+	b.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			b.mu.hold = nil
+			b.mu.Unlock()
+			close(hold)
+		})
+	}
 }
 
 // KnownStatus implements proxy.Backends: what SetKnownStatus set, else nil.
