@@ -5,7 +5,10 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w" -o /out/stratum-proxy ./cmd/stratum-proxy
+# The build context has no .git (.dockerignore): pass the version in,
+# e.g. docker build --build-arg VERSION=$(git describe --always --dirty) .
+ARG VERSION=dev
+RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/stratum-proxy ./cmd/stratum-proxy
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \

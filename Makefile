@@ -10,8 +10,11 @@ FUZZTIME ?= 30s
 deps:
 	@bash .ci/install-deps
 
+# VERSION is what `stratum-proxy version` prints: the git description of the checkout.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/stratum-proxy
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/stratum-proxy
 
 ## demo: a private PostgreSQL, the proxy on 127.0.0.1:6432, the admin API on 127.0.0.1:8080 and the demo tenants.
 ## Flags of `stratum-proxy dev` go in ARGS, e.g. make demo ARGS="--pool-mode transaction".
