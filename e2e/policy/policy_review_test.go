@@ -237,8 +237,9 @@ func TestReviewReadOnlyFunctionCall(t *testing.T) {
 			ArgFormatCodes: []uint16{0},
 			Arguments:      [][]byte{[]byte("default_transaction_read_only"), []byte("off"), []byte("false")},
 		})
-		if len(codes) != 1 {
-			t.Errorf("set_config through FunctionCall: errors %v, want it refused", codes)
+		// The proxy refuses it: it cannot see which setting it changes.
+		if len(codes) != 1 || codes[0] != "42501" {
+			t.Errorf("set_config through FunctionCall: errors %v, want it refused with 42501", codes)
 		}
 		reviewInsertRefused(t, c, "set_config through FunctionCall")
 	})
@@ -397,8 +398,9 @@ func TestReviewNoDDLUnnamedStatement(t *testing.T) {
 			map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
 		waitSQL(t, watcher, "CREATE TABLE ddl_refused (x int)", "42501") // the proxy knows
 		codes, tags := reviewPipeline(t, c, 1, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		if len(codes) == 0 {
-			t.Errorf("the unnamed CREATE TABLE parsed before sql.ddl was denied ran after: %v", tags)
+		// PostgreSQL no longer knows the unnamed statement (26000).
+		if len(codes) != 1 || codes[0] != "26000" || len(tags) != 0 {
+			t.Errorf("the unnamed CREATE TABLE parsed before sql.ddl was denied, bound after: errors %v, tags %v; want 26000 (dropped) and no tag", codes, tags)
 		}
 	})
 }
@@ -527,8 +529,9 @@ func TestReviewReadOnlyOtherSessionsStatement(t *testing.T) {
 	shared := "stratum_" + hex.EncodeToString(sum[:12])
 	codes, tags := reviewPipeline(t, second, 1,
 		&pgproto3.Bind{PreparedStatement: shared}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	if len(codes) == 0 {
-		t.Errorf("binding another session's statement %s by its backend name ran it: %v", shared, tags)
+	// The proxy refuses a statement this session did not prepare (26000).
+	if len(codes) != 1 || codes[0] != "26000" || len(tags) != 0 {
+		t.Errorf("binding another session's statement %s by its backend name: errors %v, tags %v; want 26000 and no tag", shared, codes, tags)
 	}
 	reviewInsertRefused(t, second, "binding another session's statement")
 }
@@ -645,7 +648,9 @@ func TestReviewPolicyWaitSparesCopy(t *testing.T) {
 				t.Fatalf("a Query in the middle of COPY FROM STDIN, with a policy change pending: %v (want PostgreSQL's error, not a stuck session)", err)
 			}
 			if er, ok := m.(*pgproto3.ErrorResponse); ok {
-				t.Logf("%s: %s", er.Code, er.Message)
+				if er.Code != "08P01" {
+					t.Errorf("a Query in the middle of COPY FROM STDIN: %s %s, want PostgreSQL's protocol violation (08P01)", er.Code, er.Message)
+				}
 				return
 			}
 		}
