@@ -13,8 +13,8 @@ import (
 // hint, version prints one line.
 func TestCommandLine(t *testing.T) {
 	for _, tc := range []struct {
-		args       []string
-		code       int
+		args        []string
+		code        int
 		out, errOut string // substrings of stdout and stderr
 	}{
 		{[]string{"--help"}, 0, "Usage:", ""},
