@@ -548,14 +548,20 @@ func keepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, during
 	fe := pc.Frontend()
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
-	send := func() {
+	// A send fails when the proxy has ended the session (a suspension):
+	// then sending stops and what the proxy sent before is still read.
+	sendFailed := false
+	send := func() bool {
 		fe.Send(&pgproto3.Query{String: q})
 		if err := fe.Flush(); err != nil {
-			t.Fatalf("sending: %v", err)
+			sendFailed = true
+			return false
 		}
+		return true
 	}
-	send()
-	send()
+	if !send() || !send() {
+		t.Fatal("sending the first requests failed")
+	}
 	var codes []string
 	code := ""
 	end := time.Now().Add(d)
@@ -563,6 +569,9 @@ func keepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, during
 	for outstanding := 2; outstanding > 0; {
 		m, err := pc.ReceiveMessage(ctx)
 		if err != nil {
+			if !ran {
+				t.Fatalf("the session ended before the change was made: %v (answers %v)", err, codes)
+			}
 			codes = append(codes, "closed: "+err.Error())
 			return codes
 		}
@@ -577,8 +586,7 @@ func keepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, during
 				ran = true
 				during()
 			}
-			if time.Now().Before(end) {
-				send()
+			if time.Now().Before(end) && !sendFailed && send() {
 				outstanding++
 			}
 		}
@@ -586,9 +594,9 @@ func keepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, during
 	return codes
 }
 
-// TestPipeliningSessionStillGetsPolicyAndSuspension: a session that always has a request in
-// flight still gets a new policy (each of its Queries is a transaction of
-// its own) and still ends when its tenant is suspended.
+// TestPipeliningSessionStillGetsPolicyAndSuspension: a session that always
+// has a request in flight still gets a new policy (each of its Queries is a
+// transaction of its own) and still ends when its tenant is suspended.
 func TestPipeliningSessionStillGetsPolicyAndSuspension(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
