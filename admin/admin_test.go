@@ -18,6 +18,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
+	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
@@ -78,17 +79,8 @@ func newStack(t *testing.T) *stack {
 	st := &stack{srv: srv, catdb: catdb, cat: cat, r: r, p: p}
 	t.Cleanup(func() {
 		if !st.catClosed {
-			tenants, err := cat.ListTenants(ctx)
-			if err != nil {
-				t.Errorf("cleanup: listing tenants: %v", err)
-			}
-			for i := len(tenants) - 1; i >= 0; i-- {
-				if err := p.DropTenant(ctx, tenants[i].ID); err != nil {
-					t.Errorf("cleanup: dropping tenant %s: %v", tenants[i].Slug, err)
-				}
-			}
-		}
-		if err := p.DropShared(ctx); err != nil {
+			stacktest.DropAll(ctx, t, cat, p)
+		} else if err := p.DropShared(ctx); err != nil {
 			t.Errorf("cleanup: dropping shared database: %v", err)
 		}
 		r.Close()

@@ -170,10 +170,20 @@ func (f *permFixture) wantResolved(t *testing.T, tn *catalog.Tenant, key, value,
 		t.Fatalf("%s resolves no %s, want %s from %s", tn.Slug, key, value, source)
 	}
 	var got, want any
-	_ = json.Unmarshal(e.Value, &got)
-	_ = json.Unmarshal([]byte(value), &want)
-	gb, _ := json.Marshal(got)
-	wb, _ := json.Marshal(want)
+	if err := json.Unmarshal(e.Value, &got); err != nil {
+		t.Fatalf("%s resolves %s to %q, not JSON: %v", tn.Slug, key, e.Value, err)
+	}
+	if err := json.Unmarshal([]byte(value), &want); err != nil {
+		t.Fatalf("the wanted value %q is not JSON: %v", value, err)
+	}
+	gb, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if string(gb) != string(wb) || e.Source.Slug != source || e.Mode != mode || e.Inherited != (source != tn.Slug) {
 		t.Fatalf("%s resolves %s = %s from %s (%s, inherited %v), want %s from %s (%s)",
 			tn.Slug, key, e.Value, e.Source.Slug, e.Mode, e.Inherited, value, source, mode)
@@ -585,7 +595,10 @@ func TestPermissionActorsAndAudit(t *testing.T) {
 	}
 	// A refused change writes no audit row either.
 	base = countAudit()
-	_ = f.set(as(f.client), f.leaf, "a.c", "true", catalog.PolicyDelegated, catalog.RevokeSoft)
+	// client holds a.c = false: granting its leaf true would widen it.
+	if err := f.set(as(f.client), f.leaf, "a.c", "true", catalog.PolicyDelegated, catalog.RevokeSoft); !errors.Is(err, catalog.ErrWidening) {
+		t.Fatalf("client granting its leaf a.c = true over its own false: %v, want ErrWidening", err)
+	}
 	if got := countAudit(); got != base {
 		t.Fatalf("a refused change wrote %d audit rows", got-base)
 	}

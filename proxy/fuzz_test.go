@@ -1,37 +1,123 @@
 package proxy
 
 import (
+	"bytes"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 )
 
 // FuzzStartup feeds arbitrary bytes to the client-side startup parsing: the
-// StartupMessage parameter list and the options parameter. Neither may panic;
-// taking stratum.tenant out of options must leave options that read back as
-// the same words minus the tenant's.
+// StartupMessage parameter list and the options parameter. Neither may panic.
+// The parameter list parses exactly when it is name/value pairs with
+// non-empty names, each string NUL-terminated, ended by one empty name and
+// nothing after; then the parsed map holds those pairs (the last of a
+// repeated name wins). Taking stratum.tenant out of options must leave
+// options that read back as the same words minus the tenant's (and minus an
+// empty word, which only a trailing lone backslash makes), and return the
+// value of the last tenant setting with the non-option words that follow it
+// (so that a name with spaces is reported whole).
 func FuzzStartup(f *testing.F) {
 	f.Add([]byte("user\x00demo\x00database\x00app\x00\x00"), "-c stratum.tenant=client_alpha -c statement_timeout=5s")
 	f.Add([]byte("\x00"), `-c\ x=1 --stratum.tenant=a\\b`)
 	f.Add([]byte("user\x00"), "-cstratum.tenant=x\t-c\tapplication_name=a\\ b\\")
 	f.Add([]byte{}, "")
 	f.Fuzz(func(t *testing.T, params []byte, options string) {
-		if p, err := parseStartupParams(params); err == nil {
-			for k := range p {
-				if k == "" || strings.ContainsRune(k, 0) {
-					t.Fatalf("parameter name %q accepted", k)
-				}
+		p, err := parseStartupParams(params)
+		want, ok := splitParams(params)
+		if (err == nil) != ok {
+			t.Fatalf("parsing %q: error %v, want an error: %v", params, err, !ok)
+		}
+		if err == nil && !maps.Equal(p, want) {
+			t.Fatalf("parsing %q: got %q, want %q", params, p, want)
+		}
+
+		words := startupOptions(options)
+		for i, w := range words {
+			// Only a lone backslash ending the string makes an empty word
+			// (PostgreSQL's pg_split_opts does the same).
+			if w == "" && (i != len(words)-1 || !strings.HasSuffix(options, `\`)) {
+				t.Fatalf("empty word %d from %q", i, options)
 			}
 		}
-		_, found, rest := takeOption(options, "stratum.tenant")
-		again := startupOptions(rest)
-		if _, foundAgain, _ := takeOption(rest, "stratum.tenant"); foundAgain && found {
-			// The last -c stratum.tenant wins in PostgreSQL; all are removed.
-			t.Fatalf("stratum.tenant still in %q (from %q)", rest, options)
+		keep, wantValue, wantFound := withoutTenant(words)
+		// takeOption drops that empty word: escapeOption cannot write it.
+		keep = slices.DeleteFunc(keep, func(w string) bool { return w == "" })
+		value, found, rest := takeOption(options, "stratum.tenant")
+		if found != wantFound || value != wantValue {
+			t.Fatalf("takeOption(%q): value %q found %v, want %q %v", options, value, found, wantValue, wantFound)
 		}
-		for _, w := range again {
-			if w == "" {
-				t.Fatalf("empty word from %q", rest)
-			}
+		// The rest, as the backend splits it, is the same words minus the
+		// tenant's: escaping round-trips every word, spaces and backslashes
+		// included.
+		if again := startupOptions(rest); !slices.Equal(again, keep) {
+			t.Fatalf("takeOption(%q) left %q, which reads back as %q; want %q", options, rest, again, keep)
 		}
 	})
+}
+
+// splitParams reads a StartupMessage parameter list by splitting it at NULs:
+// name, value, name, value, …, then an empty name. ok is false when the
+// bytes are not such a list.
+func splitParams(b []byte) (map[string]string, bool) {
+	parts := bytes.Split(b, []byte{0})
+	// A well-formed list ends "…\x00\x00": the empty name, then nothing.
+	n := len(parts)
+	if n < 2 || n%2 != 0 || len(parts[n-2]) != 0 || len(parts[n-1]) != 0 {
+		return nil, false
+	}
+	m := map[string]string{}
+	for i := 0; i+1 < n-2; i += 2 {
+		if len(parts[i]) == 0 {
+			return nil, false
+		}
+		m[string(parts[i])] = string(parts[i+1])
+	}
+	return m, true
+}
+
+// withoutTenant drops the stratum.tenant settings from the words of an
+// options parameter, as PostgreSQL would read them ("-c name=value",
+// "-cname=value", "--name=value"; name case-insensitive, '-' as '_'), and
+// returns what is left and the last tenant value, with the words after it
+// that are not options.
+func withoutTenant(words []string) (keep []string, value string, found bool) {
+	tenant := func(s string) (string, bool) {
+		n, v, ok := strings.Cut(s, "=")
+		if ok && strings.EqualFold(strings.ReplaceAll(n, "-", "_"), "stratum.tenant") {
+			return v, true
+		}
+		return "", false
+	}
+	// stray takes the words after a tenant setting that are not options
+	// into its value ("-c stratum.tenant=Bad Name!" names "Bad Name!").
+	stray := func(i int, v string) int {
+		for i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
+			v += " " + words[i+1]
+			i++
+		}
+		value, found = v, true
+		return i
+	}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if w == "-c" && i+1 < len(words) {
+			if v, ok := tenant(words[i+1]); ok {
+				i = stray(i+1, v)
+			} else {
+				keep = append(keep, w, words[i+1])
+				i++
+			}
+			continue
+		}
+		if strings.HasPrefix(w, "-c") || strings.HasPrefix(w, "--") {
+			if v, ok := tenant(w[2:]); ok {
+				i = stray(i, v)
+				continue
+			}
+		}
+		keep = append(keep, w)
+	}
+	return keep, value, found
 }

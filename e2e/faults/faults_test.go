@@ -775,8 +775,11 @@ func TestFaultSlowClient(t *testing.T) {
 				t.Fatal(err)
 			}
 			const slowQuery = `SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND query LIKE 'SELECT repeat(%' AND pid <> pg_backend_pid()`
+			// Precondition: the slow client's backend is stuck writing to the
+			// proxy, which holds it because the client does not read. Without
+			// it the rest of the test proves nothing.
 			blocked := false
-			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 				var n int
 				if err := direct.QueryRow(ctx, slowQuery+` AND state = 'active' AND wait_event = 'ClientWrite'`, alpha.RoleName).Scan(&n); err != nil {
 					t.Fatal(err)
@@ -787,7 +790,7 @@ func TestFaultSlowClient(t *testing.T) {
 				}
 			}
 			if !blocked {
-				t.Logf("the slow query's backend was not seen blocked on ClientWrite within 5s")
+				t.Fatal("precondition: the slow query's backend was not seen blocked on ClientWrite within 10s")
 			}
 
 			start := time.Now()
@@ -842,6 +845,16 @@ func TestFaultSlowClient(t *testing.T) {
 				}
 			}
 			t.Logf("5 clients × 50 queries beside the slow client: %v", time.Since(start).Round(time.Millisecond))
+			// The precondition held throughout: the slow client is still
+			// blocking its own backend (a proxy that drained the result
+			// instead would have finished the query by now).
+			var stillBlocked int
+			if err := direct.QueryRow(ctx, slowQuery+` AND state = 'active' AND wait_event = 'ClientWrite'`, alpha.RoleName).Scan(&stillBlocked); err != nil {
+				t.Fatal(err)
+			}
+			if stillBlocked == 0 {
+				t.Fatal("precondition: the slow query's backend is no longer blocked on ClientWrite after the other clients ran")
+			}
 
 			slow.Close()
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {

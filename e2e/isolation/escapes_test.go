@@ -3,36 +3,40 @@ package isolation
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 )
 
 // TestEscapesDoNotCrossTenants tries, from each tenant's session, the ways a
-// client could reach another tenant's data, and checks that PostgreSQL refuses
-// each or that what it returns holds nothing of another tenant. Every tenant
-// first writes one row tagged with its slug; afterwards each still sees only
-// its own row, and other tenants' rows are unchanged.
+// client could reach another tenant's data. Each attempt has the outcome
+// PostgreSQL must give it per isolation (refused with a given SQLSTATE, or
+// run); what a run attempt returns must hold nothing of another tenant. Every
+// tenant first writes one row tagged with its slug; after each attempt the
+// session sees exactly its own rows, and at the end every placement holds
+// exactly what its own tenant wrote.
 func TestEscapesDoNotCrossTenants(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		ctx := context.Background()
 		tenants := map[string]string{} // slug -> id
 		for _, slug := range stacktest.DemoSlugs {
-			tn, err := ts.Catalog.GetTenant(ctx, slug)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tenants[slug] = tn.ID
+			tenants[slug] = getTenant(t, ts, slug).ID
 			c := stacktest.Connect(t, ts.URL("demo", "demo", slug, ""))
 			if _, err := c.Exec(ctx, `INSERT INTO orders (item) VALUES ($1)`, slug); err != nil {
 				t.Fatalf("%s: %v", slug, err)
 			}
 		}
-		beta, _ := ts.Catalog.GetTenant(ctx, "client_beta")
-		gamma, _ := ts.Catalog.GetTenant(ctx, "client_gamma")
+		beta := getTenant(t, ts, "client_beta")
+		gamma := getTenant(t, ts, "client_gamma")
 		superuser := ts.Srv.SuperUser()
+		// What each schema or database tenant's own table holds at the end:
+		// its row and the row it planted in its own space.
+		ownAtEnd := map[string][]string{}
 
 		for _, me := range []string{"client_alpha", "client_beta", "client_gamma"} {
 			t.Run(me, func(t *testing.T) {
@@ -40,73 +44,98 @@ func TestEscapesDoNotCrossTenants(t *testing.T) {
 				if me == "client_alpha" {
 					other = "client_beta"
 				}
-				otherT, _ := ts.Catalog.GetTenant(ctx, other)
-				// Each attempt runs on a fresh session; it may fail, but if it
-				// succeeds, what it returns must not contain another tenant's slug
-				// or id, and afterwards the session must still see only its own rows.
-				attempts := []string{
-					"SET ROLE " + otherT.RoleName,
-					"SET ROLE " + superuser,
-					"SET SESSION AUTHORIZATION " + superuser,
-					"SET SESSION AUTHORIZATION " + otherT.RoleName,
-					"RESET ROLE",
-					"RESET SESSION AUTHORIZATION",
-					"SELECT set_config('role', '" + superuser + "', false)",
-					"SELECT set_config('session_authorization', '" + otherT.RoleName + "', false)",
-					"SELECT set_config('stratum.tenant', '" + other + "', false)",
-					"SET stratum.tenant_id = '" + otherT.ID + "'",
-					"RESET ALL",
-					"DISCARD ALL",
-					"SET search_path = " + beta.Schema + ", public",
-					"SELECT item FROM " + beta.Schema + ".orders",
-					"SELECT item FROM public.orders",
-					"SELECT item FROM " + gamma.Database + ".public.orders",
-					"SELECT item FROM orders WHERE tenant_id = '" + otherT.ID + "'",
-					"UPDATE orders SET tenant_id = '" + otherT.ID + "'",
-					"INSERT INTO orders (tenant_id, item) VALUES ('" + otherT.ID + "', 'planted')",
-					"DELETE FROM orders WHERE tenant_id <> '" + tenants[me] + "'",
-					"ALTER TABLE orders DISABLE ROW LEVEL SECURITY",
-					"DROP POLICY stratum_tenant_isolation ON orders",
-					"SELECT * FROM stratum.tenant_roles",
-					"SELECT stratum.current_tenant_id()",
-					"DO $$ BEGIN PERFORM set_config('role', '" + superuser + "', false); END $$",
-					"DO $$ BEGIN EXECUTE 'SET ROLE " + otherT.RoleName + "'; END $$",
-					"CREATE FUNCTION public.peek() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER AS $f$ SELECT item FROM public.orders $f$",
-					"COPY (SELECT item FROM orders) TO STDOUT",
-					"SELECT lo_import('/etc/passwd')",
-					"SELECT pg_read_file('pg_hba.conf')",
-					"SELECT datname FROM pg_database WHERE datname = '" + gamma.Database + "'",
-					"SELECT count(*) FROM pg_stat_activity WHERE usename <> current_user AND query <> ''",
-					"SELECT query FROM pg_stat_activity",
-					"PREPARE p AS SELECT item FROM orders",
-					"SELECT dblink_connect('dbname=" + gamma.Database + "')",
+				otherT := getTenant(t, ts, other)
+				planted := "planted-by-" + me
+				// Each attempt runs on a fresh session. want is the SQLSTATE
+				// PostgreSQL (or the proxy) answers for client_alpha (shared,
+				// under row-level security), client_beta (schema) and
+				// client_gamma (database); "" means the statement runs, and
+				// then what it returns must not contain another tenant's slug
+				// or id. Attempts that run inside the tenant's own space (its
+				// schema or database) are no escape.
+				attempts := []struct {
+					q                  string
+					alpha, beta, gamma string
+				}{
+					{"SET ROLE " + otherT.RoleName, "42501", "42501", "42501"},
+					{"SET ROLE " + superuser, "42501", "42501", "42501"},
+					{"SET SESSION AUTHORIZATION " + superuser, "42501", "42501", "42501"},
+					{"SET SESSION AUTHORIZATION " + otherT.RoleName, "42501", "42501", "42501"},
+					{"RESET ROLE", "42501", "42501", "42501"},
+					{"RESET SESSION AUTHORIZATION", "42501", "42501", "42501"},
+					{"SELECT set_config('role', '" + superuser + "', false)", "42501", "42501", "42501"},
+					{"SELECT set_config('session_authorization', '" + otherT.RoleName + "', false)", "42501", "42501", "42501"},
+					{"SELECT set_config('stratum.tenant', '" + other + "', false)", "42501", "42501", "42501"},
+					{"SET stratum.tenant_id = '" + otherT.ID + "'", "42501", "42501", "42501"},
+					{"RESET ALL", "", "", ""},
+					{"DISCARD ALL", "", "", ""},
+					{"SET search_path = " + beta.Schema + ", public", "", "", ""},
+					// client_beta's own schema; not in client_gamma's database.
+					{"SELECT item FROM " + beta.Schema + ".orders", "42501", "", "42P01"},
+					// The shared table (row-level security) for client_alpha,
+					// client_gamma's own table in its database.
+					{"SELECT item FROM public.orders", "", "42501", ""},
+					{"SELECT item FROM " + gamma.Database + ".public.orders", "0A000", "0A000", ""},
+					{"SELECT item FROM orders WHERE tenant_id = '" + otherT.ID + "'", "", "", ""},
+					// Deleting first, while the tenant's own rows carry its id:
+					// it must delete nothing it sees.
+					{"DELETE FROM orders WHERE tenant_id <> '" + tenants[me] + "'", "", "", ""},
+					// Row-level security checks new rows of client_alpha; the
+					// others write only their own table.
+					{"UPDATE orders SET tenant_id = '" + otherT.ID + "'", "42501", "", ""},
+					{"INSERT INTO orders (tenant_id, item) VALUES ('" + otherT.ID + "', '" + planted + "')", "42501", "", ""},
+					{"ALTER TABLE orders DISABLE ROW LEVEL SECURITY", "42501", "42501", "42501"},
+					{"DROP POLICY stratum_tenant_isolation ON orders", "42501", "42704", "42704"},
+					{"SELECT * FROM stratum.tenant_roles", "42501", "42501", "42P01"},
+					{"SELECT stratum.current_tenant_id()", "", "42501", "3F000"},
+					{"DO $$ BEGIN PERFORM set_config('role', '" + superuser + "', false); END $$", "42501", "42501", "42501"},
+					{"DO $$ BEGIN EXECUTE 'SET ROLE " + otherT.RoleName + "'; END $$", "42501", "42501", "42501"},
+					// public of client_gamma's own database is its own.
+					{"CREATE FUNCTION public.peek() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER AS $f$ SELECT item FROM public.orders $f$", "42501", "42501", ""},
+					{"COPY (SELECT item FROM orders) TO STDOUT", "", "", ""},
+					{"SELECT lo_import('/etc/passwd')", "42501", "42501", "42501"},
+					{"SELECT pg_read_file('pg_hba.conf')", "42501", "42501", "42501"},
+					{"SELECT datname FROM pg_database WHERE datname = '" + gamma.Database + "'", "", "", ""},
+					{"SELECT count(*) FROM pg_stat_activity WHERE usename <> current_user AND query <> ''", "42501", "42501", "42501"},
+					{"SELECT query FROM pg_stat_activity", "42501", "42501", "42501"},
+					{"PREPARE p AS SELECT item FROM orders", "", "", ""},
+					{"SELECT dblink_connect('dbname=" + gamma.Database + "')", "42883", "42883", "42883"},
 				}
-				for i, q := range attempts {
+				own := []string{me}
+				for i, a := range attempts {
+					want := map[string]string{"client_alpha": a.alpha, "client_beta": a.beta, "client_gamma": a.gamma}[me]
 					c := stacktest.Connect(t, ts.URL("demo", "demo", me, ""))
-					out, err := runCollect(ctx, c, q)
+					out, err := runCollect(ctx, c, a.q)
+					if got := stacktest.SQLState(err); got != want || err != nil && got == "" {
+						t.Errorf("attempt %d %q: %v (SQLSTATE %q), want SQLSTATE %q (\"\": runs)", i, a.q, err, got, want)
+					}
+					if err == nil && strings.Contains(a.q, planted) {
+						own = append(own, planted)
+					}
 					// pg_stat_activity shows this tenant's own sessions, whose
 					// queries are these attempts: an echo of its own text is no leak.
-					for _, own := range attempts {
-						out = strings.ReplaceAll(out, own, "")
+					for _, a := range attempts {
+						out = strings.ReplaceAll(out, a.q, "")
 					}
 					for slug, id := range tenants {
-						if strings.Contains(q, slug) || strings.Contains(q, id) {
+						if strings.Contains(a.q, slug) || strings.Contains(a.q, id) {
 							continue // the attempt itself names it; an echo reveals nothing
 						}
 						if slug != me && (containsWord(out, slug) || strings.Contains(out, id)) {
-							t.Errorf("attempt %d %q revealed tenant %s: %q", i, q, slug, out)
+							t.Errorf("attempt %d %q revealed tenant %s: %q", i, a.q, slug, out)
 						}
 					}
-					checkOwnRows(t, ctx, c, me, fmt.Sprintf("after %q (err %v)", q, err))
+					checkOwnRows(t, ctx, c, me, own, fmt.Sprintf("after %q (err %v)", a.q, err))
 					c.Close(ctx)
 				}
+				ownAtEnd[me] = own
 			})
 		}
 		// Nothing was planted, changed or deleted in another tenant. Read every
 		// placement directly as the superuser: the shared table holds exactly the
 		// shared tenants' rows with their own tenant ids, and the schema and
-		// database tenants' tables hold only what those tenants wrote themselves
-		// (their own row, or what they planted or changed in their own space).
+		// database tenants' tables hold exactly what those tenants wrote
+		// themselves (their own row and what they planted in their own space).
 		conn := ts.SrvConn(t, ts.Router.Config().SharedDatabase)
 		rows, err := conn.Query(ctx, "SELECT item, tenant_id::text FROM public.orders ORDER BY item")
 		if err != nil {
@@ -127,41 +156,54 @@ func TestEscapesDoNotCrossTenants(t *testing.T) {
 			{gamma.Database, "public.orders", "client_gamma"},
 		} {
 			c := ts.SrvConn(t, pl.db)
-			rows, err := c.Query(ctx, "SELECT item FROM "+pl.table)
+			rows, err := c.Query(ctx, "SELECT item FROM "+pl.table+" ORDER BY item")
 			if err != nil {
 				t.Fatal(err)
 			}
-			items, _ := pgx.CollectRows(rows, pgx.RowTo[string])
-			for _, it := range items {
-				if it != pl.me && it != "planted" {
-					t.Errorf("%s's table holds %q", pl.me, it)
-				}
+			items, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatalf("reading %s's table: %v", pl.me, err)
+			}
+			if want := sorted(ownAtEnd[pl.me]); fmt.Sprint(items) != fmt.Sprint(want) {
+				t.Errorf("%s's table holds %q, want %q", pl.me, items, want)
 			}
 		}
 	})
 }
 
-// checkOwnRows asserts the session sees no row of another tenant. A shared
-// tenant, whose rows row-level security guards, must also still see exactly
-// its one row; schema and database tenants may have changed their own space.
-func checkOwnRows(t *testing.T, ctx context.Context, c *pgx.Conn, me, when string) {
+// checkOwnRows asserts the session sees exactly the rows want (in any
+// order), which are the tenant's own.
+func checkOwnRows(t *testing.T, ctx context.Context, c *pgx.Conn, me string, want []string, when string) {
 	t.Helper()
-	rows, err := c.Query(ctx, "SELECT item FROM orders")
-	var items []string
-	if err == nil {
-		items, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	}
+	rows, err := c.Query(ctx, "SELECT item FROM orders ORDER BY item")
 	if err != nil {
 		t.Errorf("%s: tenant %s cannot read its rows: %v", when, me, err)
+		return
 	}
-	for _, it := range items {
-		if it != me && it != "planted" {
-			t.Errorf("%s: tenant %s sees another tenant's row %q", when, me, it)
-		}
+	items, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Errorf("%s: tenant %s cannot read its rows: %v", when, me, err)
+		return
 	}
-	if me == "client_alpha" && (len(items) != 1 || items[0] != me) {
-		t.Errorf("%s: shared tenant %s sees %v, want only its own row", when, me, items)
+	if fmt.Sprint(items) != fmt.Sprint(sorted(want)) {
+		t.Errorf("%s: tenant %s sees %q, want exactly %q", when, me, items, sorted(want))
 	}
+}
+
+// sorted returns a sorted copy of s.
+func sorted(s []string) []string {
+	return slices.Sorted(slices.Values(s))
+}
+
+// getTenant returns the catalog's tenant slug, failing the test when it
+// cannot.
+func getTenant(t *testing.T, ts *stacktest.Stack, slug string) *catalog.Tenant {
+	t.Helper()
+	tn, err := ts.Catalog.GetTenant(context.Background(), slug)
+	if err != nil {
+		t.Fatalf("getting tenant %s: %v", slug, err)
+	}
+	return tn
 }
 
 func containsWord(s, w string) bool {
@@ -211,7 +253,7 @@ func TestCatalogDoesNotCount(t *testing.T) {
 			}
 		}
 	}
-	gamma, _ := ts.Catalog.GetTenant(ctx, "client_gamma")
+	gamma := getTenant(t, ts, "client_gamma")
 	for _, db := range []string{ts.Router.Config().SharedDatabase, gamma.Database} {
 		sc := ts.SrvConn(t, db)
 		if _, err := sc.Exec(ctx, "ANALYZE"); err != nil {
@@ -251,8 +293,10 @@ func TestCatalogDoesNotCount(t *testing.T) {
 func TestStartupHardensOldTenantDatabases(t *testing.T) {
 	ts := stacktest.Start(t)
 	ctx := context.Background()
-	gamma, _ := ts.Catalog.GetTenant(ctx, "client_gamma")
-	ts.SrvConn(t, gamma.Database).Exec(ctx, "GRANT SELECT ON pg_catalog.pg_stats TO PUBLIC")
+	gamma := getTenant(t, ts, "client_gamma")
+	if _, err := ts.SrvConn(t, gamma.Database).Exec(ctx, "GRANT SELECT ON pg_catalog.pg_stats TO PUBLIC"); err != nil {
+		t.Fatal(err)
+	}
 	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
 	if _, err := runCollect(ctx, c, "SELECT count(*) FROM pg_stats"); err != nil {
 		t.Fatalf("precondition: pg_stats should be open again: %v", err)

@@ -110,32 +110,29 @@ func protoReadMsg(c net.Conn, timeout time.Duration) (byte, []byte, error) {
 	return hdr[0], body, nil
 }
 
-// protoExpectError reads messages until an ErrorResponse and checks its
-// severity and SQLSTATE (and, when not empty, that its message contains text).
+// protoExpectError reads the next message, which must be an ErrorResponse
+// (nothing may come before it: no authentication request, no data, no
+// ReadyForQuery), and checks its severity and SQLSTATE (and, when not empty,
+// that its message contains text).
 func protoExpectError(t *testing.T, c net.Conn, severity, code, text string) *pgproto3.ErrorResponse {
 	t.Helper()
-	for {
-		typ, body, err := protoReadMsg(c, protoReplyTimeout)
-		if err != nil {
-			t.Fatalf("waiting for an ErrorResponse %s: %v", code, err)
-		}
-		if typ != 'E' {
-			t.Logf("skipping message %q before the error", typ)
-			continue
-		}
-		var er pgproto3.ErrorResponse
-		if err := er.Decode(body); err != nil {
-			t.Fatalf("decoding the ErrorResponse: %v", err)
-		}
-		if er.Severity != severity || er.Code != code || !strings.Contains(er.Message, text) {
-			t.Errorf("got %s %s %q; want %s %s containing %q", er.Severity, er.Code, er.Message, severity, code, text)
-		}
-		return &er
+	typ, body, err := protoReadMsg(c, protoReplyTimeout)
+	if err != nil {
+		t.Fatalf("waiting for an ErrorResponse %s: %v", code, err)
 	}
+	if typ != 'E' {
+		t.Fatalf("got message %q (%q) where the ErrorResponse %s should come first", typ, body, code)
+	}
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body); err != nil {
+		t.Fatalf("decoding the ErrorResponse: %v", err)
+	}
+	if er.Severity != severity || er.Code != code || !strings.Contains(er.Message, text) {
+		t.Errorf("got %s %s %q; want %s %s containing %q", er.Severity, er.Code, er.Message, severity, code, text)
+	}
+	return &er
 }
 
-// protoExpectClosed checks the proxy closes the connection (EOF or reset)
-// without sending anything more.
 func protoExpectClosed(t *testing.T, c net.Conn) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(protoReplyTimeout))

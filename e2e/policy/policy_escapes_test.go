@@ -19,24 +19,26 @@ import (
 )
 
 // Ways out of read-only mode (and around sql.ddl) that the proxy's text check
-// and PostgreSQL's read-only default must both close.
+// and PostgreSQL's read-only default must both close, and the protocol
+// corners (switches, suspension, pipelining, COPY, policy churn) where a
+// policy must still reach the session and keep its answers in order.
 
-const reviewInsert = "INSERT INTO orders (item) VALUES ($1)"
+const preparedInsertSQL = "INSERT INTO orders (item) VALUES ($1)"
 
-// reviewReadOnly makes client_alpha read-only (through its parent) and waits
+// makeAlphaReadOnly makes client_alpha read-only (through its parent) and waits
 // until c, a session of it, sees that.
-func reviewReadOnly(t *testing.T, ts *stacktest.Stack, c *pgx.Conn) {
+func makeAlphaReadOnly(t *testing.T, ts *stacktest.Stack, c *pgx.Conn) {
 	t.Helper()
 	ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/config/proxy.read_only",
 		map[string]any{"value": true}, http.StatusOK)
 	waitSQL(t, c, "INSERT INTO orders (item) VALUES ('x')", "25006")
 }
 
-// reviewPrepareInsert prepares the named statement "ins" (an INSERT) on c while
+// prepareInsert prepares the named statement "ins" (an INSERT) on c while
 // the tenant may still write.
-func reviewPrepareInsert(t *testing.T, c *pgx.Conn) {
+func prepareInsert(t *testing.T, c *pgx.Conn) {
 	t.Helper()
-	if _, err := c.Prepare(context.Background(), "ins", reviewInsert); err != nil {
+	if _, err := c.Prepare(context.Background(), "ins", preparedInsertSQL); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Exec(context.Background(), "ins", "before"); err != nil {
@@ -44,9 +46,9 @@ func reviewPrepareInsert(t *testing.T, c *pgx.Conn) {
 	}
 }
 
-// reviewInsertRefused checks that the statement prepared before the tenant
+// wantPreparedInsertRefused checks that the statement prepared before the tenant
 // became read-only is refused now (by PostgreSQL: the proxy sees only Bind).
-func reviewInsertRefused(t *testing.T, c *pgx.Conn, after string) {
+func wantPreparedInsertRefused(t *testing.T, c *pgx.Conn, after string) {
 	t.Helper()
 	_, err := c.Exec(context.Background(), "ins", "escaped")
 	if stacktest.SQLState(err) != "25006" {
@@ -57,14 +59,14 @@ func reviewInsertRefused(t *testing.T, c *pgx.Conn, after string) {
 	}
 }
 
-// TestReviewReadOnlyEscapedNames: setting names spelled with Unicode or
+// TestReadOnlySurvivesEscapedSettingNames: setting names spelled with Unicode or
 // backslash escapes are the same settings to PostgreSQL.
-func TestReviewReadOnlyEscapedNames(t *testing.T) {
+func TestReadOnlySurvivesEscapedSettingNames(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		ctx := context.Background()
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		reviewPrepareInsert(t, c)
-		reviewReadOnly(t, ts, c)
+		prepareInsert(t, c)
+		makeAlphaReadOnly(t, ts, c)
 		for _, q := range []string{
 			`SET U&"default_transaction\005fread_only" = off`,
 			`SET U&"default!005ftransaction!005fread!005fonly" UESCAPE '!' = off`,
@@ -74,7 +76,7 @@ func TestReviewReadOnlyEscapedNames(t *testing.T) {
 			if _, err := c.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); stacktest.SQLState(err) != "25006" {
 				t.Errorf("%s on a read-only tenant: %v, want 25006", q, err)
 			}
-			reviewInsertRefused(t, c, q)
+			wantPreparedInsertRefused(t, c, q)
 		}
 		// In a transaction: read-write must be chosen before any query.
 		if _, err := c.Exec(ctx, "BEGIN", pgx.QueryExecModeSimpleProtocol); err != nil {
@@ -87,30 +89,30 @@ func TestReviewReadOnlyEscapedNames(t *testing.T) {
 	})
 }
 
-// TestReviewReadOnlyExtendedReset: RESET ALL sent as Parse/Bind/Execute (pgx's
+// TestReadOnlySurvivesResetThroughExtendedProtocol: RESET ALL sent as Parse/Bind/Execute (pgx's
 // default) is not seen by the proxy's settings tracking, so the read-only
 // default it undoes would not be applied again.
-func TestReviewReadOnlyExtendedReset(t *testing.T) {
+func TestReadOnlySurvivesResetThroughExtendedProtocol(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		reviewPrepareInsert(t, c)
-		reviewReadOnly(t, ts, c)
+		prepareInsert(t, c)
+		makeAlphaReadOnly(t, ts, c)
 		for _, q := range []string{"RESET default_transaction_read_only", "RESET ALL", "DISCARD ALL"} {
-			codes, tags := reviewPipeline(t, c, 1,
+			codes, tags := sendPipeline(t, c, 1,
 				&pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 			if len(codes) != 1 || codes[0] != "25006" {
 				t.Errorf("%s (extended protocol) on a read-only tenant: errors %v, tags %v; want 25006", q, codes, tags)
 			}
 			if q != "DISCARD ALL" { // DISCARD ALL would drop the prepared INSERT too
-				reviewInsertRefused(t, c, q+" (extended protocol)")
+				wantPreparedInsertRefused(t, c, q+" (extended protocol)")
 			}
 		}
 	})
 }
 
-// reviewPipeline sends msgs at once on c's connection and collects the
+// sendPipeline sends msgs at once on c's connection and collects the
 // SQLSTATEs of errors and the command tags until n ReadyForQuery.
-func reviewPipeline(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMessage) (codes, tags []string) {
+func sendPipeline(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMessage) (codes, tags []string) {
 	t.Helper()
 	pc := c.PgConn()
 	fe := pc.Frontend()
@@ -139,15 +141,15 @@ func reviewPipeline(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendM
 	return codes, tags
 }
 
-// TestReviewReadOnlyPipelinedReset: a simple RESET ALL followed at once (before
+// TestReadOnlyReappliedBeforeStatementPipelinedAfterReset: a simple RESET ALL followed at once (before
 // its reply) by the Bind/Execute of a prepared INSERT: the proxy must apply the
 // read-only default again before the INSERT runs.
-func TestReviewReadOnlyPipelinedReset(t *testing.T) {
+func TestReadOnlyReappliedBeforeStatementPipelinedAfterReset(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		reviewPrepareInsert(t, c)
-		reviewReadOnly(t, ts, c)
-		codes, tags := reviewPipeline(t, c, 2,
+		prepareInsert(t, c)
+		makeAlphaReadOnly(t, ts, c)
+		codes, tags := sendPipeline(t, c, 2,
 			&pgproto3.Query{String: "RESET ALL"},
 			&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte("pipelined")}},
 			&pgproto3.Execute{},
@@ -155,18 +157,18 @@ func TestReviewReadOnlyPipelinedReset(t *testing.T) {
 		if len(codes) != 1 || codes[0] != "25006" {
 			t.Errorf("RESET ALL then a pipelined prepared INSERT: errors %v, tags %v; want the INSERT refused with 25006", codes, tags)
 		}
-		reviewInsertRefused(t, c, "a pipelined RESET ALL")
+		wantPreparedInsertRefused(t, c, "a pipelined RESET ALL")
 	})
 }
 
-// TestReviewReadOnlyPreparedBefore: statements prepared while the tenant could
+// TestReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier: statements prepared while the tenant could
 // write are checked again when executed under the new policy (the proxy saw
 // their text only at Parse).
-func TestReviewReadOnlyPreparedBefore(t *testing.T) {
+func TestReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		ctx := context.Background()
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		reviewPrepareInsert(t, c)
+		prepareInsert(t, c)
 		for name, q := range map[string]string{
 			"esc": "SET default_transaction_read_only = off",
 			"rst": "RESET ALL",
@@ -176,12 +178,12 @@ func TestReviewReadOnlyPreparedBefore(t *testing.T) {
 				t.Fatalf("preparing %s: %v", q, err)
 			}
 		}
-		reviewReadOnly(t, ts, c)
+		makeAlphaReadOnly(t, ts, c)
 		for _, name := range []string{"esc", "rst"} {
 			if _, err := c.Exec(ctx, name); stacktest.SQLState(err) != "25006" {
 				t.Errorf("executing %q prepared before read-only: %v, want 25006", name, err)
 			}
-			reviewInsertRefused(t, c, "executing "+name)
+			wantPreparedInsertRefused(t, c, "executing "+name)
 		}
 		if _, err := c.Exec(ctx, "rw"); stacktest.SQLState(err) != "25006" {
 			t.Errorf("BEGIN READ WRITE prepared before read-only: %v, want 25006", err)
@@ -190,14 +192,14 @@ func TestReviewReadOnlyPreparedBefore(t *testing.T) {
 	})
 }
 
-// TestReviewNoDDLPreparedBefore: sql.ddl has no PostgreSQL layer under it, so a
+// TestNoDDLCheckedAtBindOfStatementsPreparedEarlier: sql.ddl has no PostgreSQL layer under it, so a
 // DDL statement prepared before the permission was denied must be refused
 // when executed after.
-func TestReviewNoDDLPreparedBefore(t *testing.T) {
+func TestNoDDLCheckedAtBindOfStatementsPreparedEarlier(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		ctx := context.Background()
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		if _, err := c.Prepare(ctx, "mk", "CREATE TABLE review_ddl (x int)"); err != nil {
+		if _, err := c.Prepare(ctx, "mk", "CREATE TABLE prepared_ddl (x int)"); err != nil {
 			t.Fatal(err)
 		}
 		ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/permissions/sql.ddl",
@@ -209,50 +211,51 @@ func TestReviewNoDDLPreparedBefore(t *testing.T) {
 	})
 }
 
-// TestReviewReadOnlyClientSetReplayed: a SET of default_transaction_read_only
+// TestReadOnlyNotUndoneByReplayedClientSetting: a SET of default_transaction_read_only
 // the session made while it could write must not be replayed over the
 // read-only default once the tenant is read-only.
-func TestReviewReadOnlyClientSetReplayed(t *testing.T) {
+func TestReadOnlyNotUndoneByReplayedClientSetting(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		ctx := context.Background()
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		reviewPrepareInsert(t, c)
+		prepareInsert(t, c)
 		if _, err := c.Exec(ctx, "SET default_transaction_read_only = off", pgx.QueryExecModeSimpleProtocol); err != nil {
 			t.Fatal(err)
 		}
-		reviewReadOnly(t, ts, c)
-		reviewInsertRefused(t, c, "a SET made before read-only")
+		makeAlphaReadOnly(t, ts, c)
+		wantPreparedInsertRefused(t, c, "a SET made before read-only")
 	})
 }
 
-// TestReviewReadOnlyFunctionCall: the function-call protocol message calls
+// TestReadOnlyRefusesSetConfigFunctionCall: the function-call protocol message calls
 // set_config (OID 2078) without any SQL text for the proxy to check.
-func TestReviewReadOnlyFunctionCall(t *testing.T) {
+func TestReadOnlyRefusesSetConfigFunctionCall(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		reviewPrepareInsert(t, c)
-		reviewReadOnly(t, ts, c)
-		codes, _ := reviewPipeline(t, c, 1, &pgproto3.FunctionCall{
+		prepareInsert(t, c)
+		makeAlphaReadOnly(t, ts, c)
+		codes, _ := sendPipeline(t, c, 1, &pgproto3.FunctionCall{
 			Function:       2078, // pg_catalog.set_config(text, text, boolean)
 			ArgFormatCodes: []uint16{0},
 			Arguments:      [][]byte{[]byte("default_transaction_read_only"), []byte("off"), []byte("false")},
 		})
-		if len(codes) != 1 {
-			t.Errorf("set_config through FunctionCall: errors %v, want it refused", codes)
+		// The proxy refuses it: it cannot see which setting it changes.
+		if len(codes) != 1 || codes[0] != "42501" {
+			t.Errorf("set_config through FunctionCall: errors %v, want it refused with 42501", codes)
 		}
-		reviewInsertRefused(t, c, "set_config through FunctionCall")
+		wantPreparedInsertRefused(t, c, "set_config through FunctionCall")
 	})
 }
 
-// TestReviewPolicyChurn: policy changes land between (and during) the
+// TestPolicyChurnLosesNoAnswerAndReachesEverySession: policy changes land between (and during) the
 // sessions' transactions, pipelines and resets, in both pool modes, while
 // the sessions keep working: every answer is the statement's own (no reply
 // of an injected query reaches a client, none is lost), the only refusals
 // are read-only ones, and the last policy reaches every session.
-func TestReviewPolicyChurn(t *testing.T) {
+func TestPolicyChurnLosesNoAnswerAndReachesEverySession(t *testing.T) {
 	for _, mode := range []string{"session", "transaction"} {
 		t.Run(mode, func(t *testing.T) {
-			testReviewPolicyChurn(t, stacktest.Start(t, func(sc *server.Config) {
+			testPolicyChurn(t, stacktest.Start(t, func(sc *server.Config) {
 				sc.Proxy.PoolMode = mode
 				sc.Admin.RateLimit = -1
 			}))
@@ -260,7 +263,7 @@ func TestReviewPolicyChurn(t *testing.T) {
 	}
 }
 
-func testReviewPolicyChurn(t *testing.T, ts *stacktest.Stack) {
+func testPolicyChurn(t *testing.T, ts *stacktest.Stack) {
 	{
 		ctx := context.Background()
 		stop := make(chan struct{})
@@ -359,10 +362,10 @@ func testReviewPolicyChurn(t *testing.T, ts *stacktest.Stack) {
 	}
 }
 
-// TestReviewResetThenCopy: a tenant with a policy (not read-only) sends RESET
+// TestResetAllThenCopyInOneQueryKeepsRelaying: a tenant with a policy (not read-only) sends RESET
 // ALL and COPY FROM STDIN in one Query: the proxy must keep relaying the
 // client's data rather than wait for the Query's end.
-func TestReviewResetThenCopy(t *testing.T) {
+func TestResetAllThenCopyInOneQueryKeepsRelaying(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
 		ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/config/proxy.statement_timeout",
@@ -383,36 +386,37 @@ func TestReviewResetThenCopy(t *testing.T) {
 	})
 }
 
-// TestReviewNoDDLUnnamedStatement: the unnamed statement parsed before sql.ddl
+// TestNoDDLDropsUnnamedStatementParsedEarlier: the unnamed statement parsed before sql.ddl
 // was denied must not run after: the change reaches the backend as a Query,
 // which drops it, even though sql.ddl sets nothing on the backend.
-func TestReviewNoDDLUnnamedStatement(t *testing.T) {
+func TestNoDDLDropsUnnamedStatementParsedEarlier(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
 		watcher := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		if codes, _ := reviewPipeline(t, c, 1, &pgproto3.Parse{Query: "CREATE TABLE review_unnamed (x int)"}, &pgproto3.Sync{}); len(codes) != 0 {
+		if codes, _ := sendPipeline(t, c, 1, &pgproto3.Parse{Query: "CREATE TABLE unnamed_ddl (x int)"}, &pgproto3.Sync{}); len(codes) != 0 {
 			t.Fatalf("Parse: %v", codes)
 		}
 		ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/permissions/sql.ddl",
 			map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
 		waitSQL(t, watcher, "CREATE TABLE ddl_refused (x int)", "42501") // the proxy knows
-		codes, tags := reviewPipeline(t, c, 1, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		if len(codes) == 0 {
-			t.Errorf("the unnamed CREATE TABLE parsed before sql.ddl was denied ran after: %v", tags)
+		codes, tags := sendPipeline(t, c, 1, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		// PostgreSQL no longer knows the unnamed statement (26000).
+		if len(codes) != 1 || codes[0] != "26000" || len(tags) != 0 {
+			t.Errorf("the unnamed CREATE TABLE parsed before sql.ddl was denied, bound after: errors %v, tags %v; want 26000 (dropped) and no tag", codes, tags)
 		}
 	})
 }
 
-// TestReviewNoDDLAfterSwitch: a DDL statement prepared on a tenant that may
+// TestNoDDLCheckedOnStatementsBroughtBySwitch: a DDL statement prepared on a tenant that may
 // change its schema, brought along by SET stratum.tenant to one that may not,
 // is refused there.
-func TestReviewNoDDLAfterSwitch(t *testing.T) {
+func TestNoDDLCheckedOnStatementsBroughtBySwitch(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		ctx := context.Background()
 		ts.AdminWant(t, http.MethodPut, "/v1/tenants/client_beta/permissions/sql.ddl",
 			map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
-		if _, err := c.Prepare(ctx, "mk", "CREATE TABLE review_switched (x int)"); err != nil {
+		if _, err := c.Prepare(ctx, "mk", "CREATE TABLE switched_ddl (x int)"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Exec(ctx, "SET stratum.tenant = client_beta", pgx.QueryExecModeSimpleProtocol); err != nil {
@@ -425,10 +429,10 @@ func TestReviewNoDDLAfterSwitch(t *testing.T) {
 	})
 }
 
-// TestReviewSwitchToTenantWithPolicy: SET stratum.tenant to a tenant whose
+// TestSwitchAppliesNewTenantsPolicy: SET stratum.tenant to a tenant whose
 // policy sets something on its backends answers (the policy's queries reach
 // the new backend) and the policy holds there.
-func TestReviewSwitchToTenantWithPolicy(t *testing.T) {
+func TestSwitchAppliesNewTenantsPolicy(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		ts.AdminWant(t, http.MethodPut, "/v1/tenants/client_beta/config/proxy.statement_timeout",
 			map[string]any{"value": "7s"}, http.StatusOK)
@@ -449,10 +453,10 @@ func TestReviewSwitchToTenantWithPolicy(t *testing.T) {
 	})
 }
 
-// TestReviewSuspendWaitsForSync: an extended-protocol batch sent without its
+// TestSuspendWaitsForOpenBatchSync: an extended-protocol batch sent without its
 // Sync yet is an open (implicit) transaction: a suspension ends the session
 // after the Sync, with the batch committed, not in the middle of it.
-func TestReviewSuspendWaitsForSync(t *testing.T) {
+func TestSuspendWaitsForOpenBatchSync(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		ctx := context.Background()
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
@@ -504,11 +508,11 @@ func TestReviewSuspendWaitsForSync(t *testing.T) {
 	})
 }
 
-// TestReviewReadOnlyOtherSessionsStatement: in transaction pooling, statements
+// TestReadOnlyRefusesBindOfAnotherSessionsStatement: in transaction pooling, statements
 // live on backends under names derived from their text and shared by the
 // tenant's sessions; a session that binds such a name directly must not run
 // a statement another session prepared before the tenant became read-only.
-func TestReviewReadOnlyOtherSessionsStatement(t *testing.T) {
+func TestReadOnlyRefusesBindOfAnotherSessionsStatement(t *testing.T) {
 	ts := stacktest.Start(t, func(sc *server.Config) { sc.Proxy.PoolMode = "transaction" })
 	ctx := context.Background()
 	// One backend for the tenant, so both sessions meet on it.
@@ -520,37 +524,44 @@ func TestReviewReadOnlyOtherSessionsStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-	reviewPrepareInsert(t, second)
-	reviewReadOnly(t, ts, second)
+	prepareInsert(t, second)
+	makeAlphaReadOnly(t, ts, second)
 	rest := append([]byte(q), 0, 0, 0) // the Parse body after the name: query, no parameter types
 	sum := sha256.Sum256(rest)
 	shared := "stratum_" + hex.EncodeToString(sum[:12])
-	codes, tags := reviewPipeline(t, second, 1,
+	codes, tags := sendPipeline(t, second, 1,
 		&pgproto3.Bind{PreparedStatement: shared}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	if len(codes) == 0 {
-		t.Errorf("binding another session's statement %s by its backend name ran it: %v", shared, tags)
+	// The proxy refuses a statement this session did not prepare (26000).
+	if len(codes) != 1 || codes[0] != "26000" || len(tags) != 0 {
+		t.Errorf("binding another session's statement %s by its backend name: errors %v, tags %v; want 26000 and no tag", shared, codes, tags)
 	}
-	reviewInsertRefused(t, second, "binding another session's statement")
+	wantPreparedInsertRefused(t, second, "binding another session's statement")
 }
 
-// reviewKeepPipelining sends q over and over on c, always two requests ahead
+// keepPipelining sends q over and over on c, always two requests ahead
 // of the replies (so the proxy never sees the session with nothing pending
 // when a request arrives), for d, and returns the SQLSTATEs seen per request
 // in order ("" for success).
-func reviewKeepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, during func()) []string {
+func keepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, during func()) []string {
 	t.Helper()
 	pc := c.PgConn()
 	fe := pc.Frontend()
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
-	send := func() {
+	// A send fails when the proxy has ended the session (a suspension):
+	// then sending stops and what the proxy sent before is still read.
+	sendFailed := false
+	send := func() bool {
 		fe.Send(&pgproto3.Query{String: q})
 		if err := fe.Flush(); err != nil {
-			t.Fatalf("sending: %v", err)
+			sendFailed = true
+			return false
 		}
+		return true
 	}
-	send()
-	send()
+	if !send() || !send() {
+		t.Fatal("sending the first requests failed")
+	}
 	var codes []string
 	code := ""
 	end := time.Now().Add(d)
@@ -558,6 +569,9 @@ func reviewKeepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, 
 	for outstanding := 2; outstanding > 0; {
 		m, err := pc.ReceiveMessage(ctx)
 		if err != nil {
+			if !ran {
+				t.Fatalf("the session ended before the change was made: %v (answers %v)", err, codes)
+			}
 			codes = append(codes, "closed: "+err.Error())
 			return codes
 		}
@@ -572,8 +586,7 @@ func reviewKeepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, 
 				ran = true
 				during()
 			}
-			if time.Now().Before(end) {
-				send()
+			if time.Now().Before(end) && !sendFailed && send() {
 				outstanding++
 			}
 		}
@@ -581,16 +594,16 @@ func reviewKeepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, 
 	return codes
 }
 
-// TestReviewPipeliningKeepsNoPolicy: a session that always has a request in
-// flight still gets a new policy (each of its Queries is a transaction of
-// its own) and still ends when its tenant is suspended.
-func TestReviewPipeliningKeepsNoPolicy(t *testing.T) {
+// TestPipeliningSessionStillGetsPolicyAndSuspension: a session that always
+// has a request in flight still gets a new policy (each of its Queries is a
+// transaction of its own) and still ends when its tenant is suspended.
+func TestPipeliningSessionStillGetsPolicyAndSuspension(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
 		waitSQL(t, c, "SELECT 1", "")
 		watcher := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
 		const q = "INSERT INTO orders (item) SELECT 'piped' FROM pg_sleep(0.03)"
-		codes := reviewKeepPipelining(t, c, q, 2*time.Second, func() {
+		codes := keepPipelining(t, c, q, 2*time.Second, func() {
 			ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/config/proxy.read_only",
 				map[string]any{"value": true}, http.StatusOK)
 			waitSQL(t, watcher, "INSERT INTO orders (item) VALUES ('x')", "25006")
@@ -601,7 +614,7 @@ func TestReviewPipeliningKeepsNoPolicy(t *testing.T) {
 
 		c2 := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
 		waitSQL(t, c2, "SELECT 1", "")
-		codes = reviewKeepPipelining(t, c2, "SELECT pg_sleep(0.03)", 2*time.Second, func() {
+		codes = keepPipelining(t, c2, "SELECT pg_sleep(0.03)", 2*time.Second, func() {
 			ts.AdminWant(t, http.MethodPost, "/v1/tenants/northstar_msp/suspend", nil, http.StatusOK)
 		})
 		if last := codes[len(codes)-1]; !strings.HasPrefix(last, "closed") && last != "57P01" {
@@ -610,11 +623,11 @@ func TestReviewPipeliningKeepsNoPolicy(t *testing.T) {
 	})
 }
 
-// TestReviewPolicyWaitSparesCopy: when a policy change is pending and the
+// TestPendingPolicyDoesNotWaitOnCopyIn: when a policy change is pending and the
 // client sends a request in the middle of COPY FROM STDIN (a protocol misuse
 // PostgreSQL answers with an error), the proxy must not wait for the COPY to
 // end: only the client can end it, and the proxy would no longer read it.
-func TestReviewPolicyWaitSparesCopy(t *testing.T) {
+func TestPendingPolicyDoesNotWaitOnCopyIn(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
 		watcher := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
@@ -645,7 +658,9 @@ func TestReviewPolicyWaitSparesCopy(t *testing.T) {
 				t.Fatalf("a Query in the middle of COPY FROM STDIN, with a policy change pending: %v (want PostgreSQL's error, not a stuck session)", err)
 			}
 			if er, ok := m.(*pgproto3.ErrorResponse); ok {
-				t.Logf("%s: %s", er.Code, er.Message)
+				if er.Code != "08P01" {
+					t.Errorf("a Query in the middle of COPY FROM STDIN: %s %s, want PostgreSQL's protocol violation (08P01)", er.Code, er.Message)
+				}
 				return
 			}
 		}
