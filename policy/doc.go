@@ -11,7 +11,8 @@
 // Adding a proxy.* key touches this package, and the place in proxy that
 // enforces the new Policy field, only.
 //
-// It is a leaf, like rewrite: it imports nothing of ours and does no I/O.
+// It is a leaf, like rewrite: it imports nothing of ours but the leaf helper
+// internal/sqlquote, and does no I/O.
 // catalog imports it to validate proxy.* keys and permission values, and
 // turns its rows into an Input (Catalog.PolicyInput); router resolves a
 // placement's Policy from that Input. This reverses the arrow the design

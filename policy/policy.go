@@ -3,6 +3,8 @@ package policy
 import (
 	"strconv"
 	"strings"
+
+	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
 )
 
 // Policy is what a tenant's resolved config, permissions and place in the tree
@@ -54,20 +56,9 @@ func (p *Policy) applySQL() string {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString("pg_catalog.set_config(" + quoteLiteral(s.Name) + ", " + quoteLiteral(s.Value) + ", false)")
+			b.WriteString("pg_catalog.set_config(" + sqlquote.Literal(s.Name) + ", " + sqlquote.Literal(s.Value) + ", false)")
 		}
 		b.WriteString(";")
 	}
 	return b.String()
-}
-
-func quoteLiteral(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, '\'')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
 }

@@ -126,7 +126,7 @@ func TestResolve(t *testing.T) {
 			MaxConns: 7, StatementTimeout: 2000,
 			ReadOnly: `tenant "acme" is read-only (proxy.read_only is true, set on "msp")`,
 			Settings: []Setting{{"stratum.config.limits", `{"a":1}`}, {"stratum.config.region", "eu's"}},
-			SQL:      `SET statement_timeout = 2000;SET default_transaction_read_only = on;SELECT pg_catalog.set_config('stratum.config.limits', '{"a":1}', false), pg_catalog.set_config('stratum.config.region', 'eu''s', false);`,
+			SQL:      `SET statement_timeout = 2000;SET default_transaction_read_only = on;SELECT pg_catalog.set_config(E'stratum.config.limits', E'{"a":1}', false), pg_catalog.set_config(E'stratum.config.region', E'eu''s', false);`,
 		}},
 		{"bad stored values are ignored", Input{Tenant: "acme", Config: []ConfigEntry{
 			{Key: KeyMaxConnections, Value: raw(`"x"`)},

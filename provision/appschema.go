@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
 )
 
 // appPlacement is one place the app's schema is applied to.
@@ -268,7 +269,7 @@ func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) er
 				continue
 			}
 			tn := s + "." + quoteIdent(t.name)
-			stmts = append(stmts, "ALTER TABLE "+tn+" ALTER COLUMN tenant_id SET DEFAULT "+quoteLiteral(pl.tenant.ID))
+			stmts = append(stmts, "ALTER TABLE "+tn+" ALTER COLUMN tenant_id SET DEFAULT "+sqlquote.Literal(pl.tenant.ID))
 		}
 	}
 	for _, st := range stmts {

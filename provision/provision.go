@@ -12,6 +12,7 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
+	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
 )
 
 // isCode reports whether err is a PostgreSQL error with SQLSTATE code.
@@ -27,17 +28,6 @@ func (p *Provisioner) sharedGroup() string { return "stratum_" + p.depID + "_sha
 func (p *Provisioner) schemaGroup() string { return "stratum_" + p.depID + "_schema" }
 
 func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
-
-func quoteLiteral(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, '\'')
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
-}
 
 // execAll runs statements in order on conn, stopping at the first error.
 func execAll(ctx context.Context, conn *pgx.Conn, stmts ...string) error {
@@ -273,7 +263,7 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 	// The role gets nothing but LOGIN: no superuser, no role or database
 	// creation, no replication, no RLS bypass, no inheritance from anything
 	// except the one group granted below.
-	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD "+quoteLiteral(verifier)); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD "+sqlquote.Literal(verifier)); err != nil {
 		return fmt.Errorf("creating role: %w", err)
 	}
 	switch t.Isolation {
@@ -347,7 +337,7 @@ func (p *Provisioner) dropPlacement(ctx context.Context, t *catalog.Tenant) erro
 		if conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database); err != nil {
 			errs = append(errs, err)
 		} else {
-			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE role_name = " + quoteLiteral(t.RoleName)}
+			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE role_name = " + sqlquote.Literal(t.RoleName)}
 			if t.Isolation == catalog.IsolationSchema {
 				stmts = []string{"DROP SCHEMA IF EXISTS " + quoteIdent(t.Schema) + " CASCADE"}
 			}

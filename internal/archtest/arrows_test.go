@@ -16,7 +16,7 @@ const module = "github.com/stratum-hq/stratum-proxy/"
 var allowed = map[string][]string{
 	"migrations":        {},
 	"rewrite":           {},
-	"policy":            {},
+	"policy":            {"internal"},
 	"catalog":           {"migrations", "policy", "internal"},
 	"router":            {"catalog", "policy", "internal"},
 	"provision":         {"catalog", "policy", "internal"},
