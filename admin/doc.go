@@ -7,5 +7,5 @@
 // It imports provision (to create tenants) and catalog (and leaf helpers
 // under internal/); its tests also use router. It never imports proxy or
 // cmd. What it needs from packages above it, such as an extra
-// readiness check, it declares as an interface (Readiness) that cmd wires in.
+// readiness check, it declares as an interface (Readiness) for server to wire in.
 package admin

@@ -12,7 +12,7 @@
 //
 // It imports catalog and leaf helpers under internal/ (notably
 // internal/backends for the backend servers); policy is allowed too. It never
-// imports router, proxy, admin or cmd. Router and provision are siblings: what both need of the backend
-// servers lives in internal/backends, and what DropTenant needs of the
-// router's pools is the Pools interface declared here.
+// imports router, proxy, admin or cmd. Router and provision are siblings: what
+// both need of the backend servers lives in internal/backends, and what
+// DropTenant needs of the router's pools is the Pools interface declared here.
 package provision
