@@ -452,6 +452,20 @@ func TestCLIErrors(t *testing.T) {
 	}
 	cliRunEnv(t, map[string]string{}, "tenant", "list", "--admin-url", s.url, "--data-dir", dir).ok(t)
 
+	// A dev deployment started with another --admin-listen: its state file
+	// names the URL, so neither --admin-url nor the environment is needed;
+	// the environment, then the flag, still win over it.
+	b, _ = json.Marshal(cliDevState{AdminKey: cliTestKey, AdminURL: s.url})
+	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cliRunEnv(t, map[string]string{}, "tenant", "list", "--data-dir", dir).ok(t)
+	res = cliRunEnv(t, map[string]string{"STRATUM_ADMIN_URL": "http://127.0.0.1:1"}, "tenant", "list", "--data-dir", dir)
+	if res.code != 1 || !strings.Contains(res.stderr, "cannot reach the admin API at http://127.0.0.1:1") {
+		t.Errorf("STRATUM_ADMIN_URL must win over the dev state's URL: exit %d, stderr %q", res.code, res.stderr)
+	}
+	cliRunEnv(t, map[string]string{"STRATUM_ADMIN_URL": "http://127.0.0.1:1"}, "tenant", "list", "--data-dir", dir, "--admin-url", s.url).ok(t)
+
 	// An unreachable API: exit 1 and what to check.
 	res = cliRunEnv(t, map[string]string{}, "tenant", "list", "--admin-url", "http://127.0.0.1:1", "--key", "k")
 	if res.code != 1 || !strings.Contains(res.stderr, "cannot reach the admin API") {
