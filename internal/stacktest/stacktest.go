@@ -51,6 +51,9 @@ type Stack struct {
 	// ProxyAddr is host:port of the proxy, AdminURL the admin API's base URL
 	// and AdminKey its bootstrap key.
 	ProxyAddr, AdminURL, AdminKey string
+	// backends are the stack's backend servers, for the teardown's check
+	// that nothing the stack made is left on them.
+	backends backends.Set
 }
 
 // Start starts a stack with its own catalog database, shared database and
@@ -118,7 +121,10 @@ func start(t *testing.T, catalogURL string, backend backends.Backend, seed bool,
 		t.Fatalf("starting stack: %v", err)
 	}
 	ts := &Stack{Stack: st, Srv: pgtest.Get(t), ProxyAddr: st.ProxyAddr(),
-		AdminURL: "http://" + st.AdminAddr(), AdminKey: cfg.Admin.BootstrapKey}
+		AdminURL: "http://" + st.AdminAddr(), AdminKey: cfg.Admin.BootstrapKey, backends: cfg.Router.Set}
+	if err := ts.backends.FillDefaults(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { ts.Teardown(t) })
 	if seed {
 		if err := server.SeedDemo(ctx, st.Provisioner, log); err != nil {
@@ -135,8 +141,60 @@ func (ts *Stack) Teardown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	ts.Shutdown(ctx)
+	made := ts.made(ctx, t)
 	DropAll(ctx, t, ts.Catalog, ts.Provisioner)
 	ts.Close()
+	ts.checkGone(ctx, t, made)
+}
+
+// made lists the roles and databases the stack made on its shared backend:
+// each tenant's role and database, the shared database and the group roles.
+func (ts *Stack) made(ctx context.Context, t *testing.T) (names struct{ roles, databases []string }) {
+	t.Helper()
+	names.databases = append(names.databases, ts.backends.SharedDatabase)
+	if dep, err := ts.Catalog.DeploymentID(ctx); err == nil {
+		names.roles = append(names.roles, "stratum_"+dep+"_shared", "stratum_"+dep+"_schema")
+	}
+	tenants, _ := ts.Catalog.ListTenants(ctx) // DropAll reports a failure
+	for _, tn := range tenants {
+		if tn.Backend != ts.backends.SharedBackend {
+			continue // another server: not checked
+		}
+		names.roles = append(names.roles, tn.RoleName)
+		if tn.Isolation == catalog.IsolationDatabase {
+			names.databases = append(names.databases, tn.Database)
+		}
+	}
+	return names
+}
+
+// checkGone fails the test for every role or database of made that is still
+// on the shared backend: a test leaves the server as it found it.
+func (ts *Stack) checkGone(ctx context.Context, t *testing.T, made struct{ roles, databases []string }) {
+	t.Helper()
+	conn, err := ts.backends.AdminConn(ctx, ts.backends.SharedBackend, ts.backends.Backends[ts.backends.SharedBackend].AdminDatabase)
+	if err != nil {
+		t.Errorf("teardown: checking what is left: %v", err)
+		return
+	}
+	defer conn.Close(ctx)
+	for _, q := range []struct {
+		what, sql string
+		names     []string
+	}{
+		{"role", `SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1) ORDER BY 1`, made.roles},
+		{"database", `SELECT datname FROM pg_catalog.pg_database WHERE datname = ANY($1) ORDER BY 1`, made.databases},
+	} {
+		rows, err := conn.Query(ctx, q.sql, q.names)
+		if err != nil {
+			t.Errorf("teardown: listing %ss left: %v", q.what, err)
+			continue
+		}
+		left, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(left) > 0 {
+			t.Errorf("teardown: %ss left on the server: %v %v", q.what, left, err)
+		}
+	}
 }
 
 // DropAll drops every tenant of the catalog (deepest first) and the shared
