@@ -78,7 +78,7 @@ func checkSetting(name, value string, inOptions bool) *Error {
 // PostgreSQL answers an unknown setting.
 func refusedSetting(where, key string) *Error {
 	switch {
-	case key == "role" || key == "session_authorization" || key == "is_superuser":
+	case key == "role" || key == "session_authorization":
 		return fatalf(codeInsufficientPriv, "%s may not be set through stratum-proxy: the backend role is the tenant's", where)
 	case strings.HasPrefix(key, "stratum."):
 		e := fatalf(codeInsufficientPriv, "%s may not be set by a client: stratum.* settings belong to stratum-proxy", where)
