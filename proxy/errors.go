@@ -36,6 +36,7 @@ const (
 	codeProgramLimit        = "54000"
 	codeAdminShutdown       = "57P01"
 	codeTooManyConnections  = "53300"
+	codeUndefinedObject     = "42704"
 )
 
 func fatalf(code, format string, args ...any) *Error {

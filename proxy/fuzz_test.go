@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/stratum-hq/stratum-proxy/rewrite"
 )
 
 // FuzzStartup feeds arbitrary bytes to the client-side startup parsing: the
@@ -17,12 +20,16 @@ import (
 // options that read back as the same words minus the tenant's (and minus an
 // empty word, which only a trailing lone backslash makes), and return the
 // value of the last tenant setting with the non-option words that follow it
-// (so that a name with spaces is reported whole).
+// (so that a name with spaces is reported whole). Checked against the
+// allow-list, options are either refused with one of its SQLSTATEs or
+// forwarded holding only allowed settings, as PostgreSQL reads them.
 func FuzzStartup(f *testing.F) {
 	f.Add([]byte("user\x00demo\x00database\x00app\x00\x00"), "-c stratum.tenant=client_alpha -c statement_timeout=5s")
 	f.Add([]byte("\x00"), `-c\ x=1 --stratum.tenant=a\\b`)
 	f.Add([]byte("user\x00"), "-cstratum.tenant=x\t-c\tapplication_name=a\\ b\\")
 	f.Add([]byte{}, "")
+	f.Add([]byte{}, "-c role=postgres --client-encoding=BIG5 -cstandard_conforming_strings=off -d 5 -F")
+	f.Add([]byte{}, `--TimeZone=UTC -cDateStyle=ISO -c application_name=a\ b -c stratum.config.x=1`)
 	f.Fuzz(func(t *testing.T, params []byte, options string) {
 		p, err := parseStartupParams(params)
 		want, ok := splitParams(params)
@@ -53,6 +60,17 @@ func FuzzStartup(f *testing.F) {
 		// included.
 		if again := startupOptions(rest); !slices.Equal(again, keep) {
 			t.Fatalf("takeOption(%q) left %q, which reads back as %q; want %q", options, rest, again, keep)
+		}
+
+		fwd, _, _, perr := checkStartup(map[string]string{"options": options})
+		if perr != nil {
+			if !perr.Fatal || (perr.Code != "42501" && perr.Code != "42704" && perr.Code != "0A000") {
+				t.Fatalf("options %q refused with %v (fatal %v)", options, perr, perr.Fatal)
+			}
+			return
+		}
+		if bad := disallowedSetting(pgSplitOpts(fwd["options"])); bad != "" {
+			t.Fatalf("options %q accepted, forwarding %q: the backend reads %s", options, fwd["options"], bad)
 		}
 	})
 }
@@ -120,4 +138,42 @@ func withoutTenant(words []string) (keep []string, value string, found bool) {
 		keep = append(keep, w)
 	}
 	return keep, value, found
+}
+
+// fuzzAllowed is the allow-list as the fuzz oracle knows it, written out
+// apart from the proxy's table.
+var fuzzAllowed = map[string]bool{
+	"application_name": true, "client_encoding": true, "datestyle": true, "timezone": true,
+	"intervalstyle": true, "extra_float_digits": true, "search_path": true, "statement_timeout": true,
+	"lock_timeout": true, "idle_in_transaction_session_timeout": true, "default_transaction_isolation": true,
+	"default_transaction_read_only": true, "standard_conforming_strings": true,
+}
+
+// disallowedSetting reads options words as PostgreSQL's
+// process_postgres_switches would and describes the first that is not an
+// allowed setting with an allowed value; "" when all are.
+func disallowedSetting(words []string) string {
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var setting string
+		switch {
+		case w == "-c" && i+1 < len(words):
+			i++
+			setting = words[i]
+		case len(w) > 2 && (w[:2] == "-c" || w[:2] == "--"):
+			setting = w[2:]
+		default:
+			return "the word " + strconv.Quote(w)
+		}
+		name, value, ok := strings.Cut(setting, "=")
+		name = strings.ToLower(strings.ReplaceAll(name, "-", "_"))
+		switch {
+		case !ok || !fuzzAllowed[name]:
+			return "the setting " + strconv.Quote(setting)
+		case name == "client_encoding" && rewrite.UnsafeClientEncoding(value),
+			name == "standard_conforming_strings" && !slices.Contains([]string{"on", "1", "t", "tr", "tru", "true", "y", "ye", "yes"}, strings.ToLower(value)):
+			return "the value of " + strconv.Quote(setting)
+		}
+	}
+	return ""
 }

@@ -21,36 +21,17 @@ const (
 // identify finds the session's tenant, in this order of precedence: the
 // startup parameter stratum.tenant; "-c stratum.tenant=…" in options; the
 // user-name suffix (user.tenant); a database name mapped to a tenant. It also
-// fills ss.params, the parameters forwarded to the backend.
+// fills ss.params, the parameters forwarded to the backend, after checking
+// them against the allow-list (checkStartup).
 func (ss *session) identify(ctx context.Context, userSuffix string) (*router.Placement, error) {
-	ss.params = make(map[string]string, len(ss.startup))
-	for k, v := range ss.startup {
-		switch k {
-		case paramUser, paramDatabase, paramOptions, rewrite.TenantSetting:
-		case "client_encoding":
-			if !safeClientEncoding(v) {
-				return nil, fatalf(codeFeatureNotSupported, "client_encoding %q is not supported by stratum-proxy: "+
-					"in it a quote or backslash byte can be part of a multi-byte character, so statements could "+
-					"be read differently by the proxy's guard and by PostgreSQL; use UTF8", v)
-			}
-			ss.params[k] = v
-		case paramReplication:
-			if v != "false" && v != "0" && v != "off" && v != "no" {
-				return nil, fatalf(codeFeatureNotSupported, "replication connections are not supported by stratum-proxy")
-			}
-		default:
-			ss.params[k] = v
-		}
+	params, optTenant, optFound, perr := checkStartup(ss.startup)
+	if perr != nil {
+		return nil, perr
 	}
+	ss.params = params
 	ref := ss.startup[rewrite.TenantSetting]
-	if opt, ok := ss.startup[paramOptions]; ok {
-		v, found, rest := takeOption(opt, rewrite.TenantSetting)
-		if ref == "" && found {
-			ref = v
-		}
-		if rest != "" {
-			ss.params[paramOptions] = rest
-		}
+	if ref == "" && optFound {
+		ref = optTenant
 	}
 	if ref == "" {
 		ref = userSuffix
@@ -113,16 +94,4 @@ func (ss *session) authorize(ctx context.Context, p *router.Placement, fatal boo
 	}
 	e.Fatal = fatal
 	return e
-}
-
-// safeClientEncoding reports whether an encoding keeps ASCII bytes ASCII:
-// PostgreSQL's client-only encodings SJIS, BIG5, GBK, UHC, GB18030 and JOHAB
-// do not (a second byte may be a quote or backslash).
-func safeClientEncoding(enc string) bool {
-	norm := strings.ToUpper(strings.NewReplacer("-", "", "_", "", " ", "").Replace(enc))
-	switch norm {
-	case "SJIS", "SHIFTJIS", "MSKANJI", "SHIFTJIS2004", "BIG5", "GBK", "CP936", "UHC", "GB18030", "JOHAB", "WIN932", "WIN936", "WIN949", "WIN950":
-		return false
-	}
-	return true
 }

@@ -400,3 +400,9 @@ func (r *guardResult) add(cls guardClass, reason string) {
 		r.reason = reason
 	}
 }
+
+// UnsafeClientEncoding reports whether enc, in any spelling PostgreSQL
+// accepts, is a client encoding in which a quote or backslash byte can be
+// part of a multi-byte character. The proxy refuses such an encoding at
+// connect with the same rule the guard applies to SET client_encoding.
+func UnsafeClientEncoding(enc string) bool { return unsafeClientEncoding(enc) }
