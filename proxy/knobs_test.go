@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/stratum-hq/stratum-proxy/internal/fakeclock"
 	. "github.com/stratum-hq/stratum-proxy/internal/pgfake"
 )
 
@@ -59,29 +60,11 @@ func TestCancelForwarded(t *testing.T) {
 	h.expectEvents("release t1 #1 reset")
 }
 
-// fakeClock is a clock tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.now
-}
-
-func (f *fakeClock) Advance(d time.Duration) {
-	f.mu.Lock()
-	f.now = f.now.Add(d)
-	f.mu.Unlock()
-}
-
 // Failed authentications lock a source out for AuthLockout, measured on the
 // clock in the knobs.
 func TestAuthLockoutWindow(t *testing.T) {
 	h := newHarness(t, PoolTransaction)
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	h.configured = func(c *Config) {
 		c.PoolMode = PoolTransaction
 		c.AuthFailureThreshold, c.AuthFailureWindow, c.AuthLockout = 2, time.Minute, 5*time.Second

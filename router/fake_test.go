@@ -10,26 +10,9 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
+	"github.com/stratum-hq/stratum-proxy/internal/fakeclock"
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
-
-// fakeClock is the pools' clock in unit tests; it moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // fakeBackend is the server end of one fake connection: it answers every
 // simple Query with ReadyForQuery (idle), or with an error first when fail
@@ -66,7 +49,7 @@ func (fb *fakeBackend) serve(conn net.Conn) {
 
 // fakeDialer opens connections over net.Pipe, each with a fakeBackend.
 type fakeDialer struct {
-	clock *fakeClock
+	clock *fakeclock.Clock
 	mu    sync.Mutex
 	conns map[*ServerConn]*fakeBackend
 	dials map[string]int // by tenant id
@@ -77,7 +60,7 @@ func (d *fakeDialer) dial(_ context.Context, p *Placement, _ map[string]string) 
 	fb := &fakeBackend{queries: make(chan string, 16), closed: make(chan struct{})}
 	go fb.serve(server)
 	sc := &ServerConn{Conn: client, Reader: wire.NewReader(client, 0), Writer: bufio.NewWriter(client),
-		Params: map[string]string{}, Statements: map[string]struct{}{}, created: d.clock.now()}
+		Params: map[string]string{}, Statements: map[string]struct{}{}, created: d.clock.Now()}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.conns[sc] = fb
@@ -111,7 +94,7 @@ func (d *fakeDialer) dialed(tenant string) int {
 // backend "main" that takes at most backendCap connections.
 type testRouter struct {
 	*Router
-	clock *fakeClock
+	clock *fakeclock.Clock
 	d     *fakeDialer
 }
 
@@ -125,9 +108,9 @@ func newTestRouter(t *testing.T, backendCap int, cfg Config) *testRouter {
 	if err := cfg.fillDefaults(); err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := fakeclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	d := &fakeDialer{clock: clock, conns: map[*ServerConn]*fakeBackend{}, dials: map[string]int{}}
-	r := newRouter(cfg, nil, knobs{dial: d.dial, now: clock.now})
+	r := newRouter(cfg, nil, knobs{dial: d.dial, now: clock.Now})
 	t.Cleanup(func() { r.pools.close() })
 	return &testRouter{Router: r, clock: clock, d: d}
 }

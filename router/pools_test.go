@@ -30,7 +30,7 @@ func TestPoolFairnessAtBackendCap(t *testing.T) {
 			tr.acquire(t, big) // big holds the whole backend
 			smallWaits := tr.acquireAsync(t, small)
 			bigWaits := tr.acquireAsync(t, big)
-			tr.clock.advance(tc.wait)
+			tr.clock.Advance(tc.wait)
 
 			tr.Release(held, Keep)
 			if tc.otherWins {
@@ -163,12 +163,12 @@ func TestPoolReaping(t *testing.T) {
 	p := placement("acme", 0)
 	old := tr.acquire(t, p)
 	tr.Release(old, Keep)
-	tr.clock.advance(30 * time.Second)
+	tr.clock.Advance(30 * time.Second)
 	tr.pools.reap(tr.cfg.IdleTimeout, tr.cfg.ServerLifetime)
 	if s := tr.stats("acme"); s.Idle != 1 {
 		t.Fatalf("reaped too early: %+v", s)
 	}
-	tr.clock.advance(time.Minute)
+	tr.clock.Advance(time.Minute)
 	tr.pools.reap(tr.cfg.IdleTimeout, tr.cfg.ServerLifetime)
 	tr.waitClosed(t, old)
 	if s := tr.stats("acme"); s.Idle != 0 || s.Open != 0 {
@@ -176,7 +176,7 @@ func TestPoolReaping(t *testing.T) {
 	}
 
 	sc := tr.acquire(t, p)
-	tr.clock.advance(2 * time.Hour)
+	tr.clock.Advance(2 * time.Hour)
 	tr.Release(sc, Keep) // past its lifetime: closed, not kept
 	tr.waitClosed(t, sc)
 	if s := tr.stats("acme"); s.Open != 0 {
@@ -185,7 +185,7 @@ func TestPoolReaping(t *testing.T) {
 
 	sc = tr.acquire(t, p)
 	tr.Release(sc, Keep)
-	tr.clock.advance(2 * time.Hour) // aged while idle
+	tr.clock.Advance(2 * time.Hour) // aged while idle
 	if got := tr.acquire(t, p); got == sc {
 		t.Fatal("a connection past its lifetime was handed out")
 	}
