@@ -238,34 +238,34 @@ func (p *Provisioner) tenantConn(ctx context.Context, t *catalog.Tenant) (*pgx.C
 // user code.
 func adoptAppObjects(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant) error {
 	const notExt = `NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-		WHERE d.classid = %s::pg_catalog.regclass AND d.objid = x.oid AND d.deptype = 'e')`
+		WHERE d.classid = '%s'::pg_catalog.regclass AND d.objid = x.oid AND d.deptype = 'e')`
 	role := quoteIdent(t.RoleName)
 	// Tables first: ALTER TABLE takes their indexes and owned sequences along.
-	queries := []struct{ sql, stmt string }{
-		{`SELECT c.relkind::text, c.relname FROM pg_catalog.pg_class x JOIN pg_catalog.pg_class c ON c.oid = x.oid
-			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
-			AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
-			AND NOT c.relispartition AND ` + fmt.Sprintf(notExt, "'pg_catalog.pg_class'") + ` ORDER BY 2`, ""},
-		{`SELECT c.relkind::text, c.relname FROM pg_catalog.pg_class x JOIN pg_catalog.pg_class c ON c.oid = x.oid
-			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relkind = 'S'
-			AND c.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
-			AND ` + fmt.Sprintf(notExt, "'pg_catalog.pg_class'") + ` ORDER BY 2`, ""},
-		{`SELECT 'F', x.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc x
+	queries := []string{
+		`SELECT x.relkind::text, x.relname FROM pg_catalog.pg_class x
+			JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+			WHERE n.nspname = $1 AND x.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+			AND x.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
+			AND NOT x.relispartition AND ` + fmt.Sprintf(notExt, "pg_catalog.pg_class") + ` ORDER BY 2`,
+		`SELECT x.relkind::text, x.relname FROM pg_catalog.pg_class x
+			JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+			WHERE n.nspname = $1 AND x.relkind = 'S'
+			AND x.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
+			AND ` + fmt.Sprintf(notExt, "pg_catalog.pg_class") + ` ORDER BY 2`,
+		`SELECT CASE x.prokind WHEN 'a' THEN 'A' ELSE 'F' END, x.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc x
 			JOIN pg_catalog.pg_namespace n ON n.oid = x.pronamespace
 			WHERE n.nspname = $1 AND x.prokind IN ('f', 'p', 'a')
 			AND x.proowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
-			AND ` + fmt.Sprintf(notExt, "'pg_catalog.pg_proc'") + ` ORDER BY 2`, ""},
-		{`SELECT 'T', x.typname::text FROM pg_catalog.pg_type x
+			AND ` + fmt.Sprintf(notExt, "pg_catalog.pg_proc") + ` ORDER BY 2`,
+		`SELECT 'T', x.typname::text FROM pg_catalog.pg_type x
 			JOIN pg_catalog.pg_namespace n ON n.oid = x.typnamespace
 			WHERE n.nspname = $1 AND x.typtype IN ('d', 'e', 'r')
 			AND x.typowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
-			AND ` + fmt.Sprintf(notExt, "'pg_catalog.pg_type'") + ` ORDER BY 2`, ""},
+			AND ` + fmt.Sprintf(notExt, "pg_catalog.pg_type") + ` ORDER BY 2`,
 	}
 	s := quoteIdent(t.Schema)
 	for _, q := range queries {
-		rows, err := conn.Query(ctx, q.sql, t.Schema, t.RoleName)
+		rows, err := conn.Query(ctx, q, t.Schema, t.RoleName)
 		if err != nil {
 			return fmt.Errorf("listing objects to hand to the tenant's role: %w", err)
 		}
@@ -289,10 +289,10 @@ func adoptAppObjects(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant) err
 				stmt = "ALTER FOREIGN TABLE " + s + "." + quoteIdent(o[1])
 			case "c", "T":
 				stmt = "ALTER TYPE " + s + "." + quoteIdent(o[1])
-			case "F":
+			case "F", "A":
 				// regprocedure text, qualified because the schema is not on
 				// the pinned search_path.
-				stmt = "ALTER ROUTINE " + o[1]
+				stmt = map[string]string{"F": "ALTER ROUTINE ", "A": "ALTER AGGREGATE "}[o[0]] + o[1]
 			default:
 				stmt = "ALTER TABLE " + s + "." + quoteIdent(o[1])
 			}

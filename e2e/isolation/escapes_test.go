@@ -347,6 +347,17 @@ func TestStartupHandsAppTablesToTenants(t *testing.T) {
 		if o := owner(tn); o == tn.RoleName+","+tn.RoleName {
 			t.Fatalf("precondition: %s's orders still owned by %s", slug, o)
 		}
+		for _, st := range []string{
+			"CREATE VIEW " + tn.Schema + ".app_view AS SELECT 1 AS x",
+			"CREATE FUNCTION " + tn.Schema + ".app_fn(int) RETURNS int LANGUAGE sql AS 'SELECT $1'",
+			"CREATE AGGREGATE " + tn.Schema + ".app_agg(int) (SFUNC = int4pl, STYPE = int)",
+			"CREATE DOMAIN " + tn.Schema + ".app_dom AS int",
+			"CREATE TYPE " + tn.Schema + ".app_enum AS ENUM ('a')",
+		} {
+			if _, err := c.Exec(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	if err := ts.Provisioner.PrepareShared(ctx); err != nil {
 		t.Fatal(err)
@@ -354,6 +365,21 @@ func TestStartupHandsAppTablesToTenants(t *testing.T) {
 	for _, tn := range old {
 		if o := owner(tn); o != tn.RoleName+","+tn.RoleName {
 			t.Errorf("%s: orders and its sequence owned by %s, want %s", tn.Slug, o, tn.RoleName)
+		}
+		var others []string
+		rows, err := ts.SrvConn(t, tn.Database).Query(ctx, `
+			SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = $1 AND c.relowner <> $2::regrole
+			UNION ALL SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+				WHERE n.nspname = $1 AND p.proowner <> $2::regrole
+			UNION ALL SELECT y.typname::text FROM pg_type y JOIN pg_namespace n ON n.oid = y.typnamespace
+				WHERE n.nspname = $1 AND y.typowner <> $2::regrole`, tn.Schema, tn.RoleName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		others, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(others) != 0 {
+			t.Errorf("%s: still owned by someone else: %v %v", tn.Slug, others, err)
 		}
 	}
 	rep, err := ts.Provisioner.ApplySchema(ctx, "ALTER TABLE orders ADD COLUMN note text;")
