@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
 )
 
@@ -131,7 +132,17 @@ func (p *Provisioner) applyPending(ctx context.Context, pl appPlacement) error {
 }
 
 // applyPendingReport applies the versions the placement lacks, each in its own
-// transaction together with the grants and policies that secure it.
+// transaction together with what secures it.
+//
+// Who runs what: in the shared database (no tenant may create anything there)
+// the app's DDL runs as the admin user with search_path = public, then the
+// grants and row-level security with the pinned search_path. In a schema or
+// database tenant's placement, where the tenant may create objects, the whole
+// version runs on a connection logged in as the tenant's own role: a trigger,
+// overload, operator or index function the tenant planted there runs as its
+// author and never with more rights. The tenant's role owns the app's objects
+// in its placement (adoptAppObjects hands over older ones first), so it can
+// alter them; it needs no grants on them.
 func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) ([]int, error) {
 	versions, err := p.cat.AppSchemas(ctx)
 	if err != nil {
@@ -150,7 +161,12 @@ func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) (
 	if len(todo) == 0 {
 		return nil, nil
 	}
-	conn, err := p.cfg.AdminConn(ctx, pl.backend, pl.database)
+	var conn *pgx.Conn
+	if pl.tenant == nil {
+		conn, err = p.cfg.AdminConn(ctx, pl.backend, pl.database)
+	} else {
+		conn, err = p.tenantConn(ctx, pl.tenant)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +174,7 @@ func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) (
 	var applied []int
 	for _, v := range todo {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('stratum.apply.' || $1::text))`, pl.name); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stratum.apply.' || $1::text))`, pl.name); err != nil {
 				return err
 			}
 			// Another proxy may have applied it while we waited for the lock.
@@ -166,11 +182,16 @@ func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) (
 			if err != nil || again[v.Version] {
 				return err
 			}
+			// The app's DDL names its tables unqualified: the placement's
+			// schema, for this part only.
 			if _, err := tx.Exec(ctx, "SET LOCAL search_path = "+quoteIdent(pl.schema)); err != nil {
 				return err
 			}
 			if _, err := tx.Exec(ctx, v.SQL); err != nil {
 				return fmt.Errorf("version %d: %w", v.Version, err)
+			}
+			if _, err := tx.Exec(ctx, "SET LOCAL search_path = "+backends.PinnedSearchPath); err != nil {
+				return err
 			}
 			if err := p.secure(ctx, tx, pl); err != nil {
 				return fmt.Errorf("securing version %d: %w", v.Version, err)
@@ -188,6 +209,101 @@ func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) (
 	return applied, nil
 }
 
+// tenantConn hands the app's objects in t's placement to t's role (as the
+// admin user) and then opens a connection to the placement logged in as t's
+// role, for maintenance with the tenant's rights only.
+func (p *Provisioner) tenantConn(ctx context.Context, t *catalog.Tenant) (*pgx.Conn, error) {
+	admin, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
+	if err != nil {
+		return nil, err
+	}
+	err = adoptAppObjects(ctx, admin, t)
+	admin.Close(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, err
+	}
+	pw, err := p.cat.BackendPassword(ctx, t.ID)
+	if err != nil {
+		return nil, fmt.Errorf("tenant %q: %w", t.Slug, err)
+	}
+	return p.cfg.RoleConn(ctx, t.Backend, t.Database, t.RoleName, pw)
+}
+
+// adoptAppObjects makes t's role the owner of the tables, views, sequences,
+// functions and types in t's schema (public of its database for a database
+// tenant) that someone else owns, except extension members: deployments
+// before this ownership model had the admin user create the app's objects
+// there. It runs as the admin user on conn (pinned search_path, qualified
+// names) and calls nothing a tenant could have made: ALTER … OWNER runs no
+// user code.
+func adoptAppObjects(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant) error {
+	const notExt = `NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+		WHERE d.classid = '%s'::pg_catalog.regclass AND d.objid = x.oid AND d.deptype = 'e')`
+	role := quoteIdent(t.RoleName)
+	// Tables first: ALTER TABLE takes their indexes and owned sequences along.
+	queries := []string{
+		`SELECT x.relkind::text, x.relname FROM pg_catalog.pg_class x
+			JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+			WHERE n.nspname = $1 AND x.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
+			AND x.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
+			AND NOT x.relispartition AND ` + fmt.Sprintf(notExt, "pg_catalog.pg_class") + ` ORDER BY 2`,
+		`SELECT x.relkind::text, x.relname FROM pg_catalog.pg_class x
+			JOIN pg_catalog.pg_namespace n ON n.oid = x.relnamespace
+			WHERE n.nspname = $1 AND x.relkind = 'S'
+			AND x.relowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
+			AND ` + fmt.Sprintf(notExt, "pg_catalog.pg_class") + ` ORDER BY 2`,
+		`SELECT CASE x.prokind WHEN 'a' THEN 'A' ELSE 'F' END, x.oid::pg_catalog.regprocedure::text FROM pg_catalog.pg_proc x
+			JOIN pg_catalog.pg_namespace n ON n.oid = x.pronamespace
+			WHERE n.nspname = $1 AND x.prokind IN ('f', 'p', 'a')
+			AND x.proowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
+			AND ` + fmt.Sprintf(notExt, "pg_catalog.pg_proc") + ` ORDER BY 2`,
+		`SELECT 'T', x.typname::text FROM pg_catalog.pg_type x
+			JOIN pg_catalog.pg_namespace n ON n.oid = x.typnamespace
+			WHERE n.nspname = $1 AND x.typtype IN ('d', 'e', 'r')
+			AND x.typowner <> (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $2)
+			AND ` + fmt.Sprintf(notExt, "pg_catalog.pg_type") + ` ORDER BY 2`,
+	}
+	s := quoteIdent(t.Schema)
+	for _, q := range queries {
+		rows, err := conn.Query(ctx, q, t.Schema, t.RoleName)
+		if err != nil {
+			return fmt.Errorf("listing objects to hand to the tenant's role: %w", err)
+		}
+		objs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) ([2]string, error) {
+			var o [2]string
+			return o, row.Scan(&o[0], &o[1])
+		})
+		if err != nil {
+			return fmt.Errorf("listing objects to hand to the tenant's role: %w", err)
+		}
+		for _, o := range objs {
+			var stmt string
+			switch o[0] {
+			case "S":
+				stmt = "ALTER SEQUENCE " + s + "." + quoteIdent(o[1])
+			case "v":
+				stmt = "ALTER VIEW " + s + "." + quoteIdent(o[1])
+			case "m":
+				stmt = "ALTER MATERIALIZED VIEW " + s + "." + quoteIdent(o[1])
+			case "f":
+				stmt = "ALTER FOREIGN TABLE " + s + "." + quoteIdent(o[1])
+			case "c", "T":
+				stmt = "ALTER TYPE " + s + "." + quoteIdent(o[1])
+			case "F", "A":
+				// regprocedure text, qualified because the schema is not on
+				// the pinned search_path.
+				stmt = map[string]string{"F": "ALTER ROUTINE ", "A": "ALTER AGGREGATE "}[o[0]] + o[1]
+			default:
+				stmt = "ALTER TABLE " + s + "." + quoteIdent(o[1])
+			}
+			if _, err := conn.Exec(ctx, stmt+" OWNER TO "+role); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+	}
+	return nil
+}
+
 // tableInfo is an app table and what secure needs to know of it.
 type tableInfo struct {
 	name         string
@@ -199,12 +315,12 @@ type tableInfo struct {
 func listTables(ctx context.Context, tx pgx.Tx, schema string) ([]tableInfo, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT c.relname,
-		       coalesce(format_type(a.atttypid, a.atttypmod), ''),
-		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum),
-		       EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'stratum_tenant_isolation')
-		FROM pg_class c
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
+		       COALESCE(pg_catalog.format_type(a.atttypid, a.atttypmod), ''),
+		       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum),
+		       EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'stratum_tenant_isolation')
+		FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
 		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
 		ORDER BY c.relname`, schema)
 	if err != nil {
@@ -216,9 +332,11 @@ func listTables(ctx context.Context, tx pgx.Tx, schema string) ([]tableInfo, err
 	})
 }
 
-// secure grants the placement's role(s) what they need on the app tables, and
-// in the shared database puts every table with a tenant_id column under
-// row-level security keyed on the session's backend role.
+// secure, in the shared database (as the admin user), grants the shared group
+// what it needs on the app tables and puts every table with a tenant_id column
+// under row-level security keyed on the session's backend role; in a tenant's
+// placement (as the tenant's role) it sets the tenant_id defaults. It runs
+// with the pinned search_path and names everything qualified.
 func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) error {
 	tables, err := listTables(ctx, tx, pl.schema)
 	if err != nil {
@@ -260,10 +378,8 @@ func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) er
 			}
 		}
 	} else {
-		role := quoteIdent(pl.tenant.RoleName)
-		stmts = append(stmts,
-			"GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA "+s+" TO "+role,
-			"GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "+s+" TO "+role)
+		// Run as the tenant's role, which owns the app's tables here and so
+		// needs no grants on them.
 		for _, t := range tables {
 			if t.tenantIDType == "" {
 				continue

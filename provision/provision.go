@@ -69,7 +69,7 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 	defer conn.Close(context.WithoutCancel(ctx))
 	sg := quoteIdent(p.sharedGroup())
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('stratum.prepare_shared'))`)
+		_, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stratum.prepare_shared'))`)
 		if err != nil {
 			return err
 		}
@@ -103,21 +103,29 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 }
 
 // hardenTenantDatabases re-applies hardenCatalogSQL in every database tenant's
-// database, so that tenants provisioned by an older version are closed too.
+// database, so that tenants provisioned by an older version are closed too,
+// and hands the app's objects in every schema and database tenant's schema to
+// the tenant's role (adoptAppObjects), as older versions left them owned by
+// the admin user.
 func (p *Provisioner) hardenTenantDatabases(ctx context.Context) error {
 	tenants, err := p.cat.ListTenants(ctx)
 	if err != nil {
 		return err
 	}
 	for _, t := range tenants {
-		if t.Isolation != catalog.IsolationDatabase || t.Status == catalog.StatusProvisioning {
+		if t.Isolation == catalog.IsolationShared || t.Status == catalog.StatusProvisioning {
 			continue
 		}
 		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
 		if err != nil {
 			return fmt.Errorf("hardening tenant %q: %w", t.Slug, err)
 		}
-		_, err = conn.Exec(ctx, hardenCatalogSQL)
+		if t.Isolation == catalog.IsolationDatabase {
+			_, err = conn.Exec(ctx, hardenCatalogSQL)
+		}
+		if err == nil {
+			err = adoptAppObjects(ctx, conn, t)
+		}
 		conn.Close(context.WithoutCancel(ctx))
 		if err != nil {
 			return fmt.Errorf("hardening tenant %q: %w", t.Slug, err)
@@ -409,7 +417,11 @@ func (p *Provisioner) DropShared(ctx context.Context) error {
 // security notwithstanding), row and page counts in pg_class, the statistics
 // collector's per-table and per-database counters, and relation sizes.
 // Tenants keep every other pg_class column, so drivers and ORMs introspect as
-// before. It is idempotent and runs as a superuser.
+// before. It is idempotent and runs as a superuser, in a session whose
+// search_path is pinned (backends.PinnedSearchPath); every function and
+// relation it names is qualified as well, so that a tenant's overload in a
+// schema it may create in (public of its database) is never called.
+// f regprocedure and cols text are type names, resolved in pg_catalog.
 const hardenCatalogSQL = `
 REVOKE SELECT ON pg_catalog.pg_stats, pg_catalog.pg_stats_ext, pg_catalog.pg_stats_ext_exprs FROM PUBLIC;
 DO $harden$
@@ -417,17 +429,17 @@ DECLARE
 	f regprocedure;
 	cols text;
 BEGIN
-	FOR f IN SELECT p.oid::regprocedure FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+	FOR f IN SELECT p.oid::pg_catalog.regprocedure FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 		WHERE n.nspname = 'pg_catalog' AND (p.proname LIKE 'pg_stat_get_%' OR p.proname IN
 			('pg_relation_size', 'pg_table_size', 'pg_total_relation_size', 'pg_indexes_size',
 			 'pg_database_size', 'pg_tablespace_size', 'pg_relation_filenode', 'pg_relation_filepath'))
 	LOOP
-		EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+		EXECUTE pg_catalog.format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
 	END LOOP;
-	SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols FROM pg_attribute
-		WHERE attrelid = 'pg_catalog.pg_class'::regclass AND attnum > 0 AND NOT attisdropped
+	SELECT pg_catalog.string_agg(pg_catalog.quote_ident(attname), ', ' ORDER BY attnum) INTO cols FROM pg_catalog.pg_attribute
+		WHERE attrelid = 'pg_catalog.pg_class'::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped
 		AND attname NOT IN ('reltuples', 'relpages', 'relallvisible');
 	REVOKE SELECT ON pg_catalog.pg_class FROM PUBLIC;
-	EXECUTE format('GRANT SELECT (%s) ON pg_catalog.pg_class TO PUBLIC', cols);
+	EXECUTE pg_catalog.format('GRANT SELECT (%s) ON pg_catalog.pg_class TO PUBLIC', cols);
 END
 $harden$;`

@@ -84,7 +84,10 @@ func TestEscapesDoNotCrossTenants(t *testing.T) {
 					// others write only their own table.
 					{"UPDATE orders SET tenant_id = '" + otherT.ID + "'", "42501", "", ""},
 					{"INSERT INTO orders (tenant_id, item) VALUES ('" + otherT.ID + "', '" + planted + "')", "42501", "", ""},
-					{"ALTER TABLE orders DISABLE ROW LEVEL SECURITY", "42501", "42501", "42501"},
+					// client_beta and client_gamma own the app's tables in
+					// their own placement (schema apply runs as them), where
+					// no row-level security is involved.
+					{"ALTER TABLE orders DISABLE ROW LEVEL SECURITY", "42501", "", ""},
 					{"DROP POLICY stratum_tenant_isolation ON orders", "42501", "42704", "42704"},
 					{"SELECT * FROM stratum.tenant_roles", "42501", "42501", "42P01"},
 					{"SELECT stratum.current_tenant_id()", "", "42501", "3F000"},
@@ -306,5 +309,87 @@ func TestStartupHardensOldTenantDatabases(t *testing.T) {
 	}
 	if _, err := runCollect(ctx, c, "SELECT count(*) FROM pg_stats"); stacktest.SQLState(err) != "42501" {
 		t.Errorf("after PrepareShared: %v, want 42501", err)
+	}
+}
+
+// TestStartupHandsAppTablesToTenants checks that a start (PrepareShared) hands
+// the app's tables in schema and database tenants' placements, left owned by
+// the admin user by older versions, to the tenant's role, so that schema apply
+// (which runs as the tenant) can alter them, and that apply then works.
+func TestStartupHandsAppTablesToTenants(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	owner := func(tn *catalog.Tenant) string {
+		var o string
+		err := ts.SrvConn(t, tn.Database).QueryRow(ctx, `SELECT c.relowner::regrole::text || ',' || s.relowner::regrole::text
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, pg_class s
+			WHERE n.nspname = $1 AND c.relname = 'orders' AND s.relnamespace = n.oid AND s.relname = 'orders_id_seq'`, tn.Schema).Scan(&o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	var old []*catalog.Tenant
+	for _, slug := range []string{"client_beta", "client_gamma"} {
+		tn := getTenant(t, ts, slug)
+		old = append(old, tn)
+		c := ts.SrvConn(t, tn.Database)
+		// As an older version left it.
+		if _, err := c.Exec(ctx, "ALTER TABLE "+tn.Schema+".orders OWNER TO CURRENT_USER"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON ALL TABLES IN SCHEMA "+tn.Schema+" TO "+tn.RoleName); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA "+tn.Schema+" TO "+tn.RoleName); err != nil {
+			t.Fatal(err)
+		}
+		if o := owner(tn); o == tn.RoleName+","+tn.RoleName {
+			t.Fatalf("precondition: %s's orders still owned by %s", slug, o)
+		}
+		for _, st := range []string{
+			"CREATE VIEW " + tn.Schema + ".app_view AS SELECT 1 AS x",
+			"CREATE FUNCTION " + tn.Schema + ".app_fn(int) RETURNS int LANGUAGE sql AS 'SELECT $1'",
+			"CREATE AGGREGATE " + tn.Schema + ".app_agg(int) (SFUNC = int4pl, STYPE = int)",
+			"CREATE DOMAIN " + tn.Schema + ".app_dom AS int",
+			"CREATE TYPE " + tn.Schema + ".app_enum AS ENUM ('a')",
+		} {
+			if _, err := c.Exec(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := ts.Provisioner.PrepareShared(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tn := range old {
+		if o := owner(tn); o != tn.RoleName+","+tn.RoleName {
+			t.Errorf("%s: orders and its sequence owned by %s, want %s", tn.Slug, o, tn.RoleName)
+		}
+		var others []string
+		rows, err := ts.SrvConn(t, tn.Database).Query(ctx, `
+			SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE n.nspname = $1 AND c.relowner <> $2::regrole
+			UNION ALL SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+				WHERE n.nspname = $1 AND p.proowner <> $2::regrole
+			UNION ALL SELECT y.typname::text FROM pg_type y JOIN pg_namespace n ON n.oid = y.typnamespace
+				WHERE n.nspname = $1 AND y.typowner <> $2::regrole`, tn.Schema, tn.RoleName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		others, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(others) != 0 {
+			t.Errorf("%s: still owned by someone else: %v %v", tn.Slug, others, err)
+		}
+	}
+	rep, err := ts.Provisioner.ApplySchema(ctx, "ALTER TABLE orders ADD COLUMN note text;")
+	if err != nil || rep.Failed() != 0 {
+		t.Fatalf("apply after the hand-over: %+v %v", rep, err)
+	}
+	for _, slug := range []string{"client_beta", "client_gamma"} {
+		c := stacktest.Connect(t, ts.URL("demo", "demo", slug, ""))
+		if _, err := c.Exec(ctx, `INSERT INTO orders (item, note) VALUES ('x', 'y')`); err != nil {
+			t.Errorf("%s: %v", slug, err)
+		}
 	}
 }

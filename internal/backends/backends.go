@@ -114,20 +114,51 @@ func (s *Set) FillDefaults() error {
 	return nil
 }
 
+// PinnedSearchPath is the search_path of every connection the proxy opens for
+// its own maintenance (admin rights or a tenant's): only the system catalog,
+// then the session's own temporary schema (named last, so that temporary
+// objects cannot shadow catalog ones; functions and operators are never looked
+// up there). No tenant can create anything in either, so an unqualified name in
+// the proxy's SQL cannot reach a tenant's object (CVE-2018-1058).
+const PinnedSearchPath = "pg_catalog, pg_temp"
+
 // AdminConn opens an admin connection to a database on the backend called
-// name. The caller closes it.
+// name, with the search_path pinned to PinnedSearchPath. The caller closes it.
 func (s *Set) AdminConn(ctx context.Context, name, database string) (*pgx.Conn, error) {
 	b, ok := s.Backends[name]
 	if !ok {
 		return nil, fmt.Errorf("backend %q is not configured", name)
 	}
-	cfg, err := pgx.ParseConfig(b.ConnString(b.AdminUser, b.AdminPassword, database))
-	if err != nil {
-		return nil, fmt.Errorf("configuring admin connection: %w", err)
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := b.pinnedConn(ctx, b.AdminUser, b.AdminPassword, database)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to backend %q database %q as admin: %w", name, database, err)
 	}
 	return conn, nil
+}
+
+// RoleConn opens a connection to a database on the backend called name,
+// logged in as role (a tenant's backend role) with its password, and the
+// search_path pinned to PinnedSearchPath. It is how the proxy does
+// maintenance with a tenant's rights: the session user itself is the tenant,
+// so nothing that runs in it can RESET ROLE back to more rights. The caller
+// closes it.
+func (s *Set) RoleConn(ctx context.Context, name, database, role, password string) (*pgx.Conn, error) {
+	b, ok := s.Backends[name]
+	if !ok {
+		return nil, fmt.Errorf("backend %q is not configured", name)
+	}
+	conn, err := b.pinnedConn(ctx, role, password, database)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to backend %q database %q as %q: %w", name, database, role, err)
+	}
+	return conn, nil
+}
+
+func (b Backend) pinnedConn(ctx context.Context, user, password, database string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(b.ConnString(user, password, database))
+	if err != nil {
+		return nil, fmt.Errorf("configuring connection: %w", err)
+	}
+	cfg.RuntimeParams["search_path"] = PinnedSearchPath
+	return pgx.ConnectConfig(ctx, cfg)
 }
