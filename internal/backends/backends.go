@@ -129,36 +129,28 @@ func (s *Set) AdminConn(ctx context.Context, name, database string) (*pgx.Conn, 
 	if !ok {
 		return nil, fmt.Errorf("backend %q is not configured", name)
 	}
-	conn, err := b.pinnedConn(ctx, b.AdminUser, b.AdminPassword, database)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to backend %q database %q as admin: %w", name, database, err)
-	}
-	return conn, nil
+	return s.RoleConn(ctx, name, database, b.AdminUser, b.AdminPassword)
 }
 
 // RoleConn opens a connection to a database on the backend called name,
-// logged in as role (a tenant's backend role) with its password, and the
-// search_path pinned to PinnedSearchPath. It is how the proxy does
-// maintenance with a tenant's rights: the session user itself is the tenant,
-// so nothing that runs in it can RESET ROLE back to more rights. The caller
-// closes it.
+// logged in as role with its password, and the search_path pinned to
+// PinnedSearchPath. With a tenant's backend role it is how the proxy does
+// maintenance with the tenant's rights: the session user itself is the
+// tenant, so nothing that runs in it can RESET ROLE back to more rights. The
+// caller closes it.
 func (s *Set) RoleConn(ctx context.Context, name, database, role, password string) (*pgx.Conn, error) {
 	b, ok := s.Backends[name]
 	if !ok {
 		return nil, fmt.Errorf("backend %q is not configured", name)
 	}
-	conn, err := b.pinnedConn(ctx, role, password, database)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to backend %q database %q as %q: %w", name, database, role, err)
-	}
-	return conn, nil
-}
-
-func (b Backend) pinnedConn(ctx context.Context, user, password, database string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(b.ConnString(user, password, database))
+	cfg, err := pgx.ParseConfig(b.ConnString(role, password, database))
 	if err != nil {
 		return nil, fmt.Errorf("configuring connection: %w", err)
 	}
 	cfg.RuntimeParams["search_path"] = PinnedSearchPath
-	return pgx.ConnectConfig(ctx, cfg)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to backend %q database %q as %q: %w", name, database, role, err)
+	}
+	return conn, nil
 }
