@@ -147,9 +147,12 @@ func (ts *Stack) Teardown(t *testing.T) {
 	ts.checkGone(ctx, t, made)
 }
 
+// madeNames are the roles and databases a stack made on its shared backend.
+type madeNames struct{ roles, databases []string }
+
 // made lists the roles and databases the stack made on its shared backend:
 // each tenant's role and database, the shared database and the group roles.
-func (ts *Stack) made(ctx context.Context, t *testing.T) (names struct{ roles, databases []string }) {
+func (ts *Stack) made(ctx context.Context, t *testing.T) (names madeNames) {
 	t.Helper()
 	names.databases = append(names.databases, ts.backends.SharedDatabase)
 	if dep, err := ts.Catalog.DeploymentID(ctx); err == nil {
@@ -170,7 +173,7 @@ func (ts *Stack) made(ctx context.Context, t *testing.T) (names struct{ roles, d
 
 // checkGone fails the test for every role or database of made that is still
 // on the shared backend: a test leaves the server as it found it.
-func (ts *Stack) checkGone(ctx context.Context, t *testing.T, made struct{ roles, databases []string }) {
+func (ts *Stack) checkGone(ctx context.Context, t *testing.T, made madeNames) {
 	t.Helper()
 	conn, err := ts.backends.AdminConn(ctx, ts.backends.SharedBackend, ts.backends.Backends[ts.backends.SharedBackend].AdminDatabase)
 	if err != nil {
