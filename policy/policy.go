@@ -18,6 +18,9 @@ type Policy struct {
 	ReadOnly string
 	// NoDDL, when not empty, says why DDL is refused (sql.ddl denied).
 	NoDDL string
+	// Access is the level the tenant's backend role has: AccessRead when
+	// ReadOnly is set, else AccessWrite when NoDDL is set, else AccessFull.
+	Access Access
 	// StatementTimeout is proxy.statement_timeout in milliseconds; -1 when unset.
 	StatementTimeout int
 	// MaxConns is proxy.max_connections; 0 when unset.
@@ -26,7 +29,8 @@ type Policy struct {
 	// stratum.config.<key> settings, sorted by name.
 	Settings []Setting
 	// Sig identifies what the policy sets on a backend connection (statement
-	// timeout, read-only default, settings) and whether DDL is refused; ""
+	// timeout, read-only default, settings), whether DDL is refused and the
+	// access level; ""
 	// when it asks nothing of a backend. A change of Sig is applied with
 	// simple Queries, which also drop the unnamed prepared statement.
 	Sig string

@@ -123,7 +123,7 @@ func TestResolve(t *testing.T) {
 			{Key: "region", Value: raw(`"eu's"`), Source: "acme"},
 			{Key: "limits", Value: raw(`{"a":1}`), Source: "acme"},
 		}}, Policy{
-			MaxConns: 7, StatementTimeout: 2000,
+			MaxConns: 7, StatementTimeout: 2000, Access: AccessRead,
 			ReadOnly: `tenant "acme" is read-only (proxy.read_only is true, set on "msp")`,
 			Settings: []Setting{{"stratum.config.limits", `{"a":1}`}, {"stratum.config.region", "eu's"}},
 			SQL:      `SET statement_timeout = 2000;SET default_transaction_read_only = on;SELECT pg_catalog.set_config(E'stratum.config.limits', E'{"a":1}', false), pg_catalog.set_config(E'stratum.config.region', E'eu''s', false);`,
@@ -137,10 +137,15 @@ func TestResolve(t *testing.T) {
 			{Key: PermWrite, Value: raw("false"), Mode: "LOCKED", Source: "msp"},
 			{Key: PermDDL, Value: raw("false"), Mode: "DELEGATED", Source: "acme"},
 			{Key: "sql.other", Value: raw("false")},
-		}}, Policy{StatementTimeout: -1,
+		}}, Policy{StatementTimeout: -1, Access: AccessRead,
 			ReadOnly: `tenant "acme" may not write: permission sql.write is false (LOCKED, from "msp")`,
 			NoDDL:    `tenant "acme" may not change the schema: permission sql.ddl is false (DELEGATED, from "acme")`,
 			SQL:      "SET default_transaction_read_only = on;",
+		}},
+		{"no ddl", Input{Tenant: "acme", Permissions: []PermissionEntry{
+			{Key: PermDDL, Value: raw("false"), Mode: "LOCKED", Source: "msp"},
+		}}, Policy{StatementTimeout: -1, Access: AccessWrite,
+			NoDDL: `tenant "acme" may not change the schema: permission sql.ddl is false (LOCKED, from "msp")`,
 		}},
 	}
 	for _, tc := range tests {
@@ -149,10 +154,24 @@ func TestResolve(t *testing.T) {
 		if tc.want.NoDDL != "" {
 			tc.want.Sig += "\x00no ddl"
 		}
-		if got.Blocked != tc.want.Blocked || got.ReadOnly != tc.want.ReadOnly || got.NoDDL != tc.want.NoDDL ||
+		if tc.want.Access != AccessFull {
+			tc.want.Sig += "\x00access " + tc.want.Access.String()
+		}
+		if got.Access != tc.want.Access || got.Blocked != tc.want.Blocked || got.ReadOnly != tc.want.ReadOnly || got.NoDDL != tc.want.NoDDL ||
 			got.StatementTimeout != tc.want.StatementTimeout || got.MaxConns != tc.want.MaxConns ||
 			!slices.Equal(got.Settings, tc.want.Settings) || got.SQL != tc.want.SQL || got.Sig != tc.want.Sig {
 			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestAccessRoles: each level logs in as its own role, the full level as the
+// tenant's own.
+func TestAccessRoles(t *testing.T) {
+	t.Parallel()
+	for a, want := range map[Access]string{AccessFull: "stratum_t_ab", AccessWrite: "stratum_t_ab_w", AccessRead: "stratum_t_ab_r"} {
+		if got := a.Role("stratum_t_ab"); got != want {
+			t.Errorf("%s.Role = %q, want %q", a, got, want)
 		}
 	}
 }

@@ -94,6 +94,12 @@ func Resolve(in Input) Policy {
 			p.NoDDL = fmt.Sprintf("tenant %q may not change the schema: permission %s is false (%s, from %q)", in.Tenant, e.Key, e.Mode, e.Source)
 		}
 	}
+	switch {
+	case p.ReadOnly != "":
+		p.Access = AccessRead
+	case p.NoDDL != "":
+		p.Access = AccessWrite
+	}
 	sort.Slice(p.Settings, func(i, j int) bool { return p.Settings[i].Name < p.Settings[j].Name })
 	p.SQL = p.applySQL()
 	p.Sig = p.SQL
@@ -102,6 +108,11 @@ func Resolve(in Input) Policy {
 		// as a Query all the same: that drops the unnamed statement, which
 		// was checked only under the policy of its Parse.
 		p.Sig += "\x00no ddl"
+	}
+	if p.Access != AccessFull {
+		// The backend role follows the level (router); sessions holding a
+		// backend of another level move at their next boundary.
+		p.Sig += "\x00access " + p.Access.String()
 	}
 	return p
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // appPlacement is one place the app's schema is applied to.
@@ -206,6 +207,19 @@ func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) (
 			return applied, err
 		}
 	}
+	if pl.tenant != nil {
+		// The tenant's role made or changed the objects; the admin gives its
+		// _w and _r roles their rights on them (default privileges cover
+		// new tables, this also covers those made before).
+		admin, err := p.cfg.AdminConn(ctx, pl.backend, pl.database)
+		if err != nil {
+			return applied, err
+		}
+		defer admin.Close(context.WithoutCancel(ctx))
+		if err := p.grantAccess(ctx, admin, pl.tenant); err != nil {
+			return applied, err
+		}
+	}
 	return applied, nil
 }
 
@@ -332,11 +346,13 @@ func listTables(ctx context.Context, tx pgx.Tx, schema string) ([]tableInfo, err
 	})
 }
 
-// secure, in the shared database (as the admin user), grants the shared group
-// what it needs on the app tables and puts every table with a tenant_id column
-// under row-level security keyed on the session's backend role; in a tenant's
-// placement (as the tenant's role) it sets the tenant_id defaults. It runs
-// with the pinned search_path and names everything qualified.
+// secure, in the shared database (as the admin user), grants the shared
+// groups of every access level what they need on the app tables and puts
+// every table with a tenant_id column under row-level security keyed on the
+// session's backend role; in a tenant's placement (as the tenant's role) it
+// sets the tenant_id defaults (the admin re-grants the tenant's _w and _r
+// roles their rights afterwards: grantAccess). It runs with the pinned
+// search_path and names everything qualified.
 func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) error {
 	tables, err := listTables(ctx, tx, pl.schema)
 	if err != nil {
@@ -345,13 +361,20 @@ func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) er
 	s := quoteIdent(pl.schema)
 	var stmts []string
 	if pl.tenant == nil { // the shared database
-		g := quoteIdent(p.sharedGroup())
-		stmts = append(stmts, "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "+s+" TO "+g)
+		// Writers: the full and _w groups (shared tenants have no DDL here,
+		// so they hold the same); readers: the _r group, SELECT only (USAGE
+		// on a sequence would allow nextval).
+		wg := quoteIdent(p.sharedGroup()) + ", " + quoteIdent(p.sharedGroupOf(policy.AccessWrite))
+		rg := quoteIdent(p.sharedGroupOf(policy.AccessRead))
+		all := wg + ", " + rg
+		stmts = append(stmts,
+			"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "+s+" TO "+wg,
+			"GRANT SELECT ON ALL SEQUENCES IN SCHEMA "+s+" TO "+rg)
 		for _, t := range tables {
 			tn := s + "." + quoteIdent(t.name)
 			if t.tenantIDType == "" {
 				// Tables without tenant_id are reference data every tenant reads.
-				stmts = append(stmts, "GRANT SELECT ON "+tn+" TO "+g)
+				stmts = append(stmts, "GRANT SELECT ON "+tn+" TO "+all)
 				continue
 			}
 			current := "stratum.current_tenant_id()"
@@ -363,15 +386,19 @@ func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) er
 				return fmt.Errorf("table %s: tenant_id is %s; use uuid or text", t.name, t.tenantIDType)
 			}
 			stmts = append(stmts,
-				"GRANT SELECT, INSERT, UPDATE, DELETE ON "+tn+" TO "+g,
+				"GRANT SELECT, INSERT, UPDATE, DELETE ON "+tn+" TO "+wg,
+				"GRANT SELECT ON "+tn+" TO "+rg,
 				"ALTER TABLE "+tn+" ENABLE ROW LEVEL SECURITY",
 				"ALTER TABLE "+tn+" FORCE ROW LEVEL SECURITY",
 				"ALTER TABLE "+tn+" ALTER COLUMN tenant_id SET DEFAULT "+current)
 			if !t.hasPolicy {
 				// (SELECT …) makes the lookup an init plan: once per statement, not per row.
 				cond := "tenant_id = (SELECT " + current + ")"
-				stmts = append(stmts, "CREATE POLICY stratum_tenant_isolation ON "+tn+" TO "+g+
+				stmts = append(stmts, "CREATE POLICY stratum_tenant_isolation ON "+tn+" TO "+all+
 					" USING ("+cond+") WITH CHECK ("+cond+")")
+			} else {
+				// Policies made by older versions name the full group only.
+				stmts = append(stmts, "ALTER POLICY stratum_tenant_isolation ON "+tn+" TO "+all)
 			}
 			if !t.hasTenantIdx {
 				stmts = append(stmts, "CREATE INDEX ON "+tn+" (tenant_id)")

@@ -13,6 +13,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
 	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // isCode reports whether err is a PostgreSQL error with SQLSTATE code.
@@ -21,8 +22,9 @@ func isCode(err error, code string) bool {
 	return errors.As(err, &pe) && pe.Code == code
 }
 
-// Group roles, one pair per deployment. Members of the shared group may use the
-// shared database's app tables (under row-level security); members of the schema
+// Group roles, per deployment. Members of the shared group may use the shared
+// database's app tables (under row-level security), as may those of its _w and
+// _r variants (sharedGroupOf, access.go) at their level; members of the schema
 // group may only connect to the shared database, where each has its own schema.
 func (p *Provisioner) sharedGroup() string { return "stratum_" + p.depID + "_shared" }
 func (p *Provisioner) schemaGroup() string { return "stratum_" + p.depID + "_schema" }
@@ -47,7 +49,7 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 		return err
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
-	for _, g := range []string{p.sharedGroup(), p.schemaGroup()} {
+	for _, g := range p.groups() {
 		if err := ensureRole(ctx, admin, g, "NOLOGIN"); err != nil {
 			return err
 		}
@@ -56,9 +58,12 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 	if err := ensureDatabase(ctx, admin, p.cfg.SharedDatabase); err != nil {
 		return err
 	}
+	sg := quoteIdent(p.sharedGroup())
+	// The shared groups of every level, comma-separated.
+	sgs := sg + ", " + quoteIdent(p.sharedGroupOf(policy.AccessWrite)) + ", " + quoteIdent(p.sharedGroupOf(policy.AccessRead))
 	if err := execAll(ctx, admin,
 		"REVOKE ALL ON DATABASE "+db+" FROM PUBLIC",
-		"GRANT CONNECT, TEMPORARY ON DATABASE "+db+" TO "+quoteIdent(p.sharedGroup())+", "+quoteIdent(p.schemaGroup()),
+		"GRANT CONNECT, TEMPORARY ON DATABASE "+db+" TO "+sgs+", "+quoteIdent(p.schemaGroup()),
 	); err != nil {
 		return fmt.Errorf("securing shared database: %w", err)
 	}
@@ -67,21 +72,24 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	sg := quoteIdent(p.sharedGroup())
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stratum.prepare_shared'))`)
 		if err != nil {
 			return err
 		}
-		return execAll(ctx, tx.Conn(),
+		err = execAll(ctx, tx.Conn(),
 			"REVOKE ALL ON SCHEMA public FROM PUBLIC",
-			"GRANT USAGE ON SCHEMA public TO "+sg,
+			"GRANT USAGE ON SCHEMA public TO "+sgs,
 			"CREATE SCHEMA IF NOT EXISTS stratum",
 			"REVOKE ALL ON SCHEMA stratum FROM PUBLIC",
-			"GRANT USAGE ON SCHEMA stratum TO "+sg,
+			"GRANT USAGE ON SCHEMA stratum TO "+sgs,
+			// One row per backend role of a shared tenant (three per tenant,
+			// one per access level); older versions had one and made
+			// tenant_id UNIQUE.
 			`CREATE TABLE IF NOT EXISTS stratum.tenant_roles (
 				role_name name PRIMARY KEY,
-				tenant_id uuid NOT NULL UNIQUE)`,
+				tenant_id uuid NOT NULL)`,
+			"ALTER TABLE stratum.tenant_roles DROP CONSTRAINT IF EXISTS tenant_roles_tenant_id_key",
 			"REVOKE ALL ON stratum.tenant_roles FROM PUBLIC",
 			// session_user, not current_user: inside a SECURITY DEFINER function
 			// current_user is the owner, and a tenant role cannot change its
@@ -90,11 +98,19 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 				LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
 				AS $$ SELECT tenant_id FROM stratum.tenant_roles WHERE role_name = session_user $$`,
 			"REVOKE ALL ON FUNCTION stratum.current_tenant_id() FROM PUBLIC",
-			"GRANT EXECUTE ON FUNCTION stratum.current_tenant_id() TO "+sg,
+			"GRANT EXECUTE ON FUNCTION stratum.current_tenant_id() TO "+sgs,
 			"CREATE SCHEMA IF NOT EXISTS stratum_template",
 			"REVOKE ALL ON SCHEMA stratum_template FROM PUBLIC",
 			hardenCatalogSQL,
+			guardSQL,
+			loWriteSQL(quoteIdent(p.loWriteGroup())),
 		)
+		if err != nil {
+			return err
+		}
+		// The app tables' grants and policies for every level: tables
+		// secured by an older version lack the _w and _r groups.
+		return p.secure(ctx, tx, p.sharedPlacement())
 	})
 	if err != nil {
 		return fmt.Errorf("preparing shared database: %w", err)
@@ -102,36 +118,67 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 	return p.hardenTenantDatabases(ctx)
 }
 
-// hardenTenantDatabases re-applies hardenCatalogSQL in every database tenant's
-// database, so that tenants provisioned by an older version are closed too,
-// and hands the app's objects in every schema and database tenant's schema to
-// the tenant's role (adoptAppObjects), as older versions left them owned by
-// the admin user.
+// hardenTenantDatabases brings every tenant provisioned by an older version
+// up to date: it re-applies hardenCatalogSQL, the event trigger (guardSQL)
+// and the large-object revokes in every database tenant's database, hands the
+// app's objects in every schema and database tenant's schema to the tenant's
+// role (adoptAppObjects; older versions left them owned by the admin user),
+// makes the tenant's _w and _r roles when missing (ensureAccessRoles) and
+// re-grants their rights (grantAccess).
 func (p *Provisioner) hardenTenantDatabases(ctx context.Context) error {
 	tenants, err := p.cat.ListTenants(ctx)
 	if err != nil {
 		return err
 	}
+	var shared *pgx.Conn // the shared database, for shared and schema tenants
+	defer func() {
+		if shared != nil {
+			shared.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	for _, t := range tenants {
-		if t.Isolation == catalog.IsolationShared || t.Status == catalog.StatusProvisioning {
+		if t.Status == catalog.StatusProvisioning {
 			continue
 		}
-		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
-		if err != nil {
-			return fmt.Errorf("hardening tenant %q: %w", t.Slug, err)
+		conn := shared
+		inShared := t.Backend == p.cfg.SharedBackend && t.Database == p.cfg.SharedDatabase
+		if !inShared || shared == nil {
+			if conn, err = p.cfg.AdminConn(ctx, t.Backend, t.Database); err != nil {
+				return fmt.Errorf("hardening tenant %q: %w", t.Slug, err)
+			}
+			if inShared {
+				shared = conn
+			}
 		}
-		if t.Isolation == catalog.IsolationDatabase {
-			_, err = conn.Exec(ctx, hardenCatalogSQL)
+		err := p.hardenTenant(ctx, conn, t)
+		if !inShared {
+			conn.Close(context.WithoutCancel(ctx))
 		}
-		if err == nil {
-			err = adoptAppObjects(ctx, conn, t)
-		}
-		conn.Close(context.WithoutCancel(ctx))
 		if err != nil {
 			return fmt.Errorf("hardening tenant %q: %w", t.Slug, err)
 		}
 	}
 	return nil
+}
+
+// hardenTenant is hardenTenantDatabases for one tenant, on an admin
+// connection to its database.
+func (p *Provisioner) hardenTenant(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant) error {
+	if t.Isolation == catalog.IsolationDatabase {
+		if _, err := conn.Exec(ctx, hardenCatalogSQL); err != nil {
+			return err
+		}
+	}
+	if t.Isolation != catalog.IsolationShared {
+		if err := adoptAppObjects(ctx, conn, t); err != nil {
+			return err
+		}
+	}
+	pw := func() (string, error) { return p.cat.BackendPassword(ctx, t.ID) }
+	if err := p.ensureAccessRoles(ctx, conn, t, pw); err != nil {
+		return err
+	}
+	return p.grantAccess(ctx, conn, t)
 }
 
 func ensureRole(ctx context.Context, conn *pgx.Conn, name, options string) error {
@@ -268,34 +315,28 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
 	role := quoteIdent(t.RoleName)
-	// The role gets nothing but LOGIN: no superuser, no role or database
+	// The roles get nothing but LOGIN: no superuser, no role or database
 	// creation, no replication, no RLS bypass, no inheritance from anything
-	// except the one group granted below.
-	if _, err := admin.Exec(ctx, "CREATE ROLE "+role+" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD "+sqlquote.Literal(verifier)); err != nil {
-		return fmt.Errorf("creating role: %w", err)
+	// except the groups ensureAccessRoles grants. One per access level
+	// (access.go), all with the same password.
+	for _, name := range accessRoles(t) {
+		if _, err := admin.Exec(ctx, "CREATE ROLE "+quoteIdent(name)+" "+roleOptions+" PASSWORD "+sqlquote.Literal(verifier)); err != nil {
+			return fmt.Errorf("creating role %s: %w", name, err)
+		}
 	}
 	switch t.Isolation {
-	case catalog.IsolationShared:
-		if err := execAll(ctx, admin, "GRANT "+quoteIdent(p.sharedGroup())+" TO "+role); err != nil {
-			return err
-		}
+	case catalog.IsolationShared, catalog.IsolationSchema:
 		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
 		if err != nil {
 			return err
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
-		if _, err := conn.Exec(ctx, `INSERT INTO stratum.tenant_roles (role_name, tenant_id) VALUES ($1, $2)`, t.RoleName, t.ID); err != nil {
-			return fmt.Errorf("registering tenant role: %w", err)
-		}
-	case catalog.IsolationSchema:
-		if err := execAll(ctx, admin, "GRANT "+quoteIdent(p.schemaGroup())+" TO "+role); err != nil {
+		if err := p.ensureAccessRoles(ctx, conn, t, func() (string, error) { return password, nil }); err != nil {
 			return err
 		}
-		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
-		if err != nil {
-			return err
+		if t.Isolation == catalog.IsolationShared {
+			break
 		}
-		defer conn.Close(context.WithoutCancel(ctx))
 		s := quoteIdent(t.Schema)
 		if err := execAll(ctx, conn,
 			"CREATE SCHEMA "+s,
@@ -305,6 +346,9 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 			"GRANT USAGE, CREATE ON SCHEMA "+s+" TO "+role,
 			"ALTER ROLE "+role+" IN DATABASE "+quoteIdent(t.Database)+" SET search_path = "+s,
 		); err != nil {
+			return err
+		}
+		if err := p.grantAccess(ctx, conn, t); err != nil {
 			return err
 		}
 	case catalog.IsolationDatabase:
@@ -328,6 +372,9 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 		); err != nil {
 			return err
 		}
+		if err := p.grantAccess(ctx, conn, t); err != nil {
+			return err
+		}
 	}
 	if t.Isolation == catalog.IsolationShared {
 		// Shared tenants use the shared tables; make sure those are current.
@@ -345,11 +392,13 @@ func (p *Provisioner) dropPlacement(ctx context.Context, t *catalog.Tenant) erro
 		if conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database); err != nil {
 			errs = append(errs, err)
 		} else {
-			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE role_name = " + sqlquote.Literal(t.RoleName)}
+			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE tenant_id = " + sqlquote.Literal(t.ID) + "::uuid"}
 			if t.Isolation == catalog.IsolationSchema {
 				stmts = []string{"DROP SCHEMA IF EXISTS " + quoteIdent(t.Schema) + " CASCADE"}
 			}
-			stmts = append(stmts, "DROP OWNED BY "+quoteIdent(t.RoleName))
+			for _, name := range accessRoles(t) {
+				stmts = append(stmts, "DROP OWNED BY "+quoteIdent(name))
+			}
 			for _, s := range stmts {
 				if _, err := conn.Exec(ctx, s); err != nil && !isCode(err, "42704") {
 					errs = append(errs, err)
@@ -368,8 +417,11 @@ func (p *Provisioner) dropPlacement(ctx context.Context, t *catalog.Tenant) erro
 			errs = append(errs, err)
 		}
 	}
-	if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+quoteIdent(t.RoleName)); err != nil {
-		errs = append(errs, err)
+	roles := accessRoles(t)
+	for i := len(roles) - 1; i >= 0; i-- {
+		if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+quoteIdent(roles[i])); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -404,11 +456,11 @@ func (p *Provisioner) DropShared(ctx context.Context) error {
 		return err
 	}
 	defer admin.Close(ctx)
-	return execAll(ctx, admin,
-		"DROP DATABASE IF EXISTS "+quoteIdent(p.cfg.SharedDatabase)+" WITH (FORCE)",
-		"DROP ROLE IF EXISTS "+quoteIdent(p.sharedGroup()),
-		"DROP ROLE IF EXISTS "+quoteIdent(p.schemaGroup()),
-	)
+	stmts := []string{"DROP DATABASE IF EXISTS " + quoteIdent(p.cfg.SharedDatabase) + " WITH (FORCE)"}
+	for _, g := range p.groups() {
+		stmts = append(stmts, "DROP ROLE IF EXISTS "+quoteIdent(g))
+	}
+	return execAll(ctx, admin, stmts...)
 }
 
 // hardenCatalogSQL closes, in one database, the catalog views and functions

@@ -47,8 +47,9 @@ func (ss *session) pipeliningOutsideTransaction() bool {
 func (ss *session) refreshPolicy() error {
 	ss.mu.Lock()
 	boundary := ss.idleLocked()
-	held := ss.mu.att != nil
+	att := ss.mu.att
 	ss.mu.Unlock()
+	held := att != nil
 	if !boundary {
 		return nil // inside a transaction: at its end
 	}
@@ -76,6 +77,9 @@ func (ss *session) refreshPolicy() error {
 		ss.kill(e)
 		return e
 	}
+	if held && att.sc.Access != p.Policy.Access {
+		return ss.moveToAccess(p, gen)
+	}
 	if held {
 		// A pump runs and reads cur: keep the placement, take its policy,
 		// and let the suspension sweep see the tenant where it is now.
@@ -90,6 +94,38 @@ func (ss *session) refreshPolicy() error {
 	if ss.initial.Tenant.ID == p.Tenant.ID {
 		ss.initial = p
 	}
+	return nil
+}
+
+// moveToAccess moves a session that holds a backend logged in at another
+// access level than p's policy asks (the tenant became read-only, or may
+// write again) off that backend, at a transaction boundary: the backend is
+// closed (its level is stale, the pools would not hand it out again) and the
+// session takes p. Its next message attaches a backend of the new level,
+// which gets the session's prepared statements and settings as after SET
+// stratum.tenant (acquire: prepareBackend, injectSettings). Other state on
+// the old backend (temporary tables, LISTEN, session advisory locks, SQL
+// PREPARE) is lost, as at a tenant switch. The caller flushed what it wrote.
+func (ss *session) moveToAccess(p *router.Placement, gen uint64) error {
+	old, err := ss.detach()
+	if err != nil {
+		return err
+	}
+	from := "none"
+	if old != nil {
+		from = old.Access.String()
+		ss.srv.backends.Release(old, router.Close)
+	}
+	ss.setTenant(p)
+	ss.polGen = gen
+	if ss.initial.Tenant.ID == p.Tenant.ID {
+		ss.initial = p
+	}
+	ss.mu.Lock()
+	ss.mu.pinned = "" // pinned state stayed with the old backend
+	ss.mu.Unlock()
+	ss.log.Info("tenant's access level changed; moving to a backend of the new level",
+		zap.String("from", from), zap.String("to", p.Policy.Access.String()))
 	return nil
 }
 

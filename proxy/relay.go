@@ -134,6 +134,11 @@ func (r *relayer) refreshPolicy() error {
 			return err
 		}
 	}
+	// Nothing of ours may stay buffered for a backend the refresh could
+	// move the session off (moveToAccess).
+	if err := r.flush(); err != nil {
+		return err
+	}
 	return ss.refreshPolicy()
 }
 

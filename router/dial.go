@@ -20,7 +20,8 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
 
-// dialTenant connects to the tenant's placement as the tenant's role, with the
+// dialTenant connects to the tenant's placement as the tenant's role of the
+// placement's access level (policy.Access.Role), with the
 // client's startup parameters, and runs the startup handshake itself, so that
 // the connection is wholly the proxy's from the first byte: nothing else ever
 // reads from it (a driver's background reader could otherwise be left behind
@@ -85,7 +86,10 @@ func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params
 	for k, v := range params {
 		sm.Parameters[k] = v
 	}
-	sm.Parameters["user"] = p.Tenant.RoleName
+	// The tenant's role of its policy's access level: PostgreSQL refuses
+	// what the level does not allow, whatever SQL the session sends.
+	role := p.Policy.Access.Role(p.Tenant.RoleName)
+	sm.Parameters["user"] = role
 	sm.Parameters["database"] = p.Tenant.Database
 	// The tenant's slug as a session default on the backend, so that SHOW
 	// stratum.tenant and current_setting('stratum.tenant') answer in every
@@ -127,7 +131,7 @@ func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params
 				if len(body) < 8 {
 					return nil, errors.New("malformed MD5 request")
 				}
-				reply = &pgproto3.PasswordMessage{Password: md5Password(p.Tenant.RoleName, p.password, body[4:8])}
+				reply = &pgproto3.PasswordMessage{Password: md5Password(role, p.password, body[4:8])}
 			case wire.AuthSASL: // our roles have SCRAM-SHA-256 verifiers
 				client, err := scram.SHA256.NewClient("", p.password, "")
 				if err != nil {

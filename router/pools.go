@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // ErrClosed is returned by Acquire after Close.
@@ -60,8 +62,11 @@ type tenantPool struct {
 	backend string
 	limit   int
 	open    int                      // connections open, idle or in use
-	idle    map[string][]*ServerConn // by parameter key, newest last
-	waiters []*waiter                // waiting because open == limit
+	idle    map[string][]*ServerConn // by pool key (access level and parameters), newest last
+	// access is the access level the tenant's placement asked for last; idle
+	// connections of another level are stale and closed when it changes.
+	access  policy.Access
+	waiters []*waiter // waiting because open == limit
 	// status is the ParameterStatus set the last new connection reported, by
 	// parameter key: what a client is told at startup without a backend.
 	status map[string]map[string]string
@@ -103,14 +108,18 @@ func newPools(cfg *Config, now func() time.Time) *pools {
 	return p
 }
 
-// paramsKey orders startup parameters into a map key.
-func paramsKey(params map[string]string) string {
+// poolKey is the map key of connections logged in as the role of access
+// level a with these startup parameters: connections of another level or
+// other parameters are never handed out for it.
+func poolKey(a policy.Access, params map[string]string) string {
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var b strings.Builder
+	b.WriteString(a.String())
+	b.WriteByte(0)
 	for _, k := range keys {
 		b.WriteString(k)
 		b.WriteByte(0)
@@ -148,7 +157,7 @@ func (p *pools) backendLocked(name string) *backendPool {
 // one freed, waiting at most Config.QueueTimeout. The caller hands it back with
 // Release.
 func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error) {
-	key := paramsKey(params)
+	key := poolKey(p.Policy.Access, params)
 	for {
 		sc, permit, w, err := r.pools.take(p, key)
 		if err != nil {
@@ -179,7 +188,7 @@ func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]st
 				r.pools.forget(p.Tenant.ID, p.Tenant.Backend)
 				return nil, err
 			}
-			sc.key, sc.tenantID, sc.backend = key, p.Tenant.ID, p.Tenant.Backend
+			sc.key, sc.tenantID, sc.backend, sc.Access = key, p.Tenant.ID, p.Tenant.Backend, p.Policy.Access
 			sc.inUse.Store(true)
 			r.pools.noteStatus(p.Tenant.ID, key, sc.Params)
 			return sc, nil
@@ -203,7 +212,7 @@ func (r *Router) KnownStatus(p *Placement, params map[string]string) map[string]
 	r.pools.mu.Lock()
 	defer r.pools.mu.Unlock()
 	if tp := r.pools.mu.tenants[p.Tenant.ID]; tp != nil {
-		return tp.status[paramsKey(params)]
+		return tp.status[poolKey(p.Policy.Access, params)]
 	}
 	return nil
 }
@@ -217,6 +226,10 @@ func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, err
 	}
 	tp := p.tenantLocked(pl)
 	bp := p.backendLocked(pl.Tenant.Backend)
+	if tp.access != pl.Policy.Access {
+		tp.access = pl.Policy.Access
+		p.closeStaleLocked(tp)
+	}
 	now := p.now()
 	for idle := tp.idle[key]; len(idle) > 0; idle = tp.idle[key] {
 		sc := idle[len(idle)-1]
@@ -254,6 +267,32 @@ func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, err
 	w := &waiter{tenant: tp.id, key: key, since: now, ready: make(chan grant, 1)}
 	tp.waiters = append(tp.waiters, w)
 	return nil, false, w, nil
+}
+
+// closeStaleLocked closes tp's idle connections logged in at another access
+// level than tp.access: the tenant's policy changed (rarely), and they would
+// only take slots. Held connections of the old level are kept by their
+// sessions until those move (proxy) and are never handed out again for
+// the new level, whose pool key differs.
+func (p *pools) closeStaleLocked(tp *tenantPool) {
+	freed := 0
+	for k, idle := range tp.idle {
+		keep := idle[:0]
+		for _, sc := range idle {
+			if sc.Access == tp.access {
+				keep = append(keep, sc)
+				continue
+			}
+			tp.open--
+			p.mu.backends[tp.backend].open--
+			freed++
+			go sc.Close()
+		}
+		tp.idle[k] = keep
+	}
+	for range freed {
+		p.freedLocked(tp)
+	}
 }
 
 // evictIdleLocked closes one idle connection on backend (of another tenant
@@ -409,6 +448,9 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 		p.mu.Unlock()
 		sc.Close()
 		return
+	}
+	if mode != Close && sc.Access != tp.access {
+		mode = Close // logged in at a level the tenant no longer has
 	}
 	if mode != Close {
 		// A waiter of the same tenant and parameters takes it as it is.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // TestPoolFairnessAtBackendCap: at the backend's cap, a connection a tenant
@@ -244,4 +246,48 @@ func TestPoolReleaseModes(t *testing.T) {
 		}
 	}()
 	tr.Release(sc, Close)
+}
+
+// TestPoolAccessLevels: a session is handed only a connection logged in at
+// its placement's access level. When the tenant's level changes, idle
+// connections of the old level are closed and never handed out; one still
+// held at the old level is not given to a session of the new level when
+// handed back, nor to one of the old level after the change.
+func TestPoolAccessLevels(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 10, Config{})
+	full := placement("acme", 0)
+	read := placement("acme", 0)
+	read.Policy.Access = policy.AccessRead
+
+	idleFull := tr.acquire(t, full)
+	heldFull := tr.acquire(t, full)
+	if idleFull.Access != policy.AccessFull {
+		t.Fatalf("a full placement's connection has access %s", idleFull.Access)
+	}
+	tr.Release(idleFull, Keep)
+
+	sc := tr.acquire(t, read)
+	if sc == idleFull || sc == heldFull || sc.Access != policy.AccessRead || tr.d.dialed("acme") != 3 {
+		t.Fatalf("read-only placement got %p (access %s, %d dials), want a new read connection", sc, sc.Access, tr.d.dialed("acme"))
+	}
+	tr.waitClosed(t, idleFull) // stale: closed when the level changed
+	tr.Release(sc, Keep)
+
+	// The session that held a full connection hands it back: it is closed,
+	// and the next read-only session gets the read connection.
+	tr.Release(heldFull, Keep)
+	tr.waitClosed(t, heldFull)
+	again := tr.acquire(t, read)
+	if again != sc {
+		t.Fatalf("read-only placement got %p (access %s), want its idle read connection %p", again, again.Access, sc)
+	}
+	tr.Release(again, Keep)
+	// Back to full: the read connection is stale.
+	if got := tr.acquire(t, full); got.Access != policy.AccessFull || got == sc {
+		t.Fatalf("full placement got a connection of access %s", got.Access)
+	} else {
+		tr.Release(got, Keep)
+	}
+	tr.waitClosed(t, sc)
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
+	"github.com/stratum-hq/stratum-proxy/policy"
 )
 
 // ServerConn is one authenticated connection to a backend, taken over from pgconn
@@ -42,6 +43,10 @@ type ServerConn struct {
 	// Policy is the signature of the tenant policy (Policy.Sig) last applied
 	// on this connection; empty when none was, or when a reset undid it.
 	Policy string
+	// Access is the access level of the role the connection is logged in
+	// as (policy.Access.Role); fixed for its lifetime. Acquire hands a
+	// session only a connection of its placement's level.
+	Access policy.Access
 
 	// inUse is true from Acquire to Release: a double release would hand one
 	// connection to two sessions, so Release refuses it.

@@ -151,19 +151,21 @@ func (ts *Stack) Teardown(t *testing.T) {
 type madeNames struct{ roles, databases []string }
 
 // made lists the roles and databases the stack made on its shared backend:
-// each tenant's role and database, the shared database and the group roles.
+// each tenant's roles (one per access level) and database, the shared
+// database and the group roles.
 func (ts *Stack) made(ctx context.Context, t *testing.T) (names madeNames) {
 	t.Helper()
 	names.databases = append(names.databases, ts.backends.SharedDatabase)
 	if dep, err := ts.Catalog.DeploymentID(ctx); err == nil {
-		names.roles = append(names.roles, "stratum_"+dep+"_shared", "stratum_"+dep+"_schema")
+		names.roles = append(names.roles, "stratum_"+dep+"_shared", "stratum_"+dep+"_shared_w",
+			"stratum_"+dep+"_shared_r", "stratum_"+dep+"_schema", "stratum_"+dep+"_lo_write")
 	}
 	tenants, _ := ts.Catalog.ListTenants(ctx) // DropAll reports a failure
 	for _, tn := range tenants {
 		if tn.Backend != ts.backends.SharedBackend {
 			continue // another server: not checked
 		}
-		names.roles = append(names.roles, tn.RoleName)
+		names.roles = append(names.roles, tn.RoleName, tn.RoleName+"_w", tn.RoleName+"_r")
 		if tn.Isolation == catalog.IsolationDatabase {
 			names.databases = append(names.databases, tn.Database)
 		}
