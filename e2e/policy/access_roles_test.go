@@ -395,6 +395,8 @@ func TestConfigOverrideStaysInItsSession(t *testing.T) {
 	if got := scalar(t, a, show); got != "overridden" {
 		t.Fatalf("the override in its own session: %s", got)
 	}
+	// Its backend goes back to the pool, to be handed to the next session.
+	a.Close(ctx)
 	for i := 0; i < 3; i++ {
 		a2 := bs[0].connect(t, ts)
 		if got := scalar(t, a2, show); got != "eu" {
