@@ -6,7 +6,10 @@
 //     (keys.go);
 //   - the names of the permissions that shape sessions (sql.write, sql.ddl);
 //   - the Policy type, resolved from plain inputs (Resolve), and the SQL that
-//     applies it on a backend connection.
+//     applies it on a backend connection;
+//   - the access levels (Access: full, write without DDL, read-only) and the
+//     name of each level's backend role (Access.Role), which router dials
+//     and provision creates.
 //
 // Adding a proxy.* key touches this package, and the place in proxy that
 // enforces the new Policy field, only.

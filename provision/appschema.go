@@ -324,25 +324,31 @@ type tableInfo struct {
 	tenantIDType string // "" when the table has no tenant_id column
 	hasTenantIdx bool
 	hasPolicy    bool
+	// policyCovers: the policy applies to every role of policyRoles.
+	policyCovers bool
 }
 
-func listTables(ctx context.Context, tx pgx.Tx, schema string) ([]tableInfo, error) {
+// listTables lists the app tables of schema; policyRoles are the roles the
+// isolation policy must apply to (policyCovers).
+func listTables(ctx context.Context, tx pgx.Tx, schema string, policyRoles []string) ([]tableInfo, error) {
 	rows, err := tx.Query(ctx, `
 		SELECT c.relname,
 		       COALESCE(pg_catalog.format_type(a.atttypid, a.atttypmod), ''),
 		       EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indkey[0] = a.attnum),
-		       EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'stratum_tenant_isolation')
+		       EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'stratum_tenant_isolation'),
+		       EXISTS (SELECT 1 FROM pg_catalog.pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'stratum_tenant_isolation'
+		               AND p.polroles OPERATOR(pg_catalog.@>) ARRAY(SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = ANY($2::text[])))
 		FROM pg_catalog.pg_class c
 		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
 		WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')
-		ORDER BY c.relname`, schema)
+		ORDER BY c.relname`, schema, policyRoles)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (tableInfo, error) {
 		var t tableInfo
-		return t, row.Scan(&t.name, &t.tenantIDType, &t.hasTenantIdx, &t.hasPolicy)
+		return t, row.Scan(&t.name, &t.tenantIDType, &t.hasTenantIdx, &t.hasPolicy, &t.policyCovers)
 	})
 }
 
@@ -354,7 +360,19 @@ func listTables(ctx context.Context, tx pgx.Tx, schema string) ([]tableInfo, err
 // roles their rights afterwards: grantAccess). It runs with the pinned
 // search_path and names everything qualified.
 func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) error {
-	tables, err := listTables(ctx, tx, pl.schema)
+	return p.secureTables(ctx, tx, pl, false)
+}
+
+// secureTables is secure; grantsOnly (the shared database at start-up) keeps
+// to the grants and to policies that miss a group, leaving out what takes an
+// ACCESS EXCLUSIVE lock on every app table (row-level security switches,
+// column defaults, new indexes), which a schema apply made already.
+func (p *Provisioner) secureTables(ctx context.Context, tx pgx.Tx, pl appPlacement, grantsOnly bool) error {
+	var groups []string
+	if pl.tenant == nil {
+		groups = []string{p.sharedGroup(), p.sharedGroupOf(policy.AccessWrite), p.sharedGroupOf(policy.AccessRead)}
+	}
+	tables, err := listTables(ctx, tx, pl.schema, groups)
 	if err != nil {
 		return err
 	}
@@ -387,7 +405,15 @@ func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) er
 			}
 			stmts = append(stmts,
 				"GRANT SELECT, INSERT, UPDATE, DELETE ON "+tn+" TO "+wg,
-				"GRANT SELECT ON "+tn+" TO "+rg,
+				"GRANT SELECT ON "+tn+" TO "+rg)
+			if t.hasPolicy && !t.policyCovers {
+				// Policies made by older versions name the full group only.
+				stmts = append(stmts, "ALTER POLICY stratum_tenant_isolation ON "+tn+" TO "+all)
+			}
+			if grantsOnly {
+				continue
+			}
+			stmts = append(stmts,
 				"ALTER TABLE "+tn+" ENABLE ROW LEVEL SECURITY",
 				"ALTER TABLE "+tn+" FORCE ROW LEVEL SECURITY",
 				"ALTER TABLE "+tn+" ALTER COLUMN tenant_id SET DEFAULT "+current)
@@ -396,9 +422,6 @@ func (p *Provisioner) secure(ctx context.Context, tx pgx.Tx, pl appPlacement) er
 				cond := "tenant_id = (SELECT " + current + ")"
 				stmts = append(stmts, "CREATE POLICY stratum_tenant_isolation ON "+tn+" TO "+all+
 					" USING ("+cond+") WITH CHECK ("+cond+")")
-			} else {
-				// Policies made by older versions name the full group only.
-				stmts = append(stmts, "ALTER POLICY stratum_tenant_isolation ON "+tn+" TO "+all)
 			}
 			if !t.hasTenantIdx {
 				stmts = append(stmts, "CREATE INDEX ON "+tn+" (tenant_id)")

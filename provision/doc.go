@@ -4,8 +4,12 @@
 //   - the deployment's shared database, group roles and row-level-security
 //     machinery (PrepareShared), and the catalog hardening of every tenant
 //     database;
-//   - creating a tenant (CreateTenant: catalog rows, its backend role and its
-//     shared, schema or database placement) and dropping one (DropTenant);
+//   - creating a tenant (CreateTenant: catalog rows, its three backend roles,
+//     one per policy.Access level, and its shared, schema or database
+//     placement) and dropping one (DropTenant);
+//   - what each level's role may do (access.go: groups, grants, default
+//     privileges, large-object revokes) and the event trigger that keeps a
+//     tenant's full role from granting its way around them;
 //   - applying the app's schema to the template, the shared database and
 //     every tenant schema and database (ApplySchema), with the grants and
 //     policies that secure it.

@@ -110,7 +110,7 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 		}
 		// The app tables' grants and policies for every level: tables
 		// secured by an older version lack the _w and _r groups.
-		return p.secure(ctx, tx, p.sharedPlacement())
+		return p.secureTables(ctx, tx, p.sharedPlacement(), true)
 	})
 	if err != nil {
 		return fmt.Errorf("preparing shared database: %w", err)

@@ -89,12 +89,17 @@ func TestEscapesDoNotCrossTenants(t *testing.T) {
 					// no row-level security is involved.
 					{"ALTER TABLE orders DISABLE ROW LEVEL SECURITY", "42501", "", ""},
 					{"DROP POLICY stratum_tenant_isolation ON orders", "42501", "42704", "42704"},
-					{"SELECT * FROM stratum.tenant_roles", "42501", "42501", "42P01"},
-					{"SELECT stratum.current_tenant_id()", "", "42501", "3F000"},
+					// client_gamma's database has a stratum schema too (the
+					// event trigger's function), closed to it.
+					{"SELECT * FROM stratum.tenant_roles", "42501", "42501", "42501"},
+					{"SELECT stratum.current_tenant_id()", "", "42501", "42501"},
 					{"DO $$ BEGIN PERFORM set_config('role', '" + superuser + "', false); END $$", "42501", "42501", "42501"},
 					{"DO $$ BEGIN EXECUTE 'SET ROLE " + otherT.RoleName + "'; END $$", "42501", "42501", "42501"},
-					// public of client_gamma's own database is its own.
-					{"CREATE FUNCTION public.peek() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER AS $f$ SELECT item FROM public.orders $f$", "42501", "42501", ""},
+					// public of client_gamma's own database is its own, but
+					// SECURITY DEFINER routines are refused to tenant roles
+					// (the event trigger: one would write as its owner when
+					// the tenant's read-only role called it).
+					{"CREATE FUNCTION public.peek() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER AS $f$ SELECT item FROM public.orders $f$", "42501", "42501", "42501"},
 					{"COPY (SELECT item FROM orders) TO STDOUT", "", "", ""},
 					{"SELECT lo_import('/etc/passwd')", "42501", "42501", "42501"},
 					{"SELECT pg_read_file('pg_hba.conf')", "42501", "42501", "42501"},

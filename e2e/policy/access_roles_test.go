@@ -420,3 +420,60 @@ func waitSQLValue(t *testing.T, c *pgx.Conn, sql, want string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestOlderTenantsGetAccessRoles: a deployment from before the access
+// roles (no _w or _r roles, the isolation policy for the full group only,
+// tenant_roles unique per tenant, no event trigger) is brought up to date by
+// the start-up preparation: each tenant then reads as its _r role, which sees
+// its rows and cannot write, and its full role cannot grant.
+func TestOlderTenantsGetAccessRoles(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	dep, err := ts.Catalog.DeploymentID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := bindTenants(t, ts, placementTenants...)
+	shared := bs[0].su // client_alpha: the shared database
+	ident := func(s string) string { return pgx.Identifier{s}.Sanitize() }
+	exec := func(c *pgx.Conn, sql string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// Back to how an older version left things.
+	exec(shared, "ALTER POLICY stratum_tenant_isolation ON public.orders TO "+ident("stratum_"+dep+"_shared"))
+	exec(shared, `DELETE FROM stratum.tenant_roles WHERE role_name LIKE '%\_r' OR role_name LIKE '%\_w'`)
+	exec(shared, "ALTER TABLE stratum.tenant_roles ADD CONSTRAINT tenant_roles_tenant_id_key UNIQUE (tenant_id)")
+	for _, b := range bs {
+		if b.tn.Isolation == catalog.IsolationDatabase {
+			exec(b.su, "DROP EVENT TRIGGER stratum_refuse_privilege_changes")
+		}
+		for _, suffix := range []string{"_w", "_r"} {
+			exec(b.su, "DROP OWNED BY "+ident(b.tn.RoleName+suffix))
+			exec(shared, "DROP ROLE "+ident(b.tn.RoleName+suffix))
+		}
+	}
+	if err := ts.Provisioner.PrepareShared(ctx); err != nil {
+		t.Fatalf("start-up preparation: %v", err)
+	}
+	for _, b := range bs {
+		t.Run(b.tn.Slug, func(t *testing.T) {
+			c := b.connect(t, ts)
+			waitRole(t, c, b.tn.RoleName)
+			wantCode(t, c, hidden("INSERT INTO orders (item) VALUES ('upgraded')"))
+			wantCode(t, c, hidden("GRANT INSERT ON orders TO PUBLIC"), "42501")
+			path := "/v1/tenants/" + b.tn.Slug + "/config/proxy.read_only"
+			ts.AdminWant(t, http.MethodPut, path, map[string]any{"value": true}, http.StatusOK)
+			defer ts.AdminWant(t, http.MethodDelete, path, nil, http.StatusOK)
+			waitRole(t, c, b.tn.RoleName+"_r")
+			if n := stacktest.Count(t, c, "SELECT count(*) FROM orders WHERE item = 'upgraded'"); n != 1 {
+				t.Errorf("the read-only role sees %d of the tenant's new rows, want 1", n)
+			}
+			wantCode(t, c, hidden("SET default_transaction_read_only = off"))
+			wantCode(t, c, hidden("INSERT INTO orders (item) VALUES ('escaped')"), "42501")
+			wantCode(t, c, hidden("SELECT pg_catalog.lo_create(0)"), "42501")
+		})
+	}
+}
