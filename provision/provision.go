@@ -68,38 +68,63 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	sg := quoteIdent(p.sharedGroup())
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stratum.prepare_shared'))`)
-		if err != nil {
-			return err
-		}
-		return execAll(ctx, tx.Conn(),
-			"REVOKE ALL ON SCHEMA public FROM PUBLIC",
-			"GRANT USAGE ON SCHEMA public TO "+sg,
-			"CREATE SCHEMA IF NOT EXISTS stratum",
-			"REVOKE ALL ON SCHEMA stratum FROM PUBLIC",
-			"GRANT USAGE ON SCHEMA stratum TO "+sg,
-			`CREATE TABLE IF NOT EXISTS stratum.tenant_roles (
+	// The lock that serialises proxies starting at once is the catalog's: an
+	// advisory lock in the shared database is one any tenant could take first.
+	err = p.cat.WithLock(ctx, "stratum.prepare_shared", func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if err := execAll(ctx, tx.Conn(),
+				"REVOKE ALL ON SCHEMA public FROM PUBLIC",
+				"GRANT USAGE ON SCHEMA public TO "+sg,
+				"CREATE SCHEMA IF NOT EXISTS stratum",
+				"REVOKE ALL ON SCHEMA stratum FROM PUBLIC",
+				"GRANT USAGE ON SCHEMA stratum TO "+sg,
+				`CREATE TABLE IF NOT EXISTS stratum.tenant_roles (
 				role_name name PRIMARY KEY,
 				tenant_id uuid NOT NULL UNIQUE)`,
-			"REVOKE ALL ON stratum.tenant_roles FROM PUBLIC",
-			// session_user, not current_user: inside a SECURITY DEFINER function
-			// current_user is the owner, and a tenant role cannot change its
-			// session user (that takes a superuser).
-			`CREATE OR REPLACE FUNCTION stratum.current_tenant_id() RETURNS uuid
+				"REVOKE ALL ON stratum.tenant_roles FROM PUBLIC",
+				// session_user, not current_user: inside a SECURITY DEFINER function
+				// current_user is the owner, and a tenant role cannot change its
+				// session user (that takes a superuser).
+				`CREATE OR REPLACE FUNCTION stratum.current_tenant_id() RETURNS uuid
 				LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
 				AS $$ SELECT tenant_id FROM stratum.tenant_roles WHERE role_name = session_user $$`,
-			"REVOKE ALL ON FUNCTION stratum.current_tenant_id() FROM PUBLIC",
-			"GRANT EXECUTE ON FUNCTION stratum.current_tenant_id() TO "+sg,
-			"CREATE SCHEMA IF NOT EXISTS stratum_template",
-			"REVOKE ALL ON SCHEMA stratum_template FROM PUBLIC",
-			hardenCatalogSQL,
-		)
+				"REVOKE ALL ON FUNCTION stratum.current_tenant_id() FROM PUBLIC",
+				"GRANT EXECUTE ON FUNCTION stratum.current_tenant_id() TO "+sg,
+				"CREATE SCHEMA IF NOT EXISTS stratum_template",
+				"REVOKE ALL ON SCHEMA stratum_template FROM PUBLIC",
+				hardenCatalogSQL,
+			); err != nil {
+				return err
+			}
+			return execAll(ctx, tx.Conn(), advisoryLocksSQL()...)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("preparing shared database: %w", err)
 	}
+	if err := p.migrateSharedRoles(ctx, conn); err != nil {
+		return err
+	}
 	return p.hardenTenantDatabases(ctx)
+}
+
+// migrateSharedRoles gives the login roles of shared and schema tenants made
+// by an older version what sharedRoleSQL gives new ones (conn: the admin's,
+// to the shared database).
+func (p *Provisioner) migrateSharedRoles(ctx context.Context, conn *pgx.Conn) error {
+	tenants, err := p.cat.ListTenants(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range tenants {
+		if t.Isolation == catalog.IsolationDatabase || t.Status == catalog.StatusProvisioning {
+			continue
+		}
+		if err := execAll(ctx, conn, sharedRoleSQL(t.RoleName, t, p.cfg.SharedDatabase)...); err != nil {
+			return fmt.Errorf("tenant %q's role in the shared database: %w", t.Slug, err)
+		}
+	}
+	return nil
 }
 
 // hardenTenantDatabases re-applies hardenCatalogSQL in every database tenant's
@@ -284,7 +309,7 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 			return err
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
-		if _, err := conn.Exec(ctx, `INSERT INTO stratum.tenant_roles (role_name, tenant_id) VALUES ($1, $2)`, t.RoleName, t.ID); err != nil {
+		if err := execAll(ctx, conn, sharedRoleSQL(t.RoleName, t, t.Database)...); err != nil {
 			return fmt.Errorf("registering tenant role: %w", err)
 		}
 	case catalog.IsolationSchema:
@@ -303,9 +328,11 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 			// CREATE too: the schema is the tenant's own, and tools such as
 			// pgbench -i make their tables themselves.
 			"GRANT USAGE, CREATE ON SCHEMA "+s+" TO "+role,
-			"ALTER ROLE "+role+" IN DATABASE "+quoteIdent(t.Database)+" SET search_path = "+s,
 		); err != nil {
 			return err
+		}
+		if err := execAll(ctx, conn, sharedRoleSQL(t.RoleName, t, t.Database)...); err != nil {
+			return fmt.Errorf("registering tenant role: %w", err)
 		}
 	case catalog.IsolationDatabase:
 		db := quoteIdent(t.Database)
@@ -345,9 +372,9 @@ func (p *Provisioner) dropPlacement(ctx context.Context, t *catalog.Tenant) erro
 		if conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database); err != nil {
 			errs = append(errs, err)
 		} else {
-			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE role_name = " + sqlquote.Literal(t.RoleName)}
+			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE tenant_id = " + sqlquote.Literal(t.ID)}
 			if t.Isolation == catalog.IsolationSchema {
-				stmts = []string{"DROP SCHEMA IF EXISTS " + quoteIdent(t.Schema) + " CASCADE"}
+				stmts = append(stmts, "DROP SCHEMA IF EXISTS "+quoteIdent(t.Schema)+" CASCADE")
 			}
 			stmts = append(stmts, "DROP OWNED BY "+quoteIdent(t.RoleName))
 			for _, s := range stmts {
@@ -415,7 +442,11 @@ func (p *Provisioner) DropShared(ctx context.Context) error {
 // through which a tenant could count or sample rows it cannot read: planner
 // statistics (pg_stats: most common values of every column, row-level
 // security notwithstanding), row and page counts in pg_class, the statistics
-// collector's per-table and per-database counters, and relation sizes.
+// collector's per-table and per-database counters (pg_stat_activity among
+// them: other sessions' queries), and relation sizes; and the lock views and
+// functions through which it could watch other tenants' sessions lock and
+// wait (pg_locks, pg_lock_status, pg_blocking_pids,
+// pg_safe_snapshot_blocking_pids, pg_isolation_test_session_is_blocked).
 // Tenants keep every other pg_class column, so drivers and ORMs introspect as
 // before. It is idempotent and runs as a superuser, in a session whose
 // search_path is pinned (backends.PinnedSearchPath); every function and
@@ -424,6 +455,10 @@ func (p *Provisioner) DropShared(ctx context.Context) error {
 // f regprocedure and cols text are type names, resolved in pg_catalog.
 const hardenCatalogSQL = `
 REVOKE SELECT ON pg_catalog.pg_stats, pg_catalog.pg_stats_ext, pg_catalog.pg_stats_ext_exprs FROM PUBLIC;
+REVOKE SELECT ON pg_catalog.pg_locks FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pg_catalog.pg_lock_status(), pg_catalog.pg_blocking_pids(integer),
+	pg_catalog.pg_safe_snapshot_blocking_pids(integer),
+	pg_catalog.pg_isolation_test_session_is_blocked(integer, integer[]) FROM PUBLIC;
 DO $harden$
 DECLARE
 	f regprocedure;
