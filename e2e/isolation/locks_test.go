@@ -161,3 +161,28 @@ func TestFunctionCallLockStaysWithItsSession(t *testing.T) {
 		}
 	}
 }
+
+// TestLockViewsAreClosed: no tenant (shared, schema, database) can watch
+// other sessions lock and wait: pg_locks and the functions behind it, and
+// pg_stat_activity, are refused with 42501, plainly and in dynamic SQL.
+func TestLockViewsAreClosed(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	for _, slug := range []string{"client_alpha", "client_beta", "client_gamma"} {
+		c := stacktest.Connect(t, ts.URL("demo", "demo", slug, ""))
+		for _, q := range []string{
+			"SELECT count(*) FROM pg_locks",
+			"SELECT count(*) FROM pg_lock_status()",
+			"SELECT pg_blocking_pids(pg_backend_pid())",
+			"SELECT pg_safe_snapshot_blocking_pids(pg_backend_pid())",
+			"SELECT pg_isolation_test_session_is_blocked(pg_backend_pid(), '{}')",
+			"SELECT count(*) FROM pg_stat_activity",
+		} {
+			for _, form := range []string{q, stacktest.Hidden(q)} {
+				if _, err := runCollect(ctx, c, form); stacktest.SQLState(err) != "42501" {
+					t.Errorf("%s: %s: %v, want 42501", slug, form, err)
+				}
+			}
+		}
+	}
+}
