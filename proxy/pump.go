@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"os"
 
@@ -29,7 +30,7 @@ func (ss *session) pump(att *attachment) {
 			ss.backendReadFailed(att, err)
 			return
 		}
-		if ss.dropInjectedReply(att, typ, msg) {
+		if ss.dropInjectedReply(att, typ, msg) || ss.foreignNotification(att, typ, msg) {
 			continue
 		}
 		if typ == wire.CopyInResponse || typ == wire.CopyBothResponse {
@@ -212,4 +213,20 @@ func (ss *session) dropWriter() {
 		writers.Put(ss.cw)
 		ss.cw = nil
 	}
+}
+
+// foreignNotification reports whether a backend message is a notification
+// (NotificationResponse: Int32 sender PID, channel, payload) sent by a backend
+// that is not one of the session's tenant's, which the client must never get:
+// NOTIFY has no privilege check, and tenants sharing a database share its
+// channels. A sender the router does not know (another proxy replica's
+// backend, a direct client) counts as foreign: such notifications are dropped.
+func (ss *session) foreignNotification(att *attachment, typ byte, msg []byte) bool {
+	if typ != wire.NotificationResponse {
+		return false
+	}
+	if len(msg) < 9 {
+		return true
+	}
+	return !ss.srv.backends.SameTenant(att.sc, binary.BigEndian.Uint32(msg[5:9]))
 }

@@ -79,6 +79,24 @@ func TestPumpForwardsUntilReadyForQuery(t *testing.T) {
 	h.expectEvents("release t1 #1 reset")
 }
 
+// The pump drops a notification whose sender the router does not call a
+// backend of the session's tenant, and forwards the tenant's own.
+func TestPumpDropsForeignNotifications(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	h.be.ForeignPID(8)
+	own := &pgproto3.NotificationResponse{PID: 7, Channel: "c", Payload: "own"}
+	h.be.Script(h.t1, NewScript(Expect(query("DO $$ BEGIN END $$")), Send(
+		&pgproto3.NotificationResponse{PID: 8, Channel: "c", Payload: "foreign"},
+		own, complete("DO"), ready(txIdle))))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(query("DO $$ BEGIN END $$"))
+	c.expect(own, complete("DO"), ready(txIdle))
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
+
 // A ReadyForQuery nobody asked for means proxy and backend disagree about
 // the protocol state: the session ends and the backend is closed, never pooled.
 func TestPumpUnexpectedReadyForQueryEndsSession(t *testing.T) {
