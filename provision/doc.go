@@ -4,6 +4,7 @@
 //   - the deployment's shared database, group roles and row-level-security
 //     machinery (PrepareShared), and the catalog hardening of every tenant
 //     database;
+//   - per-tenant advisory locks in the shared database (advisory.go);
 //   - creating a tenant (CreateTenant: catalog rows, its backend role and its
 //     shared, schema or database placement) and dropping one (DropTenant);
 //   - applying the app's schema to the template, the shared database and
