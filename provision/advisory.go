@@ -24,17 +24,20 @@ import (
 
 // advisoryFuncs are pg_catalog's advisory-lock functions that take a key,
 // with their result types; each has a (bigint) and an (integer, integer) form.
-var advisoryFuncs = []struct{ name, result string }{
-	{"pg_advisory_lock", "void"},
-	{"pg_advisory_lock_shared", "void"},
-	{"pg_try_advisory_lock", "boolean"},
-	{"pg_try_advisory_lock_shared", "boolean"},
-	{"pg_advisory_xact_lock", "void"},
-	{"pg_advisory_xact_lock_shared", "void"},
-	{"pg_try_advisory_xact_lock", "boolean"},
-	{"pg_try_advisory_xact_lock_shared", "boolean"},
-	{"pg_advisory_unlock", "boolean"},
-	{"pg_advisory_unlock_shared", "boolean"},
+var advisoryFuncs = []struct {
+	name, result string
+	session      bool // takes a session-level lock
+}{
+	{"pg_advisory_lock", "void", true},
+	{"pg_advisory_lock_shared", "void", true},
+	{"pg_try_advisory_lock", "boolean", true},
+	{"pg_try_advisory_lock_shared", "boolean", true},
+	{"pg_advisory_xact_lock", "void", false},
+	{"pg_advisory_xact_lock_shared", "void", false},
+	{"pg_try_advisory_xact_lock", "boolean", false},
+	{"pg_try_advisory_xact_lock_shared", "boolean", false},
+	{"pg_advisory_unlock", "boolean", false},
+	{"pg_advisory_unlock_shared", "boolean", false},
 }
 
 // advisoryLocksSQL makes the per-tenant advisory-lock wrappers in the shared
@@ -74,10 +77,22 @@ func advisoryLocksSQL() []string {
 			{"bigint", "$1::text"},
 			{"integer, integer", "pg_catalog.concat($1, ',', $2)"},
 		} {
+			call := "pg_catalog." + f.name + "(stratum.advisory_key(" + form.key + "))"
+			body := " LANGUAGE sql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog AS $f$ SELECT " + call + " $f$"
+			if f.session {
+				// A session-level lock outlives the transaction: tell the
+				// proxy (backends.SessionLockNotice), whatever the
+				// client's client_min_messages.
+				ret := "PERFORM " + call + "; RAISE NOTICE 'session advisory lock taken' USING ERRCODE = '" + backends.SessionLockNotice + "';"
+				if f.result == "boolean" {
+					ret = "r := " + call + "; IF r THEN RAISE NOTICE 'session advisory lock taken' USING ERRCODE = '" +
+						backends.SessionLockNotice + "'; END IF; RETURN r;"
+				}
+				body = " LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog SET client_min_messages = notice" +
+					" AS $f$ DECLARE r boolean; BEGIN " + ret + " END $f$"
+			}
 			stmts = append(stmts,
-				"CREATE OR REPLACE FUNCTION "+s+"."+f.name+"("+form.args+") RETURNS "+f.result+
-					" LANGUAGE sql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog"+
-					" AS $f$ SELECT pg_catalog."+f.name+"(stratum.advisory_key("+form.key+")) $f$",
+				"CREATE OR REPLACE FUNCTION "+s+"."+f.name+"("+form.args+") RETURNS "+f.result+body,
 				"GRANT EXECUTE ON FUNCTION "+s+"."+f.name+"("+form.args+") TO PUBLIC",
 				"REVOKE EXECUTE ON FUNCTION pg_catalog."+f.name+"("+form.args+") FROM PUBLIC",
 			)

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	. "github.com/stratum-hq/stratum-proxy/internal/pgfake"
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
@@ -93,6 +94,23 @@ func TestPumpDropsForeignNotifications(t *testing.T) {
 	h.expectEvents("acquire t1 #1")
 	c.send(query("DO $$ BEGIN END $$"))
 	c.expect(own, complete("DO"), ready(txIdle))
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
+
+// The advisory-lock wrappers' notice is the proxy's (it pins the session in
+// transaction pooling); the client never sees it, other notices it does.
+func TestPumpDropsSessionLockNotice(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	other := &pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: "hello"}
+	h.be.Script(h.t1, NewScript(Expect(query("DO $$ BEGIN END $$")), Send(
+		&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: backends.SessionLockNotice, Message: "session advisory lock taken"},
+		other, complete("DO"), ready(txIdle))))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(query("DO $$ BEGIN END $$"))
+	c.expect(other, complete("DO"), ready(txIdle))
 	c.send(&pgproto3.Terminate{})
 	h.expectEvents("release t1 #1 reset")
 }

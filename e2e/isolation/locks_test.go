@@ -129,36 +129,47 @@ func TestPgCatalogAdvisoryLocksRefused(t *testing.T) {
 	}
 }
 
-// TestFunctionCallLockStaysWithItsSession: in transaction pooling, a session
-// advisory lock taken through the FunctionCall message (which the proxy
-// cannot read) must stay with the session that took it, never on an idle
-// pooled backend that another client of the tenant then gets, and be gone
-// once that session ends.
-func TestFunctionCallLockStaysWithItsSession(t *testing.T) {
+// TestHiddenSessionLockStaysWithItsSession: in transaction pooling, a session
+// advisory lock taken where the proxy cannot read it (through the FunctionCall
+// message, or in dynamic SQL) must stay with the session that took it, never
+// on an idle pooled backend that another client of the tenant then gets, and
+// be gone once that session ends.
+func TestHiddenSessionLockStaysWithItsSession(t *testing.T) {
 	ts := stacktest.Start(t, func(c *server.Config) { c.Proxy.PoolMode = "transaction" })
-	for _, slug := range []string{"client_alpha", "client_gamma"} {
-		holder := stacktest.Connect(t, ts.URL("demo", "demo", slug, ""))
-		fn := "stratum_advisory.pg_advisory_lock(bigint)"
-		if slug == "client_gamma" {
-			fn = "pg_catalog.pg_advisory_lock(bigint)"
-		}
-		if _, code := stacktest.CallFunction(t, holder, oidOf(t, holder, fn), "77"); code != "" {
-			t.Fatalf("%s: FunctionCall: %s", slug, code)
-		}
-		other := stacktest.Connect(t, ts.URL("demo", "demo", slug, ""))
-		for i := 0; i < 10; i++ {
-			if tryLock(t, other, "pg_try_advisory_xact_lock(77)") {
-				t.Fatalf("%s: another client got lock 77 (attempt %d): the holder's backend was pooled with its lock", slug, i)
+	cases := []struct {
+		name, slug, fn, sql string
+	}{
+		{"FunctionCall shared", "client_alpha", "stratum_advisory.pg_advisory_lock(bigint)", ""},
+		{"FunctionCall database", "client_gamma", "pg_catalog.pg_advisory_lock(bigint)", ""},
+		{"dynamic SQL shared", "client_alpha", "", stacktest.Hidden("SELECT pg_advisory_lock(77)")},
+		{"dynamic SQL try shared", "client_alpha", "", stacktest.Hidden("SELECT pg_try_advisory_lock(77)")},
+		{"dynamic SQL schema", "client_beta", "", stacktest.Hidden("SELECT pg_advisory_lock_shared(77)")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			holder := stacktest.Connect(t, ts.URL("demo", "demo", tc.slug, ""))
+			if tc.fn != "" {
+				if _, code := stacktest.CallFunction(t, holder, oidOf(t, holder, tc.fn), "77"); code != "" {
+					t.Fatalf("FunctionCall: %s", code)
+				}
+			} else if _, err := holder.Exec(context.Background(), tc.sql); err != nil {
+				t.Fatal(err)
 			}
-		}
-		holder.Close(context.Background())
-		deadline := time.Now().Add(10 * time.Second)
-		for !tryLock(t, other, "pg_try_advisory_xact_lock(77)") {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: lock 77 still held after its session ended", slug)
+			other := stacktest.Connect(t, ts.URL("demo", "demo", tc.slug, ""))
+			for i := 0; i < 10; i++ {
+				if tryLock(t, other, "pg_try_advisory_xact_lock(77)") {
+					t.Fatalf("another client got lock 77 (attempt %d): the holder's backend was pooled with its lock", i)
+				}
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			holder.Close(context.Background())
+			deadline := time.Now().Add(10 * time.Second)
+			for !tryLock(t, other, "pg_try_advisory_xact_lock(77)") {
+				if time.Now().After(deadline) {
+					t.Fatal("lock 77 still held after its session ended")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
 	}
 }
 

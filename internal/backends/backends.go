@@ -129,6 +129,13 @@ const PinnedSearchPath = "pg_catalog, pg_temp"
 // closed to tenants there).
 const AdvisorySchema = "stratum_advisory"
 
+// SessionLockNotice is the SQLSTATE of the NOTICE the advisory-lock wrappers
+// send when they take a session-level lock: the proxy, which cannot read
+// dynamic SQL or FunctionCall arguments, learns from it that the session must
+// keep its backend in transaction pooling, and drops the notice. A tenant
+// faking it only pins its own session.
+const SessionLockNotice = "SAL01"
+
 // SharedSearchPath is the search_path of a tenant's sessions in the shared
 // database: first schema, where its tables are (public for shared tenants, its
 // own for schema tenants; also where unqualified CREATEs go), then the
