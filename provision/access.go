@@ -116,11 +116,15 @@ func (p *Provisioner) ensureAccessRoles(ctx context.Context, conn *pgx.Conn, t *
 	if err := execAll(ctx, conn, stmts...); err != nil {
 		return err
 	}
-	if t.Isolation == catalog.IsolationShared {
-		if _, err := conn.Exec(ctx, `INSERT INTO stratum.tenant_roles (role_name, tenant_id)
-			SELECT r, $2::uuid FROM pg_catalog.unnest($1::text[]) AS r ON CONFLICT (role_name) DO NOTHING`,
-			accessRoles(t), t.ID); err != nil {
-			return fmt.Errorf("registering tenant roles: %w", err)
+	if t.Isolation != catalog.IsolationDatabase {
+		// Every role of a tenant in the shared database is registered (row-level
+		// security and the per-tenant advisory locks look the tenant up by
+		// session user) and gets the search_path that puts the lock wrappers
+		// before pg_catalog.
+		for _, role := range accessRoles(t) {
+			if err := execAll(ctx, conn, sharedRoleSQL(role, t, p.cfg.SharedDatabase)...); err != nil {
+				return fmt.Errorf("registering tenant role %s: %w", role, err)
+			}
 		}
 	}
 	return nil
@@ -146,11 +150,6 @@ func (p *Provisioner) grantAccess(ctx context.Context, conn *pgx.Conn, t *catalo
 			"GRANT CONNECT, TEMPORARY ON DATABASE "+db+" TO "+w+", "+r,
 			guardSQL,
 			loWriteSQL(full+", "+w),
-		)
-	} else {
-		stmts = append(stmts,
-			"ALTER ROLE "+w+" IN DATABASE "+quoteIdent(t.Database)+" SET search_path = "+s,
-			"ALTER ROLE "+r+" IN DATABASE "+quoteIdent(t.Database)+" SET search_path = "+s,
 		)
 	}
 	const (

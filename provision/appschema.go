@@ -174,37 +174,19 @@ func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) (
 	defer conn.Close(context.WithoutCancel(ctx))
 	var applied []int
 	for _, v := range todo {
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stratum.apply.' || $1::text))`, pl.name); err != nil {
-				return err
-			}
-			// Another proxy may have applied it while we waited for the lock.
-			again, err := p.cat.AppSchemaApplied(ctx, pl.name)
-			if err != nil || again[v.Version] {
-				return err
-			}
-			// The app's DDL names its tables unqualified: the placement's
-			// schema, for this part only.
-			if _, err := tx.Exec(ctx, "SET LOCAL search_path = "+quoteIdent(pl.schema)); err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, v.SQL); err != nil {
-				return fmt.Errorf("version %d: %w", v.Version, err)
-			}
-			if _, err := tx.Exec(ctx, "SET LOCAL search_path = "+backends.PinnedSearchPath); err != nil {
-				return err
-			}
-			if err := p.secure(ctx, tx, pl); err != nil {
-				return fmt.Errorf("securing version %d: %w", v.Version, err)
-			}
-			if err := p.cat.MarkAppSchemaApplied(ctx, v.Version, pl.name); err != nil {
-				return err
-			}
-			applied = append(applied, v.Version)
-			return nil
+		// Proxies applying at once take turns on the catalog's lock (a lock
+		// in the placement's database is one a tenant could take first).
+		var did bool
+		err := p.cat.WithLock(ctx, "stratum.apply."+pl.name, func(ctx context.Context) error {
+			var err error
+			did, err = p.applyVersion(ctx, conn, pl, v)
+			return err
 		})
 		if err != nil {
 			return applied, err
+		}
+		if did {
+			applied = append(applied, v.Version)
 		}
 	}
 	if pl.tenant != nil {
@@ -221,6 +203,39 @@ func (p *Provisioner) applyPendingReport(ctx context.Context, pl appPlacement) (
 		}
 	}
 	return applied, nil
+}
+
+// applyVersion applies one version to the placement in one transaction on
+// conn, with what secures it, unless another proxy applied it first. Its
+// caller holds the placement's catalog lock.
+func (p *Provisioner) applyVersion(ctx context.Context, conn *pgx.Conn, pl appPlacement, v catalog.AppSchema) (applied bool, err error) {
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Another proxy may have applied it while we waited for the lock.
+		again, err := p.cat.AppSchemaApplied(ctx, pl.name)
+		if err != nil || again[v.Version] {
+			return err
+		}
+		// The app's DDL names its tables unqualified: the placement's
+		// schema, for this part only.
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path = "+quoteIdent(pl.schema)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, v.SQL); err != nil {
+			return fmt.Errorf("version %d: %w", v.Version, err)
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path = "+backends.PinnedSearchPath); err != nil {
+			return err
+		}
+		if err := p.secure(ctx, tx, pl); err != nil {
+			return fmt.Errorf("securing version %d: %w", v.Version, err)
+		}
+		if err := p.cat.MarkAppSchemaApplied(ctx, v.Version, pl.name); err != nil {
+			return err
+		}
+		applied = true
+		return nil
+	})
+	return applied, err
 }
 
 // tenantConn hands the app's objects in t's placement to t's role (as the

@@ -10,6 +10,7 @@
 //   - what each level's role may do (access.go: groups, grants, default
 //     privileges, large-object revokes) and the event trigger that keeps a
 //     tenant's full role from granting its way around them;
+//   - per-tenant advisory locks in the shared database (advisory.go);
 //   - applying the app's schema to the template, the shared database and
 //     every tenant schema and database (ApplySchema), with the grants and
 //     policies that secure it.

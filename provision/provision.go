@@ -72,45 +72,48 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stratum.prepare_shared'))`)
-		if err != nil {
-			return err
-		}
-		err = execAll(ctx, tx.Conn(),
-			"REVOKE ALL ON SCHEMA public FROM PUBLIC",
-			"GRANT USAGE ON SCHEMA public TO "+sgs,
-			"CREATE SCHEMA IF NOT EXISTS stratum",
-			"REVOKE ALL ON SCHEMA stratum FROM PUBLIC",
-			"GRANT USAGE ON SCHEMA stratum TO "+sgs,
-			// One row per backend role of a shared tenant (three per tenant,
-			// one per access level); older versions had one and made
-			// tenant_id UNIQUE.
-			`CREATE TABLE IF NOT EXISTS stratum.tenant_roles (
+	// The lock that serialises proxies starting at once is the catalog's: an
+	// advisory lock in the shared database is one any tenant could take first.
+	err = p.cat.WithLock(ctx, "stratum.prepare_shared", func(ctx context.Context) error {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			err := execAll(ctx, tx.Conn(),
+				"REVOKE ALL ON SCHEMA public FROM PUBLIC",
+				"GRANT USAGE ON SCHEMA public TO "+sgs,
+				"CREATE SCHEMA IF NOT EXISTS stratum",
+				"REVOKE ALL ON SCHEMA stratum FROM PUBLIC",
+				"GRANT USAGE ON SCHEMA stratum TO "+sgs,
+				// One row per backend role of a shared or schema tenant
+				// (three per tenant, one per access level); older versions
+				// had one and made tenant_id UNIQUE.
+				`CREATE TABLE IF NOT EXISTS stratum.tenant_roles (
 				role_name name PRIMARY KEY,
 				tenant_id uuid NOT NULL)`,
-			"ALTER TABLE stratum.tenant_roles DROP CONSTRAINT IF EXISTS tenant_roles_tenant_id_key",
-			"REVOKE ALL ON stratum.tenant_roles FROM PUBLIC",
-			// session_user, not current_user: inside a SECURITY DEFINER function
-			// current_user is the owner, and a tenant role cannot change its
-			// session user (that takes a superuser).
-			`CREATE OR REPLACE FUNCTION stratum.current_tenant_id() RETURNS uuid
+				"ALTER TABLE stratum.tenant_roles DROP CONSTRAINT IF EXISTS tenant_roles_tenant_id_key",
+				"REVOKE ALL ON stratum.tenant_roles FROM PUBLIC",
+				// session_user, not current_user: inside a SECURITY DEFINER function
+				// current_user is the owner, and a tenant role cannot change its
+				// session user (that takes a superuser).
+				`CREATE OR REPLACE FUNCTION stratum.current_tenant_id() RETURNS uuid
 				LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
 				AS $$ SELECT tenant_id FROM stratum.tenant_roles WHERE role_name = session_user $$`,
-			"REVOKE ALL ON FUNCTION stratum.current_tenant_id() FROM PUBLIC",
-			"GRANT EXECUTE ON FUNCTION stratum.current_tenant_id() TO "+sgs,
-			"CREATE SCHEMA IF NOT EXISTS stratum_template",
-			"REVOKE ALL ON SCHEMA stratum_template FROM PUBLIC",
-			hardenCatalogSQL,
-			guardSQL,
-			loWriteSQL(quoteIdent(p.loWriteGroup())),
-		)
-		if err != nil {
-			return err
-		}
-		// The app tables' grants and policies for every level: tables
-		// secured by an older version lack the _w and _r groups.
-		return p.secureTables(ctx, tx, p.sharedPlacement(), true)
+				"REVOKE ALL ON FUNCTION stratum.current_tenant_id() FROM PUBLIC",
+				"GRANT EXECUTE ON FUNCTION stratum.current_tenant_id() TO "+sgs,
+				"CREATE SCHEMA IF NOT EXISTS stratum_template",
+				"REVOKE ALL ON SCHEMA stratum_template FROM PUBLIC",
+				hardenCatalogSQL,
+				guardSQL,
+				loWriteSQL(quoteIdent(p.loWriteGroup())),
+			)
+			if err == nil {
+				err = execAll(ctx, tx.Conn(), advisoryLocksSQL()...)
+			}
+			if err != nil {
+				return err
+			}
+			// The app tables' grants and policies for every level: tables
+			// secured by an older version lack the _w and _r groups.
+			return p.secureTables(ctx, tx, p.sharedPlacement(), true)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("preparing shared database: %w", err)
@@ -123,7 +126,8 @@ func (p *Provisioner) PrepareShared(ctx context.Context) error {
 // and the large-object revokes in every database tenant's database, hands the
 // app's objects in every schema and database tenant's schema to the tenant's
 // role (adoptAppObjects; older versions left them owned by the admin user),
-// makes the tenant's _w and _r roles when missing (ensureAccessRoles) and
+// makes the tenant's _w and _r roles when missing and registers every role
+// of a shared or schema tenant in the shared database (ensureAccessRoles), and
 // re-grants their rights (grantAccess).
 func (p *Provisioner) hardenTenantDatabases(ctx context.Context) error {
 	tenants, err := p.cat.ListTenants(ctx)
@@ -344,7 +348,6 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 			// CREATE too: the schema is the tenant's own, and tools such as
 			// pgbench -i make their tables themselves.
 			"GRANT USAGE, CREATE ON SCHEMA "+s+" TO "+role,
-			"ALTER ROLE "+role+" IN DATABASE "+quoteIdent(t.Database)+" SET search_path = "+s,
 		); err != nil {
 			return err
 		}
@@ -394,7 +397,7 @@ func (p *Provisioner) dropPlacement(ctx context.Context, t *catalog.Tenant) erro
 		} else {
 			stmts := []string{"DELETE FROM stratum.tenant_roles WHERE tenant_id = " + sqlquote.Literal(t.ID) + "::uuid"}
 			if t.Isolation == catalog.IsolationSchema {
-				stmts = []string{"DROP SCHEMA IF EXISTS " + quoteIdent(t.Schema) + " CASCADE"}
+				stmts = append(stmts, "DROP SCHEMA IF EXISTS "+quoteIdent(t.Schema)+" CASCADE")
 			}
 			for _, name := range accessRoles(t) {
 				stmts = append(stmts, "DROP OWNED BY "+quoteIdent(name))
@@ -467,7 +470,11 @@ func (p *Provisioner) DropShared(ctx context.Context) error {
 // through which a tenant could count or sample rows it cannot read: planner
 // statistics (pg_stats: most common values of every column, row-level
 // security notwithstanding), row and page counts in pg_class, the statistics
-// collector's per-table and per-database counters, and relation sizes.
+// collector's per-table and per-database counters (pg_stat_activity among
+// them: other sessions' queries), and relation sizes; and the lock views and
+// functions through which it could watch other tenants' sessions lock and
+// wait (pg_locks, pg_lock_status, pg_blocking_pids,
+// pg_safe_snapshot_blocking_pids, pg_isolation_test_session_is_blocked).
 // Tenants keep every other pg_class column, so drivers and ORMs introspect as
 // before. It is idempotent and runs as a superuser, in a session whose
 // search_path is pinned (backends.PinnedSearchPath); every function and
@@ -476,6 +483,10 @@ func (p *Provisioner) DropShared(ctx context.Context) error {
 // f regprocedure and cols text are type names, resolved in pg_catalog.
 const hardenCatalogSQL = `
 REVOKE SELECT ON pg_catalog.pg_stats, pg_catalog.pg_stats_ext, pg_catalog.pg_stats_ext_exprs FROM PUBLIC;
+REVOKE SELECT ON pg_catalog.pg_locks FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION pg_catalog.pg_lock_status(), pg_catalog.pg_blocking_pids(integer),
+	pg_catalog.pg_safe_snapshot_blocking_pids(integer),
+	pg_catalog.pg_isolation_test_session_is_blocked(integer, integer[]) FROM PUBLIC;
 DO $harden$
 DECLARE
 	f regprocedure;

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"os"
 
 	"go.uber.org/zap"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
@@ -29,7 +32,7 @@ func (ss *session) pump(att *attachment) {
 			ss.backendReadFailed(att, err)
 			return
 		}
-		if ss.dropInjectedReply(att, typ, msg) {
+		if ss.dropInjectedReply(att, typ, msg) || ss.foreignNotification(att, typ, msg) || ss.sessionLockNotice(typ, msg) {
 			continue
 		}
 		if typ == wire.CopyInResponse || typ == wire.CopyBothResponse {
@@ -212,4 +215,54 @@ func (ss *session) dropWriter() {
 		writers.Put(ss.cw)
 		ss.cw = nil
 	}
+}
+
+// foreignNotification reports whether a backend message is a notification
+// (NotificationResponse: Int32 sender PID, channel, payload) sent by a backend
+// that is not one of the session's tenant's, which the client must never get:
+// NOTIFY has no privilege check, and tenants sharing a database share its
+// channels. A sender the router does not know (another proxy replica's
+// backend, a direct client) counts as foreign: such notifications are dropped.
+func (ss *session) foreignNotification(att *attachment, typ byte, msg []byte) bool {
+	if typ != wire.NotificationResponse {
+		return false
+	}
+	if len(msg) < 9 {
+		return true
+	}
+	return !ss.srv.backends.SameTenant(att.sc, binary.BigEndian.Uint32(msg[5:9]))
+}
+
+// sessionLockNotice reports whether a backend message is the NOTICE the
+// shared database's advisory-lock wrappers send on taking a session-level
+// lock (backends.SessionLockNotice), which only the proxy reads: in
+// transaction pooling the session is pinned to its backend right away, before
+// the ReadyForQuery that would release it, as for a session lock the guard
+// sees in SQL text. Other notices are the client's.
+func (ss *session) sessionLockNotice(typ byte, msg []byte) bool {
+	if typ != wire.NoticeResponse || noticeCode(msg) != backends.SessionLockNotice {
+		return false
+	}
+	if ss.transactionPooling() {
+		ss.pin("session advisory lock")
+	}
+	return true
+}
+
+// noticeCode is the SQLSTATE field of a NoticeResponse or ErrorResponse
+// (type, length, then fields: a code byte and a string each, then a zero).
+func noticeCode(msg []byte) string {
+	b := msg[5:]
+	for len(b) > 0 && b[0] != 0 {
+		f := b[0]
+		end := bytes.IndexByte(b[1:], 0)
+		if end < 0 {
+			return ""
+		}
+		if f == 'C' {
+			return string(b[1 : 1+end])
+		}
+		b = b[2+end:]
+	}
+	return ""
 }

@@ -212,10 +212,16 @@ func (r *relayer) bind(msg []byte) (answered bool, err error) {
 	return false, nil
 }
 
-// functionCall handles a FunctionCall: set_config through it is refused.
+// functionCall handles a FunctionCall: set_config through it is refused, and
+// in transaction pooling any other pins the session to its backend, as the
+// proxy cannot tell what the function leaves there (a session advisory lock,
+// say, which another client of the tenant must not inherit).
 func (r *relayer) functionCall(msg []byte) (answered bool, err error) {
 	if e := functionCallError(msg); e != nil {
 		return r.answerError(e)
+	}
+	if r.ss.transactionPooling() {
+		r.ss.pin("function call")
 	}
 	return false, nil
 }

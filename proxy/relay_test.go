@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	. "github.com/stratum-hq/stratum-proxy/internal/pgfake"
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 )
@@ -75,6 +76,41 @@ func TestPumpForwardsUntilReadyForQuery(t *testing.T) {
 	h.expectEvents("acquire t1 #1")
 	c.send(query("DO $$ BEGIN END $$"))
 	c.expect(replies...)
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
+
+// The pump drops a notification whose sender the router does not call a
+// backend of the session's tenant, and forwards the tenant's own.
+func TestPumpDropsForeignNotifications(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	h.be.ForeignPID(8)
+	own := &pgproto3.NotificationResponse{PID: 7, Channel: "c", Payload: "own"}
+	h.be.Script(h.t1, NewScript(Expect(query("DO $$ BEGIN END $$")), Send(
+		&pgproto3.NotificationResponse{PID: 8, Channel: "c", Payload: "foreign"},
+		own, complete("DO"), ready(txIdle))))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(query("DO $$ BEGIN END $$"))
+	c.expect(own, complete("DO"), ready(txIdle))
+	c.send(&pgproto3.Terminate{})
+	h.expectEvents("release t1 #1 reset")
+}
+
+// The advisory-lock wrappers' notice is the proxy's (it pins the session in
+// transaction pooling); the client never sees it, other notices it does.
+func TestPumpDropsSessionLockNotice(t *testing.T) {
+	h := newHarness(t, PoolSession)
+	other := &pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "00000", Message: "hello"}
+	h.be.Script(h.t1, NewScript(Expect(query("DO $$ BEGIN END $$")), Send(
+		&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: backends.SessionLockNotice, Message: "session advisory lock taken"},
+		other, complete("DO"), ready(txIdle))))
+	h.start()
+	c := h.connect("t1")
+	h.expectEvents("acquire t1 #1")
+	c.send(query("DO $$ BEGIN END $$"))
+	c.expect(other, complete("DO"), ready(txIdle))
 	c.send(&pgproto3.Terminate{})
 	h.expectEvents("release t1 #1 reset")
 }

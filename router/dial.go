@@ -98,7 +98,7 @@ func (r *Router) startup(conn net.Conn, b backends.Backend, p *Placement, params
 	if p.Tenant.Isolation == "schema" {
 		// The role's own default says the same; sending it makes the
 		// placement explicit even for a role whose defaults were changed.
-		sm.Parameters["search_path"] = p.Tenant.Schema
+		sm.Parameters["search_path"] = backends.SharedSearchPath(p.Tenant.Schema)
 	}
 	buf, err := sm.Encode(nil)
 	if err != nil {

@@ -5,7 +5,8 @@
 //     cache that catalog NOTIFY invalidates, and proxy users likewise;
 //   - pools of backend connections per (tenant role, startup parameters),
 //     with per-tenant and per-backend limits and fair queueing;
-//   - dialing and authenticating backend connections (ServerConn).
+//   - dialing and authenticating backend connections (ServerConn), and
+//     which tenant each open one (by server and PID) belongs to (SameTenant).
 //
 // Provisioning (roles, schemas, databases, the app schema) is provision's;
 // the policy keys and their resolution are policy's; the backend servers are

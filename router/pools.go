@@ -189,6 +189,7 @@ func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]st
 				return nil, err
 			}
 			sc.key, sc.tenantID, sc.backend, sc.Access = key, p.Tenant.ID, p.Tenant.Backend, p.Policy.Access
+			r.pids.add(sc)
 			sc.inUse.Store(true)
 			r.pools.noteStatus(p.Tenant.ID, key, sc.Params)
 			return sc, nil

@@ -57,6 +57,8 @@ type Router struct {
 	}
 
 	pools *pools
+	// pids are the open backend connections by process id (SameTenant).
+	pids  backendPIDs
 	knobs knobs
 	stop  context.CancelFunc
 	done  sync.WaitGroup

@@ -56,6 +56,7 @@ type ServerConn struct {
 	key      string // startup parameters, as a pool key
 	tenantID string
 	backend  string
+	pids     *backendPIDs // where it is registered by PID, or nil
 }
 
 // DialFunc opens a network connection, like (*net.Dialer).DialContext.
@@ -176,6 +177,9 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 
 // Close closes the connection, politely (Terminate) when it can.
 func (s *ServerConn) Close() {
+	if s.pids != nil {
+		s.pids.remove(s)
+	}
 	s.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	s.Writer.Write([]byte{wire.Terminate, 0, 0, 0, 4})
 	s.Writer.Flush()

@@ -122,6 +122,32 @@ func (s *Set) FillDefaults() error {
 // the proxy's SQL cannot reach a tenant's object (CVE-2018-1058).
 const PinnedSearchPath = "pg_catalog, pg_temp"
 
+// AdvisorySchema is the schema, in the shared database, of the advisory-lock
+// functions tenants call: same-named wrappers of pg_catalog's, which key each
+// lock on the calling tenant so that tenants sharing the database never see
+// or block each other's locks (provision makes them; pg_catalog's own are
+// closed to tenants there).
+const AdvisorySchema = "stratum_advisory"
+
+// SessionLockNotice is the SQLSTATE of the NOTICE the advisory-lock wrappers
+// send when they take a session-level lock: the proxy, which cannot read
+// dynamic SQL or FunctionCall arguments, learns from it that the session must
+// keep its backend in transaction pooling, and drops the notice. A tenant
+// faking it only pins its own session.
+const SessionLockNotice = "SAL01"
+
+// SharedSearchPath is the search_path of a tenant's sessions in the shared
+// database: first schema, where its tables are (public for shared tenants, its
+// own for schema tenants; also where unqualified CREATEs go), then the
+// advisory-lock wrappers, then pg_catalog. pg_catalog is named because
+// PostgreSQL searches it first when it is not, and the wrappers must come
+// before it; the price is that the tenant's own objects in its schema shadow
+// pg_catalog's in its own sessions. Provision sets it as the role's default
+// in the shared database; the router sends it at startup for schema tenants.
+func SharedSearchPath(schema string) string {
+	return pgx.Identifier{schema}.Sanitize() + ", " + AdvisorySchema + ", pg_catalog"
+}
+
 // AdminConn opens an admin connection to a database on the backend called
 // name, with the search_path pinned to PinnedSearchPath. The caller closes it.
 func (s *Set) AdminConn(ctx context.Context, name, database string) (*pgx.Conn, error) {

@@ -3,6 +3,7 @@ package stacktest
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
@@ -331,4 +333,44 @@ func SQLState(err error) string {
 		return pe.Code
 	}
 	return ""
+}
+
+// Hidden is stmt as a DO block that EXECUTEs it from base64, so that the
+// proxy's SQL guard (a second layer) cannot read it: what it does must be
+// stopped by PostgreSQL.
+func Hidden(stmt string) string {
+	b := base64.StdEncoding.EncodeToString([]byte(stmt))
+	return "DO $plant$ BEGIN EXECUTE pg_catalog.convert_from(pg_catalog.decode('" + b + "', 'base64'), 'UTF8'); END $plant$"
+}
+
+// CallFunction calls the function with this OID through the FunctionCall
+// protocol message (no SQL text at all), with text arguments, and returns
+// its result and the SQLSTATE of its error ("" when it ran).
+func CallFunction(t *testing.T, c *pgx.Conn, oid uint32, args ...string) (result []byte, code string) {
+	t.Helper()
+	fc := &pgproto3.FunctionCall{Function: oid, ArgFormatCodes: []uint16{0}}
+	for _, a := range args {
+		fc.Arguments = append(fc.Arguments, []byte(a))
+	}
+	pc := c.PgConn()
+	pc.Frontend().Send(fc)
+	if err := pc.Frontend().Flush(); err != nil {
+		t.Fatalf("sending FunctionCall: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		m, err := pc.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("reading the FunctionCall's reply: %v", err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			code = m.Code
+		case *pgproto3.FunctionCallResponse:
+			result = append([]byte(nil), m.Result...)
+		case *pgproto3.ReadyForQuery:
+			return result, code
+		}
+	}
 }

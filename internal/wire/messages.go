@@ -34,6 +34,7 @@ const (
 	ErrorResponse            byte = 'E'
 	NegotiateProtocolVersion byte = 'v'
 	NoticeResponse           byte = 'N'
+	NotificationResponse     byte = 'A'
 	ParameterStatus          byte = 'S'
 	ParseComplete            byte = '1'
 	ReadyForQuery            byte = 'Z'

@@ -83,6 +83,8 @@ type Backends struct {
 		opened     int
 		tenants    int
 		errs       []error
+		// foreign are the PIDs SameTenant calls another tenant's (ForeignPID).
+		foreign map[uint32]bool
 		// hold, when not nil, is waited for by every Release (HoldReleases).
 		hold chan struct{}
 	}
@@ -398,4 +400,22 @@ func (b *Backends) DialCancel(ctx context.Context, network, addr string) (net.Co
 		}
 	}()
 	return front, nil
+}
+
+// ForeignPID makes SameTenant call backend process pid another tenant's;
+// every other PID is the session's own tenant's.
+func (b *Backends) ForeignPID(pid uint32) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.foreign == nil {
+		b.mu.foreign = map[uint32]bool{}
+	}
+	b.mu.foreign[pid] = true
+}
+
+// SameTenant implements proxy.Backends: true unless ForeignPID named pid.
+func (b *Backends) SameTenant(sc *router.ServerConn, pid uint32) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.mu.foreign[pid]
 }
