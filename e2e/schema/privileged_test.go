@@ -14,13 +14,10 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 )
 
-// wrapped is stmt as a DO block that EXECUTEs it from base64, so that the
-// proxy's SQL guard (a second layer) cannot read it: the plant must be stopped
-// by PostgreSQL's privileges and by how the privileged code runs, not by the guard.
-func wrapped(stmt string) string {
-	b := base64.StdEncoding.EncodeToString([]byte(stmt))
-	return "DO $plant$ BEGIN EXECUTE pg_catalog.convert_from(pg_catalog.decode('" + b + "', 'base64'), 'UTF8'); END $plant$"
-}
+// wrapped is stmt wrapped in dynamic SQL (stacktest.Wrapped): the plant must
+// be stopped by PostgreSQL's privileges and by how the privileged code runs,
+// not by the guard.
+func wrapped(stmt string) string { return stacktest.Wrapped(stmt) }
 
 // dyn is a PL/pgSQL statement that EXECUTEs stmt from base64 and ignores its failure.
 func dyn(stmt string) string {
