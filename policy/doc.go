@@ -6,7 +6,10 @@
 //     (keys.go);
 //   - the names of the permissions that shape sessions (sql.write, sql.ddl);
 //   - the Policy type, resolved from plain inputs (Resolve), and the SQL that
-//     applies it on a backend connection.
+//     applies it on a backend connection;
+//   - the limit keys and their rule (limits.go): the tightest value on the
+//     tenant's path wins, a shared tenant's default idle timeout, and the
+//     cap a tenant-bound key must respect (InheritedCap).
 //
 // Adding a proxy.* key touches this package, and the place in proxy that
 // enforces the new Policy field, only.
