@@ -51,6 +51,12 @@ func configEntryOf(e *catalog.ConfigEntry, reveal bool) *configEntryBody {
 	return &configEntryBody{ConfigEntry: *e, Masked: e.Sensitive && !reveal}
 }
 
+// capsLimits reports whether the caller's values of limit keys must respect
+// what the tenant inherits (catalog.ConfigValue.Capped): keys bound to a
+// tenant, whose holder is that tenant, may lower a limit and never raise it.
+// A platform key may set anything; the cap still applies below.
+func capsLimits(r *http.Request) bool { return principalFrom(r.Context()).Root != nil }
+
 // revealsSecrets reports whether the caller may read sensitive values in the clear.
 func revealsSecrets(r *http.Request) bool { return principalFrom(r.Context()).has(ScopeSecretsRead) }
 
@@ -130,7 +136,7 @@ func (a *API) putConfigKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := a.cat.SetConfig(r.Context(), t.ID, key,
-		catalog.ConfigValue{Value: req.Value, Locked: req.Locked, Sensitive: req.Sensitive}); err != nil {
+		catalog.ConfigValue{Value: req.Value, Locked: req.Locked, Sensitive: req.Sensitive, Capped: capsLimits(r)}); err != nil {
 		return configError(err)
 	}
 	reveal := revealsSecrets(r)
@@ -218,7 +224,7 @@ func (a *API) patchConfig(w http.ResponseWriter, r *http.Request) error {
 			errs[key] = e
 			continue
 		}
-		changes[key] = &catalog.ConfigValue{Value: req.Value, Locked: req.Locked, Sensitive: req.Sensitive}
+		changes[key] = &catalog.ConfigValue{Value: req.Value, Locked: req.Locked, Sensitive: req.Sensitive, Capped: capsLimits(r)}
 	}
 	applied, failed, err := a.cat.ApplyConfig(r.Context(), t.ID, changes)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/policy"
 	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
@@ -296,7 +297,7 @@ func TestConfigBatchAPI(t *testing.T) {
 	if lb["slug"] != "acmesec" {
 		t.Errorf("region error does not name acmesec: %v", errs["region"])
 	}
-	if known, _ := errs["proxy.bogus"].(map[string]any)["details"].(map[string]any)["known"].([]any); len(known) != 3 {
+	if known, _ := errs["proxy.bogus"].(map[string]any)["details"].(map[string]any)["known"].([]any); len(known) != len(policy.Keys()) {
 		t.Errorf("proxy.bogus error does not list the known keys: %v", errs["proxy.bogus"])
 	}
 	if n := s.count(t, `SELECT count(*) FROM config_values WHERE tenant_id = $1`, s.ids["client_alpha"]); n != 2 {
@@ -376,7 +377,7 @@ func TestConfigBadInput(t *testing.T) {
 			want(t, r, tc.status, tc.code)
 			if tc.name == "unknown proxy key" {
 				d, _ := r.body["error"].(map[string]any)["details"].(map[string]any)
-				if known, _ := d["known"].([]any); len(known) != 3 || !strings.Contains(r.errMessage(), "proxy.statement_timeout") {
+				if known, _ := d["known"].([]any); len(known) != len(policy.Keys()) || !strings.Contains(r.errMessage(), "proxy.statement_timeout") {
 					t.Errorf("unknown proxy key error does not list the known keys: %s", r.raw)
 				}
 			}
@@ -460,4 +461,71 @@ func TestConfigRotateKeysAPI(t *testing.T) {
 		t.Errorf("%d keys.rotate audit rows", n)
 	}
 	want(t, s.do(t, "POST", "/v1/config/rotate-keys", s.writer, ""), 403, "forbidden")
+}
+
+// effectivePolicy resolves the tenant's policy as the router does.
+func (s *cfgStack) effectivePolicy(t *testing.T, slug string) policy.Policy {
+	t.Helper()
+	ctx := context.Background()
+	tn, err := s.cat.GetTenant(ctx, slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.cat.PolicyInput(ctx, tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policy.Resolve(in)
+}
+
+// TestConfigBoundKeyCannotRaiseLimits: a key bound to client_alpha may lower
+// its tenant's limits but not raise them past what acmesec sets (422, nothing
+// stored), nor switch off the shared placement's default idle timeout; a
+// value above the cap that a platform key stores anyway does not change the
+// effective policy.
+func TestConfigBoundKeyCannotRaiseLimits(t *testing.T) {
+	t.Parallel()
+	s := newCfgStack(t)
+	want(t, s.do(t, "PUT", "/v1/tenants/acmesec/config/proxy.max_connections", s.writer, `{"value":5}`), 200, "")
+	want(t, s.do(t, "PUT", "/v1/tenants/acmesec/config/proxy.statement_timeout", s.writer, `{"value":"2s"}`), 200, "")
+	b := s.bound
+	before := s.count(t, `SELECT count(*) FROM config_values`)
+	for _, req := range []struct{ key, value, cap string }{
+		{"proxy.max_connections", "10000", `at most 5, set on ancestor tenant "acmesec"`},
+		{"proxy.statement_timeout", `"1h"`, `at most 2000 ms, set on ancestor tenant "acmesec"`},
+		{"proxy.statement_timeout", "0", `at most 2000 ms`},
+		{"proxy.idle_in_transaction_timeout", "0", "the platform's default for tenants in the shared placement"},
+		{"proxy.idle_in_transaction_timeout", `"1min"`, "the platform's default"},
+	} {
+		r := s.do(t, "PUT", "/v1/tenants/client_alpha/config/"+req.key, b, `{"value":`+req.value+`}`)
+		want(t, r, 422, "invalid")
+		if !strings.Contains(r.errMessage(), req.cap) {
+			t.Errorf("PUT %s = %s: message %q does not name the cap %q", req.key, req.value, r.errMessage(), req.cap)
+		}
+		r = s.do(t, "PATCH", "/v1/tenants/client_alpha/config", b, `{"`+req.key+`":{"value":`+req.value+`}}`)
+		want(t, r, 200, "")
+		if e, _ := r.body["errors"].(map[string]any)[req.key].(map[string]any); e == nil || e["code"] != "invalid" ||
+			!strings.Contains(fmt.Sprint(e["message"]), "never raise it") {
+			t.Errorf("PATCH %s = %s: %s, want the key refused as invalid", req.key, req.value, r.raw)
+		}
+	}
+	if n := s.count(t, `SELECT count(*) FROM config_values`); n != before {
+		t.Errorf("refused limits landed: %d rows more", n-before)
+	}
+	if p := s.effectivePolicy(t, "client_alpha"); p.MaxConns != 5 || p.StatementTimeout != 2000 || p.IdleInTxTimeout != 30_000 {
+		t.Errorf("client_alpha's policy: max_connections %d, statement_timeout %d, idle %d; want 5, 2000, 30000",
+			p.MaxConns, p.StatementTimeout, p.IdleInTxTimeout)
+	}
+
+	// Lowering is allowed.
+	want(t, s.do(t, "PUT", "/v1/tenants/client_alpha/config/proxy.max_connections", b, `{"value":3}`), 200, "")
+	want(t, s.do(t, "PUT", "/v1/tenants/client_alpha/config/proxy.idle_in_transaction_timeout", b, `{"value":"5s"}`), 200, "")
+	if p := s.effectivePolicy(t, "client_alpha"); p.MaxConns != 3 || p.IdleInTxTimeout != 5000 {
+		t.Errorf("after lowering: max_connections %d, idle %d; want 3, 5000", p.MaxConns, p.IdleInTxTimeout)
+	}
+	// A platform key may store more; the parent's cap still holds.
+	want(t, s.do(t, "PUT", "/v1/tenants/client_alpha/config/proxy.max_connections", s.writer, `{"value":10000}`), 200, "")
+	if p := s.effectivePolicy(t, "client_alpha"); p.MaxConns != 5 {
+		t.Errorf("client_alpha stores 10000 under acmesec's 5: effective %d, want 5", p.MaxConns)
+	}
 }

@@ -46,6 +46,11 @@ type ConfigValue struct {
 	// Sensitive seals the value (AES-256-GCM under the catalog keyring); it is
 	// never stored in the clear.
 	Sensitive bool
+	// Capped refuses a value of a limit key (policy.IsLimit) looser than the
+	// cap the tenant inherits (policy.InheritedCap). The admin API sets it
+	// for keys bound to a tenant; without it any value is stored, and the
+	// cap still applies when the policy is resolved.
+	Capped bool
 }
 
 // MaxConfigValueBytes bounds a config value's compact JSON encoding.
@@ -526,6 +531,16 @@ func ownConfig(ctx context.Context, tx pgx.Tx, tenantID, key string) (*configSta
 func (c *Catalog) setConfigTx(ctx context.Context, tx pgx.Tx, t *Tenant, key string, v ConfigValue) (AuditEvent, error) {
 	if err := configLockingAncestor(ctx, tx, t, key); err != nil {
 		return AuditEvent{}, err
+	}
+	if v.Capped && policy.IsLimit(key) {
+		above, err := limitValues(ctx, tx, t.ID, false)
+		if err != nil {
+			return AuditEvent{}, err
+		}
+		if cp, ok := policy.InheritedCap(key, above, t.Isolation == IsolationShared); ok && !cp.Admits(v.Value) {
+			return AuditEvent{}, &ConfigError{Key: key, Reason: fmt.Sprintf(
+				"must be at most %s: a tenant's limit may lower what it inherits, never raise it", cp)}
+		}
 	}
 	before, err := ownConfig(ctx, tx, t.ID, key)
 	if err != nil {

@@ -9,7 +9,10 @@
 //     applies it on a backend connection;
 //   - the access levels (Access: full, write without DDL, read-only) and the
 //     name of each level's backend role (Access.Role), which router dials
-//     and provision creates.
+//     and provision creates;
+//   - the limit keys and their rule (limits.go): the tightest value on the
+//     tenant's path wins, a shared tenant's default idle timeout, and the
+//     cap a tenant-bound key must respect (InheritedCap).
 //
 // Adding a proxy.* key touches this package, and the place in proxy that
 // enforces the new Policy field, only.

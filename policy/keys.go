@@ -17,6 +17,9 @@ const KeyPrefix = "proxy."
 // The proxy.* config keys. Config keys are resolved through the tenant tree
 // (inheritance, locks).
 const (
+	// KeyIdleInTransactionTimeout bounds how long a session of the tenant
+	// may sit idle inside a transaction; the proxy enforces it.
+	KeyIdleInTransactionTimeout = "proxy.idle_in_transaction_timeout"
 	// KeyMaxConnections is the tenant's backend connection cap.
 	KeyMaxConnections = "proxy.max_connections"
 	// KeyReadOnly makes the tenant's sessions read-only.
@@ -54,6 +57,22 @@ type key struct {
 
 // keys is every proxy.* key, sorted by name. It is never modified.
 var keys = []key{
+	{
+		name: KeyIdleInTransactionTimeout,
+		doc: `integer milliseconds 0..86400000, or a string with a unit ("30s", "500ms", "2min"); 0 disables: ` +
+			`the proxy ends a session that stays idle in a transaction that long (default 30s in the shared placement)`,
+		check: func(v json.RawMessage) string {
+			if _, ok := statementTimeoutMillis(v); !ok {
+				return statementTimeoutWant
+			}
+			return ""
+		},
+		apply: func(p *Policy, v json.RawMessage, _, _ string) {
+			if ms, ok := statementTimeoutMillis(v); ok {
+				p.IdleInTxTimeout = ms
+			}
+		},
+	},
 	{
 		name: KeyMaxConnections,
 		doc:  "an integer 1..10000: the tenant's backend connection cap",
@@ -187,7 +206,8 @@ func jsonInteger(v []byte) (int64, bool) {
 	return int64(f), true
 }
 
-// maxStatementTimeoutMillis is one day.
+// maxStatementTimeoutMillis is one day, the longest timeout either timeout
+// key takes.
 const maxStatementTimeoutMillis = 86_400_000
 
 const statementTimeoutWant = "must be an integer of milliseconds from 0 to 86400000, or a string such as \"30s\", \"500ms\" or \"2min\" (units us, ms, s, min, h, d) of at most one day"
@@ -197,7 +217,8 @@ var timeoutPattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(us|m
 // timeoutUnits are PostgreSQL's time units, in milliseconds.
 var timeoutUnits = map[string]float64{"us": 0.001, "": 1, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
 
-// statementTimeoutMillis reads a proxy.statement_timeout value: a JSON
+// statementTimeoutMillis reads a proxy.statement_timeout (or
+// proxy.idle_in_transaction_timeout) value: a JSON
 // integer of milliseconds, or a JSON string of a number with an optional
 // PostgreSQL time unit (us, ms, s, min, h, d; none means ms), such as "30s",
 // "500ms", "2min" or "1.5h", rounded to whole milliseconds. The result is

@@ -23,6 +23,10 @@ type Policy struct {
 	Access Access
 	// StatementTimeout is proxy.statement_timeout in milliseconds; -1 when unset.
 	StatementTimeout int
+	// IdleInTxTimeout is proxy.idle_in_transaction_timeout in milliseconds
+	// (the proxy ends a session idle in a transaction that long); 0
+	// disabled, -1 unset.
+	IdleInTxTimeout int
 	// MaxConns is proxy.max_connections; 0 when unset.
 	MaxConns int
 	// Settings are the tenant's other non-sensitive config keys as

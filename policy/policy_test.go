@@ -42,7 +42,7 @@ func TestValidate(t *testing.T) {
 		{KeyStatementTimeout, `"25h"`, false, statementTimeoutWant},
 		{KeyReadOnly, "false", false, ""},
 		{KeyReadOnly, `"true"`, false, "must be true or false"},
-		{"proxy.nope", "1", false, "unknown proxy key; the known ones are proxy.max_connections, proxy.read_only, proxy.statement_timeout"},
+		{"proxy.nope", "1", false, "unknown proxy key; the known ones are proxy.idle_in_transaction_timeout, proxy.max_connections, proxy.read_only, proxy.statement_timeout"},
 	}
 	for _, tc := range tests {
 		err := Validate(tc.key, json.RawMessage(tc.value), tc.sensitive)
@@ -173,5 +173,86 @@ func TestAccessRoles(t *testing.T) {
 		if got := a.Role("stratum_t_ab"); got != want {
 			t.Errorf("%s.Role = %q, want %q", a, got, want)
 		}
+	}
+}
+
+// TestLimitsTakeTheTightestOnThePath: each limit key resolves to the
+// smallest value set on the tenant and its ancestors (0 disables a timeout,
+// so it is the loosest), values below a lock are ignored, and a shared
+// tenant without an idle timeout on its path gets the default.
+func TestLimitsTakeTheTightestOnThePath(t *testing.T) {
+	t.Parallel()
+	lv := func(key, value, src string, locked bool) LimitValue {
+		return LimitValue{Key: key, Value: json.RawMessage(value), Source: src, Locked: locked}
+	}
+	// cfg is the nearest value, as config resolution would give it.
+	cfg := func(key, value, src string) ConfigEntry {
+		return ConfigEntry{Key: key, Value: json.RawMessage(value), Source: src}
+	}
+	defIdle := int(DefaultSharedIdleInTxTimeout.Milliseconds())
+	tests := []struct {
+		name                 string
+		in                   Input
+		maxConns, stmt, idle int
+	}{
+		{name: "nothing set", in: Input{Tenant: "c"}, maxConns: 0, stmt: -1, idle: -1},
+		{name: "nothing set, shared", in: Input{Tenant: "c", Shared: true}, maxConns: 0, stmt: -1, idle: defIdle},
+		{name: "a descendant raises: the parent's cap holds", in: Input{Tenant: "c",
+			Config: []ConfigEntry{cfg(KeyMaxConnections, "10000", "c"), cfg(KeyStatementTimeout, `"1h"`, "c"), cfg(KeyIdleInTransactionTimeout, "0", "c")},
+			Limits: []LimitValue{lv(KeyMaxConnections, "5", "root", false), lv(KeyStatementTimeout, "500", "p", false), lv(KeyIdleInTransactionTimeout, `"2s"`, "p", false),
+				lv(KeyMaxConnections, "10000", "c", false), lv(KeyStatementTimeout, `"1h"`, "c", false), lv(KeyIdleInTransactionTimeout, "0", "c", false)}},
+			maxConns: 5, stmt: 500, idle: 2000},
+		{name: "a descendant lowers", in: Input{Tenant: "c", Shared: true,
+			Config: []ConfigEntry{cfg(KeyMaxConnections, "3", "c"), cfg(KeyStatementTimeout, "100", "c"), cfg(KeyIdleInTransactionTimeout, "300", "c")},
+			Limits: []LimitValue{lv(KeyMaxConnections, "5", "root", false), lv(KeyStatementTimeout, "0", "p", false), lv(KeyIdleInTransactionTimeout, `"2s"`, "p", false),
+				lv(KeyMaxConnections, "3", "c", false), lv(KeyStatementTimeout, "100", "c", false), lv(KeyIdleInTransactionTimeout, "300", "c", false)}},
+			maxConns: 3, stmt: 100, idle: 300},
+		{name: "a grandparent's cap beats a parent's looser value", in: Input{Tenant: "c",
+			Config: []ConfigEntry{cfg(KeyMaxConnections, "50", "p")},
+			Limits: []LimitValue{lv(KeyMaxConnections, "7", "root", false), lv(KeyMaxConnections, "50", "p", false)}},
+			maxConns: 7, stmt: -1, idle: -1},
+		{name: "values below a lock are ignored, those above still cap", in: Input{Tenant: "c",
+			Config: []ConfigEntry{cfg(KeyStatementTimeout, "2000", "p")},
+			Limits: []LimitValue{lv(KeyStatementTimeout, "5000", "root", false), lv(KeyStatementTimeout, "2000", "p", true), lv(KeyStatementTimeout, "10", "c", false)}},
+			maxConns: 0, stmt: 2000, idle: -1},
+		{name: "0 disables only where nothing above sets a timeout", in: Input{Tenant: "c", Shared: true,
+			Config: []ConfigEntry{cfg(KeyIdleInTransactionTimeout, "0", "root")},
+			Limits: []LimitValue{lv(KeyIdleInTransactionTimeout, "0", "root", false)}},
+			maxConns: 0, stmt: -1, idle: 0},
+	}
+	for _, tc := range tests {
+		p := Resolve(tc.in)
+		if p.MaxConns != tc.maxConns || p.StatementTimeout != tc.stmt || p.IdleInTxTimeout != tc.idle {
+			t.Errorf("%s: max_connections %d, statement_timeout %d, idle_in_transaction_timeout %d; want %d, %d, %d",
+				tc.name, p.MaxConns, p.StatementTimeout, p.IdleInTxTimeout, tc.maxConns, tc.stmt, tc.idle)
+		}
+	}
+}
+
+// TestInheritedCap: what a tenant-bound key may set on a tenant, given the
+// values its ancestors set.
+func TestInheritedCap(t *testing.T) {
+	t.Parallel()
+	above := []LimitValue{
+		{Key: KeyMaxConnections, Value: json.RawMessage("20"), Source: "root"},
+		{Key: KeyMaxConnections, Value: json.RawMessage("10"), Source: "p"},
+		{Key: KeyStatementTimeout, Value: json.RawMessage("0"), Source: "p"},
+	}
+	c, ok := InheritedCap(KeyMaxConnections, above, false)
+	if !ok || c.Value != 10 || c.Source != "p" || !c.Admits(json.RawMessage("10")) || c.Admits(json.RawMessage("11")) {
+		t.Errorf("max_connections cap = %+v, %v", c, ok)
+	}
+	if c, ok := InheritedCap(KeyStatementTimeout, above, true); !ok || !c.Admits(json.RawMessage("0")) || !c.Admits(json.RawMessage(`"1d"`)) {
+		t.Errorf("a disabled timeout caps nothing: %+v, %v", c, ok)
+	}
+	c, ok = InheritedCap(KeyIdleInTransactionTimeout, above, true)
+	if !ok || c.Source != "" || c.Admits(json.RawMessage("0")) || c.Admits(json.RawMessage(`"31s"`)) || !c.Admits(json.RawMessage(`"30s"`)) {
+		t.Errorf("shared default cap = %+v, %v", c, ok)
+	}
+	if _, ok := InheritedCap(KeyIdleInTransactionTimeout, above, false); ok {
+		t.Error("a schema or database tenant has no default idle timeout to respect")
+	}
+	if !strings.Contains(c.String(), "default") {
+		t.Errorf("cap text %q", c.String())
 	}
 }

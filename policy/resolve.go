@@ -19,6 +19,13 @@ type Input struct {
 	Config []ConfigEntry
 	// Permissions are the tenant's resolved permissions.
 	Permissions []PermissionEntry
+	// Limits are the values of the limit keys (IsLimit) set on the tenant
+	// and each of its ancestors, root first: each limit is the tightest of
+	// them, not only the nearest.
+	Limits []LimitValue
+	// Shared is true for a tenant in the shared placement, which gets
+	// DefaultSharedIdleInTxTimeout when no value is set on its path.
+	Shared bool
 }
 
 // Blocker is a tenant that keeps a tenant (itself or a descendant) from
@@ -52,11 +59,12 @@ type PermissionEntry struct {
 }
 
 // Resolve folds a tenant's blocking ancestor, resolved config and
-// permissions into a Policy. Values the catalog would not have accepted (it
+// permissions into a Policy; each limit key takes the tightest value on the
+// tenant's path (Input.Limits). Values the catalog would not have accepted (it
 // validates proxy.* keys with Validate) are ignored rather than failing every
 // session of the tenant.
 func Resolve(in Input) Policy {
-	p := Policy{StatementTimeout: -1}
+	p := Policy{StatementTimeout: -1, IdleInTxTimeout: -1}
 	if b := in.Blocker; b != nil {
 		switch {
 		case b.Self && b.Provisioning:
@@ -80,6 +88,7 @@ func Resolve(in Input) Policy {
 			p.Settings = append(p.Settings, Setting{Name: SettingPrefix + e.Key, Value: settingText(e.Value)})
 		}
 	}
+	p.applyCaps(in.Limits, in.Shared)
 	for _, e := range in.Permissions {
 		var allowed bool
 		if json.Unmarshal(e.Value, &allowed) != nil || allowed {

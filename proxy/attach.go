@@ -27,6 +27,7 @@ func (ss *session) attach(typ byte) (*attachment, error) {
 	ss.mu.Lock()
 	att := ss.mu.att
 	fresh := att == nil
+	before := ss.mu.pending
 	if fresh {
 		ss.mu.Unlock()
 		var err error
@@ -46,6 +47,7 @@ func (ss *session) attach(typ byte) (*attachment, error) {
 	case opensBatch(typ):
 		ss.mu.unsynced = true
 	}
+	ss.clientSentLocked(before)
 	ss.mu.Unlock()
 	if fresh {
 		go ss.pump(att)

@@ -27,6 +27,8 @@
 //   - relay.go: client messages to the backend, one small handler per kind.
 //   - rules.go: the protocol rules as named predicates (idle point, batch).
 //   - guard.go, policy.go: the SQL guard and the tenant's policy on statements.
+//   - timeouts.go: the statement and idle-in-transaction timeouts the proxy
+//     keeps itself, at the protocol level.
 //   - state.go, prepared.go: session settings and prepared statements carried
 //     from one backend to the next.
 //   - switch.go: SET / RESET stratum.tenant.

@@ -21,6 +21,7 @@ func (ss *session) run() {
 		}
 	}()
 	defer ss.cancel()
+	defer ss.stopWatch()
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.StartupTimeout)
 	sc, err := ss.start(ctx)
 	cancel()
@@ -189,13 +190,18 @@ func (ss *session) kill(e *Error) {
 // cancelBackend forwards a client's cancel request to the backend the session
 // holds, if any. The session lock is held while the cancel is sent so that the
 // backend cannot pass to another session in between.
-func (ss *session) cancelBackend() {
+func (ss *session) cancelBackend() { ss.cancelRequest(0) }
+
+// cancelRequest is cancelBackend for the proxy's statement timeout: seq, when
+// not zero, is the request (watch.seq) to cancel, and nothing is sent when
+// that one has finished.
+func (ss *session) cancelRequest(seq uint64) {
 	// A session that has ended holds no backend whose query could be cancelled.
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.knobs.cancelTimeout)
 	defer cancel()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.mu.att == nil {
+	if ss.mu.att == nil || seq != 0 && (ss.mu.watch.seq != seq || ss.mu.pending == 0) {
 		return
 	}
 	if err := ss.mu.att.sc.CancelVia(ctx, ss.srv.cfg.knobs.dialCancel); err != nil {

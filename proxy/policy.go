@@ -86,6 +86,7 @@ func (ss *session) refreshPolicy() error {
 		ss.pol, ss.polGen = &p.Policy, gen
 		ss.mu.Lock()
 		ss.mu.tenant = p.Tenant
+		ss.setTimeoutsLocked(ss.pol)
 		ss.mu.Unlock()
 		return nil
 	}

@@ -134,6 +134,7 @@ func (ss *session) injectedAnswered() {
 	ss.mu.Lock()
 	ss.mu.pending--
 	idle := ss.mu.pending == 0
+	ss.backendReadyLocked()
 	ss.mu.Unlock()
 	if idle {
 		ss.signalIdle()
@@ -167,6 +168,7 @@ func (ss *session) readyForQuery(att *attachment, status byte) (release, ok bool
 	ss.mu.copyIn = false
 	ss.mu.pending--
 	idle := ss.mu.pending == 0
+	ss.backendReadyLocked()
 	if idle && ss.releasableLocked() && !att.pausing.Load() {
 		release = true
 		ss.mu.att = nil

@@ -62,6 +62,7 @@ type session struct {
 		stop     *Error          // end at the next idle point with this error (shutdown, tenant suspended)
 		tenant   *catalog.Tenant // the current tenant, for other goroutines (ss.cur is the relay's)
 		copyIn   bool            // the backend waits for COPY data from the client (CopyInResponse, no ReadyForQuery since)
+		watch    watch           // the protocol-level timeouts (timeouts.go)
 	}
 	idle chan struct{} // the pump signals when pending drops to zero
 
@@ -132,6 +133,7 @@ func (ss *session) setTenant(p *router.Placement) {
 	ss.cur, ss.pol, ss.polGen = p, &p.Policy, p.Gen()
 	ss.mu.Lock()
 	ss.mu.tenant = p.Tenant
+	ss.setTimeoutsLocked(ss.pol)
 	ss.mu.Unlock()
 }
 

@@ -43,6 +43,15 @@ const (
 // is handed the next connection its tenant releases. A session whose tenant is
 // under the limit but whose backend is at its cap waits in the backend's queue,
 // which serves tenants round-robin, so one busy tenant cannot starve the others.
+//
+// Fair share of a backend at its cap: a tenant's idle connections are closed
+// for another tenant that needs capacity (evictIdleLocked); a connection a
+// tenant releases while another tenant has waited longer than fairnessBound
+// is closed and its slot goes to a tenant waiting ahead of the releasing one
+// (yieldTurnLocked). A waiting tenant so gets a connection at the latest when
+// fairnessBound has passed and any holder then releases one: the end of a
+// transaction in transaction pooling, of a session in session pooling (which
+// proxy.max_connections and the proxy's timeouts bound).
 type pools struct {
 	cfg *Config
 	// now is the clock of connection ages, idle times and queue fairness
@@ -486,9 +495,22 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 	}
 	tp.open--
 	p.mu.backends[tp.backend].open--
+	yieldTurnLocked(p.mu.backends[tp.backend], tp.id)
 	p.freedLocked(tp)
 	p.mu.Unlock()
 	sc.Close()
+}
+
+// yieldTurnLocked moves tenant id to the back of bp's turn: a slot it gives
+// up goes to the other tenants waiting for the backend before its own
+// sessions queued there, even those that queued first.
+func yieldTurnLocked(bp *backendPool, id string) {
+	for i, other := range bp.ring {
+		if other == id && i < len(bp.ring)-1 {
+			bp.ring = append(append(bp.ring[:i:i], bp.ring[i+1:]...), id)
+			return
+		}
+	}
 }
 
 // otherWaitedTooLongLocked reports whether a session of a tenant other than

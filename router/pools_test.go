@@ -291,3 +291,57 @@ func TestPoolAccessLevels(t *testing.T) {
 	}
 	tr.waitClosed(t, sc)
 }
+
+// TestPoolFairShareOfBackend: a tenant whose own limit is above the
+// backend's cap may take the whole backend while nobody else needs it, but
+// another tenant that comes then gets a backend within a bounded time: one
+// of the big tenant's idle connections is evicted for it at once, and when
+// all are in use, the first connection the big tenant gives up after the
+// other has waited fairnessBound goes to the other tenant, ahead of the big
+// tenant's own acquires, even those queued earlier.
+func TestPoolFairShareOfBackend(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 4, Config{})
+	big, small := placement("big", 10000), placement("small", 0)
+	var held []*ServerConn
+	for range 4 {
+		held = append(held, tr.acquire(t, big))
+	}
+	// Idle connections of the big tenant make room at once.
+	tr.Release(held[3], Keep)
+	tr.Release(held[2], Keep)
+	first := tr.acquire(t, small)
+	tr.waitClosed(t, held[3]) // the one idle longest
+	if s := tr.stats("big"); s.Open != 3 {
+		t.Fatalf("big has %d open after the eviction, want 3", s.Open)
+	}
+	held[2] = tr.acquire(t, big) // big takes its last idle one back: all 4 in use
+
+	// Every connection in use, the big tenant queued for more before the
+	// small one comes.
+	bigWaits := []<-chan acquired{tr.acquireAsync(t, big), tr.acquireAsync(t, big)}
+	smallWaits := tr.acquireAsync(t, small)
+	tr.clock.Advance(2 * fairnessBound)
+	tr.Release(held[0], Keep)
+	a := received(t, smallWaits)
+	if a.err != nil {
+		t.Fatalf("small's second acquire: %v", a.err)
+	}
+	tr.waitClosed(t, held[0]) // big's connection made room
+	for _, w := range bigWaits {
+		pending(t, w, "big, queued before small")
+	}
+	if s := tr.stats("small"); s.Open != 2 {
+		t.Errorf("small has %d open, want 2", s.Open)
+	}
+	// With nobody else waiting, big's own queue is served again.
+	tr.Release(held[1], Keep)
+	if b := received(t, bigWaits[0]); b.err != nil || b.sc != held[1] {
+		t.Errorf("big's first waiter got (%p, %v), want the released connection", b.sc, b.err)
+	}
+	tr.Release(first, Keep)
+	tr.Release(a.sc, Keep)
+	if b := received(t, bigWaits[1]); b.err != nil {
+		t.Errorf("big's second waiter: %v", b.err)
+	}
+}
