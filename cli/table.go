@@ -413,3 +413,24 @@ func renderKeys(w io.Writer, items []any, slugs map[string]string) {
 	}
 	t.flush()
 }
+
+// userOrder is the field order of a proxy user shown vertically.
+var userOrder = []string{"name", "tenant_id", "can_switch", "created_at"}
+
+// renderUsers prints a user list; slugs maps tenant ids to slugs where known.
+func renderUsers(w io.Writer, items []any, slugs map[string]string) {
+	if len(items) == 0 {
+		fmt.Fprintln(w, "no users")
+		return
+	}
+	t := newCLITable(w, "NAME", "TENANT", "CAN_SWITCH", "CREATED")
+	for _, it := range items {
+		m := cliObj(it)
+		tenant := cliStr(m["tenant_id"])
+		if s, ok := slugs[tenant]; ok {
+			tenant = s
+		}
+		t.row(cliStr(m["name"]), tenant, cliStr(m["can_switch"]), cliTime(m["created_at"]))
+	}
+	t.flush()
+}
