@@ -453,3 +453,13 @@ func (p *Provisioner) AdminUsers() []string {
 	}
 	return out
 }
+
+// ReservedDatabases returns the database names a client must not map to a
+// tenant: the shared database and the backends' admin databases.
+func (p *Provisioner) ReservedDatabases() []string {
+	out := []string{p.cfg.SharedDatabase}
+	for _, b := range p.cfg.Backends {
+		out = append(out, b.AdminDatabase)
+	}
+	return out
+}
