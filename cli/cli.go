@@ -768,6 +768,11 @@ func tenantCommands() []cliCommand {
 			setup: oneTenant(http.MethodPost, "suspend")},
 		{name: "resume", args: "TENANT", min: 1, max: 1, help: "Resume a suspended tenant.", setup: oneTenant(http.MethodPost, "resume")},
 		{name: "archive", args: "TENANT", min: 1, max: 1, help: "Archive a tenant (final).", setup: oneTenant(http.MethodPost, "archive")},
+		{name: "db-map", args: "TENANT DATABASE", min: 2, max: 2,
+			help:  "Map a client database name to the tenant: connecting with that dbname names it. One tenant per name.",
+			setup: dbMapping(http.MethodPut)},
+		{name: "db-unmap", args: "TENANT DATABASE", min: 2, max: 2, help: "Remove a database name mapping of the tenant.",
+			setup: dbMapping(http.MethodDelete)},
 		{name: "children", args: "TENANT", min: 1, max: 1, help: "List a tenant's children.", setup: tenantList("children", true)},
 		{name: "ancestors", args: "TENANT", min: 1, max: 1, help: "List a tenant's ancestors, root first.", setup: tenantList("ancestors", false)},
 		{name: "descendants", args: "TENANT", min: 1, max: 1, help: "List a tenant's whole subtree (without the tenant) in tree order.",
@@ -1151,5 +1156,19 @@ func userCommands() []cliCommand {
 					return c.show(raw, func(w io.Writer) { renderVertical(w, raw, userOrder) })
 				}
 			}},
+	}
+}
+
+// dbMapping is tenant db-map (PUT) or db-unmap (DELETE): it shows the tenant
+// with its mappings.
+func dbMapping(method string) func(fs *flag.FlagSet) func(*cliClient, []string) error {
+	return func(fs *flag.FlagSet) func(*cliClient, []string) error {
+		return func(c *cliClient, args []string) error {
+			_, raw, err := c.do(method, cliPath("v1", "tenants", args[0], "databases", args[1]), nil, nil)
+			if err != nil {
+				return err
+			}
+			return c.show(raw, func(w io.Writer) { renderTenant(w, raw) })
+		}
 	}
 }

@@ -97,6 +97,39 @@ func TestCLIUsers(t *testing.T) {
 		t.Fatalf("rebound to acme, the user does not log in: %v", err)
 	}
 
+	// A database name mapped to acme names it on connect (no tenant named).
+	dbLogin := func() error {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, strings.Replace(ts.URL("app_user", "pw-two", "", ""), "/app?", "/acme_db?", 1))
+		if err != nil {
+			return err
+		}
+		return conn.Close(ctx)
+	}
+	if err := dbLogin(); err == nil {
+		t.Errorf("an unmapped database name identified a tenant")
+	}
+	if out := run("", "tenant", "db-map", "acme", "acme_db").ok(t).stdout; !strings.Contains(out, "acme_db") {
+		t.Errorf("db-map does not show the mapping: %s", out)
+	}
+	if r := run("", "tenant", "db-map", "acme_eu", "acme_db"); r.code != 1 {
+		t.Errorf("mapping a taken name: exit %d, want 1", r.code)
+	}
+	if r := run("", "tenant", "db-map", "acme", "postgres"); r.code != 1 {
+		t.Errorf("mapping postgres: exit %d, want 1", r.code)
+	}
+	if err := dbLogin(); err != nil {
+		t.Errorf("the mapped database name does not log in: %v", err)
+	}
+	run("", "tenant", "db-unmap", "acme", "acme_db").ok(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for dbLogin() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := dbLogin(); err == nil {
+		t.Errorf("an unmapped database name still identifies the tenant")
+	}
+
 	run("", "user", "delete", "app_user").ok(t)
 	if err := loginSettles("app_user", "pw-two", false); err == nil {
 		t.Errorf("a deleted user still logs in")
