@@ -189,7 +189,7 @@ func (a *API) updateUser(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeInvalid,
 			Message: `nothing to change: send "password", "tenant" or "can_switch"`}
 	}
-	var ch catalog.UserChange
+	ch := catalog.UserChange{Within: principalFrom(r.Context()).tenantID()}
 	if req.Password != nil {
 		if err := noNUL(map[string]string{"password": *req.Password}); err != nil {
 			return err
@@ -227,7 +227,7 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.cat.DeleteUser(r.Context(), u.Name); err != nil {
+	if err := a.cat.DeleteUser(r.Context(), u.Name, principalFrom(r.Context()).tenantID()); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, showUser(u))

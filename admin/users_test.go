@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -128,6 +129,16 @@ func TestUserRoutes(t *testing.T) {
 		t.Errorf("%d user.delete audit rows, want 1", n)
 	}
 	want(t, s.do(t, "GET", "/v1/users/north_app", bootstrapKey, ""), 404, "not_found")
+	// The catalog checks the subtree again inside its transaction.
+	if _, err := s.cat.UpdateUser(ctx, "apex_app", catalog.UserChange{CanSwitch: new(true), Within: &north.ID}); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("UpdateUser outside Within: %v", err)
+	}
+	if err := s.cat.DeleteUser(ctx, "apex_app", &north.ID); !errors.Is(err, catalog.ErrNotFound) {
+		t.Errorf("DeleteUser outside within: %v", err)
+	}
+	if _, err := s.cat.GetUser(ctx, "apex_app"); err != nil {
+		t.Errorf("a refused delete removed the user: %v", err)
+	}
 	// The platform reaches every user.
 	want(t, s.do(t, "PATCH", "/v1/users/apex_app", bootstrapKey, `{"tenant":"alpha"}`), 200, "")
 	if n := countRows(t, db, `SELECT count(*) FROM audit_log WHERE action = 'user.update' AND target = 'user:apex_app'`); n != 1 {

@@ -128,6 +128,22 @@ type UserChange struct {
 	Password  *string
 	TenantID  *string // a tenant id
 	CanSwitch *bool
+	// Within, when set, is the tenant id of a bound caller: the user and its
+	// new tenant must lie in that subtree when the change is made, else
+	// ErrNotFound (checked again here, inside the transaction).
+	Within *string
+}
+
+// tenantWithin reports whether the tenant tenantID lies in within's subtree
+// (always, for a nil within).
+func tenantWithin(ctx context.Context, tx pgx.Tx, tenantID string, within *string) (bool, error) {
+	if within == nil {
+		return true, nil
+	}
+	var ok bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1
+		AND path <@ (SELECT path FROM tenants WHERE id = $2))`, tenantID, *within).Scan(&ok)
+	return ok, err
 }
 
 // UpdateUser changes the user called name, with the "user.update" audit row
@@ -158,6 +174,17 @@ func (c *Catalog) UpdateUser(ctx context.Context, name string, ch UserChange) (*
 		if err != nil {
 			return err
 		}
+		for _, id := range []*string{&before.TenantID, ch.TenantID} {
+			if id == nil {
+				continue
+			}
+			if ok, err := tenantWithin(ctx, tx, *id, ch.Within); err != nil || !ok {
+				if err == nil {
+					err = ErrNotFound
+				}
+				return err
+			}
+		}
 		if err := tx.QueryRow(ctx, `UPDATE proxy_users SET verifier = coalesce($2, verifier),
 			tenant_id = coalesce($3::uuid, tenant_id), can_switch = coalesce($4, can_switch)
 			WHERE name = $1 RETURNING name, tenant_id, can_switch, created_at`,
@@ -184,8 +211,9 @@ func (c *Catalog) UpdateUser(ctx context.Context, name string, ch UserChange) (*
 
 // DeleteUser removes the user called name, with the "user.delete" audit
 // row, in one transaction. Sessions already logged in are not ended here.
-// ErrNotFound when there is no such user.
-func (c *Catalog) DeleteUser(ctx context.Context, name string) error {
+// ErrNotFound when there is no such user, or (within set: a bound caller's
+// tenant id) when it is not bound inside within's subtree.
+func (c *Catalog) DeleteUser(ctx context.Context, name string, within *string) error {
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
 		var u User
 		err := tx.QueryRow(ctx, `DELETE FROM proxy_users WHERE name = $1 RETURNING name, tenant_id, can_switch`,
@@ -194,6 +222,12 @@ func (c *Catalog) DeleteUser(ctx context.Context, name string) error {
 			return ErrNotFound
 		}
 		if err != nil {
+			return err
+		}
+		if ok, err := tenantWithin(ctx, tx, u.TenantID, within); err != nil || !ok {
+			if err == nil {
+				err = ErrNotFound // rolls the DELETE back
+			}
 			return err
 		}
 		return appendAudit(ctx, tx, AuditEvent{Action: "user.delete", Target: "user:" + name, TenantID: &u.TenantID,
