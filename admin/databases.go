@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 )
@@ -33,8 +34,8 @@ func (a *API) checkDatabaseName(name string) error {
 		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeInvalid,
 			Message: fmt.Sprintf("database name %q: %s", name, msg), Details: map[string]any{"name": name}}
 	}
-	if name == "" || len(name) > 63 || strings.ContainsRune(name, 0) {
-		return bad("1 to 63 bytes, no NUL")
+	if name == "" || len(name) > 63 || strings.ContainsRune(name, 0) || !utf8.ValidString(name) {
+		return bad("1 to 63 bytes of UTF-8, no NUL")
 	}
 	l := strings.ToLower(name)
 	reserved := []string{"postgres", "template0", "template1"}
@@ -77,7 +78,12 @@ func (a *API) unmapDatabase(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := a.cat.UnmapDatabase(r.Context(), r.PathValue("name"), t.ID); err != nil {
+	name := r.PathValue("name")
+	if name == "" || strings.ContainsRune(name, 0) || !utf8.ValidString(name) {
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound,
+			Message: fmt.Sprintf("database name %q is not mapped to this tenant", name), Details: map[string]any{"name": name}}
+	}
+	if err := a.cat.UnmapDatabase(r.Context(), name, t.ID); err != nil {
 		return err
 	}
 	return a.writeTenant(w, r, t)

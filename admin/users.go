@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/xdg-go/scram"
 
@@ -143,6 +144,9 @@ func (a *API) userFor(r *http.Request) (*catalog.User, error) {
 	name := r.PathValue("name")
 	notFound := &Error{Status: http.StatusNotFound, Code: CodeNotFound,
 		Message: fmt.Sprintf("user %q does not exist", name), Details: map[string]any{"user": name}}
+	if name == "" || len(name) > 63 || strings.ContainsRune(name, 0) || !utf8.ValidString(name) {
+		return nil, notFound // no stored name looks like that, and PostgreSQL refuses NUL and bad UTF-8
+	}
 	u, err := a.cat.GetUser(r.Context(), name)
 	if errors.Is(err, catalog.ErrNotFound) {
 		return nil, notFound
