@@ -185,7 +185,8 @@ func (a *API) routes() *http.ServeMux {
 	a.permissionRoutes(mux)
 	a.keyRoutes(mux)
 	a.auditRoutes(mux)
-	a.route(mux, "/v1/users", methods{http.MethodPost: a.authed(scopesWrite, a.createUser)})
+	a.userRoutes(mux)
+	a.databaseRoutes(mux)
 	mux.HandleFunc("/", a.serve(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound,
 			Message: "no such route: " + r.Method + " " + r.URL.Path}

@@ -420,6 +420,9 @@ func TestHostileInputEveryRoute(t *testing.T) {
 			fields: []hostileField{{"name", `"hz_made_user"`, "s"}, {"password", `"hostile-password"`, "s"},
 				{"tenant", taID, "s"}, {"can_switch", `false`, "b"}},
 		},
+		"PATCH /v1/users/{name}": {
+			fields: []hostileField{{"password", `"hostile-password-2"`, "s"}, {"can_switch", `false`, "b"}},
+		},
 		"POST /v1/keys": {
 			fields: []hostileField{{"name", `"hz made"`, "s"}, {"scopes", `["read"]`, "a"}, {"tenant", taID, "s"},
 				{"rate_limit", `100`, "i"}},
@@ -607,8 +610,12 @@ func TestHostileInputEveryRoute(t *testing.T) {
 
 	// Where each placeholder points when it is not the hostile part.
 	validFill := func(op string) map[string]string {
-		f := map[string]string{"{ref}": ta.ID, "{id}": idKey.ID, "{key}": "hz.key"}
+		f := map[string]string{"{ref}": ta.ID, "{id}": idKey.ID, "{key}": "hz.key", "{name}": "hz_user"}
 		switch {
+		case strings.Contains(op, "/databases/"):
+			f["{name}"] = "hz_db"
+		case strings.HasPrefix(op, "DELETE /v1/users/"):
+			f["{name}"] = "hz_no_such_user"
 		case strings.Contains(op, "/suspend"), strings.Contains(op, "/resume"), strings.Contains(op, "/archive"):
 			f["{ref}"] = life.ID
 		case strings.Contains(op, "/move"):
@@ -647,6 +654,8 @@ func TestHostileInputEveryRoute(t *testing.T) {
 		"GET /v1/config/diff", "POST /v1/config/rotate-keys", "GET /v1/tenants/{ref}/permissions",
 		"GET /v1/tenants/{ref}/permissions/{key}", "DELETE /v1/tenants/{ref}/permissions/{key}", "GET /v1/keys",
 		"GET /v1/keys/{id}", "DELETE /v1/keys/{id}", "POST /v1/keys/{id}/rotate", "GET /v1/audit", "GET /v1/audit/verify",
+		"GET /v1/users", "GET /v1/users/{name}", "DELETE /v1/users/{name}",
+		"PUT /v1/tenants/{ref}/databases/{name}", "DELETE /v1/tenants/{ref}/databases/{name}",
 	} {
 		knownNoBody[op] = true
 	}
@@ -690,6 +699,8 @@ func TestHostileInputEveryRoute(t *testing.T) {
 						if catalog.ValidPermissionKey(unescape(seg.raw)) {
 							want = mayPass(404)
 						}
+					case slot == "{name}" && strings.Contains(route.Path, "/databases/"):
+						want = mayPass(404, 422) // any name up to 63 bytes may be mapped
 					case slot == "{key}":
 						want = refused(422)
 						if catalog.ValidConfigKey(unescape(seg.raw)) {

@@ -841,6 +841,14 @@ func TestOpenAPISchemas(t *testing.T) {
 	call("GET", tenants, tenants+"?cursor=garbage", boot, "", 400)
 	call("GET", tenant, "/v1/tenants/acme", boot, "", 200)
 	call("GET", tenant, "/v1/tenants/nobody", boot, "", 404)
+	const dbmap = "/v1/tenants/{ref}/databases/{name}"
+	call("PUT", dbmap, "/v1/tenants/acme/databases/acme_db", boot, "", 200)
+	call("PUT", dbmap, "/v1/tenants/globex/databases/acme_db", boot, "", 409)
+	call("PUT", dbmap, "/v1/tenants/acme/databases/postgres", boot, "", 422)
+	call("PUT", dbmap, "/v1/tenants/nobody/databases/x_db", boot, "", 404)
+	call("GET", tenant, "/v1/tenants/acme", boot, "", 200)
+	call("DELETE", dbmap, "/v1/tenants/acme/databases/acme_db", boot, "", 200)
+	call("DELETE", dbmap, "/v1/tenants/acme/databases/acme_db", boot, "", 404)
 	call("PATCH", tenant, "/v1/tenants/globex", boot, `{"name":"Globex Corporation"}`, 200)
 	call("PATCH", tenant, "/v1/tenants/globex", boot, `{"slug":"acme"}`, 409)
 	call("PATCH", tenant, "/v1/tenants/globex", boot, `{}`, 422)
@@ -879,6 +887,19 @@ func TestOpenAPISchemas(t *testing.T) {
 	call("POST", users, users, boot, `{"name":"bob","password":"correct horse","tenant":"nobody"}`, 404)
 	call("POST", users, users, boot, `{"name":"bob","password":"abc","tenant":"acme"}`, 422)
 	call("POST", users, users, boot, `{"name":"bob","verifier":"x"}`, 400)
+	call("POST", users, users, boot, `{"name":"bob.acme","password":"correct horse","tenant":"acme"}`, 422)
+	call("POST", users, users, boot, `{"name":"bob","password":"correct horse","tenant":"acme"}`, 201)
+	call("GET", users, users, boot, "", 200)
+	call("GET", users, users+"?colour=red", boot, "", 400)
+	const user1 = "/v1/users/{name}"
+	call("GET", user1, "/v1/users/alice", boot, "", 200)
+	call("GET", user1, "/v1/users/nobody", boot, "", 404)
+	call("PATCH", user1, "/v1/users/alice", boot, `{"password":"new horse","tenant":"acme_eu","can_switch":false}`, 200)
+	call("PATCH", user1, "/v1/users/alice", boot, `{}`, 422)
+	call("PATCH", user1, "/v1/users/alice", boot, `{"colour":"red"}`, 400)
+	call("PATCH", user1, "/v1/users/nobody", boot, `{"can_switch":true}`, 404)
+	call("DELETE", user1, "/v1/users/bob", boot, "", 200)
+	call("DELETE", user1, "/v1/users/bob", boot, "", 404)
 
 	// Config.
 	const cfg, cfgKey = "/v1/tenants/{ref}/config", "/v1/tenants/{ref}/config/{key}"

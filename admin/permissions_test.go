@@ -228,27 +228,40 @@ func TestPermissionsAPI(t *testing.T) {
 	t.Run("permanent", func(t *testing.T) {
 		r := s.do(t, "PUT", permPath("client_alpha", "quota.conns"), s.ns, policyBody("100", "DELEGATED", "PERMANENT"))
 		want(t, r, 200, "")
-		for _, k := range []string{s.alpha, boot} {
-			r = s.do(t, "PUT", permPath("client_alpha", "quota.conns"), k, policyBody("50", "DELEGATED", "PERMANENT"))
-			want(t, r, 409, "locked")
-			if detail(r, "reason") != "permanent" || slugOf(detail(r, "granted_by")) != "northstar" {
-				t.Fatalf("refusal %s", r.raw)
-			}
-			want(t, s.do(t, "PUT", permPath("client_alpha", "quota.conns"), k, policyBody("100", "LOCKED", "PERMANENT")), 409, "locked")
-			want(t, s.do(t, "DELETE", permPath("client_alpha", "quota.conns"), k, ""), 409, "locked")
-		}
-		// A cascade from above that would remove it is refused too.
-		want(t, s.do(t, "PUT", permPath("northstar", "quota.conns"), boot, policyBody("1000", "DELEGATED", "CASCADE")), 200, "")
-		r = s.do(t, "DELETE", permPath("northstar", "quota.conns"), boot, "")
+		// The holder (below the granter) may neither downgrade nor revoke it.
+		r = s.do(t, "PUT", permPath("client_alpha", "quota.conns"), s.alpha, policyBody("50", "DELEGATED", "PERMANENT"))
 		want(t, r, 409, "locked")
-		if slugOf(detail(r, "holder")) != "client_alpha" || !strings.Contains(r.errMessage(), "PERMANENT") {
+		if detail(r, "reason") != "permanent" || slugOf(detail(r, "granted_by")) != "northstar" {
+			t.Fatalf("refusal %s", r.raw)
+		}
+		want(t, s.do(t, "PUT", permPath("client_alpha", "quota.conns"), s.alpha, policyBody("100", "LOCKED", "PERMANENT")), 409, "locked")
+		want(t, s.do(t, "DELETE", permPath("client_alpha", "quota.conns"), s.alpha, ""), 409, "locked")
+		// A cascade from the holder's level that would remove a PERMANENT
+		// policy below it, granted above it, is refused too.
+		want(t, s.do(t, "PUT", permPath("leaf_one", "quota.conns"), s.ns, policyBody("10", "DELEGATED", "PERMANENT")), 200, "")
+		r = s.do(t, "DELETE", permPath("client_alpha", "quota.conns"), s.alpha, "")
+		want(t, r, 409, "locked")
+		if !strings.Contains(r.errMessage(), "PERMANENT") {
 			t.Fatalf("cascade refusal %s", r.raw)
 		}
-		s.wantStored(t, "quota.conns", "northstar=1000/DELEGATED/CASCADE client_alpha=100/DELEGATED/PERMANENT")
-		// The granter may downgrade and revoke it.
+		s.wantStored(t, "quota.conns", "client_alpha=100/DELEGATED/PERMANENT leaf_one=10/DELEGATED/PERMANENT")
+		// The granter may downgrade it.
 		want(t, s.do(t, "PUT", permPath("client_alpha", "quota.conns"), s.ns, policyBody("80", "DELEGATED", "PERMANENT")), 200, "")
-		want(t, s.do(t, "DELETE", permPath("client_alpha", "quota.conns"), s.ns, ""), 200, "")
-		s.wantStored(t, "quota.conns", "northstar=1000/DELEGATED/CASCADE")
+		// The platform (an unbound key) is above every granter: it revokes
+		// it, cascading, audited as itself.
+		r = s.do(t, "DELETE", permPath("client_alpha", "quota.conns"), boot, "")
+		want(t, r, 200, "")
+		s.wantStored(t, "quota.conns", "")
+		var n int
+		if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM audit_log
+			WHERE action = 'permission.revoke' AND target IN ('permission:client_alpha/quota.conns', 'permission:leaf_one/quota.conns')
+			AND actor_key_id = 'bootstrap' AND before->>'revocation' = 'PERMANENT'`).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("%d platform revoke audit rows (%v), want 2", n, err)
+		}
+		// A parent may revoke a PERMANENT policy a descendant set in its subtree.
+		want(t, s.do(t, "PUT", permPath("leaf_one", "quota.conns"), s.alpha, policyBody("5", "DELEGATED", "PERMANENT")), 200, "")
+		want(t, s.do(t, "DELETE", permPath("leaf_one", "quota.conns"), s.ns, ""), 200, "")
+		s.wantStored(t, "quota.conns", "")
 	})
 
 	t.Run("scoping", func(t *testing.T) {

@@ -85,6 +85,7 @@ func TestBoundKeyReachesNothingOutside(t *testing.T) {
 	platformKey, _ := ctlKey(t, s, catalog.NewAPIKey{Name: "platform reader", Scopes: []string{"read"}})
 	ctlKey(t, s, catalog.NewAPIKey{Name: "alpha reader", Scopes: []string{"read"}, TenantID: &alpha.ID})
 	want(t, s.do(t, "POST", "/v1/users", bootstrapKey, `{"name":"gamma_app","password":"gamma-password","tenant":"client_gamma"}`), 201, "")
+	want(t, s.do(t, "POST", "/v1/users", bootstrapKey, `{"name":"north_app","password":"north-password","tenant":"client_alpha"}`), 201, "")
 	// Config values and policies on both sides, written straight into the
 	// catalog so the walk does not depend on those routes.
 	for _, tn := range []*catalog.Tenant{apex, gamma, north, alpha} {
@@ -98,7 +99,7 @@ func TestBoundKeyReachesNothingOutside(t *testing.T) {
 		"gamma_app", "value-of-apex_partners", "value-of-client_gamma"}
 
 	// What answers about the key's own subtree show of it.
-	insideMarks := []string{"northstar_msp", "client_alpha", north.ID, alpha.ID, "north admin", "alpha reader"}
+	insideMarks := []string{"northstar_msp", "client_alpha", north.ID, alpha.ID, "north admin", "alpha reader", "north_app"}
 	// The inside reads whose right answer is an empty list: client_alpha
 	// has no children, and northstar_msp's ancestors are all outside.
 	emptyInside := map[string]bool{"/v1/tenants/client_alpha/children": true, "/v1/tenants/client_alpha/descendants": true,
@@ -132,6 +133,11 @@ func TestBoundKeyReachesNothingOutside(t *testing.T) {
 				return ref
 			case "{id}":
 				return id
+			case "{name}": // a proxy user: one bound inside, or gamma_app
+				if ref == "northstar_msp" || ref == "client_alpha" {
+					return "north_app"
+				}
+				return "gamma_app"
 			case "{key}":
 				if strings.Contains(tmpl, "/permissions/") {
 					return "sql.write"

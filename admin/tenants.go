@@ -78,14 +78,14 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
 	return a.listTenantPage(w, r, f) // in tree.go
 }
 
-// getTenant answers the tenant named by slug or id.
+// getTenant answers the tenant named by slug or id, with the database
+// names mapped to it.
 func (a *API) getTenant(w http.ResponseWriter, r *http.Request) error {
 	t, err := a.tenantFor(r, r.PathValue("ref"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, t)
-	return nil
+	return a.writeTenant(w, r, t) // in databases.go
 }
 
 func tenantNotFound(ref string) *Error {

@@ -32,11 +32,15 @@ package catalog
 //   - CASCADE removes the policy on T and every policy for K in T's subtree.
 //   - SOFT removes only T's policy; descendants keep their explicit copies.
 //   - PERMANENT may be revoked or downgraded (a narrower value, or another
-//     mode or revocation) only by its granting tenant (NULL: only platform
-//     keys); revoked by the granter, it is removed like CASCADE. A cascading
-//     revocation that meets, below, a PERMANENT policy granted by someone
-//     other than the actor is refused, as is one that meets a LOCKED policy
-//     the actor may not revoke; nothing is then removed.
+//     mode or revocation) only by its granting tenant or a tenant above the
+//     granter, and always by the platform (NULL granter: only platform
+//     keys). PERMANENT means "nothing below the granter may remove it",
+//     never "nothing above may": the holder, its other ancestors below the
+//     granter and every descendant are refused. Revoked, it is removed like
+//     CASCADE. A cascading revocation that meets, below, a PERMANENT policy
+//     the actor may not revoke is refused, as is one that meets a LOCKED
+//     policy the actor may not revoke; nothing is then removed. Every
+//     removal writes a "permission.revoke" audit row naming the actor.
 //
 // Every write takes the tree lock shared (so no move changes paths under it)
 // and a per-key advisory lock (so concurrent writes of one key serialise).
@@ -595,7 +599,8 @@ func permTenantRef(t *Tenant) TenantRef { return TenantRef{ID: t.ID, Slug: t.Slu
 // refuseOwnChange checks that the actor may change or revoke the policy p
 // (the target's own, or a copy a cascade would remove): a LOCKED policy only
 // by its granter or above it, and, when downgrade is true, a PERMANENT one
-// only by its granter. verb says what was tried, for the message.
+// likewise (the platform is above every granter). verb says what was tried,
+// for the message.
 func refuseOwnChange(a permActor, p *policyRow, downgrade bool, target TenantRef, verb string) error {
 	if p.mode == PolicyLocked && !a.atOrAboveGranter(p) {
 		return &PermissionError{Reason: ReasonLocked, Key: p.key, Target: target, Holder: p.tenant,
@@ -603,10 +608,10 @@ func refuseOwnChange(a permActor, p *policyRow, downgrade bool, target TenantRef
 			msg: fmt.Sprintf("cannot %s: permission %q on tenant %q is LOCKED by %s; only it or a tenant above it may change or revoke it, not %s",
 				verb, p.key, p.tenant.Slug, p.granterName(), a.name())}
 	}
-	if downgrade && p.revocation == RevokePermanent && !a.isGranter(p) {
+	if downgrade && p.revocation == RevokePermanent && !a.atOrAboveGranter(p) {
 		return &PermissionError{Reason: ReasonPermanent, Key: p.key, Target: target, Holder: p.tenant,
 			Mode: p.mode, Revocation: p.revocation, GrantedBy: p.granter(),
-			msg: fmt.Sprintf("cannot %s: permission %q on tenant %q is PERMANENT, granted by %s; only it may revoke or downgrade it, not %s",
+			msg: fmt.Sprintf("cannot %s: permission %q on tenant %q is PERMANENT, granted by %s; only it or a tenant above it may revoke or downgrade it, not %s",
 				verb, p.key, p.tenant.Slug, p.granterName(), a.name())}
 	}
 	return nil
@@ -673,8 +678,8 @@ func (c *Catalog) SetPermission(ctx context.Context, ref string, p PermissionPol
 				return err
 			}
 			if own.revocation == RevokePermanent && !a.isGranter(own) {
-				// Only a widening reaches here: the grant stays the granter's,
-				// or whoever widened it could then revoke it.
+				// A widening, or a change from above the granter: the grant
+				// stays the granter's, so the granter can still revoke it.
 				grantedBy = own.grantedBy
 			}
 			if own.mode == p.Mode && own.revocation == p.Revocation && permEqualRaw(own.value, p.Value) &&

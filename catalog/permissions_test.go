@@ -428,7 +428,7 @@ func TestPermissionPermanent(t *testing.T) {
 	// root grants client a PERMANENT policy.
 	f.mustSet(t, as(f.root), f.client, "quota.rows", "100", catalog.PolicyDelegated, catalog.RevokePermanent)
 
-	// Neither the holder, its parent nor the platform may downgrade it...
+	// Neither the holder nor its parent (below the granter) may downgrade it...
 	downgrades := []struct{ value, mode, rev string }{
 		{"50", catalog.PolicyDelegated, catalog.RevokePermanent},    // narrower
 		{"100", catalog.PolicyInherited, catalog.RevokePermanent},   // other mode
@@ -436,7 +436,7 @@ func TestPermissionPermanent(t *testing.T) {
 		{"200", catalog.PolicyDelegated, catalog.RevokeSoft},        // wider, but other revocation
 		{`"100"`, catalog.PolicyDelegated, catalog.RevokePermanent}, // not comparable
 	}
-	for _, actor := range []*catalog.Tenant{f.client, f.msp, nil} {
+	for _, actor := range []*catalog.Tenant{f.client, f.msp} {
 		for _, d := range downgrades {
 			err := f.set(as(actor), f.client, "quota.rows", d.value, d.mode, d.rev)
 			pe := wantRefused(t, err, catalog.ReasonPermanent, f.client)
@@ -460,10 +460,8 @@ func TestPermissionPermanent(t *testing.T) {
 	// removes nothing.
 	f.mustSet(t, as(f.msp), f.msp, "quota.rows", "1000", catalog.PolicyDelegated, catalog.RevokeCascade)
 	f.mustSet(t, as(f.msp), f.leaf, "quota.rows", "10", catalog.PolicyDelegated, catalog.RevokeSoft)
-	for _, actor := range []*catalog.Tenant{f.msp, nil} {
-		_, err = f.c.RevokePermission(as(actor), f.msp.Slug, "quota.rows")
-		wantRefused(t, err, catalog.ReasonPermanent, f.client)
-	}
+	_, err = f.c.RevokePermission(as(f.msp), f.msp.Slug, "quota.rows")
+	wantRefused(t, err, catalog.ReasonPermanent, f.client)
 	want := []string{"msp=1000/DELEGATED/CASCADE/msp", "client=150/DELEGATED/PERMANENT/root", "leaf=10/DELEGATED/SOFT/msp"}
 	f.wantStored(t, "quota.rows", want...)
 
@@ -486,6 +484,21 @@ func TestPermissionPermanent(t *testing.T) {
 		t.Fatalf("removed %+v", r.Removed)
 	}
 	f.wantStored(t, "quota.conns")
+
+	// The platform is above every granter: it may revoke any PERMANENT
+	// policy, audited as itself.
+	f.mustSet(t, as(f.msp), f.client, "quota.mem", "7", catalog.PolicyDelegated, catalog.RevokePermanent)
+	if _, err := f.c.RevokePermission(as(nil), f.client.Slug, "quota.mem"); err != nil {
+		t.Fatalf("the platform may revoke a PERMANENT policy: %v", err)
+	}
+	// A tenant above the granter may revoke one set in its subtree.
+	f.mustSet(t, as(f.client), f.leaf, "quota.mem", "3", catalog.PolicyDelegated, catalog.RevokePermanent)
+	_, err = f.c.RevokePermission(as(f.leaf), f.leaf.Slug, "quota.mem")
+	wantRefused(t, err, catalog.ReasonPermanent, f.leaf)
+	if _, err := f.c.RevokePermission(as(f.msp), f.leaf.Slug, "quota.mem"); err != nil {
+		t.Fatalf("a tenant above the granter may revoke its PERMANENT policy: %v", err)
+	}
+	f.wantStored(t, "quota.mem")
 
 	// A platform grant is the platform's alone.
 	f.mustSet(t, as(nil), f.msp, "quota.dbs", "2", catalog.PolicyInherited, catalog.RevokePermanent)

@@ -269,12 +269,26 @@ func (c *Catalog) BackendPassword(ctx context.Context, tenantID string) (string,
 	return string(pt), nil
 }
 
-// MapDatabase makes a client's database name identify a tenant.
+// MapDatabase makes a client's database name identify a tenant, with the
+// "database_map.set" audit row. One mapping per name: ErrConflict when the
+// name is mapped to another tenant (whichever), nothing done when it is
+// mapped to this one already.
 func (c *Catalog) MapDatabase(ctx context.Context, database, tenantID string) error {
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO database_map (database_name, tenant_id) VALUES ($1, $2)
-			ON CONFLICT (database_name) DO UPDATE SET tenant_id = excluded.tenant_id`, database, tenantID); err != nil {
+		tag, err := tx.Exec(ctx, `INSERT INTO database_map (database_name, tenant_id) VALUES ($1, $2)
+			ON CONFLICT (database_name) DO NOTHING`, database, tenantID)
+		if err != nil {
 			return err
+		}
+		if tag.RowsAffected() == 0 {
+			var owner string
+			if err := tx.QueryRow(ctx, `SELECT tenant_id FROM database_map WHERE database_name = $1`, database).Scan(&owner); err != nil {
+				return err
+			}
+			if owner != tenantID {
+				return fmt.Errorf("database name %q is mapped to another tenant: %w", database, ErrConflict)
+			}
+			return nil
 		}
 		return appendAudit(ctx, tx, AuditEvent{Action: "database_map.set", Target: "database:" + database,
 			TenantID: &tenantID, After: map[string]string{"database_name": database, "tenant_id": tenantID}})
@@ -283,6 +297,43 @@ func (c *Catalog) MapDatabase(ctx context.Context, database, tenantID string) er
 		return fmt.Errorf("mapping database name: %w", err)
 	}
 	return nil
+}
+
+// UnmapDatabase removes the mapping of database to the tenant with
+// tenantID, with the "database_map.delete" audit row; ErrNotFound when the
+// name is not mapped to that tenant.
+func (c *Catalog) UnmapDatabase(ctx context.Context, database, tenantID string) error {
+	err := c.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM database_map WHERE database_name = $1 AND tenant_id = $2`, database, tenantID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("database name %q is not mapped to this tenant: %w", database, ErrNotFound)
+		}
+		return appendAudit(ctx, tx, AuditEvent{Action: "database_map.delete", Target: "database:" + database,
+			TenantID: &tenantID, Before: map[string]string{"database_name": database, "tenant_id": tenantID}})
+	})
+	if err != nil {
+		return fmt.Errorf("unmapping database name: %w", err)
+	}
+	return nil
+}
+
+// TenantDatabases returns the database names mapped to a tenant, sorted.
+func (c *Catalog) TenantDatabases(ctx context.Context, tenantID string) ([]string, error) {
+	rows, err := c.pool.Query(ctx, `SELECT database_name FROM database_map WHERE tenant_id = $1 ORDER BY 1`, tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("listing database mappings: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("listing database mappings: %w", err)
+	}
+	if out == nil {
+		out = []string{}
+	}
+	return out, nil
 }
 
 // TenantForDatabase returns the id of the tenant a database name is mapped to.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -50,6 +51,8 @@ type Env struct {
 	Getenv func(string) string
 	// Client sends the requests; nil: a client with cliTimeout.
 	Client *http.Client
+	// Stdin is read by --password-stdin (os.Stdin in main); nil: empty.
+	Stdin io.Reader
 }
 
 // cliCommand is one operator command, such as "tenant create".
@@ -285,6 +288,7 @@ type cliClient struct {
 	json   bool
 	out    io.Writer
 	errw   io.Writer
+	stdin  io.Reader
 	client *http.Client
 }
 
@@ -297,7 +301,7 @@ func newCLIClient(common cliCommon, env Env) (*cliClient, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usageErrorf("--admin-url %q: give an http:// or https:// URL such as %s", common.adminURL, cliDefaultAdminURL)
 	}
-	c := &cliClient{base: u, json: common.json, out: env.Stdout, errw: env.Stderr, client: env.Client}
+	c := &cliClient{base: u, json: common.json, out: env.Stdout, errw: env.Stderr, stdin: env.Stdin, client: env.Client}
 	if c.client == nil {
 		c.client = &http.Client{Timeout: cliTimeout}
 	}
@@ -640,6 +644,7 @@ func cliGroups() []cliGroup {
 		{name: "perm", help: "read, grant and revoke tenants' permission policies", commands: permCommands()},
 		{name: "audit", help: "read and verify the audit log", commands: auditCommands()},
 		{name: "key", help: "manage admin API keys", commands: keyCommands()},
+		{name: "user", help: "manage proxy users (the logins clients connect as)", commands: userCommands()},
 	}
 }
 
@@ -763,6 +768,11 @@ func tenantCommands() []cliCommand {
 			setup: oneTenant(http.MethodPost, "suspend")},
 		{name: "resume", args: "TENANT", min: 1, max: 1, help: "Resume a suspended tenant.", setup: oneTenant(http.MethodPost, "resume")},
 		{name: "archive", args: "TENANT", min: 1, max: 1, help: "Archive a tenant (final).", setup: oneTenant(http.MethodPost, "archive")},
+		{name: "db-map", args: "TENANT DATABASE", min: 2, max: 2,
+			help:  "Map a client database name to the tenant: connecting with that dbname names it. One tenant per name.",
+			setup: dbMapping(http.MethodPut)},
+		{name: "db-unmap", args: "TENANT DATABASE", min: 2, max: 2, help: "Remove a database name mapping of the tenant.",
+			setup: dbMapping(http.MethodDelete)},
 		{name: "children", args: "TENANT", min: 1, max: 1, help: "List a tenant's children.", setup: tenantList("children", true)},
 		{name: "ancestors", args: "TENANT", min: 1, max: 1, help: "List a tenant's ancestors, root first.", setup: tenantList("ancestors", false)},
 		{name: "descendants", args: "TENANT", min: 1, max: 1, help: "List a tenant's whole subtree (without the tenant) in tree order.",
@@ -1023,5 +1033,142 @@ func keyCommands() []cliCommand {
 		{name: "rotate", args: "KEY_ID", min: 1, max: 1,
 			help:  "Replace a key with a new one (same name, scopes, tenant, limit) and revoke the old; the new secret is printed once.",
 			setup: oneKey(http.MethodPost, "rotate")},
+	}
+}
+
+// cliPasswordFlags registers --password and --password-stdin; the returned
+// function yields the password (one of the two is required).
+func cliPasswordFlags(fs *flag.FlagSet) func(c *cliClient) (string, error) {
+	pw := fs.String("password", "", "the password (visible in the process list; prefer --password-stdin)")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
+	return func(c *cliClient) (string, error) {
+		if *fromStdin == (*pw != "") {
+			return "", usageErrorf("give exactly one of --password or --password-stdin")
+		}
+		if *pw != "" {
+			return *pw, nil
+		}
+		if c.stdin == nil {
+			return "", usageErrorf("--password-stdin: no stdin")
+		}
+		line, err := bufio.NewReader(c.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("reading the password from stdin: %w", err)
+		}
+		line = strings.TrimRight(line, "\r\n")
+		if line == "" {
+			return "", usageErrorf("--password-stdin: stdin gave an empty password")
+		}
+		return line, nil
+	}
+}
+
+func userCommands() []cliCommand {
+	patch := func(c *cliClient, name string, body map[string]any) error {
+		_, raw, err := c.do(http.MethodPatch, cliPath("v1", "users", name), nil, body)
+		if err != nil {
+			return err
+		}
+		return c.show(raw, func(w io.Writer) { renderVertical(w, raw, userOrder) })
+	}
+	return []cliCommand{
+		{name: "list", help: "List proxy users (that the key can see); never their credentials.",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				return func(c *cliClient, args []string) error {
+					obj, raw, err := c.do(http.MethodGet, "/v1/users", nil, nil)
+					if err != nil {
+						return err
+					}
+					items := cliItems(obj, "users")
+					var slugs map[string]string
+					if !c.json {
+						slugs = c.tenantSlugs(items)
+					}
+					return c.show(raw, func(w io.Writer) { renderUsers(w, items, slugs) })
+				}
+			}},
+		{name: "show", args: "NAME", min: 1, max: 1, help: "Show one proxy user.",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				return func(c *cliClient, args []string) error {
+					_, raw, err := c.do(http.MethodGet, cliPath("v1", "users", args[0]), nil, nil)
+					if err != nil {
+						return err
+					}
+					return c.show(raw, func(w io.Writer) { renderVertical(w, raw, userOrder) })
+				}
+			}},
+		{name: "create", args: "NAME", min: 1, max: 1,
+			help: "Create a proxy user bound to --tenant's subtree. Names: no '.', unique ignoring case, not reserved (postgres, pg_*, stratum*...).",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				tenant := fs.String("tenant", "", "the tenant the user is bound to, slug or id (required)")
+				canSwitch := fs.Bool("can-switch", false, "the user may switch to tenants of its tenant's subtree")
+				password := cliPasswordFlags(fs)
+				return func(c *cliClient, args []string) error {
+					if *tenant == "" {
+						return usageErrorf("user create needs --tenant")
+					}
+					pw, err := password(c)
+					if err != nil {
+						return err
+					}
+					_, raw, err := c.do(http.MethodPost, "/v1/users", nil,
+						map[string]any{"name": args[0], "password": pw, "tenant": *tenant, "can_switch": *canSwitch})
+					if err != nil {
+						return err
+					}
+					return c.show(raw, func(w io.Writer) { renderVertical(w, raw, userOrder) })
+				}
+			}},
+		{name: "passwd", args: "NAME", min: 1, max: 1, help: "Change a proxy user's password; new logins need the new one at once.",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				password := cliPasswordFlags(fs)
+				return func(c *cliClient, args []string) error {
+					pw, err := password(c)
+					if err != nil {
+						return err
+					}
+					return patch(c, args[0], map[string]any{"password": pw})
+				}
+			}},
+		{name: "rebind", args: "NAME TENANT", min: 2, max: 2,
+			help: "Bind a proxy user to another tenant (slug or id); --can-switch=true|false changes its switch right.",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				canSwitch := fs.String("can-switch", "", "true or false (default: unchanged)")
+				return func(c *cliClient, args []string) error {
+					body := map[string]any{"tenant": args[1]}
+					if *canSwitch != "" {
+						b, err := strconv.ParseBool(*canSwitch)
+						if err != nil {
+							return usageErrorf("--can-switch %q: give true or false", *canSwitch)
+						}
+						body["can_switch"] = b
+					}
+					return patch(c, args[0], body)
+				}
+			}},
+		{name: "delete", args: "NAME", min: 1, max: 1, help: "Delete a proxy user; new logins as it fail at once.",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				return func(c *cliClient, args []string) error {
+					_, raw, err := c.do(http.MethodDelete, cliPath("v1", "users", args[0]), nil, nil)
+					if err != nil {
+						return err
+					}
+					return c.show(raw, func(w io.Writer) { renderVertical(w, raw, userOrder) })
+				}
+			}},
+	}
+}
+
+// dbMapping is tenant db-map (PUT) or db-unmap (DELETE): it shows the tenant
+// with its mappings.
+func dbMapping(method string) func(fs *flag.FlagSet) func(*cliClient, []string) error {
+	return func(fs *flag.FlagSet) func(*cliClient, []string) error {
+		return func(c *cliClient, args []string) error {
+			_, raw, err := c.do(method, cliPath("v1", "tenants", args[0], "databases", args[1]), nil, nil)
+			if err != nil {
+				return err
+			}
+			return c.show(raw, func(w io.Writer) { renderTenant(w, raw) })
+		}
 	}
 }

@@ -21,7 +21,7 @@ const cliValueWidth = 60
 
 // Field orders of the one-object views; other fields follow, sorted.
 var (
-	tenantOrder      = []string{"id", "slug", "name", "status", "isolation", "parent_id", "path", "depth", "backend", "database", "schema", "role_name", "pool_mode", "short_id", "created_at", "updated_at"}
+	tenantOrder      = []string{"id", "slug", "name", "status", "isolation", "parent_id", "path", "depth", "backend", "database", "schema", "role_name", "pool_mode", "short_id", "databases", "created_at", "updated_at"}
 	configEntryOrder = []string{"key", "value", "source", "inherited", "locked", "locked_by", "sensitive", "masked"}
 	permEntryOrder   = []string{"key", "value", "mode", "revocation", "source", "inherited", "granted_by"}
 	keyOrder         = []string{"id", "name", "scopes", "tenant_id", "rate_limit", "created_at", "revoked_at", "rotated_from", "secret"}
@@ -410,6 +410,27 @@ func renderKeys(w io.Writer, items []any, slugs map[string]string) {
 		}
 		t.row(cliStr(m["id"]), cliStr(m["name"]), strings.Join(scopes, ","), tenant, rate,
 			cliTime(m["created_at"]), cliTime(m["revoked_at"]))
+	}
+	t.flush()
+}
+
+// userOrder is the field order of a proxy user shown vertically.
+var userOrder = []string{"name", "tenant_id", "can_switch", "created_at"}
+
+// renderUsers prints a user list; slugs maps tenant ids to slugs where known.
+func renderUsers(w io.Writer, items []any, slugs map[string]string) {
+	if len(items) == 0 {
+		fmt.Fprintln(w, "no users")
+		return
+	}
+	t := newCLITable(w, "NAME", "TENANT", "CAN_SWITCH", "CREATED")
+	for _, it := range items {
+		m := cliObj(it)
+		tenant := cliStr(m["tenant_id"])
+		if s, ok := slugs[tenant]; ok {
+			tenant = s
+		}
+		t.row(cliStr(m["name"]), tenant, cliStr(m["can_switch"]), cliTime(m["created_at"]))
 	}
 	t.flush()
 }

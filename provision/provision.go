@@ -506,3 +506,23 @@ BEGIN
 	EXECUTE pg_catalog.format('GRANT SELECT (%s) ON pg_catalog.pg_class TO PUBLIC', cols);
 END
 $harden$;`
+
+// AdminUsers returns the admin role names of the configured backends: the
+// admin API refuses them as proxy user names.
+func (p *Provisioner) AdminUsers() []string {
+	var out []string
+	for _, b := range p.cfg.Backends {
+		out = append(out, b.AdminUser)
+	}
+	return out
+}
+
+// ReservedDatabases returns the database names a client must not map to a
+// tenant: the shared database and the backends' admin databases.
+func (p *Provisioner) ReservedDatabases() []string {
+	out := []string{p.cfg.SharedDatabase}
+	for _, b := range p.cfg.Backends {
+		out = append(out, b.AdminDatabase)
+	}
+	return out
+}

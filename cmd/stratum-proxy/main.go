@@ -43,7 +43,7 @@ Each command takes --help.
 
 func main() {
 	if len(os.Args) > 1 && cli.IsGroup(os.Args[1]) {
-		os.Exit(cli.Run(os.Args[1:], cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}))
+		os.Exit(cli.Run(os.Args[1:], cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Stdin: os.Stdin}))
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
