@@ -200,10 +200,11 @@ func (c *Catalog) UpdateTenant(ctx context.Context, ref string, u TenantUpdate) 
 		after, err := scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET slug = $2, name = $3, updated_at = now()
 			WHERE id = $1 RETURNING `+tenantColumns, before.ID, slug, name))
 		if err != nil {
+			if e := slugConflict(err, slug); e != nil {
+				return e
+			}
 			var pe *pgconn.PgError
 			switch {
-			case errors.As(err, &pe) && pe.Code == "23505":
-				return fmt.Errorf("tenant %q: %w", slug, ErrConflict)
 			case errors.As(err, &pe) && pe.Code == "23514":
 				return fmt.Errorf("%w tenant: %s", ErrInvalid, pe.ConstraintName)
 			}
