@@ -121,6 +121,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	for k, v := range status {
 		out = appendMsg(out, &pgproto3.ParameterStatus{Name: k, Value: v})
 	}
+	out = append(out, ss.startupNotice...)
 	out = appendMsg(out, &pgproto3.BackendKeyData{ProcessID: ss.keyPID, SecretKey: ss.keySecret})
 	out = readyForQuery(out, txIdle)
 	if _, err := ss.cc.conn.Write(out); err != nil {
