@@ -171,8 +171,10 @@ type TenantUpdate struct {
 // UpdateTenant renames the tenant named by ref (slug or id): a new slug, a new
 // display name or both. Placements, roles, schemas, users and keys refer to
 // the tenant by id, so a new slug breaks none of them. It fails with
-// ErrInvalid for a malformed slug or name and ErrConflict for a taken slug.
-// An update that changes nothing writes nothing.
+// ErrInvalid for a malformed slug or name and ErrConflict for a taken slug,
+// including one another tenant had before (tenant_slugs keeps every slug a
+// tenant has had, reserved for it; TenantByOldSlug reads it). An update that
+// changes nothing writes nothing.
 func (c *Catalog) UpdateTenant(ctx context.Context, ref string, u TenantUpdate) (*Tenant, error) {
 	if u.Slug != nil && !ValidSlug(*u.Slug) {
 		return nil, fmt.Errorf("%w slug %q: use a lower-case letter then up to 62 lower-case letters, digits or underscores", ErrInvalid, *u.Slug)
