@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"regexp"
 	"strings"
@@ -184,6 +185,27 @@ func TestBoundKeyReachesNothingOutside(t *testing.T) {
 			}
 			if route.Path == "/v1/audit/verify" || route.Path == "/v1/config/rotate-keys" {
 				paths = append(paths, route.Path) // platform-wide: refused to a bound key
+			}
+			// An outside tenant answers exactly like an unknown one (the
+			// ref itself aside), so a bound key cannot enumerate slugs.
+			if hasPlaceholder && !strings.Contains(route.Path, "{id}") {
+				for _, ref := range []string{"apex_partners", "client_gamma", gamma.ID, "acmesec"} {
+					unknown := "no_such_tenant"
+					if ref == gamma.ID {
+						unknown = "00000000-0000-4000-8000-000000000000"
+					}
+					for _, body := range bodies {
+						walked++
+						ro := ask(method, fill(route.Path, ref, ""), body)
+						ru := ask(method, fill(route.Path, unknown, ""), body)
+						norm := func(r response, name string) string {
+							return fmt.Sprint(r.status) + " " + strings.ReplaceAll(r.raw, name, "<ref>")
+						}
+						if a, b := norm(ro, ref), norm(ru, unknown); a != b {
+							t.Errorf("%s %s %s: an outside tenant answers\n%s\nan unknown one\n%s", method, route.Path, body, a, b)
+						}
+					}
+				}
 			}
 			for _, p := range paths {
 				for _, body := range bodies {

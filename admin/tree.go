@@ -195,7 +195,8 @@ type updateTenantRequest struct {
 
 // updateTenant renames a tenant (slug, display name or both); 200 with the
 // tenant. Everything that refers to the tenant uses its id, so a new slug
-// breaks nothing; the old slug no longer names it.
+// breaks nothing. The API then names it by the new slug only; the proxy
+// still resolves the old one to it, and no other tenant may take it (409).
 func (a *API) updateTenant(w http.ResponseWriter, r *http.Request) error {
 	t, err := a.tenantFor(r, r.PathValue("ref"))
 	if err != nil {

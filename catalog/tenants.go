@@ -147,10 +147,10 @@ func (c *Catalog) InsertTenant(ctx context.Context, nt NewTenant) (*Tenant, erro
 			nt.ID, nt.ShortID, nt.Slug, nt.Name, parentID, path, depth, nt.Isolation, nt.Backend,
 			nt.Database, nt.Schema, nt.Role, nt.PoolMode))
 		if err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) && pe.Code == "23505" {
-				return fmt.Errorf("tenant %q: %w", nt.Slug, ErrConflict)
+			if e := slugConflict(err, nt.Slug); e != nil {
+				return e
 			}
+			var pe *pgconn.PgError
 			if errors.As(err, &pe) && pe.Code == "23514" {
 				return fmt.Errorf("%w tenant: %s", ErrInvalid, pe.ConstraintName)
 			}
@@ -194,6 +194,38 @@ func getTenant(ctx context.Context, q querier, ref, suffix string) (*Tenant, err
 // GetTenant finds a tenant by slug or id; ErrNotFound when there is none.
 func (c *Catalog) GetTenant(ctx context.Context, ref string) (*Tenant, error) {
 	return getTenant(ctx, c.pool, ref, "")
+}
+
+// slugConflict turns a unique violation on a tenant's slug into ErrConflict
+// with a message saying whether the slug is some tenant's current one or a
+// reserved old one (a renamed or deleted tenant's); nil for other errors.
+func slugConflict(err error, slug string) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" {
+		return nil
+	}
+	if pe.ConstraintName == "tenant_slugs_pkey" {
+		return fmt.Errorf("tenant slug %q: %w: it belonged to a tenant before (renamed or deleted), and old slugs stay reserved so that connections naming them never reach another tenant", slug, ErrConflict)
+	}
+	return fmt.Errorf("tenant %q: %w", slug, ErrConflict)
+}
+
+// TenantByOldSlug returns the id of the tenant that had slug before a rename,
+// and the tenant's current slug; ErrNotFound when slug is no old slug or its
+// tenant has been deleted (the slug stays reserved all the same).
+func (c *Catalog) TenantByOldSlug(ctx context.Context, slug string) (id, current string, err error) {
+	if !ValidSlug(slug) {
+		return "", "", ErrNotFound
+	}
+	err = c.pool.QueryRow(ctx, `SELECT t.id, t.slug FROM tenant_slugs s JOIN tenants t ON t.id = s.tenant_id
+		WHERE s.slug = $1 AND s.retired_at IS NOT NULL`, slug).Scan(&id, &current)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", ErrNotFound
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("reading old slugs: %w", err)
+	}
+	return id, current, nil
 }
 
 // ListTenants returns all tenants in tree order (by path).

@@ -171,8 +171,10 @@ type TenantUpdate struct {
 // UpdateTenant renames the tenant named by ref (slug or id): a new slug, a new
 // display name or both. Placements, roles, schemas, users and keys refer to
 // the tenant by id, so a new slug breaks none of them. It fails with
-// ErrInvalid for a malformed slug or name and ErrConflict for a taken slug.
-// An update that changes nothing writes nothing.
+// ErrInvalid for a malformed slug or name and ErrConflict for a taken slug,
+// including one another tenant had before (tenant_slugs keeps every slug a
+// tenant has had, reserved for it; TenantByOldSlug reads it). An update that
+// changes nothing writes nothing.
 func (c *Catalog) UpdateTenant(ctx context.Context, ref string, u TenantUpdate) (*Tenant, error) {
 	if u.Slug != nil && !ValidSlug(*u.Slug) {
 		return nil, fmt.Errorf("%w slug %q: use a lower-case letter then up to 62 lower-case letters, digits or underscores", ErrInvalid, *u.Slug)
@@ -200,10 +202,11 @@ func (c *Catalog) UpdateTenant(ctx context.Context, ref string, u TenantUpdate) 
 		after, err := scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET slug = $2, name = $3, updated_at = now()
 			WHERE id = $1 RETURNING `+tenantColumns, before.ID, slug, name))
 		if err != nil {
+			if e := slugConflict(err, slug); e != nil {
+				return e
+			}
 			var pe *pgconn.PgError
 			switch {
-			case errors.As(err, &pe) && pe.Code == "23505":
-				return fmt.Errorf("tenant %q: %w", slug, ErrConflict)
 			case errors.As(err, &pe) && pe.Code == "23514":
 				return fmt.Errorf("%w tenant: %s", ErrInvalid, pe.ConstraintName)
 			}

@@ -2,10 +2,10 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -51,8 +51,9 @@ func (ss *session) findUser(ctx context.Context, name string) (u *catalog.User, 
 }
 
 // authenticate runs SCRAM-SHA-256 (with channel binding, -PLUS, over TLS) against
-// the user's verifier. For an unknown user it runs the same exchange against a
-// random verifier, so a client cannot tell unknown users from wrong passwords.
+// the user's verifier. For an unknown user it runs the same exchange against
+// mock credentials (mockCredentials), so a client cannot tell unknown users
+// from wrong passwords.
 func (ss *session) authenticate(u *catalog.User, userName string) error {
 	var creds scram.StoredCredentials
 	var err error
@@ -60,15 +61,7 @@ func (ss *session) authenticate(u *catalog.User, userName string) error {
 		creds, err = scramverifier.Parse(u.Verifier)
 	}
 	if u == nil || err != nil {
-		var pw [16]byte
-		rand.Read(pw[:])
-		v, err := scramverifier.Make(hex.EncodeToString(pw[:]))
-		if err == nil {
-			creds, err = scramverifier.Parse(v)
-		}
-		if err != nil {
-			return fmt.Errorf("making a decoy verifier: %w", err)
-		}
+		creds = mockCredentials(ss.srv.cfg.MockAuthKey, userName)
 	}
 	server, err := scram.SHA256.NewServer(func(string) (scram.StoredCredentials, error) { return creds, nil })
 	if err != nil {
@@ -130,6 +123,27 @@ func (ss *session) authenticate(u *catalog.User, userName string) error {
 		return err
 	}
 	return ss.writeStartup(&pgproto3.AuthenticationOk{})
+}
+
+// mockCredentials are the SCRAM credentials shown for an unknown user, as
+// PostgreSQL's mock authentication does: salt and keys derived from the
+// server secret key and the user name (HMAC-SHA256), so every attempt for a
+// name sees the same salt, and PostgreSQL's default iteration count, the
+// count of every verifier the catalog makes (scramverifier.Make). No password
+// matches: the exchange fails as for a wrong password.
+func mockCredentials(key []byte, userName string) scram.StoredCredentials {
+	derive := func(label string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(label))
+		m.Write([]byte{0})
+		m.Write([]byte(userName))
+		return m.Sum(nil)
+	}
+	return scram.StoredCredentials{
+		KeyFactors: scram.KeyFactors{Salt: string(derive("salt")[:16]), Iters: scramverifier.Iterations},
+		StoredKey:  derive("stored key"),
+		ServerKey:  derive("server key"),
+	}
 }
 
 // readAuthMessage reads one 'p' message (a SASL response) and returns its body.

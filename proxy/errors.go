@@ -28,7 +28,6 @@ const (
 	codeInvalidAuthSpec     = "28000"
 	codeInvalidPassword     = "28P01"
 	codeInsufficientPriv    = "42501"
-	codeInvalidCatalogName  = "3D000"
 	codeNotInPrerequisite   = "55000"
 	codeActiveTransaction   = "25001"
 	codeFeatureNotSupported = "0A000"
@@ -37,6 +36,7 @@ const (
 	codeAdminShutdown       = "57P01"
 	codeTooManyConnections  = "53300"
 	codeUndefinedObject     = "42704"
+	codeDeprecated          = "01P01" // deprecated_feature, a warning class: the NOTICE of an old slug
 )
 
 func fatalf(code, format string, args ...any) *Error {

@@ -58,8 +58,8 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 		return nil, fatalf(codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet")
 	}
 	ip := sourceIP(ss.cc.conn.RemoteAddr())
-	lim := ss.srv.limits
-	if wait := lim.throttled(ip, ss.srv.cfg.knobs.now()); wait > 0 {
+	lim, cfg := ss.srv.limits, ss.srv.cfg
+	if wait := lim.throttled(sourceKey(ip), cfg.knobs.now()); wait > 0 {
 		ss.srv.metrics.countError("auth_throttled")
 		return nil, fatalf(codeInvalidAuthSpec, "too many failed authentications from %s: try again in %s", ip, wait.Round(time.Second))
 	}
@@ -67,16 +67,21 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	if err != nil {
 		return nil, catalogError(err, true)
 	}
+	key := userKey(ip, throttleName(name, u))
+	if wait := lim.throttled(key, cfg.knobs.now()); wait > 0 {
+		ss.srv.metrics.countError("auth_throttled")
+		return nil, fatalf(codeInvalidAuthSpec, "too many failed authentications for user %q from %s: try again in %s", name, ip, wait.Round(time.Second))
+	}
 	if err := ss.authenticate(u, name); err != nil {
 		var e *Error
 		if errors.As(err, &e) && e.Code == codeInvalidPassword {
-			cfg := ss.srv.cfg
-			lim.authFailed(ip, cfg.AuthFailureThreshold, cfg.AuthFailureWindow, cfg.AuthLockout, cfg.knobs.now())
+			lim.authFailed(key, cfg.AuthFailureThreshold, cfg.AuthFailureWindow, cfg.AuthLockout, cfg.knobs.now())
+			lim.authFailed(sourceKey(ip), cfg.AuthSourceFailureThreshold, cfg.AuthFailureWindow, cfg.AuthLockout, cfg.knobs.now())
 			ss.srv.metrics.countError("auth_failed")
 		}
 		return nil, err
 	}
-	lim.authSucceeded(ip)
+	lim.authSucceeded(key)
 	ss.user = u
 	p, err := ss.identify(ctx, suffix)
 	if err != nil {
@@ -117,6 +122,7 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 	for k, v := range status {
 		out = appendMsg(out, &pgproto3.ParameterStatus{Name: k, Value: v})
 	}
+	out = append(out, ss.startupNotice...)
 	out = appendMsg(out, &pgproto3.BackendKeyData{ProcessID: ss.keyPID, SecretKey: ss.keySecret})
 	out = readyForQuery(out, txIdle)
 	if _, err := ss.cc.conn.Write(out); err != nil {

@@ -2,8 +2,11 @@ package proxy
 
 import (
 	"net"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
 )
 
 // limits counts what Config's connection limits bound: client connections
@@ -14,13 +17,13 @@ type limits struct {
 		sync.Mutex
 		clients   int
 		perTenant map[string]int
-		failures  map[string]*authFailures // by source IP
+		failures  map[string]*authFailures // by userKey and by sourceKey
 	}
 }
 
 type authFailures struct {
 	count int
-	until time.Time // refuse this source until then
+	until time.Time // refuse this key until then
 	last  time.Time
 }
 
@@ -79,27 +82,54 @@ func sourceIP(a net.Addr) string {
 	return host
 }
 
-// throttled reports how long a source must still wait after too many failed
+// Failed authentications are counted twice: per (source address, user name),
+// where the lockout applies (so that users behind one NAT do not lock each
+// other out), and per source address, with a much higher threshold, against
+// one source spraying many user names.
+
+// userKey is the throttling key of a user name from a source. The user is
+// the proxy user a startup name found, else the name as findUser would read
+// it for a user suffix (the part before the last dot): "ghost.a" and
+// "ghost.b" count together as "demo.a" and "demo.b" do, so an unknown name
+// is locked out exactly when a known one would be.
+func userKey(ip, user string) string { return ip + "\x00" + user }
+
+// throttleName is the user part of userKey for a startup name: the found
+// user's name, else the name up to its last dot.
+func throttleName(startupName string, u *catalog.User) string {
+	if u != nil {
+		return u.Name
+	}
+	if i := strings.LastIndexByte(startupName, '.'); i > 0 {
+		return startupName[:i]
+	}
+	return startupName
+}
+
+// sourceKey is the throttling key of a source as a whole.
+func sourceKey(ip string) string { return ip }
+
+// throttled reports how long the key must still wait after too many failed
 // authentications (zero: it may try).
-func (l *limits) throttled(ip string, now time.Time) time.Duration {
+func (l *limits) throttled(key string, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := l.mu.failures[ip]
+	f := l.mu.failures[key]
 	if f == nil || !now.Before(f.until) {
 		return 0
 	}
 	return f.until.Sub(now)
 }
 
-// authFailed records a failed authentication from ip: after threshold failures
-// within window the source is refused for lockout, doubling each time.
-func (l *limits) authFailed(ip string, threshold int, window, lockout time.Duration, now time.Time) {
+// authFailed records a failed authentication under key: after threshold
+// failures within window the key is refused for lockout, doubling each time.
+func (l *limits) authFailed(key string, threshold int, window, lockout time.Duration, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := l.mu.failures[ip]
+	f := l.mu.failures[key]
 	if f == nil || now.Sub(f.last) > window {
 		f = &authFailures{}
-		l.mu.failures[ip] = f
+		l.mu.failures[key] = f
 	}
 	f.count++
 	f.last = now
@@ -117,9 +147,10 @@ func (l *limits) authFailed(ip string, threshold int, window, lockout time.Durat
 	}
 }
 
-// authSucceeded forgets a source's failures.
-func (l *limits) authSucceeded(ip string) {
+// authSucceeded forgets the failures of a (source, user) pair. The source's
+// own count stays: one good password must not reset a spray of other names.
+func (l *limits) authSucceeded(key string) {
 	l.mu.Lock()
-	delete(l.mu.failures, ip)
+	delete(l.mu.failures, key)
 	l.mu.Unlock()
 }

@@ -39,9 +39,10 @@ func (ss *session) pipeliningOutsideTransaction() bool {
 
 // refreshPolicy picks up catalog changes at a transaction boundary: when the
 // router's generation moved past the one the session's policy was read in,
-// and the session is between transactions, the tenant is resolved again. A
-// tenant that is now blocked (suspended, archived, or under such an ancestor)
-// ends the session; otherwise the new policy applies from this transaction on
+// and the session is between transactions, the tenant is resolved again and
+// the session re-authorized (reauthorize). A session no longer authorized, or
+// whose tenant is now blocked (suspended, archived, or under such an
+// ancestor), ends; otherwise the new policy applies from this transaction on
 // (its settings reach the backend before the next statement, see attach).
 // It returns an error only when the session must end.
 func (ss *session) refreshPolicy() error {
@@ -69,6 +70,12 @@ func (ss *session) refreshPolicy() error {
 	if err != nil {
 		ss.log.Warn("refreshing the tenant's policy failed; keeping the last one", zap.Error(err))
 		return nil
+	}
+	if e := ss.reauthorize(ctx, p); e != nil {
+		ss.srv.metrics.countError("reauthorization_failed")
+		ss.log.Info("ending session: no longer authorized", zap.String("reason", e.Message))
+		ss.kill(e)
+		return e
 	}
 	if p.Policy.Blocked != "" {
 		e := fatalf(codeAdminShutdown, "%s; the session ends", p.Policy.Blocked)

@@ -50,12 +50,24 @@ type Config struct {
 	MaxClientConnections int
 	// MaxTenantConnections caps one tenant's client sessions; 0: no cap.
 	MaxTenantConnections int
-	// AuthFailureThreshold failed authentications from one source address
-	// within AuthFailureWindow refuse that source for AuthLockout (doubling
-	// with each further failure); defaults 10, 1m, 5s.
+	// AuthFailureThreshold failed authentications of one user name from one
+	// source address within AuthFailureWindow refuse that name from that
+	// source for AuthLockout (doubling with each further failure); defaults
+	// 10, 1m, 5s. Other users behind the same address are not refused.
 	AuthFailureThreshold int
 	AuthFailureWindow    time.Duration
 	AuthLockout          time.Duration
+	// AuthSourceFailureThreshold failed authentications from one source
+	// address, whatever the user names, within AuthFailureWindow refuse the
+	// whole source likewise: a cap against spraying many names; default 10
+	// times AuthFailureThreshold.
+	AuthSourceFailureThreshold int
+	// MockAuthKey is the server secret the SCRAM salt and keys shown for an
+	// unknown user are derived from (with the user name), so that they stay
+	// the same at every attempt, as a known user's do. Replicas and restarts
+	// should share it (server derives it from the keyring); default a random
+	// key for this process.
+	MockAuthKey []byte
 	// Metrics receives the proxy's series; default: unregistered ones.
 	Metrics *Metrics
 	// RankEvery is how often the most active tenants are re-ranked for the
@@ -118,11 +130,18 @@ func (c *Config) fillDefaults() {
 	if c.AuthFailureThreshold <= 0 {
 		c.AuthFailureThreshold = 10
 	}
+	if c.AuthSourceFailureThreshold <= 0 {
+		c.AuthSourceFailureThreshold = 10 * c.AuthFailureThreshold
+	}
 	if c.AuthFailureWindow <= 0 {
 		c.AuthFailureWindow = time.Minute
 	}
 	if c.AuthLockout <= 0 {
 		c.AuthLockout = 5 * time.Second
+	}
+	if len(c.MockAuthKey) == 0 {
+		c.MockAuthKey = make([]byte, 32)
+		rand.Read(c.MockAuthKey)
 	}
 	c.knobs.fillDefaults()
 }

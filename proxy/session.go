@@ -29,6 +29,9 @@ type session struct {
 	id      uint64
 	startup map[string]string
 	params  map[string]string // forwarded to the backend
+	// startupNotice is sent with the startup's answer (the NOTICE of a
+	// renamed tenant's old slug), or nil.
+	startupNotice []byte
 
 	user    *catalog.User
 	initial *router.Placement // the tenant named at startup; RESET goes back to it

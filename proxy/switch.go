@@ -60,7 +60,8 @@ func (ss *session) switchTenant(ref string) error {
 	if err != nil {
 		return ss.answerError(asError(err, false), true)
 	}
-	done := appendMsg(nil, &pgproto3.CommandComplete{CommandTag: []byte("SET")})
+	done := oldSlugNotice(nil, ref, p)
+	done = appendMsg(done, &pgproto3.CommandComplete{CommandTag: []byte("SET")})
 	if p.Tenant.ID == ss.cur.Tenant.ID {
 		return ss.answer(done)
 	}

@@ -102,6 +102,10 @@ func OpenRouter(ctx context.Context, cfg *Config) (*catalog.Catalog, *router.Rou
 	return cat, r, p, nil
 }
 
+// mockAuthLabel names the keyring sub-key of the proxy's mock SCRAM
+// credentials for unknown users (proxy.Config.MockAuthKey).
+const mockAuthLabel = "stratum-proxy mock SCRAM credentials v1"
+
 // Start opens everything and starts listening. The caller keeps log and
 // stops the stack with Stop.
 func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
@@ -129,6 +133,14 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		poolCollector{r})
 	pcfg.Metrics = proxy.NewMetrics(reg)
+	if len(pcfg.MockAuthKey) == 0 {
+		keys, err := secrets.Parse(cfg.SecretKeys) // OpenCatalog read it already
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("reading secret keys: %w", err)
+		}
+		pcfg.MockAuthKey = keys.Derive(mockAuthLabel)
+	}
 	st.Proxy = proxy.New(pcfg, r, log.Named("proxy"))
 	if st.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		st.Close()

@@ -59,6 +59,7 @@ type fileConfig struct {
 		MaxClientConnections int           `yaml:"max_client_connections"`
 		MaxTenantConnections int           `yaml:"max_tenant_connections"`
 		AuthFailureThreshold int           `yaml:"auth_failure_threshold"`
+		AuthSourceFailures   int           `yaml:"auth_source_failure_threshold"`
 		AuthFailureWindow    time.Duration `yaml:"auth_failure_window"`
 		AuthLockout          time.Duration `yaml:"auth_lockout"`
 	} `yaml:"limits"`
@@ -112,7 +113,7 @@ func loadConfig(path string) (*fileSettings, error) {
 		ShutdownGrace: fc.ShutdownGrace, MaxMessageSize: fc.Limits.MaxMessageSize, StartupTimeout: fc.Limits.StartupTimeout,
 		MaxClientConnections: fc.Limits.MaxClientConnections, MaxTenantConnections: fc.Limits.MaxTenantConnections,
 		AuthFailureThreshold: fc.Limits.AuthFailureThreshold, AuthFailureWindow: fc.Limits.AuthFailureWindow,
-		AuthLockout: fc.Limits.AuthLockout,
+		AuthLockout: fc.Limits.AuthLockout, AuthSourceFailureThreshold: fc.Limits.AuthSourceFailures,
 	}
 	sc.Admin.RateLimit = fc.Admin.RateLimit
 	if m := sc.Proxy.PoolMode; m != proxy.PoolSession && m != proxy.PoolTransaction {

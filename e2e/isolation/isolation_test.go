@@ -2,12 +2,14 @@ package isolation
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 )
 
@@ -91,17 +93,22 @@ func TestRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gamma, err := ts.Catalog.GetTenant(ctx, "client_gamma")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, url, code, text string
 	}{
 		{"wrong password", ts.URL("demo", "nope", "client_alpha", ""), "28P01", `password authentication failed for user "demo"`},
 		{"unknown user", ts.URL("ghost", "demo", "client_alpha", ""), "28P01", `password authentication failed for user "ghost"`},
-		{"unknown tenant", ts.URL("demo", "demo", "no_such_tenant", ""), "3D000", `tenant "no_such_tenant" does not exist`},
+		{"unknown tenant", ts.URL("demo", "demo", "no_such_tenant", ""), "42501", `tenant "no_such_tenant" does not exist or user "demo" may not use it`},
 		{"malformed tenant", ts.URL("demo", "demo", "Robert%27);DROP", ""), "22023", "invalid tenant name"},
 		{"malformed tenant with a space", ts.URL("demo", "demo", "Bad%20Name!", ""), "22023", `invalid tenant name "Bad Name!"`},
 		{"no tenant", ts.URL("demo", "demo", "", ""), "28000", "no tenant named"},
-		{"outside subtree", ts.URL("northstar_ops", "pw-northstar", "client_gamma", ""), "42501", `may not use tenant "client_gamma"`},
-		{"outside subtree by id", ts.URL("northstar_ops", "pw-northstar", "apex_partners", ""), "42501", "outside the user's tenant"},
+		{"outside subtree", ts.URL("northstar_ops", "pw-northstar", "client_gamma", ""), "42501", `tenant "client_gamma" does not exist or user "northstar_ops" may not use it`},
+		{"outside subtree by id", ts.URL("northstar_ops", "pw-northstar", gamma.ID, ""), "42501", `tenant "` + gamma.ID + `" does not exist or user "northstar_ops" may not use it`},
+		{"unknown tenant, same user", ts.URL("northstar_ops", "pw-northstar", "client_nope", ""), "42501", `tenant "client_nope" does not exist or user "northstar_ops" may not use it`},
 		{"replication", ts.URL("demo", "demo", "client_alpha", "replication=database"), "0A000", "replication"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -145,11 +152,34 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("switch by a user without the flag: %v", err)
 		}
 		d := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		for ref, code := range map[string]string{"client_nope": "3D000", "BAD NAME": "22023"} {
+		for ref, code := range map[string]string{"client_nope": "42501", "BAD NAME": "22023"} {
 			_, err := d.Exec(ctx, fmt.Sprintf(`SET stratum.tenant = '%s'`, ref))
 			if stacktest.SQLState(err) != code {
 				t.Errorf("SET to %q: %v, want %s", ref, err, code)
 			}
+		}
+		// A switching user bound to northstar_msp: an unknown tenant and one
+		// outside its subtree get one answer (the ref aside).
+		if _, err := ts.Catalog.CreateUser(ctx, "northstar_switch", "pw-switch", "northstar_msp", true); err != nil {
+			t.Fatal(err)
+		}
+		sw := stacktest.Connect(t, ts.URL("northstar_switch", "pw-switch", "client_alpha", ""))
+		answer := func(ref string) string {
+			_, err := sw.Exec(ctx, fmt.Sprintf(`SET stratum.tenant = '%s'`, ref))
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) {
+				t.Fatalf("SET to %q: %v, want a refusal", ref, err)
+			}
+			return strings.Join([]string{pe.Severity, pe.Code, strings.ReplaceAll(pe.Message, ref, "<ref>"), pe.Detail, pe.Hint}, "|")
+		}
+		unknown := answer("client_nope")
+		for _, ref := range []string{"client_gamma", gamma.ID, "acmesec"} {
+			if got := answer(ref); got != unknown {
+				t.Errorf("SET to %q outside the subtree: %s\nunknown tenant: %s\nwant the same answer", ref, got, unknown)
+			}
+		}
+		if !strings.HasPrefix(unknown, "ERROR|42501|") {
+			t.Errorf("refused switch: %s, want ERROR 42501", unknown)
 		}
 		if n := stacktest.Count(t, d, `SELECT 1`); n != 1 {
 			t.Error("session unusable after refused switches")

@@ -3,7 +3,9 @@ package secrets
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -18,6 +20,8 @@ var ErrUnknownKey = errors.New("unknown encryption key id")
 type Keyring struct {
 	active string
 	aeads  map[string]cipher.AEAD
+	// first is the raw active key, for Derive.
+	first []byte
 }
 
 var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
@@ -48,7 +52,7 @@ func Parse(text string) (*Keyring, error) {
 		}
 		kr.aeads[id] = aead
 		if kr.active == "" {
-			kr.active = id
+			kr.active, kr.first = id, key
 		}
 	}
 	return kr, nil
@@ -66,6 +70,17 @@ func NewKeyText(id string) (string, error) {
 func redact(part string) string {
 	id, _, _ := strings.Cut(strings.TrimSpace(part), ":")
 	return id + ":…"
+}
+
+// Derive returns a 32-byte sub-key of the active key for one purpose, named
+// by label (HMAC-SHA256 of the label under the key): the same keyring text
+// gives every replica, and every restart, the same sub-key, and a sub-key
+// tells nothing of the key or of another label's sub-key. It changes when
+// the active key does (a rotation).
+func (k *Keyring) Derive(label string) []byte {
+	m := hmac.New(sha256.New, k.first)
+	m.Write([]byte(label))
+	return m.Sum(nil)
 }
 
 // ActiveID is the id of the key that Seal uses.

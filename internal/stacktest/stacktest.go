@@ -53,6 +53,9 @@ type Stack struct {
 	// ProxyAddr is host:port of the proxy, AdminURL the admin API's base URL
 	// and AdminKey its bootstrap key.
 	ProxyAddr, AdminURL, AdminKey string
+	// CatalogURL reaches the stack's catalog database directly, for tests
+	// that change it with SQL where no route does yet.
+	CatalogURL string
 	// backends are the stack's backend servers, for the teardown's check
 	// that nothing the stack made is left on them.
 	backends backends.Set
@@ -123,7 +126,8 @@ func start(t *testing.T, catalogURL string, backend backends.Backend, seed bool,
 		t.Fatalf("starting stack: %v", err)
 	}
 	ts := &Stack{Stack: st, Srv: pgtest.Get(t), ProxyAddr: st.ProxyAddr(),
-		AdminURL: "http://" + st.AdminAddr(), AdminKey: cfg.Admin.BootstrapKey, backends: cfg.Router.Set}
+		AdminURL: "http://" + st.AdminAddr(), AdminKey: cfg.Admin.BootstrapKey, CatalogURL: catalogURL,
+		backends: cfg.Router.Set}
 	if err := ts.backends.FillDefaults(); err != nil {
 		t.Fatal(err)
 	}
