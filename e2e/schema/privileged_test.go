@@ -14,11 +14,6 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 )
 
-// wrapped is stmt as a DO block that EXECUTEs it from base64, so that the
-// proxy's SQL guard (a second layer) cannot read it: the plant must be stopped
-// by PostgreSQL's privileges and by how the privileged code runs, not by the guard.
-func wrapped(stmt string) string { return stacktest.Hidden(stmt) }
-
 // dyn is a PL/pgSQL statement that EXECUTEs stmt from base64 and ignores its failure.
 func dyn(stmt string) string {
 	b := base64.StdEncoding.EncodeToString([]byte(stmt))
@@ -110,7 +105,7 @@ CREATE TABLE countries (code text PRIMARY KEY, name varchar(40));`
 		for _, p := range plants {
 			// Wrapped first: that one the guard cannot read, so it is
 			// the one that must land; the plain one then finds it exists.
-			_, wrapErr := v.c.Exec(ctx, wrapped(p.sql))
+			_, wrapErr := v.c.Exec(ctx, stacktest.Hidden(p.sql))
 			_, plainErr := v.c.Exec(ctx, p.sql)
 			if plainErr != nil && wrapErr != nil {
 				t.Fatalf("%s: planting %s failed both plainly (%v) and wrapped (%v)", v.slug, p.name, plainErr, wrapErr)
