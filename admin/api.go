@@ -35,6 +35,11 @@ type Config struct {
 	// limited). Budgets are kept in this process's memory: every replica
 	// grants a key its full budget.
 	RateLimit int
+	// PlatformMaxConns is the proxy's per-tenant backend connection limit
+	// (pool.max_per_tenant): a tenant-bound key may not set
+	// proxy.max_connections above it unless an ancestor allows more.
+	// 0: no such cap.
+	PlatformMaxConns int
 }
 
 // Readiness is an extra readiness check for /readyz, declared here and

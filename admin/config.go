@@ -136,7 +136,7 @@ func (a *API) putConfigKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := a.cat.SetConfig(r.Context(), t.ID, key,
-		catalog.ConfigValue{Value: req.Value, Locked: req.Locked, Sensitive: req.Sensitive, Capped: capsLimits(r)}); err != nil {
+		catalog.ConfigValue{Value: req.Value, Locked: req.Locked, Sensitive: req.Sensitive, Capped: capsLimits(r), PlatformMaxConns: a.cfg.PlatformMaxConns}); err != nil {
 		return configError(err)
 	}
 	reveal := revealsSecrets(r)
@@ -224,7 +224,7 @@ func (a *API) patchConfig(w http.ResponseWriter, r *http.Request) error {
 			errs[key] = e
 			continue
 		}
-		changes[key] = &catalog.ConfigValue{Value: req.Value, Locked: req.Locked, Sensitive: req.Sensitive, Capped: capsLimits(r)}
+		changes[key] = &catalog.ConfigValue{Value: req.Value, Locked: req.Locked, Sensitive: req.Sensitive, Capped: capsLimits(r), PlatformMaxConns: a.cfg.PlatformMaxConns}
 	}
 	applied, failed, err := a.cat.ApplyConfig(r.Context(), t.ID, changes)
 	if err != nil {

@@ -51,6 +51,10 @@ type ConfigValue struct {
 	// for keys bound to a tenant; without it any value is stored, and the
 	// cap still applies when the policy is resolved.
 	Capped bool
+	// PlatformMaxConns is the proxy's per-tenant connection limit: with
+	// Capped, the cap of proxy.max_connections where no ancestor sets one, so
+	// that a tenant cannot raise its own share above the platform's default.
+	PlatformMaxConns int
 }
 
 // MaxConfigValueBytes bounds a config value's compact JSON encoding.
@@ -537,7 +541,7 @@ func (c *Catalog) setConfigTx(ctx context.Context, tx pgx.Tx, t *Tenant, key str
 		if err != nil {
 			return AuditEvent{}, err
 		}
-		if cp, ok := policy.InheritedCap(key, above, t.Isolation == IsolationShared); ok && !cp.Admits(v.Value) {
+		if cp, ok := policy.InheritedCap(key, above, t.Isolation == IsolationShared, v.PlatformMaxConns); ok && !cp.Admits(v.Value) {
 			return AuditEvent{}, &ConfigError{Key: key, Reason: fmt.Sprintf(
 				"must be at most %s: a tenant's limit may lower what it inherits, never raise it", cp)}
 		}

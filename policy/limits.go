@@ -63,8 +63,9 @@ type Cap struct {
 	// Value is in the key's unit (connections, milliseconds; 0: timeout
 	// disabled).
 	Value int
-	// Source is the slug of the tenant that set it; "" for the platform's
-	// default (DefaultSharedIdleInTxTimeout).
+	// Source is the slug of the tenant that set it; "" for a platform
+	// default (DefaultSharedIdleInTxTimeout, or the proxy's per-tenant
+	// connection limit).
 	Source string
 }
 
@@ -92,12 +93,15 @@ func tightest(key string, values []LimitValue) (c Cap, ok bool) {
 // the shared placement (shared) with no such value and key
 // proxy.idle_in_transaction_timeout, the platform's default. ok is false when
 // nothing caps the key.
-func InheritedCap(key string, above []LimitValue, shared bool) (Cap, bool) {
+func InheritedCap(key string, above []LimitValue, shared bool, platformMaxConns int) (Cap, bool) {
 	if c, ok := tightest(key, above); ok {
 		return c, true
 	}
 	if shared && key == KeyIdleInTransactionTimeout {
 		return Cap{Key: key, Value: int(DefaultSharedIdleInTxTimeout / time.Millisecond)}, true
+	}
+	if key == KeyMaxConnections && platformMaxConns > 0 {
+		return Cap{Key: key, Value: platformMaxConns}, true
 	}
 	return Cap{}, false
 }
@@ -117,6 +121,9 @@ func (c Cap) String() string {
 		val = fmt.Sprint(c.Value)
 	case c.Value == 0:
 		val = "0 (disabled)"
+	}
+	if c.Source == "" && c.Key == KeyMaxConnections {
+		return val + ", the proxy's per-tenant connection limit (pool.max_per_tenant)"
 	}
 	if c.Source == "" {
 		return val + ", the platform's default for tenants in the shared placement"

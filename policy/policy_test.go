@@ -238,21 +238,33 @@ func TestInheritedCap(t *testing.T) {
 		{Key: KeyMaxConnections, Value: json.RawMessage("10"), Source: "p"},
 		{Key: KeyStatementTimeout, Value: json.RawMessage("0"), Source: "p"},
 	}
-	c, ok := InheritedCap(KeyMaxConnections, above, false)
+	c, ok := InheritedCap(KeyMaxConnections, above, false, 20)
 	if !ok || c.Value != 10 || c.Source != "p" || !c.Admits(json.RawMessage("10")) || c.Admits(json.RawMessage("11")) {
 		t.Errorf("max_connections cap = %+v, %v", c, ok)
 	}
-	if c, ok := InheritedCap(KeyStatementTimeout, above, true); !ok || !c.Admits(json.RawMessage("0")) || !c.Admits(json.RawMessage(`"1d"`)) {
+	if c, ok := InheritedCap(KeyStatementTimeout, above, true, 20); !ok || !c.Admits(json.RawMessage("0")) || !c.Admits(json.RawMessage(`"1d"`)) {
 		t.Errorf("a disabled timeout caps nothing: %+v, %v", c, ok)
 	}
-	c, ok = InheritedCap(KeyIdleInTransactionTimeout, above, true)
+	c, ok = InheritedCap(KeyIdleInTransactionTimeout, above, true, 20)
 	if !ok || c.Source != "" || c.Admits(json.RawMessage("0")) || c.Admits(json.RawMessage(`"31s"`)) || !c.Admits(json.RawMessage(`"30s"`)) {
 		t.Errorf("shared default cap = %+v, %v", c, ok)
 	}
-	if _, ok := InheritedCap(KeyIdleInTransactionTimeout, above, false); ok {
+	if _, ok := InheritedCap(KeyIdleInTransactionTimeout, above, false, 20); ok {
 		t.Error("a schema or database tenant has no default idle timeout to respect")
 	}
 	if !strings.Contains(c.String(), "default") {
 		t.Errorf("cap text %q", c.String())
+	}
+	// Nothing set above: the proxy's per-tenant limit caps max_connections,
+	// so a tenant cannot raise its own share past the platform's default.
+	c, ok = InheritedCap(KeyMaxConnections, nil, false, 20)
+	if !ok || c.Source != "" || !c.Admits(json.RawMessage("20")) || c.Admits(json.RawMessage("10000")) {
+		t.Errorf("platform max_connections cap = %+v, %v", c, ok)
+	}
+	if !strings.Contains(c.String(), "pool.max_per_tenant") {
+		t.Errorf("cap text %q", c.String())
+	}
+	if _, ok := InheritedCap(KeyMaxConnections, nil, false, 0); ok {
+		t.Error("no platform limit given: no cap")
 	}
 }

@@ -152,6 +152,9 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
 		return nil, fmt.Errorf("listening for the admin api: %w", err)
 	}
 	acfg := cfg.Admin
+	if acfg.PlatformMaxConns == 0 {
+		acfg.PlatformMaxConns = r.Config().MaxConnsPerTenant
+	}
 	acfg.Logger = log.Named("admin")
 	acfg.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	st.admin = &http.Server{Handler: admin.New(acfg, p), ReadHeaderTimeout: 10 * time.Second}
