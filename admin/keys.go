@@ -188,21 +188,31 @@ func (a *API) keyFor(r *http.Request) (*catalog.APIKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := principalFrom(r.Context())
-	if p.Root == nil {
-		return k, nil
+	if principalFrom(r.Context()).Root != nil && k.TenantID == nil {
+		return nil, notFound // a platform key, outside every subtree
 	}
-	if k.TenantID == nil {
-		return nil, notFound
-	}
-	t, err := a.cat.GetTenant(r.Context(), *k.TenantID)
-	if errors.Is(err, catalog.ErrNotFound) || err == nil && !p.reaches(t) {
-		return nil, notFound
-	}
-	if err != nil {
-		return nil, err
+	if k.TenantID != nil {
+		if err := a.reachable(r, *k.TenantID, notFound); err != nil {
+			return nil, err
+		}
 	}
 	return k, nil
+}
+
+// reachable returns nil when the caller may see what is bound to the tenant
+// id (a platform key sees everything), and notFound, the same answer as for
+// something that does not exist, when the tenant is gone or outside the
+// caller's subtree.
+func (a *API) reachable(r *http.Request, tenantID string, notFound error) error {
+	p := principalFrom(r.Context())
+	if p.Root == nil {
+		return nil
+	}
+	t, err := a.cat.GetTenant(r.Context(), tenantID)
+	if errors.Is(err, catalog.ErrNotFound) || err == nil && !p.reaches(t) {
+		return notFound
+	}
+	return err
 }
 
 // getKey answers one key, live or revoked.

@@ -154,15 +154,7 @@ func (a *API) userFor(r *http.Request) (*catalog.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := principalFrom(r.Context())
-	if p.Root == nil {
-		return u, nil
-	}
-	t, err := a.cat.GetTenant(r.Context(), u.TenantID)
-	if errors.Is(err, catalog.ErrNotFound) || err == nil && !p.reaches(t) {
-		return nil, notFound
-	}
-	if err != nil {
+	if err := a.reachable(r, u.TenantID, notFound); err != nil {
 		return nil, err
 	}
 	return u, nil

@@ -61,12 +61,7 @@ var keys = []key{
 		name: KeyIdleInTransactionTimeout,
 		doc: `integer milliseconds 0..86400000, or a string with a unit ("30s", "500ms", "2min"); 0 disables: ` +
 			`the proxy ends a session that stays idle in a transaction that long (default 30s in the shared placement)`,
-		check: func(v json.RawMessage) string {
-			if _, ok := statementTimeoutMillis(v); !ok {
-				return statementTimeoutWant
-			}
-			return ""
-		},
+		check: checkDuration,
 		apply: func(p *Policy, v json.RawMessage, _, _ string) {
 			if ms, ok := statementTimeoutMillis(v); ok {
 				p.IdleInTxTimeout = ms
@@ -106,20 +101,23 @@ var keys = []key{
 		},
 	},
 	{
-		name: KeyStatementTimeout,
-		doc:  `integer milliseconds 0..86400000, or a string with a unit ("30s", "500ms", "2min"): the tenant's statement_timeout`,
-		check: func(v json.RawMessage) string {
-			if _, ok := statementTimeoutMillis(v); !ok {
-				return statementTimeoutWant
-			}
-			return ""
-		},
+		name:  KeyStatementTimeout,
+		doc:   `integer milliseconds 0..86400000, or a string with a unit ("30s", "500ms", "2min"): the tenant's statement_timeout`,
+		check: checkDuration,
 		apply: func(p *Policy, v json.RawMessage, _, _ string) {
 			if ms, ok := statementTimeoutMillis(v); ok {
 				p.StatementTimeout = ms
 			}
 		},
 	},
+}
+
+// checkDuration is the check of the duration keys (statementTimeoutMillis).
+func checkDuration(v json.RawMessage) string {
+	if _, ok := statementTimeoutMillis(v); !ok {
+		return statementTimeoutWant
+	}
+	return ""
 }
 
 func lookup(name string) *key {
