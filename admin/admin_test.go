@@ -225,7 +225,7 @@ func TestProbesAndRouting(t *testing.T) {
 		{"tenant path with trailing slash", "GET", "/v1/tenants/", 404, "not_found", ""},
 		{"wrong method on collection", "DELETE", "/v1/tenants", 405, "method_not_allowed", "GET, HEAD, POST"},
 		{"wrong method on tenant", "PUT", "/v1/tenants/acme", 405, "method_not_allowed", "GET, HEAD, PATCH"},
-		{"wrong method on users", "GET", "/v1/users", 405, "method_not_allowed", "POST"},
+		{"wrong method on users", "DELETE", "/v1/users", 405, "method_not_allowed", "GET, HEAD, POST"},
 		{"wrong method on healthz", "POST", "/healthz", 405, "method_not_allowed", "GET, HEAD"},
 	}
 	for _, tc := range tests {
