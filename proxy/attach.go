@@ -86,6 +86,9 @@ func (ss *session) timedAcquire(ctx context.Context, p *router.Placement) (*rout
 	now := ss.srv.cfg.knobs.now
 	start := now()
 	sc, err := ss.srv.backends.Acquire(ctx, p, ss.params)
+	if err == nil {
+		sc.SetClientPID(ss.key.pid) // notifications it sends name this session
+	}
 	d := now().Sub(start)
 	ss.srv.metrics.acquireSeconds.Observe(d.Seconds())
 	if d > 10*time.Millisecond {

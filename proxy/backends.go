@@ -29,9 +29,11 @@ type Backends interface {
 	// KnownStatus returns the ParameterStatus values a backend of the
 	// placement with these parameters reported last, or nil when unknown.
 	KnownStatus(p *router.Placement, params map[string]string) map[string]string
-	// SameTenant reports whether the backend process senderPID (on sc's
-	// server) is a connection of sc's tenant; false when unknown.
-	SameTenant(sc *router.ServerConn, senderPID uint32) bool
+	// Sender reports whether the backend process senderPID (on sc's server)
+	// is a connection of sc's tenant (false when unknown) and, when it is,
+	// the process id the client of the session that last held it was given
+	// (ServerConn.SetClientPID; 0 when none is recorded).
+	Sender(sc *router.ServerConn, senderPID uint32) (clientPID uint32, sameTenant bool)
 	// Gen is the catalog generation: it moves on at every catalog change.
 	Gen() uint64
 	// OnChange registers fn to be told of every catalog change; fn must not block.

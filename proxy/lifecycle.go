@@ -118,12 +118,15 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 		}
 		status = sc.Params
 	}
+	if sc != nil && !ss.transactionPooling() {
+		ss.takeBackendPID(sc)
+	}
 	var out []byte
 	for k, v := range status {
 		out = appendMsg(out, &pgproto3.ParameterStatus{Name: k, Value: v})
 	}
 	out = append(out, ss.startupNotice...)
-	out = appendMsg(out, &pgproto3.BackendKeyData{ProcessID: ss.keyPID, SecretKey: ss.keySecret})
+	out = appendMsg(out, &pgproto3.BackendKeyData{ProcessID: ss.key.pid, SecretKey: ss.key.secret[:]})
 	out = readyForQuery(out, txIdle)
 	if _, err := ss.cc.conn.Write(out); err != nil {
 		if sc != nil {
@@ -132,6 +135,27 @@ func (ss *session) start(ctx context.Context) (*router.ServerConn, error) {
 		return nil, err
 	}
 	return sc, nil
+}
+
+// takeBackendPID makes the process id in the session's cancel key (which
+// the client reads as its backend's) that of sc, the backend a session in
+// session pooling starts on, with a fresh secret. The client then sees the
+// same process id as pg_backend_pid(), and pg_terminate_backend or
+// pg_cancel_backend of it, and its own notifications, work as on a direct
+// connection. The (process id, secret) pair stays unique across the proxy,
+// so a cancel key still reaches only this session. In transaction pooling
+// no backend is the session's, and the process id stays the proxy's own.
+//
+// A later switch (SET stratum.tenant) moves the session to another backend,
+// and the client cannot be told a new process id: the session's own
+// notifications are then renamed to the one it has (foreignNotification),
+// and the backend it was named after is closed, not pooled (switchTenant),
+// so no other session of this proxy gets that process id while this one
+// lives. A cancel goes to the session's current backend, as before.
+func (ss *session) takeBackendPID(sc *router.ServerConn) {
+	ss.srv.rekey(ss, sc.PID)
+	ss.pidConn = sc
+	sc.SetClientPID(ss.key.pid)
 }
 
 // finish hands the backend back when the client has gone: reset and pooled

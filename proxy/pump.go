@@ -26,13 +26,15 @@ func (ss *session) pump(att *attachment) {
 	ss.holdWriter()
 	defer ss.dropWriter()
 	rd := att.sc.Reader
+	fatal := false // the backend sent its FATAL and is closing
 	for {
 		typ, msg, err := rd.Next()
 		if err != nil {
-			ss.backendReadFailed(att, err)
+			ss.backendReadFailed(att, err, fatal)
 			return
 		}
-		if ss.dropInjectedReply(att, typ, msg) || ss.foreignNotification(att, typ, msg) || ss.sessionLockNotice(typ, msg) {
+		fatal = fatal || endsConnection(typ, msg)
+		if !fatal && (ss.dropInjectedReply(att, typ, msg) || ss.foreignNotification(att, typ, msg) || ss.sessionLockNotice(typ, msg)) {
 			continue
 		}
 		if typ == wire.CopyInResponse || typ == wire.CopyBothResponse {
@@ -85,13 +87,19 @@ func (ss *session) pump(att *attachment) {
 }
 
 // backendReadFailed ends the pump after a failed read: quietly when detach
-// paused it, else telling the client its backend is gone.
-func (ss *session) backendReadFailed(att *attachment, err error) {
+// paused it, else closing the client's connection as its backend closed.
+// The client is told why with the proxy's own FATAL only when the backend did
+// not say it itself (backendSaidFatal): PostgreSQL sends one FATAL and closes.
+func (ss *session) backendReadFailed(att *attachment, err error, backendSaidFatal bool) {
 	if att.pausing.Load() && errors.Is(err, os.ErrDeadlineExceeded) {
 		att.done <- nil
 		return
 	}
-	if !att.pausing.Load() {
+	switch {
+	case att.pausing.Load():
+	case backendSaidFatal:
+		ss.log.Info("backend ended the session with a FATAL error", zap.Error(err))
+	default:
 		ss.srv.metrics.countError("backend_lost")
 		ss.writeClient(fatalf(codeConnectionFailure,
 			"lost the connection to tenant %q's database", ss.cur.Tenant.Slug).encode(nil))
@@ -99,6 +107,40 @@ func (ss *session) backendReadFailed(att *attachment, err error) {
 	}
 	ss.cc.conn.Close()
 	att.done <- err
+}
+
+// endsConnection reports whether a backend message is an ErrorResponse of
+// severity FATAL or PANIC, after which PostgreSQL closes the connection
+// (pg_terminate_backend: 57P01, idle_session_timeout: 57P05, a server shut
+// down: 57P01 too). The client must get it whatever the proxy was dropping
+// (the replies to its injected queries), and nothing of the proxy's after it.
+func endsConnection(typ byte, msg []byte) bool {
+	if typ != wire.ErrorResponse {
+		return false
+	}
+	sev := errorSeverity(msg)
+	return sev == "FATAL" || sev == "PANIC"
+}
+
+// errorSeverity is the severity of an ErrorResponse or NoticeResponse: its
+// non-localized field (V, PostgreSQL 9.6 and later) if present, else S.
+func errorSeverity(msg []byte) string {
+	var s string
+	for b := msg[5:]; len(b) > 0 && b[0] != 0; {
+		f := b[0]
+		end := bytes.IndexByte(b[1:], 0)
+		if end < 0 {
+			return s
+		}
+		switch f {
+		case 'V':
+			return string(b[1 : 1+end])
+		case 'S':
+			s = string(b[1 : 1+end])
+		}
+		b = b[2+end:]
+	}
+	return s
 }
 
 // dropInjectedReply reports whether a backend message answers a message the
@@ -225,6 +267,7 @@ func (ss *session) dropWriter() {
 // NOTIFY has no privilege check, and tenants sharing a database share its
 // channels. A sender the router does not know (another proxy replica's
 // backend, a direct client) counts as foreign: such notifications are dropped.
+// A notification it lets through is renamed in place (clientSenderPID).
 func (ss *session) foreignNotification(att *attachment, typ byte, msg []byte) bool {
 	if typ != wire.NotificationResponse {
 		return false
@@ -232,7 +275,31 @@ func (ss *session) foreignNotification(att *attachment, typ byte, msg []byte) bo
 	if len(msg) < 9 {
 		return true
 	}
-	return !ss.srv.backends.SameTenant(att.sc, binary.BigEndian.Uint32(msg[5:9]))
+	sender := binary.BigEndian.Uint32(msg[5:9])
+	clientPID, same := ss.srv.backends.Sender(att.sc, sender)
+	if !same {
+		return true
+	}
+	binary.BigEndian.PutUint32(msg[5:9], ss.clientSenderPID(att, sender, clientPID))
+	return false
+}
+
+// clientSenderPID is the sender process id a notification from the backend
+// process sender shows the client: clients compare it with the process id
+// they were given to tell their own notifications from others'. The
+// session's own backend is named by the session's process id (in
+// transaction pooling, or after a tenant switch, it differs from the
+// backend's); another session's backend by the process id that session's
+// client was given (clientPID, from the router), when known; any other
+// sender keeps its own.
+func (ss *session) clientSenderPID(att *attachment, sender, clientPID uint32) uint32 {
+	switch {
+	case sender == att.sc.PID:
+		return ss.key.pid
+	case clientPID != 0:
+		return clientPID
+	}
+	return sender
 }
 
 // sessionLockNotice reports whether a backend message is the NOTICE the

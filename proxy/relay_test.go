@@ -216,11 +216,14 @@ func TestTransactionPoolingPinsSessionState(t *testing.T) {
 }
 
 // SET stratum.tenant outside a transaction hands the backend back and
-// attaches the session to the other tenant's; RESET goes back.
+// attaches the session to the other tenant's; RESET goes back. In session
+// pooling the client was given the first backend's process id, so that one
+// is closed rather than pooled (takeBackendPID); later ones are pooled.
 func TestTenantSwitch(t *testing.T) {
 	h := newHarness(t, PoolSession)
-	h.be.Script(h.t1, NewScript(Query("SELECT 1", "SELECT 1", txIdle), Query("SELECT 3", "SELECT 1", txIdle)))
+	h.be.Script(h.t1, NewScript(Query("SELECT 1", "SELECT 1", txIdle)))
 	h.be.Script(h.t2, NewScript(Query("SELECT 2", "SELECT 1", txIdle)))
+	h.be.Script(h.t1, NewScript(Query("SELECT 3", "SELECT 1", txIdle)))
 	h.start()
 	c := h.connect("t1")
 	h.expectEvents("acquire t1 #1")
@@ -229,17 +232,17 @@ func TestTenantSwitch(t *testing.T) {
 
 	c.send(query("SET stratum.tenant = 't2'"))
 	c.expect(complete("SET"), ready(txIdle))
-	h.expectEventsAnyOrder("release t1 #1 reset", "acquire t2 #2")
+	h.expectEventsAnyOrder("release t1 #1 close", "acquire t2 #2")
 	c.send(query("SELECT 2"))
 	c.expect(complete("SELECT 1"), ready(txIdle))
 
 	c.send(query("RESET stratum.tenant"))
 	c.expect(complete("SET"), ready(txIdle))
-	h.expectEventsAnyOrder("release t2 #2 reset", "acquire t1 #1")
+	h.expectEventsAnyOrder("release t2 #2 reset", "acquire t1 #3")
 	c.send(query("SELECT 3"))
 	c.expect(complete("SELECT 1"), ready(txIdle))
 	c.send(&pgproto3.Terminate{})
-	h.expectEvents("release t1 #1 reset")
+	h.expectEvents("release t1 #3 reset")
 }
 
 // In transaction pooling the backend is back in its pool before the client

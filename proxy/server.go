@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -162,8 +161,11 @@ type Server struct {
 	mu struct {
 		sync.Mutex
 		listeners map[net.Listener]struct{}
-		// sessions by the cancel key's process id handed to the client.
-		sessions map[uint32]*session
+		// sessions by the cancel key (process id and secret) handed to
+		// the client. The pair is unique, the process id alone is not: in
+		// session pooling it is the backend's, and backends on different
+		// servers, or one handed to a later session, share it.
+		sessions map[cancelKey]*session
 		// starting are connections still in startup or authentication.
 		starting map[net.Conn]struct{}
 		closing  bool
@@ -182,7 +184,7 @@ func New(cfg Config, b Backends, log *zap.Logger) *Server {
 	s := &Server{cfg: cfg, backends: b, log: log, binding: serverEndpointBinding(cfg.TLS),
 		guard: rewrite.NewGuard(rewrite.GuardConfig{}), metrics: cfg.Metrics, limits: newLimits()}
 	s.mu.listeners = map[net.Listener]struct{}{}
-	s.mu.sessions = map[uint32]*session{}
+	s.mu.sessions = map[cancelKey]*session{}
 	s.mu.starting = map[net.Conn]struct{}{}
 	s.stopRank = make(chan struct{})
 	go s.rankLoop()
@@ -296,41 +298,76 @@ func (s *Server) Close() {
 	s.Shutdown(ctx)
 }
 
-// register gives ss a unique cancel key and records it.
+// cancelKey is a cancel key as BackendKeyData hands it out and
+// CancelRequest sends it back.
+type cancelKey struct {
+	pid    uint32
+	secret [4]byte
+}
+
+// register gives ss a unique cancel key, a random process id and secret, and
+// records it.
 func (s *Server) register(ss *session) bool {
-	var b [8]byte
+	var b [4]byte
+	rand.Read(b[:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closing {
 		return false
 	}
+	s.keyLocked(ss, binary.BigEndian.Uint32(b[:])&0x7fffffff)
+	return true
+}
+
+// rekey gives ss a cancel key with the process id pid (its backend's, in
+// session pooling) and a fresh secret. The old key stops working.
+func (s *Server) rekey(ss *session, pid uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.sessions[ss.key] == ss {
+		delete(s.mu.sessions, ss.key)
+	}
+	s.keyLocked(ss, pid)
+}
+
+// keyLocked records ss under pid and a random secret, drawn again while the
+// pair is taken; a process id of 0 (which clients may read as "none") is
+// replaced by a random one. Holds s.mu.
+func (s *Server) keyLocked(ss *session, pid uint32) {
+	var b [4]byte
 	for {
 		rand.Read(b[:])
-		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
-		if _, taken := s.mu.sessions[pid]; pid != 0 && !taken {
-			ss.keyPID, ss.keySecret = pid, append([]byte(nil), b[4:8]...)
-			s.mu.sessions[pid] = ss
-			return true
+		if pid == 0 {
+			pid = binary.BigEndian.Uint32(b[:]) & 0x7fffffff
+			continue
+		}
+		k := cancelKey{pid: pid, secret: b}
+		if _, taken := s.mu.sessions[k]; !taken {
+			ss.key = k
+			s.mu.sessions[k] = ss
+			return
 		}
 	}
 }
 
 func (s *Server) unregister(ss *session) {
 	s.mu.Lock()
-	if s.mu.sessions[ss.keyPID] == ss {
-		delete(s.mu.sessions, ss.keyPID)
+	if s.mu.sessions[ss.key] == ss {
+		delete(s.mu.sessions, ss.key)
 	}
 	s.mu.Unlock()
 }
 
 // cancel handles a CancelRequest: when the key matches a session, the session's
 // current backend query is cancelled. A wrong key is ignored silently, as
-// PostgreSQL does, so keys cannot be probed.
-func (s *Server) cancel(pid uint32, secret []byte) {
+// PostgreSQL does, so keys cannot be probed. A key reaches only the session it
+// was handed to, which forwards the cancel to the backend it holds, always
+// one of its own tenant's: never another session's query.
+func (s *Server) cancel(k cancelKey) {
 	s.mu.Lock()
-	ss := s.mu.sessions[pid]
+	ss := s.mu.sessions[k]
 	s.mu.Unlock()
-	if ss == nil || subtle.ConstantTimeCompare(ss.keySecret, secret) != 1 {
+	if ss == nil {
 		return
 	}
 	ss.cancelBackend()

@@ -42,8 +42,15 @@ type session struct {
 	pol    *policy.Policy
 	polGen uint64
 
-	keyPID    uint32
-	keySecret []byte
+	// key is the cancel key the client was given in BackendKeyData (set by
+	// register, and by rekey before the client is told, never after), so
+	// key.pid is the process id the client knows the session by.
+	key cancelKey
+	// pidConn is, in session pooling, the backend whose process id the
+	// client was given, while the session holds it: it is closed rather than
+	// pooled when the session moves off it (tenant switch), so that no other
+	// session is handed the same process id while this one lives. Relay only.
+	pidConn *router.ServerConn
 
 	// ctx lives as long as the session: newSession makes it, and kill and
 	// the end of run cancel it. The session's blocking calls (catalog

@@ -59,7 +59,11 @@ func (s *Server) serveConn(raw net.Conn) {
 		if e := (*Error)(nil); errors.As(err, &e) {
 			cc.conn.Write(e.encode(nil))
 		}
-		if !errors.Is(err, errCancelHandled) && !errors.Is(err, io.EOF) {
+		switch {
+		case startupPacketUnanswered(err):
+			s.metrics.countError("bad_startup_packet")
+			log.Debug("invalid startup packet; closing without an answer", zap.Error(err))
+		case !errors.Is(err, errCancelHandled) && !errors.Is(err, io.EOF):
 			log.Debug("startup failed", zap.Error(err))
 		}
 		return
@@ -81,6 +85,23 @@ func (s *Server) serveConn(raw net.Conn) {
 
 var errCancelHandled = errors.New("cancel request handled")
 
+// cancelRequestSize is the length of a CancelRequest in protocol 3.0: length,
+// code, process id and a 4-byte secret.
+const cancelRequestSize = 16
+
+// startupPacketUnanswered is the rule for a startup-phase packet whose framing
+// is wrong: its length word is below 8 or above the maximum, the connection
+// ends before the length says it does, or a cancel request is not 16 bytes.
+// PostgreSQL (ProcessStartupPacket) logs "invalid length of startup packet"
+// or "incomplete startup packet" and closes the connection without sending
+// anything, and clients rely on that (a quick disconnect must not read as a
+// refusal), so the proxy closes silently too. A packet framed right but
+// malformed inside is answered with a FATAL, as PostgreSQL does.
+func startupPacketUnanswered(err error) bool {
+	return errors.Is(err, wire.ErrBadLength) || errors.Is(err, wire.ErrMessageTooLarge) ||
+		errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // negotiate reads startup-phase packets until a StartupMessage: it answers
 // SSLRequest (TLS when configured) and GSSENCRequest (always no), and handles a
 // CancelRequest. It returns the startup parameters.
@@ -88,9 +109,8 @@ func (s *Server) negotiate(cc *clientConn) (map[string]string, error) {
 	for {
 		pkt, err := cc.rd.ReadStartup()
 		if err != nil {
-			if errors.Is(err, wire.ErrBadLength) || errors.Is(err, wire.ErrMessageTooLarge) {
-				return nil, fatalf(codeProtocolViolation, "invalid startup packet: %v", err)
-			}
+			// A bad length or a truncated packet closes the connection
+			// without a word (startupPacketUnanswered).
 			return nil, err
 		}
 		code := binary.BigEndian.Uint32(pkt[4:8])
@@ -127,15 +147,20 @@ func (s *Server) negotiate(cc *clientConn) (map[string]string, error) {
 				return nil, err
 			}
 		case code == wire.CancelRequestCode:
-			if len(pkt) < 16 {
-				return nil, fatalf(codeProtocolViolation, "invalid cancel request")
+			if len(pkt) != cancelRequestSize {
+				// PostgreSQL logs "invalid length of startup packet" and
+				// closes: no answer, as for every cancel request.
+				return nil, fmt.Errorf("%w: cancel request of %d bytes", wire.ErrBadLength, len(pkt))
 			}
-			s.cancel(binary.BigEndian.Uint32(pkt[8:12]), pkt[12:])
+			s.cancel(cancelKey{pid: binary.BigEndian.Uint32(pkt[8:12]), secret: [4]byte(pkt[12:16])})
 			return nil, errCancelHandled
 		case code>>16 == 3:
 			params, err := parseStartupParams(pkt[8:])
 			if err != nil {
-				return nil, fatalf(codeProtocolViolation, "invalid startup packet: %v", err)
+				// PostgreSQL's words for every malformed parameter list.
+				e := fatalf(codeProtocolViolation, "invalid startup packet layout: expected terminator as last byte")
+				e.Detail = err.Error()
+				return nil, e
 			}
 			if s.cfg.RequireTLS && cc.tls == nil {
 				return nil, fatalf(codeInvalidAuthSpec, "stratum-proxy requires TLS: connect with sslmode=require")

@@ -72,7 +72,7 @@ func (ss *session) switchTenant(ref string) error {
 	var oldParams map[string]string
 	if old != nil {
 		oldParams = old.Params
-		go ss.srv.backends.Release(old, router.Reset)
+		go ss.srv.backends.Release(old, ss.leavingMode(old))
 	}
 	prev := ss.cur
 	ss.setTenant(p)
@@ -112,4 +112,16 @@ func (ss *session) switchTenant(ref string) error {
 		}
 	}
 	return ss.answer(append(status, done...))
+}
+
+// leavingMode is how a backend the session moves off goes back: reset and
+// pooled, unless the client was given its process id (takeBackendPID), in
+// which case it is closed, so that no other session is handed a backend
+// whose process id this client takes for its own.
+func (ss *session) leavingMode(sc *router.ServerConn) router.ReleaseMode {
+	if sc == ss.pidConn {
+		ss.pidConn = nil
+		return router.Close
+	}
+	return router.Reset
 }

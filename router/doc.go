@@ -6,7 +6,8 @@
 //   - pools of backend connections per (tenant role, startup parameters),
 //     with per-tenant and per-backend limits and fair queueing;
 //   - dialing and authenticating backend connections (ServerConn), and
-//     which tenant each open one (by server and PID) belongs to (SameTenant).
+//     which tenant each open one (by server and PID) belongs to, and which
+//     client session last held it (Sender).
 //
 // Provisioning (roles, schemas, databases, the app schema) is provision's;
 // the policy keys and their resolution are policy's; the backend servers are

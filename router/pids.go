@@ -10,7 +10,7 @@ type pidKey struct {
 
 // backendPIDs maps the process id of every open backend connection the
 // router dialed to that connection, so that the proxy can tell whose backend
-// sent a notification (SameTenant).
+// sent a notification, and which client session it served (Sender).
 type backendPIDs struct {
 	mu sync.Mutex
 	m  map[pidKey]*ServerConn
@@ -36,15 +36,21 @@ func (b *backendPIDs) remove(sc *ServerConn) {
 	}
 }
 
-// SameTenant reports whether the backend process senderPID, on sc's server,
-// is a connection this router opened for sc's tenant. The proxy drops a
+// Sender looks up the backend process senderPID of a notification that
+// arrived on sc. sameTenant reports whether senderPID, on sc's server, is a
+// connection this router opened for sc's tenant; the proxy drops a
 // notification whose sender is not: tenants sharing a database share its
 // NOTIFY channels. A PID the router does not know (a backend of another proxy
 // replica, a client connected directly, a connection already closed) counts
-// as another tenant's: fail closed.
-func (r *Router) SameTenant(sc *ServerConn, senderPID uint32) bool {
+// as another tenant's: fail closed. clientPID is the process id the proxy
+// gave the client of the session that last held the sender (SetClientPID),
+// or 0 when none is recorded; it is told only for the same tenant.
+func (r *Router) Sender(sc *ServerConn, senderPID uint32) (clientPID uint32, sameTenant bool) {
 	r.pids.mu.Lock()
 	defer r.pids.mu.Unlock()
 	other := r.pids.m[pidKey{sc.backend, senderPID}]
-	return other != nil && other.tenantID == sc.tenantID
+	if other == nil || other.tenantID != sc.tenantID {
+		return 0, false
+	}
+	return other.ClientPID(), true
 }

@@ -63,7 +63,7 @@ type Router struct {
 	}
 
 	pools *pools
-	// pids are the open backend connections by process id (SameTenant).
+	// pids are the open backend connections by process id (Sender).
 	pids  backendPIDs
 	knobs knobs
 	stop  context.CancelFunc

@@ -57,7 +57,21 @@ type ServerConn struct {
 	tenantID string
 	backend  string
 	pids     *backendPIDs // where it is registered by PID, or nil
+	// clientPID is the process id the proxy gave the client of the session
+	// that holds or last held the connection (SetClientPID), 0 before any:
+	// a notification this backend sends is named by it (Router.Sender).
+	// Other sessions' pumps read it, hence atomic.
+	clientPID atomic.Uint32
 }
+
+// SetClientPID records the process id the client of the session taking the
+// connection was given in BackendKeyData. It stays after Release: a
+// notification is sent at the commit that ends the holder's transaction and
+// may reach a listener after the connection went back to its pool.
+func (s *ServerConn) SetClientPID(pid uint32) { s.clientPID.Store(pid) }
+
+// ClientPID is what SetClientPID recorded last, 0 before any.
+func (s *ServerConn) ClientPID() uint32 { return s.clientPID.Load() }
 
 // DialFunc opens a network connection, like (*net.Dialer).DialContext.
 type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)

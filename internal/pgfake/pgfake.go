@@ -100,6 +100,13 @@ type Func func(b *pgproto3.Backend) error
 // Step runs f.
 func (f Func) Step(b *pgproto3.Backend) error { return f(b) }
 
+// errHangUp ends a script early with the connection closed (HangUp).
+var errHangUp = errors.New("hang up")
+
+// HangUp is a last step that closes the connection at once, as a server
+// does after a FATAL error; Serve then returns nil.
+func HangUp() Step { return Func(func(*pgproto3.Backend) error { return errHangUp }) }
+
 // Query expects the simple Query sql and answers it with CommandComplete(tag)
 // and ReadyForQuery(txStatus), as a backend does for a statement without rows.
 func Query(sql, tag string, txStatus byte) *Script {
@@ -112,12 +119,15 @@ func Query(sql, tag string, txStatus byte) *Script {
 // Serve runs script on the backend's end of conn, then keeps reading until
 // the peer closes conn or sends Terminate: any other message after the script
 // is an error wrapping ErrUnexpected (the code under test sent more than the
-// script allowed). Serve closes conn when it returns. Its error is the
-// script's, or nil when the script ran to its end.
+// script allowed). A HangUp step ends it at once. Serve closes conn when it
+// returns. Its error is the script's, or nil when the script ran to its end.
 func Serve(conn net.Conn, script *Script) error {
 	defer conn.Close()
 	b := pgproto3.NewBackend(conn, conn)
 	if err := script.Run(b); err != nil {
+		if errors.Is(err, errHangUp) {
+			return nil
+		}
 		return err
 	}
 	for {

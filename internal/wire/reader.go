@@ -107,8 +107,10 @@ func (r *Reader) ReadStartup() ([]byte, error) {
 	return msg, nil
 }
 
-// maxStartupSize is PostgreSQL's own limit on a startup packet (MAX_STARTUP_PACKET_LENGTH).
-const maxStartupSize = 10000
+// maxStartupSize is PostgreSQL's own limit on a startup packet: its
+// MAX_STARTUP_PACKET_LENGTH (10000) bounds the packet without its length
+// word, so the whole packet may have 10004 bytes.
+const maxStartupSize = 10000 + 4
 
 // fill makes sure at least n unread bytes are buffered.
 func (r *Reader) fill(n int) error {

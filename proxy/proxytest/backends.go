@@ -83,8 +83,10 @@ type Backends struct {
 		opened     int
 		tenants    int
 		errs       []error
-		// foreign are the PIDs SameTenant calls another tenant's (ForeignPID).
+		// foreign are the PIDs Sender calls another tenant's (ForeignPID).
 		foreign map[uint32]bool
+		// sharedPID, when not 0, is the PID of every new connection (SharePID).
+		sharedPID uint32
 		// hold, when not nil, is waited for by every Release (HoldReleases).
 		hold chan struct{}
 	}
@@ -278,11 +280,15 @@ func (b *Backends) Acquire(ctx context.Context, p *router.Placement, params map[
 	if status == nil {
 		status = DefaultStatus
 	}
+	pid := uint32(1000 + n)
+	if b.mu.sharedPID != 0 {
+		pid = b.mu.sharedPID
+	}
 	sc := &router.ServerConn{
 		Conn:       front,
 		Reader:     wire.NewReader(front, 0),
 		Writer:     bufio.NewWriterSize(front, 16<<10),
-		PID:        uint32(1000 + n),
+		PID:        pid,
 		SecretKey:  []byte{0, 0, byte(n >> 8), byte(n)},
 		Params:     maps.Clone(status),
 		Addr:       fmt.Sprintf("pgfake-%d:5432", n),
@@ -402,7 +408,7 @@ func (b *Backends) DialCancel(ctx context.Context, network, addr string) (net.Co
 	return front, nil
 }
 
-// ForeignPID makes SameTenant call backend process pid another tenant's;
+// ForeignPID makes Sender call backend process pid another tenant's;
 // every other PID is the session's own tenant's.
 func (b *Backends) ForeignPID(pid uint32) {
 	b.mu.Lock()
@@ -413,9 +419,27 @@ func (b *Backends) ForeignPID(pid uint32) {
 	b.mu.foreign[pid] = true
 }
 
-// SameTenant implements proxy.Backends: true unless ForeignPID named pid.
-func (b *Backends) SameTenant(sc *router.ServerConn, pid uint32) bool {
+// SharePID makes every connection opened from now on report process id pid,
+// as backends on different servers may (each has its own Addr).
+func (b *Backends) SharePID(pid uint32) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return !b.mu.foreign[pid]
+	b.mu.sharedPID = pid
+}
+
+// Sender implements proxy.Backends: the tenant's own unless ForeignPID named
+// pid; the client process id recorded on the connection with that PID (the
+// first found), 0 when none is.
+func (b *Backends) Sender(sc *router.ServerConn, pid uint32) (uint32, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mu.foreign[pid] {
+		return 0, false
+	}
+	for other := range b.mu.conns {
+		if other.PID == pid {
+			return other.ClientPID(), true
+		}
+	}
+	return 0, true
 }
