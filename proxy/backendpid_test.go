@@ -66,8 +66,8 @@ func TestBackendKeyDataProcessID(t *testing.T) {
 			if mode == PoolSession && c.pid != 1001 {
 				t.Errorf("BackendKeyData process id %d, want the backend's, 1001", c.pid)
 			}
-			if mode == PoolTransaction && c.pid == 1001 {
-				t.Errorf("BackendKeyData process id %d is a backend's", c.pid)
+			if mode == PoolTransaction && (c.pid < 1<<22 || c.pid >= 1<<31) {
+				t.Errorf("BackendKeyData process id %d, want the proxy's own, above any real process id", c.pid)
 			}
 			if string(c.key) == string([]byte{0, 0, 0, 1}) {
 				t.Errorf("BackendKeyData carries the backend's own secret")
@@ -176,4 +176,15 @@ func TestNotificationSenderAsTheClientKnowsIt(t *testing.T) {
 		h.expectEventsAnyOrder("acquire t1 #1", "release t1 #1 close", "acquire t2 #2")
 		h.expectEvents("release t2 #2 reset")
 	})
+}
+
+// The proxy's own process ids lie above every process id Linux gives out
+// (2^22), so pg_terminate_backend of one never reaches a real backend, and
+// below 2^31, as clients read them as signed.
+func TestProxyPIDNeverARealProcessID(t *testing.T) {
+	for range 10000 {
+		if pid := proxyPID(); pid < 1<<22 || pid >= 1<<31 {
+			t.Fatalf("proxyPID() = %d, want within [2^22, 2^31)", pid)
+		}
+	}
 }

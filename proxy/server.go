@@ -305,18 +305,27 @@ type cancelKey struct {
 	secret [4]byte
 }
 
-// register gives ss a unique cancel key, a random process id and secret, and
-// records it.
+// register gives ss a unique cancel key, a random process id of the proxy's
+// own (proxyPID) and a random secret, and records it.
 func (s *Server) register(ss *session) bool {
-	var b [4]byte
-	rand.Read(b[:])
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closing {
 		return false
 	}
-	s.keyLocked(ss, binary.BigEndian.Uint32(b[:])&0x7fffffff)
+	s.keyLocked(ss, 0)
 	return true
+}
+
+// proxyPID is a random process id for a session that has no backend of its
+// own (transaction pooling, and every session until its backend is known):
+// at least 2^22, Linux's largest possible process id (PID_MAX_LIMIT), so
+// that it never names a real backend, which pg_terminate_backend of it could
+// otherwise reach, and below 2^31, since clients read it as a signed Int32.
+func proxyPID() uint32 {
+	var b [4]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint32(b[:])&0x7fffffff | 1<<22
 }
 
 // rekey gives ss a cancel key with the process id pid (its backend's, in
@@ -330,17 +339,15 @@ func (s *Server) rekey(ss *session, pid uint32) {
 	s.keyLocked(ss, pid)
 }
 
-// keyLocked records ss under pid and a random secret, drawn again while the
-// pair is taken; a process id of 0 (which clients may read as "none") is
-// replaced by a random one. Holds s.mu.
+// keyLocked records ss under pid (0: a proxyPID) and a random secret, drawn
+// again while the pair is taken. Holds s.mu.
 func (s *Server) keyLocked(ss *session, pid uint32) {
+	if pid == 0 {
+		pid = proxyPID()
+	}
 	var b [4]byte
 	for {
 		rand.Read(b[:])
-		if pid == 0 {
-			pid = binary.BigEndian.Uint32(b[:]) & 0x7fffffff
-			continue
-		}
 		k := cancelKey{pid: pid, secret: b}
 		if _, taken := s.mu.sessions[k]; !taken {
 			ss.key = k
