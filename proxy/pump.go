@@ -98,6 +98,7 @@ func (ss *session) backendReadFailed(att *attachment, err error, backendSaidFata
 	switch {
 	case att.pausing.Load():
 	case backendSaidFatal:
+		ss.srv.metrics.countError("backend_fatal")
 		ss.log.Info("backend ended the session with a FATAL error", zap.Error(err))
 	default:
 		ss.srv.metrics.countError("backend_lost")
