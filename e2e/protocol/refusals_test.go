@@ -13,14 +13,14 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 )
 
-// TestRefusals checks, on real PostgreSQL in both pool modes, the refusals
+// TestSafeSettingsAndDatabaseNames checks, on real PostgreSQL in both pool modes, the refusals
 // real drivers' test suites meet: the lexer's settings and the database
 // name. What is safe passes; what is not is refused with the README's
 // SQLSTATE; and the lexer settings hidden in dynamic SQL (which the guard
 // cannot read) give what docs/security.md promises: PostgreSQL accepts them,
 // and they open nothing, since PostgreSQL refuses what they could smuggle
 // past the guard.
-func TestRefusals(t *testing.T) {
+func TestSafeSettingsAndDatabaseNames(t *testing.T) {
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		t.Run("lexer settings", func(t *testing.T) { testLexerSettings(t, ts) })
 		t.Run("database names", func(t *testing.T) { testDatabaseNames(t, ts) })
