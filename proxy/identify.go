@@ -103,7 +103,8 @@ func (ss *session) checkDatabase(ctx context.Context) (*router.Placement, error)
 	case ss.srv.cfg.AllowAnyDatabase:
 		return nil, nil
 	}
-	return nil, fatalf(codeInvalidCatalogName, "database %q does not exist", db)
+	// Quoted as PostgreSQL quotes it: the name as sent, between double quotes.
+	return nil, fatalf(codeInvalidCatalogName, "database \"%s\" does not exist", db)
 }
 
 // oldSlugNotice appends to dst, when ref is an old slug of the tenant p (it
