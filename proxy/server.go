@@ -71,8 +71,9 @@ type Config struct {
 	// DatabaseNames are the database names a client may connect with besides
 	// the names mapped to a tenant its user may use; any other name is
 	// refused with FATAL 3D000 after authentication (checkDatabase). Names
-	// compare exactly, as PostgreSQL's do. Default: the router's shared
-	// database name ("app" when it has none).
+	// compare exactly, as PostgreSQL's do; a listed name is not looked up
+	// as a mapping. Default: the router's shared database name ("app" when
+	// it has none).
 	DatabaseNames []string
 	// AllowAnyDatabase accepts every database name: the name then only
 	// matters for naming a tenant by a mapped name.
