@@ -36,6 +36,7 @@ const (
 	codeAdminShutdown       = "57P01"
 	codeTooManyConnections  = "53300"
 	codeUndefinedObject     = "42704"
+	codeInvalidCatalogName  = "3D000" // invalid_catalog_name: an unknown database
 	codeDeprecated          = "01P01" // deprecated_feature, a warning class: the NOTICE of an old slug
 )
 

@@ -56,6 +56,14 @@ func (ss *session) guardError(sql []byte, simple bool) *Error {
 	ss.srv.metrics.denials.WithLabelValues(v.Reason).Inc()
 	ss.log.Warn("statement refused by the guard", zap.String("reason", v.Reason), zap.String("fingerprint", v.Fingerprint))
 	e := errorf(v.Code, "%s", v.Message)
-	e.Hint = "the session's role and tenant, and the settings that choose them, are fixed by stratum-proxy"
+	e.Hint = guardHint(v)
 	return e
+}
+
+// guardHint is the hint of a guard refusal: what to do instead.
+func guardHint(v rewrite.Verdict) string {
+	if v.Code == rewrite.CodeFeatureNotSupported {
+		return "stratum-proxy keeps client_encoding ASCII-safe (UTF8) and standard_conforming_strings on; those values may be set"
+	}
+	return "the session's role and tenant, and the settings that choose them, are fixed by stratum-proxy"
 }

@@ -27,7 +27,14 @@ const (
 // user-name suffix (user.tenant); a database name mapped to a tenant. It also
 // fills ss.params, the parameters forwarded to the backend, after checking
 // them against the allow-list (checkStartup).
+//
+// It runs once the user is authenticated, and first checks the database name
+// (checkDatabase), as PostgreSQL checks it after authentication.
 func (ss *session) identify(ctx context.Context, userSuffix string) (*router.Placement, error) {
+	mapped, err := ss.checkDatabase(ctx)
+	if err != nil {
+		return nil, err
+	}
 	params, optTenant, optFound, perr := checkStartup(ss.startup)
 	if perr != nil {
 		return nil, perr
@@ -41,18 +48,8 @@ func (ss *session) identify(ctx context.Context, userSuffix string) (*router.Pla
 		ref = userSuffix
 	}
 	if ref == "" {
-		if db := ss.startup[paramDatabase]; db != "" {
-			// A database mapped to a tenant outside the user's subtree is
-			// answered as an unmapped one: the mapping is not the user's.
-			p, err := ss.srv.backends.ResolveDatabase(ctx, db)
-			switch {
-			case err == nil:
-				if err := ss.authorize(ctx, p, true); !errors.Is(err, errOutside) {
-					return p, err
-				}
-			case !errors.Is(err, catalog.ErrNotFound):
-				return nil, catalogError(err, true)
-			}
+		if mapped != nil {
+			return mapped, blocked(mapped, true)
 		}
 		return nil, &Error{Code: codeInvalidAuthSpec, Fatal: true,
 			Message: "no tenant named on the connection, and its database name is mapped to no tenant the user may use",
@@ -64,6 +61,50 @@ func (ss *session) identify(ctx context.Context, userSuffix string) (*router.Pla
 		ss.startupNotice = oldSlugNotice(nil, ref, p)
 	}
 	return p, err
+}
+
+// clientDatabase is the database name the client connects with: the startup
+// parameter database, or, when it sends none, its user name as sent (the
+// whole "user.tenant"), PostgreSQL's default.
+func (ss *session) clientDatabase() string {
+	if db := ss.startup[paramDatabase]; db != "" {
+		return db
+	}
+	return ss.startup[paramUser]
+}
+
+// checkDatabase applies the rule for the client's database name: it must be
+// one of Config.DatabaseNames (the app's database name), or a name mapped to
+// a tenant inside the user's subtree, whose placement it then returns (nil
+// for an app name). Any other name gets FATAL 3D000 'database "x" does not
+// exist', PostgreSQL's answer, as PgBouncer gives for a database it does not
+// serve. The check runs after authentication, where PostgreSQL runs it, so
+// a client without a password learns nothing about which names exist; and a
+// name mapped to a tenant outside the user's subtree is answered as an
+// unmapped one, after the same lookups, so that a user cannot find other
+// tenants' mappings. With Config.AllowAnyDatabase every name passes.
+func (ss *session) checkDatabase(ctx context.Context) (*router.Placement, error) {
+	db := ss.clientDatabase()
+	for _, name := range ss.srv.cfg.DatabaseNames {
+		if db == name {
+			return nil, nil
+		}
+	}
+	root, err := ss.srv.backends.Resolve(ctx, ss.user.TenantID)
+	if err != nil {
+		return nil, catalogError(err, true)
+	}
+	p, err := ss.srv.backends.ResolveDatabase(ctx, db)
+	switch {
+	case err == nil && p.Tenant.Within(root.Tenant):
+		return p, nil
+	case err != nil && !errors.Is(err, catalog.ErrNotFound):
+		return nil, catalogError(err, true)
+	case ss.srv.cfg.AllowAnyDatabase:
+		return nil, nil
+	}
+	// Quoted as PostgreSQL quotes it: the name as sent, between double quotes.
+	return nil, fatalf(codeInvalidCatalogName, "database \"%s\" does not exist", db)
 }
 
 // oldSlugNotice appends to dst, when ref is an old slug of the tenant p (it
@@ -112,24 +153,6 @@ func (ss *session) notAvailable(ref string, fatal bool) *Error {
 	e.Fatal = fatal
 	return e
 }
-
-// authorize checks that the tenant lies in the user's subtree and is active.
-// It serves the database-name mapping, where the client did not name the
-// tenant: a tenant outside the subtree is reported as errOutside, and the
-// caller answers as for an unmapped database.
-func (ss *session) authorize(ctx context.Context, p *router.Placement, fatal bool) error {
-	root, err := ss.srv.backends.Resolve(ctx, ss.user.TenantID)
-	if err != nil {
-		return catalogError(err, fatal)
-	}
-	if !p.Tenant.Within(root.Tenant) {
-		return errOutside
-	}
-	return blocked(p, fatal)
-}
-
-// errOutside is authorize's answer for a tenant outside the user's subtree.
-var errOutside = errors.New("tenant outside the user's subtree")
 
 // blocked refuses a tenant that is suspended, archived or not ready, or under
 // such an ancestor (55000); nil when it may be used.
@@ -186,4 +209,14 @@ func (ss *session) reauthorize(ctx context.Context, p *router.Placement) *Error 
 	}
 	ss.user = u
 	return nil
+}
+
+// defaultDatabaseName is Config.DatabaseNames' default: the shared
+// database's name, which the dev deployment's and a default deployment's
+// clients connect with ("app").
+func defaultDatabaseName(rc router.Config) string {
+	if rc.Set.SharedDatabase != "" {
+		return rc.Set.SharedDatabase
+	}
+	return "app"
 }

@@ -67,6 +67,16 @@ type Config struct {
 	// should share it (server derives it from the keyring); default a random
 	// key for this process.
 	MockAuthKey []byte
+	// DatabaseNames are the database names a client may connect with besides
+	// the names mapped to a tenant its user may use; any other name is
+	// refused with FATAL 3D000 after authentication (checkDatabase). Names
+	// compare exactly, as PostgreSQL's do; a listed name is not looked up
+	// as a mapping. Default: the router's shared database name ("app" when
+	// it has none).
+	DatabaseNames []string
+	// AllowAnyDatabase accepts every database name: the name then only
+	// matters for naming a tenant by a mapped name.
+	AllowAnyDatabase bool
 	// Metrics receives the proxy's series; default: unregistered ones.
 	Metrics *Metrics
 	// RankEvery is how often the most active tenants are re-ranked for the
@@ -181,6 +191,9 @@ type Server struct {
 // Server is closed.
 func New(cfg Config, b Backends, log *zap.Logger) *Server {
 	cfg.fillDefaults()
+	if len(cfg.DatabaseNames) == 0 {
+		cfg.DatabaseNames = []string{defaultDatabaseName(b.Config())}
+	}
 	s := &Server{cfg: cfg, backends: b, log: log, binding: serverEndpointBinding(cfg.TLS),
 		guard: rewrite.NewGuard(rewrite.GuardConfig{}), metrics: cfg.Metrics, limits: newLimits()}
 	s.mu.listeners = map[net.Listener]struct{}{}

@@ -41,12 +41,15 @@ var startupSettings = map[string]startupSetting{
 	"idle_in_transaction_session_timeout": {},
 	"default_transaction_isolation":       {},
 	"default_transaction_read_only":       {},
-	"standard_conforming_strings": {allowed: pgTrue, why: "with it off a backslash in a string literal escapes " +
-		"the quote, so statements could be read differently by the proxy's guard and by PostgreSQL; use on"},
+	"standard_conforming_strings": {allowed: pgTrue, why: "with it off, a backslash can end a string literal for " +
+		"PostgreSQL but not for the proxy, so string literals could hide statements from the proxy's checks; " +
+		"stratum-proxy keeps it on"},
 }
 
-const unsafeEncodingWhy = "in it a quote or backslash byte can be part of a multi-byte character, so statements " +
-	"could be read differently by the proxy's guard and by PostgreSQL; use UTF8"
+// unsafeEncodingWhy gives the guard's reason for refusing SET client_encoding
+// to the same encodings (rewrite's whyEncoding).
+const unsafeEncodingWhy = "in it a quote or backslash byte can be part of a multi-byte character, so string " +
+	"literals could hide statements from the proxy's checks; use UTF8"
 
 // settingKey folds a setting name as PostgreSQL does: case-insensitive, and
 // '-' read as '_' (as in options' --name=value).

@@ -22,9 +22,11 @@
 //     SET/RESET stratum.* other than the proxy's tenant commands sent alone;
 //     ALTER/CREATE/DROP ROLE, role GRANT/REVOKE, ALTER DATABASE, ALTER SYSTEM;
 //     LOAD; COPY to or from a program or server file; writes through
-//     pg_settings; and the two settings that would make the backend read SQL
-//     differently from the guard (standard_conforming_strings off, client-only
-//     multi-byte client encodings such as SJIS).
+//     pg_settings. It refuses with 0A000 the values of the two settings that
+//     would make the backend read SQL differently from the guard
+//     (standard_conforming_strings off, client-only multi-byte client
+//     encodings such as SJIS), by SET or by set_config; set_config of them to
+//     a constant safe value (on, UTF8) is allowed, to any other value refused.
 //   - It classifies every text for the sql.write and sql.ddl permissions
 //     (Verdict.Writes, Verdict.DDL), flags transaction control and session
 //     resets (DISCARD, RESET ALL) for pooled mode, and gives a literal-free

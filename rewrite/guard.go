@@ -7,9 +7,17 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
 
-// CodeInsufficientPrivilege is the SQLSTATE of every refusal (42501,
-// insufficient_privilege).
-const CodeInsufficientPrivilege = "42501"
+// SQLSTATEs of the guard's refusals.
+const (
+	// CodeInsufficientPrivilege (42501, insufficient_privilege) is the
+	// SQLSTATE of every refusal but those below.
+	CodeInsufficientPrivilege = "42501"
+	// CodeFeatureNotSupported (0A000, feature_not_supported) refuses a value
+	// of a setting the proxy keeps fixed: standard_conforming_strings off or
+	// a client encoding that is not ASCII-safe. The startup packet's
+	// allow-list refuses the same values with the same SQLSTATE.
+	CodeFeatureNotSupported = "0A000"
+)
 
 const (
 	// defaultGuardCacheSize is GuardConfig.CacheSize when left zero.
@@ -25,8 +33,8 @@ type Verdict struct {
 	// Allow is false when the proxy must refuse the text with Code and Message
 	// instead of sending it to the backend.
 	Allow bool
-	// Code is the SQLSTATE of a refusal (CodeInsufficientPrivilege); "" when
-	// allowed.
+	// Code is the SQLSTATE of a refusal (CodeInsufficientPrivilege or
+	// CodeFeatureNotSupported); "" when allowed.
 	Code string
 	// Message names what was refused and why, for the ErrorResponse; "" when
 	// allowed.
@@ -135,7 +143,7 @@ func checkSQL(sql string) Verdict {
 	}
 	if c.deny != nil {
 		v.Allow = false
-		v.Code = CodeInsufficientPrivilege
+		v.Code = c.deny.code
 		v.Reason = c.deny.reason
 		v.Message = c.deny.message
 	}

@@ -11,8 +11,10 @@ import (
 // visits every node of a statement (expressions, subqueries, CTEs, function
 // SET clauses, rule actions, ...), so a rule fires wherever its node appears.
 
-// denial is a refusal: a Reason label and the client-facing message.
+// denial is a refusal: its SQLSTATE, a Reason label and the client-facing
+// message.
 type denial struct {
+	code    string
 	reason  string
 	message string
 }
@@ -40,9 +42,17 @@ type checker struct {
 // strings; deeper nesting is refused rather than inspected.
 const maxGuardDepth = 6
 
-// refuse records a refusal unless one is already recorded. The message reads
-// "<what> is not allowed through stratum-proxy[ (inside ...)]: <why>".
+// refuse records a refusal (SQLSTATE 42501) unless one is already recorded.
+// The message reads "<what> is not allowed through stratum-proxy[ (inside
+// ...)]: <why>".
 func (c *checker) refuse(reason, what, why string) {
+	c.refuseCode(CodeInsufficientPrivilege, reason, what, why)
+}
+
+// refuseCode is refuse with another SQLSTATE: CodeFeatureNotSupported for a
+// value of a setting the proxy keeps fixed (the lexer's settings), which is
+// no matter of privilege.
+func (c *checker) refuseCode(code, reason, what, why string) {
 	if c.deny != nil {
 		return
 	}
@@ -51,6 +61,7 @@ func (c *checker) refuse(reason, what, why string) {
 		ctx = " (inside " + c.where + ")"
 	}
 	c.deny = &denial{
+		code:    code,
 		reason:  reason,
 		message: fmt.Sprintf("%s is not allowed through stratum-proxy%s: %s", what, ctx, why),
 	}
@@ -61,8 +72,15 @@ const (
 	whyStratum  = "the stratum.* settings belong to the proxy; only SET, RESET and SHOW stratum.tenant, each sent alone, are accepted"
 	whyRoles    = "the tenant's role must not reshape roles"
 	whyDatabase = "the tenant's role must not reshape databases"
-	whyLexer    = "the proxy must read SQL text exactly as PostgreSQL does"
 	whyUnseen   = "the proxy cannot see what it would run"
+	// whyStandardStrings and whyEncoding say why the lexer's settings stay
+	// fixed; the startup allow-list (proxy/startupparams.go) gives the same
+	// reasons for the same values.
+	whyStandardStrings = "with it off, a backslash can end a string literal for PostgreSQL but not for the proxy, " +
+		"so string literals could hide statements from the proxy's checks; stratum-proxy keeps it on"
+	whyEncoding = "in this encoding a quote or backslash byte can be part of a multi-byte character, so string " +
+		"literals could hide statements from the proxy's checks; use UTF8"
+	whyUnknownValue = "the proxy cannot tell which value it sets; write the value as a constant"
 )
 
 // topStatements checks the statements of a text that parsed. The proxy's own
@@ -264,21 +282,23 @@ func (c *checker) variableSet(v *pg_query.VariableSetStmt) {
 		c.refuse("stratum_setting", verb+" "+name, whyStratum)
 	case guardEqualFold(name, "standard_conforming_strings"):
 		if v.Kind == pg_query.VariableSetKind_VAR_SET_VALUE && !setsBoolOn(v.Args) {
-			c.refuse("standard_conforming_strings", verb+" standard_conforming_strings other than on", whyLexer)
+			c.refuseCode(CodeFeatureNotSupported, "standard_conforming_strings",
+				verb+" standard_conforming_strings other than on", whyStandardStrings)
 		}
 	case guardEqualFold(name, "client_encoding"):
 		if v.Kind == pg_query.VariableSetKind_VAR_SET_VALUE && len(v.Args) == 1 {
 			if enc, ok := guardConstText(v.Args[0]); ok && unsafeClientEncoding(enc) {
-				c.refuse("client_encoding", verb+" client_encoding to "+enc,
-					"in this encoding a quote can hide inside a multi-byte character; use UTF8")
+				c.refuseCode(CodeFeatureNotSupported, "client_encoding", verb+" client_encoding to "+enc, whyEncoding)
 			}
 		}
 	}
 }
 
 // funcCall applies the set_config rules: set_config (in any schema) whose
-// setting name is role, session_authorization, stratum.*, client_encoding or
-// standard_conforming_strings, or is not a constant, is refused.
+// setting name is role, session_authorization, stratum.*, or is not a
+// constant, is refused, and so is set_config of client_encoding or
+// standard_conforming_strings to anything but a constant value that SET would
+// be allowed to set (setConfigName).
 func (c *checker) funcCall(fc *pg_query.FuncCall) {
 	if len(fc.Funcname) == 0 {
 		return
@@ -286,26 +306,47 @@ func (c *checker) funcCall(fc *pg_query.FuncCall) {
 	if !guardEqualFold(fc.Funcname[len(fc.Funcname)-1].GetString_().GetSval(), "set_config") {
 		return
 	}
-	var nameArg *pg_query.Node
-	for _, a := range fc.Args {
-		if na := a.GetNamedArgExpr(); na != nil && guardEqualFold(na.Name, "setting_name") {
-			nameArg = na.Arg
-		}
-	}
-	if nameArg == nil && len(fc.Args) > 0 && fc.Args[0].GetNamedArgExpr() == nil && !fc.FuncVariadic {
-		nameArg = fc.Args[0]
-	}
+	nameArg, valueArg := setConfigArgs(fc)
 	name, ok := guardConstText(nameArg)
 	if !ok {
 		c.refuse("set_config_dynamic", "set_config with a setting name that is not a constant",
 			"it could change the session's role or tenant")
 		return
 	}
-	c.setConfigName(name)
+	value, known := guardConstText(valueArg)
+	c.setConfigName(name, value, known)
 }
 
-// setConfigName refuses set_config of a protected setting name.
-func (c *checker) setConfigName(name string) {
+// setConfigArgs returns the setting_name and new_value arguments of a call of
+// set_config, given by position or by name (nil when missing or not
+// readable, e.g. a VARIADIC array).
+func setConfigArgs(fc *pg_query.FuncCall) (name, value *pg_query.Node) {
+	if fc.FuncVariadic {
+		return nil, nil
+	}
+	for i, a := range fc.Args {
+		na := a.GetNamedArgExpr()
+		switch {
+		case na == nil && i == 0:
+			name = a
+		case na == nil && i == 1:
+			value = a
+		case na != nil && guardEqualFold(na.Name, "setting_name"):
+			name = na.Arg
+		case na != nil && guardEqualFold(na.Name, "new_value"):
+			value = na.Arg
+		}
+	}
+	return name, value
+}
+
+// setConfigName refuses set_config of a protected setting name. The lexer's
+// settings may be set to the values the proxy keeps them at anyway (drivers
+// do so to be sure of them): standard_conforming_strings to a true value and
+// client_encoding to an ASCII-safe encoding such as UTF8, the rules of SET.
+// known is false when the value is not a constant, and such a call of them
+// is refused.
+func (c *checker) setConfigName(name, value string, known bool) {
 	what := "set_config('" + name + "', ...)"
 	switch {
 	case guardEqualFold(name, "role"):
@@ -315,9 +356,22 @@ func (c *checker) setConfigName(name string) {
 	case guardHasPrefixFold(name, "stratum."):
 		c.refuse("set_config_stratum", what, whyStratum)
 	case guardEqualFold(name, "client_encoding"):
-		c.refuse("set_config_client_encoding", what, whyLexer)
+		switch {
+		case !known:
+			c.refuseCode(CodeFeatureNotSupported, "set_config_client_encoding", what+" with a value that is not a constant", whyUnknownValue)
+		case unsafeClientEncoding(value):
+			c.refuseCode(CodeFeatureNotSupported, "set_config_client_encoding",
+				"set_config('"+name+"', '"+value+"', ...)", whyEncoding)
+		}
 	case guardEqualFold(name, "standard_conforming_strings"):
-		c.refuse("set_config_standard_conforming_strings", what, whyLexer)
+		switch {
+		case !known:
+			c.refuseCode(CodeFeatureNotSupported, "set_config_standard_conforming_strings",
+				what+" with a value that is not a constant", whyUnknownValue)
+		case !pgBoolTrue(value):
+			c.refuseCode(CodeFeatureNotSupported, "set_config_standard_conforming_strings",
+				"set_config('"+name+"', '"+value+"', ...)", whyStandardStrings)
+		}
 	}
 }
 
@@ -352,11 +406,13 @@ func setsBoolOn(args []*pg_query.Node) bool {
 		return c.GetIval().Ival == 1
 	}
 	s, ok := guardConstText(args[0])
-	if !ok {
-		return false
-	}
-	s = guardLower(s)
-	switch s {
+	return ok && pgBoolTrue(s)
+}
+
+// pgBoolTrue reports whether s is a value PostgreSQL's parse_bool reads as
+// true: on, 1, or a prefix of true or yes, in any case.
+func pgBoolTrue(s string) bool {
+	switch guardLower(s) {
 	case "on", "1", "t", "tr", "tru", "true", "y", "ye", "yes":
 		return true
 	}

@@ -201,7 +201,9 @@ func (c *checker) scanSetConfig(toks []guardToken, i int, readable bool) {
 	if i+2 < len(toks) && (toks[i+2].tok == pg_query.Token_SCONST || toks[i+2].tok == pg_query.Token_USCONST) &&
 		(i+3 >= len(toks) || toks[i+3].tok != pg_query.Token_EQUALS_GREATER) {
 		if readable {
-			c.setConfigName(guardStringValue(toks[i+2]))
+			// The value is not read here (the text did not parse): the
+			// lexer's settings are refused whatever it is.
+			c.setConfigName(guardStringValue(toks[i+2]), "", false)
 		} else if mentionsGuardedName(guardStringValue(toks[i+2])) {
 			c.refuse("set_config_dynamic", "a call of a function whose name the proxy cannot read", whyRole)
 		}

@@ -45,8 +45,12 @@ type fileConfig struct {
 		Backend  string `yaml:"backend"`
 		Database string `yaml:"database"`
 	} `yaml:"shared"`
-	DefaultBackend string `yaml:"default_backend"`
-	Pool           struct {
+	DefaultBackend  string `yaml:"default_backend"`
+	ClientDatabases struct {
+		Names    []string `yaml:"names"`
+		AllowAny bool     `yaml:"allow_any"`
+	} `yaml:"client_databases"`
+	Pool struct {
 		Mode           string        `yaml:"mode"`
 		MaxPerTenant   int           `yaml:"max_per_tenant"`
 		QueueTimeout   time.Duration `yaml:"queue_timeout"`
@@ -114,6 +118,7 @@ func loadConfig(path string) (*fileSettings, error) {
 		MaxClientConnections: fc.Limits.MaxClientConnections, MaxTenantConnections: fc.Limits.MaxTenantConnections,
 		AuthFailureThreshold: fc.Limits.AuthFailureThreshold, AuthFailureWindow: fc.Limits.AuthFailureWindow,
 		AuthLockout: fc.Limits.AuthLockout, AuthSourceFailureThreshold: fc.Limits.AuthSourceFailures,
+		DatabaseNames: fc.ClientDatabases.Names, AllowAnyDatabase: fc.ClientDatabases.AllowAny,
 	}
 	sc.Admin.RateLimit = fc.Admin.RateLimit
 	if m := sc.Proxy.PoolMode; m != proxy.PoolSession && m != proxy.PoolTransaction {

@@ -33,7 +33,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	if sc.Listen != "0.0.0.0:6432" || sc.AdminListen != "0.0.0.0:8080" || sc.CatalogURL != "postgres://cat@db/stratum_catalog" ||
 		b.AdminPassword != "s3cret" || b.Port != 5432 || b.SSLMode != "prefer" || sc.Admin.BootstrapKey != "boot" ||
 		sc.Router.SharedDatabase != "app" || sc.Router.IdleTimeout != 5*time.Minute || sc.Proxy.ShutdownGrace != 10*time.Second ||
-		fs.LogFormat != "json" || sc.Proxy.MaxMessageSize != 64<<20 || sc.Admin.RateLimit != 600 {
+		fs.LogFormat != "json" || sc.Proxy.MaxMessageSize != 64<<20 || sc.Admin.RateLimit != 600 ||
+		len(sc.Proxy.DatabaseNames) != 1 || sc.Proxy.DatabaseNames[0] != "app" || sc.Proxy.AllowAnyDatabase {
 		t.Errorf("loaded %+v / backend %+v", sc, b)
 	}
 }

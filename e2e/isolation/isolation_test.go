@@ -97,10 +97,17 @@ func TestRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A database name mapped to a tenant outside the user's subtree is
+	// answered as an unknown one.
+	if err := ts.Catalog.MapDatabase(ctx, "gamma_db", gamma.ID); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, url, code, text string
 	}{
 		{"wrong password", ts.URL("demo", "nope", "client_alpha", ""), "28P01", `password authentication failed for user "demo"`},
+		{"unknown database", ts.DatabaseURL("nope", "northstar_ops", "pw-northstar", "client_beta", ""), "3D000", `database "nope" does not exist`},
+		{"database mapped outside subtree", ts.DatabaseURL("gamma_db", "northstar_ops", "pw-northstar", "client_beta", ""), "3D000", `database "gamma_db" does not exist`},
 		{"unknown user", ts.URL("ghost", "demo", "client_alpha", ""), "28P01", `password authentication failed for user "ghost"`},
 		{"unknown tenant", ts.URL("demo", "demo", "no_such_tenant", ""), "42501", `tenant "no_such_tenant" does not exist or user "demo" may not use it`},
 		{"malformed tenant", ts.URL("demo", "demo", "Robert%27);DROP", ""), "22023", "invalid tenant name"},

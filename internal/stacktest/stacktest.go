@@ -31,6 +31,13 @@ import (
 // AdminKey is the bootstrap admin key of every test stack.
 const AdminKey = "test-admin-key"
 
+// Database is the app's database name clients of every test stack connect
+// with (URL), as the dev deployment's do. The stack's shared database has a
+// name of its own on the test server, so the stack names this one in
+// proxy.Config.DatabaseNames; other database names are refused (3D000)
+// unless mapped to a tenant.
+const Database = "app"
+
 // DemoSlugs are the seeded demo tenants, in the order server.DemoTree
 // creates them.
 var DemoSlugs = func() []string {
@@ -117,6 +124,7 @@ func start(t *testing.T, catalogURL string, backend backends.Backend, seed bool,
 	}
 	cfg.Admin.BootstrapKey = AdminKey
 	cfg.Proxy.ShutdownGrace = time.Second
+	cfg.Proxy.DatabaseNames = []string{Database}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -228,9 +236,15 @@ func DropAll(ctx context.Context, t testing.TB, cat *catalog.Catalog, p *provisi
 }
 
 // URL is a connection string to the proxy for user/password and tenant
-// (empty: none named), with extra query parameters appended.
+// (empty: none named) on the app's database name (Database), with extra
+// query parameters appended.
 func (ts *Stack) URL(user, password, tenant, extra string) string {
-	u := "postgres://" + user + ":" + password + "@" + ts.ProxyAddr + "/app?sslmode=disable"
+	return ts.DatabaseURL(Database, user, password, tenant, extra)
+}
+
+// DatabaseURL is URL with another database name.
+func (ts *Stack) DatabaseURL(database, user, password, tenant, extra string) string {
+	u := "postgres://" + user + ":" + password + "@" + ts.ProxyAddr + "/" + database + "?sslmode=disable"
 	if tenant != "" {
 		u += "&options=-c%20stratum.tenant%3D" + tenant
 	}

@@ -205,6 +205,46 @@ SET NAMES 'big5'
 SET client_encoding = 'UTF8'
 -- next
 SET NAMES 'LATIN1'
+-- next
+SET standard_conforming_strings TO 'yes'
+-- next
+SET standard_conforming_strings = 1
+-- next
+SET standard_conforming_strings = 0
+-- next
+RESET standard_conforming_strings
+-- next
+SET standard_conforming_strings TO DEFAULT
+-- next
+SET client_encoding = 'utf-8'
+-- next
+SET client_encoding = unicode
+-- next
+RESET client_encoding
+-- next
+SELECT set_config('client_encoding', 'UTF8', false)
+-- next
+SELECT pg_catalog.set_config('client_encoding', 'utf-8', true)
+-- next
+SELECT set_config('client_encoding', 'unicode', false)
+-- next
+SELECT set_config(new_value => 'UTF8', setting_name => 'client_encoding', is_local => false)
+-- next
+SELECT set_config(new_value => 'Shift_JIS', setting_name => 'client_encoding', is_local => false)
+-- next
+SELECT set_config('client_encoding', current_setting('server_encoding'), false)
+-- next
+SELECT set_config('standard_conforming_strings', 'on', false)
+-- next
+SELECT set_config('standard_conforming_strings', 'off', false)
+-- next
+SELECT set_config('standard_conforming_strings', $1, false)
+-- next
+DO $$ BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); END $$
+-- next
+DO $$ BEGIN EXECUTE 'SET client_encoding = ''GBK'''; END $$
+-- next
+DO $$ BEGIN PERFORM set_config('client_encoding', 'UTF8', false); END $$
 --- ===== DO blocks and function bodies =====
 -- next
 DO $$ BEGIN EXECUTE 'SET ROLE x'; END $$
