@@ -176,8 +176,7 @@ func (ss *session) policyError(sql []byte, simple bool) *Error {
 // the proxy saw its text only then. A statement the session did not prepare
 // through the protocol (SQL PREPARE, beyond the tracking limit, another
 // session's on a shared backend) cannot be checked and is refused. The
-// unnamed statement needs no check: a change of the policy reaches the
-// backend as simple Queries (injectSettings), which drop it.
+// unnamed statement is checked by unnamedPolicyError.
 func (ss *session) bindPolicyError(msg []byte) *Error {
 	pol := ss.pol
 	if pol.ReadOnly == "" && pol.NoDDL == "" {
@@ -190,8 +189,11 @@ func (ss *session) bindPolicyError(msg []byte) *Error {
 	}
 	name := body[i+1:]
 	j := bytes.IndexByte(name, 0)
-	if j <= 0 {
-		return nil // unnamed (or malformed)
+	if j < 0 {
+		return nil // malformed
+	}
+	if j == 0 {
+		return ss.unnamedPolicyError()
 	}
 	name = name[:j]
 	if sql, ok := ss.state.statementText(name); ok {
@@ -206,6 +208,23 @@ func (ss *session) bindPolicyError(msg []byte) *Error {
 	e := errorf(codeUnknownStatement, "prepared statement %q is unknown to stratum-proxy (not prepared with a protocol Parse in this session), so it cannot be checked against the tenant's policy: %s", name, reason)
 	e.Hint = "prepare the statement again with a protocol Parse"
 	return e
+}
+
+// unnamedPolicyError checks the client's unnamed statement again at a Bind
+// when the policy changed since its Parse. In transaction pooling the proxy
+// prepares it again on the backend of a later transaction (ensureUnnamed),
+// after a policy change too; in session pooling the change reaches the
+// backend as simple Queries (injectSettings), which drop it, and
+// state.unnamed is nil.
+func (ss *session) unnamedPolicyError() *Error {
+	u := ss.state.unnamed
+	if u == nil || u.pol == ss.pol {
+		return nil
+	}
+	if sql, ok := cstringBytes(u.rest); ok {
+		return ss.policyError(sql, false)
+	}
+	return nil
 }
 
 // setConfigOID is the OID of pg_catalog.set_config(text, text, boolean),
