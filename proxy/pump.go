@@ -111,7 +111,7 @@ func (ss *session) dropInjectedReply(att *attachment, typ byte, msg []byte) bool
 	switch {
 	case att.dropUntilRF.Load() > 0:
 		if typ == wire.ErrorResponse {
-			ss.log.Warn("replaying session settings failed", zap.ByteString("error", msg[5:]))
+			ss.log.Warn("a query the proxy injected failed", zap.ByteString("error", msg[5:]))
 		}
 		if typ == wire.ReadyForQuery {
 			att.dropUntilRF.Add(-1)
@@ -126,6 +126,13 @@ func (ss *session) dropInjectedReply(att *attachment, typ byte, msg []byte) bool
 		return true
 	case typ == wire.ReadyForQuery && att.dropReady.Load() > 0:
 		att.dropReady.Add(-1)
+		if len(msg) == 6 {
+			// The Sync ended the client's batch: its status is the
+			// session's now (a failure in the batch failed a transaction).
+			ss.mu.Lock()
+			ss.mu.txStatus = msg[5]
+			ss.mu.Unlock()
+		}
 		ss.injectedAnswered()
 		return true
 	}

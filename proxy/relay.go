@@ -59,6 +59,7 @@ func (r *relayer) handle(typ byte, msg []byte) (done bool, err error) {
 	if ss.skipUntilSync {
 		return false, r.skipUntilSync(typ)
 	}
+	ss.state.settleDeallocations(ss)
 	if startsTransaction(typ) && ss.srv.backends.Gen() != ss.polGen {
 		if err := r.refreshPolicy(); err != nil {
 			return false, err
@@ -151,6 +152,11 @@ func (r *relayer) answerError(e *Error) (answered bool, err error) {
 	if err := r.flush(); err != nil {
 		return true, err
 	}
+	if e.FailsTransaction {
+		if err := r.ss.failTransaction(); err != nil {
+			return true, err
+		}
+	}
 	return true, r.ss.answerError(e, true)
 }
 
@@ -164,6 +170,11 @@ func (r *relayer) refuseInBatch(e *Error) (answered bool, err error) {
 	}
 	if err := r.ss.syncOpenBatch(); err != nil {
 		return true, err
+	}
+	if e.FailsTransaction {
+		if err := r.ss.failTransaction(); err != nil {
+			return true, err
+		}
 	}
 	r.ss.skipUntilSync = true
 	return true, r.ss.answerError(e, false)
@@ -198,14 +209,17 @@ func (r *relayer) query(msg []byte) (answered bool, err error) {
 // pooling) fail the batch.
 func (r *relayer) parse(msg []byte) (answered bool, err error) {
 	ss := r.ss
-	e := ss.duplicateStatementError(msg)
-	if q, ok := parseQuery(msg); ok && e == nil {
+	var e *Error
+	if q, ok := parseQuery(msg); ok {
 		if e = ss.guardError(q, false); e == nil {
 			e = ss.parseDeallocateError(q)
 		}
 	}
 	if e == nil && rewrite.MentionsTenantSetting(msg[5:]) && ss.parseIsTenantCommand(msg) {
 		e = errorf(codeFeatureNotSupported, "SET and RESET of stratum.tenant must be sent with the simple query protocol")
+	}
+	if e == nil {
+		return r.duplicateName(msg)
 	}
 	if e != nil {
 		if len(msg) > 5 && msg[5] == 0 {

@@ -31,6 +31,18 @@ type sessionState struct {
 	// it until the next Parse of "", a Close of it or a simple Query, while
 	// the backend that holds it may serve other clients in between.
 	unnamed *unnamedStmt
+	// deallocs are the client's statements a DEALLOCATE through Parse
+	// dropped, kept until its request is answered (settleDeallocations).
+	deallocs []deallocation
+}
+
+// deallocation is a client statement dropped by a DEALLOCATE through Parse
+// whose request is unanswered: marker is settled as a Parse's would be
+// (session.awaitParse), and confirmed when the request had no error.
+type deallocation struct {
+	name   string
+	s      *stmt
+	marker *stmt
 }
 
 // unnamedStmt is a client's unnamed prepared statement in transaction pooling.
@@ -118,11 +130,15 @@ func (st *sessionState) injectSettings(sc *router.ServerConn, pol *policy.Policy
 }
 
 func writeQuery(sc *router.ServerConn, q string) {
+	sc.Writer.Write(queryMsg(q))
+	sc.Unnamed = 0 // a simple Query drops the unnamed statement
+}
+
+func queryMsg(q string) []byte {
 	msg := make([]byte, 5, 6+len(q))
 	msg[0] = wire.Query
 	binary.BigEndian.PutUint32(msg[1:], uint32(4+len(q)+1))
-	msg = append(append(msg, q...), 0)
-	sc.Writer.Write(msg)
+	return append(append(msg, q...), 0)
 }
 
 // track notes what a client message does to session state and returns the
@@ -161,7 +177,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			markIfSetConfig(att.sc, []byte(q))
 			if rewrite.MayDeallocate([]byte(q)) {
 				if txn {
-					rest = st.deallocateThroughParse(att, q, rest)
+					rest = st.deallocateThroughParse(ss, att, q, rest)
 					msg = parseMsg(name, rest)
 				} else {
 					st.prepared.noteDeallocate(q)
@@ -352,12 +368,15 @@ func (st *sessionState) closeUnnamed(att *attachment, msg []byte) []byte {
 // (another client name, which the backend reports as 26000 when it runs) is
 // sent as it is; DEALLOCATE ALL and reserved names are refused before
 // (relayer.parse).
-func (st *sessionState) deallocateThroughParse(att *attachment, q string, rest []byte) []byte {
+func (st *sessionState) deallocateThroughParse(ss *session, att *attachment, q string, rest []byte) []byte {
 	ds, n := rewrite.Deallocations(q)
 	if n != 1 || len(ds) != 1 || ds[0].All || st.stmts[ds[0].Name] == nil {
 		return rest
 	}
-	delete(st.stmts, ds[0].Name)
+	d := deallocation{name: ds[0].Name, s: st.stmts[ds[0].Name], marker: &stmt{}}
+	delete(st.stmts, d.name)
+	ss.awaitParse(d.marker)
+	st.deallocs = append(st.deallocs, d)
 	att.write(closeMsg(wire.TargetStatement, deallocStatement))
 	att.dropClose.Add(1)
 	att.write(parseMsg(deallocStatement, []byte("SELECT\x00\x00\x00")))
@@ -389,6 +408,7 @@ func (st *sessionState) noteSettings(sc *router.ServerConn, changes []rewrite.Se
 		}
 		if c.DropsStatements {
 			st.stmts = nil
+			st.deallocs = nil
 			st.prepared = prepared{}
 			sc.Statements = map[string]struct{}{}
 		}

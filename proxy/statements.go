@@ -18,29 +18,93 @@ const (
 	codeInFailedTransaction = "25P02" // in_failed_sql_transaction
 )
 
-// duplicateStatementError is PostgreSQL's error for a Parse of a statement
-// name the client has prepared already (transaction pooling), or nil.
-func (ss *session) duplicateStatementError(msg []byte) *Error {
+// duplicateName answers a Parse of a statement name the client has
+// prepared already (transaction pooling) as PostgreSQL does: 42P05, the
+// batch skipped to Sync, an open transaction block failed. answered is
+// false for any other Parse, and for one of a name whose earlier Parse
+// failed or may have (its request had an error): PostgreSQL would not have
+// the name, and track prepares it again.
+func (r *relayer) duplicateName(msg []byte) (answered bool, err error) {
+	ss := r.ss
 	if !ss.transactionPooling() {
-		return nil
+		return false, nil
 	}
 	name, ok := cstring(msg[5:])
 	if !ok || name == "" {
-		return nil
+		return false, nil
 	}
 	s := ss.state.stmts[name]
 	if s == nil {
-		return nil
+		return false, nil
 	}
 	ss.mu.Lock()
 	confirmed := s.confirmed
+	sameBatch := !confirmed && s.ready == ss.mu.readies+uint64(ss.mu.pending)+1
 	ss.mu.Unlock()
-	if !confirmed {
-		// Its Parse failed, or may have: PostgreSQL would not have the
-		// name, and track prepares it again.
+	if !confirmed && !sameBatch {
+		return false, nil
+	}
+	if sameBatch {
+		// The earlier Parse is in this batch: it ran unless a message
+		// before this one failed, and then PostgreSQL skips this one
+		// too. Ending the batch here tells which.
+		if err := r.flush(); err != nil {
+			return true, err
+		}
+		if err := ss.syncOpenBatch(); err != nil {
+			return true, err
+		}
+		if err := ss.waitIdle(); err != nil {
+			return true, err
+		}
+		ss.mu.Lock()
+		confirmed = s.confirmed
+		ss.mu.Unlock()
+		if !confirmed {
+			ss.skipUntilSync = true
+			return true, nil
+		}
+	}
+	e := errorf(codeDuplicatePrepared, "prepared statement \"%s\" already exists", name)
+	e.FailsTransaction = true
+	return r.refuseInBatch(e)
+}
+
+// failTransactionQuery fails the transaction block it runs in and does
+// nothing else.
+const failTransactionQuery = "SELECT 1/0"
+
+// failTransaction fails the backend's open transaction block, as the error
+// the proxy reports in PostgreSQL's place would have (Error.FailsTransaction):
+// a Query that fails, its replies dropped. Nothing is done outside a
+// transaction block or in a failed one.
+func (ss *session) failTransaction() error {
+	if err := ss.waitIdle(); err != nil {
+		return err
+	}
+	ss.mu.Lock()
+	att := ss.mu.att
+	if att == nil || ss.mu.txStatus != txInTx {
+		ss.mu.Unlock()
 		return nil
 	}
-	return errorf(codeDuplicatePrepared, "prepared statement \"%s\" already exists", name)
+	ss.mu.pending++
+	att.dropUntilRF.Add(1)
+	ss.mu.Unlock()
+	att.sc.Unnamed = 0 // a simple Query drops the unnamed statement
+	if err := att.write(queryMsg(failTransactionQuery)); err != nil {
+		return err
+	}
+	if err := att.flush(); err != nil {
+		return err
+	}
+	if err := ss.waitIdle(); err != nil {
+		return err
+	}
+	ss.mu.Lock()
+	ss.mu.txStatus = txFailed
+	ss.mu.Unlock()
+	return nil
 }
 
 // awaitParse notes that s was just sent in a Parse, to be confirmed by the
@@ -58,6 +122,32 @@ func (ss *session) awaitParse(s *stmt) {
 // not know.
 func unknownStatementError(name string) *Error {
 	return errorf(codeUnknownStatement, "prepared statement \"%s\" does not exist", name)
+}
+
+// settleDeallocations puts back the statements whose DEALLOCATE through Parse
+// (deallocateThroughParse) did not run, now that its request is answered:
+// with an error, its batch skipped it (a failed transaction block's 25P02).
+// Relay goroutine.
+func (st *sessionState) settleDeallocations(ss *session) {
+	if len(st.deallocs) == 0 {
+		return
+	}
+	keep := st.deallocs[:0]
+	ss.mu.Lock()
+	for _, d := range st.deallocs {
+		switch {
+		case d.marker.ready > ss.mu.readies:
+			keep = append(keep, d)
+		case !d.marker.confirmed && st.stmts[d.name] == nil:
+			if st.stmts == nil {
+				st.stmts = map[string]*stmt{}
+			}
+			st.stmts[d.name] = d.s
+		}
+	}
+	ss.mu.Unlock()
+	clear(st.deallocs[len(keep):])
+	st.deallocs = keep
 }
 
 // parseDeallocateError refuses, in transaction pooling, a Parse of a
@@ -80,7 +170,9 @@ func (ss *session) parseDeallocateError(q []byte) *Error {
 		e.Hint = "send DEALLOCATE ALL as a simple query"
 		return e
 	case ss.state.stmts[d.Name] == nil && reservedStatementName(d.Name):
-		return unknownStatementError(d.Name)
+		e := unknownStatementError(d.Name)
+		e.FailsTransaction = true
+		return e
 	}
 	return nil
 }
@@ -93,8 +185,7 @@ func (ss *session) parseDeallocateError(q []byte) *Error {
 // DEALLOCATE (ALL) in a good transaction or outside one, 25P02 in a failed
 // one. A name the client does not own goes to the backend (its SQL-level
 // PREPARE on a pinned backend, or 26000 there), except a name of the
-// proxy's, which gets 26000 from the proxy (without failing an open
-// transaction, unlike PostgreSQL). In a Query of several statements a
+// proxy's, which gets 26000 from the proxy. In a Query of several statements a
 // DEALLOCATE of the client's protocol statements (or ALL) is refused.
 // answered is false when the Query is to be forwarded.
 func (r *relayer) deallocate(q []byte) (answered bool, err error) {
@@ -137,7 +228,9 @@ func (r *relayer) deallocate(q []byte) (answered bool, err error) {
 		delete(ss.state.stmts, d.Name)
 		return true, ss.answer(appendMsg(nil, &pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE")}))
 	case reservedStatementName(d.Name):
-		return true, ss.answerError(unknownStatementError(d.Name), true)
+		e := unknownStatementError(d.Name)
+		e.FailsTransaction = true
+		return r.answerError(e)
 	}
 	return false, nil
 }

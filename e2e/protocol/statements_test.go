@@ -2,6 +2,8 @@ package protocol
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"reflect"
 	"strings"
@@ -227,4 +229,147 @@ func TestUnnamedStatementsDescribeExec(t *testing.T) {
 			t.Error(err)
 		}
 	}, stmtsOneBackend)
+}
+
+// stmtsStep is one round trip of a scripted session.
+type stmtsStep []pgproto3.FrontendMessage
+
+func stmtsQuery(sql string) stmtsStep { return stmtsStep{&pgproto3.Query{String: sql}} }
+
+func stmtsParse(name, sql string) stmtsStep {
+	return stmtsStep{&pgproto3.Parse{Name: name, Query: sql}, &pgproto3.Sync{}}
+}
+
+func stmtsExec(name string) stmtsStep {
+	return stmtsStep{&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+}
+
+// stmtsExtended is how libpq's PQexecParams (psycopg's DEALLOCATE among
+// others) sends a statement: the unnamed statement and portal, one round trip.
+func stmtsExtended(sql string) stmtsStep {
+	return stmtsStep{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{}, &pgproto3.Sync{}}
+}
+
+// TestStatementNamesAsPostgreSQL runs scripts of DEALLOCATE (simple and
+// extended protocol, in and out of transactions, failed transactions,
+// unknown names, ALL) and of Parses of a name prepared already (42P05)
+// through the proxy and on PostgreSQL itself: the answers must be the same.
+// In transaction pooling the client's names are not the backend's, so the
+// proxy answers these itself (issue 11, cause 2).
+func TestStatementNamesAsPostgreSQL(t *testing.T) {
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		shared := ts.Router.Config().SharedDatabase
+		url := ts.URL("demo", "demo", "client_alpha", "")
+		for _, c := range []struct {
+			name  string
+			steps []stmtsStep
+			// want, when set, is what PostgreSQL must answer to the step
+			// with that index: the script proves what it claims.
+			want map[int][]string
+		}{
+			{"DEALLOCATE", []stmtsStep{
+				stmtsParse("s1", "select 1"), stmtsQuery("DEALLOCATE s1"), stmtsExec("s1"),
+				stmtsParse("s1", "select 2"), stmtsExec("s1"), stmtsQuery("DEALLOCATE PREPARE s1"),
+				stmtsQuery("deallocate s1"),
+			}, map[int][]string{
+				1: {"CommandComplete DEALLOCATE", "ReadyForQuery I"},
+				2: {`ErrorResponse 26000 prepared statement "s1" does not exist`, "ReadyForQuery I"},
+				4: {"BindComplete", "DataRow 2", "CommandComplete SELECT 1", "ReadyForQuery I"},
+			}},
+			{"DEALLOCATE ALL", []stmtsStep{
+				stmtsParse("a", "select 1"), stmtsParse("b", "select 2"), stmtsQuery("DEALLOCATE ALL"),
+				stmtsParse("a", "select 3"), stmtsExec("a"), stmtsExec("b"), stmtsQuery("DEALLOCATE PREPARE ALL"),
+			}, map[int][]string{2: {"CommandComplete DEALLOCATE ALL", "ReadyForQuery I"}}},
+			{"in a transaction", []stmtsStep{
+				stmtsParse("s4", "select 4"), stmtsParse("s5", "select 5"), stmtsQuery("BEGIN"),
+				stmtsQuery("DEALLOCATE s4"), stmtsQuery("SELECT 1"), stmtsQuery("DEALLOCATE nope"),
+				stmtsQuery("DEALLOCATE s5"), stmtsQuery("DEALLOCATE ALL"), stmtsQuery("ROLLBACK"),
+				stmtsExec("s5"), stmtsExec("s4"),
+			}, map[int][]string{
+				3: {"CommandComplete DEALLOCATE", "ReadyForQuery T"},
+				5: {`ErrorResponse 26000 prepared statement "nope" does not exist`, "ReadyForQuery E"},
+				6: {"ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block", "ReadyForQuery E"},
+				9: {"BindComplete", "DataRow 5", "CommandComplete SELECT 1", "ReadyForQuery I"},
+			}},
+			{"extended protocol", []stmtsStep{
+				stmtsParse("s6", "select 6"), stmtsExtended("DEALLOCATE s6"), stmtsExec("s6"),
+				stmtsParse("s6", "select 66"), stmtsExec("s6"), stmtsExtended("DEALLOCATE nope"),
+				stmtsParse("s8", "select 8"), stmtsQuery("BEGIN"), stmtsExtended("DEALLOCATE PREPARE s6"),
+				stmtsQuery("SELECT 1/0"), stmtsExtended("DEALLOCATE s8"), stmtsQuery("ROLLBACK"),
+				stmtsExtended("DEALLOCATE s8"),
+			}, map[int][]string{
+				1:  {"ParseComplete", "BindComplete", "NoData", "CommandComplete DEALLOCATE", "ReadyForQuery I"},
+				5:  {"ParseComplete", "BindComplete", "NoData", `ErrorResponse 26000 prepared statement "nope" does not exist`, "ReadyForQuery I"},
+				8:  {"ParseComplete", "BindComplete", "NoData", "CommandComplete DEALLOCATE", "ReadyForQuery T"},
+				10: {"ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block", "ReadyForQuery E"},
+			}},
+			{"a name prepared already", []stmtsStep{
+				stmtsParse("s9", "select 9"),
+				{&pgproto3.Parse{Name: "s9", Query: "select 99"}, &pgproto3.Bind{PreparedStatement: "s9"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+				stmtsParse("s9", "select 9"), stmtsExec("s9"),
+				{&pgproto3.Parse{Name: "s10", Query: "select 10"}, &pgproto3.Parse{Name: "s10", Query: "select 10"}, &pgproto3.Sync{}},
+				// A Parse that failed made no statement: the name is free.
+				stmtsParse("s11", "select * from stmts_no_such_table"), stmtsParse("s11", "select 11"), stmtsExec("s11"),
+				stmtsQuery("BEGIN"), stmtsParse("s11", "select 12"), stmtsQuery("SELECT 1"), stmtsQuery("ROLLBACK"),
+				// In one batch: the second Parse runs only if the first did.
+				{&pgproto3.Parse{Name: "s12", Query: "select * from stmts_no_such_table"}, &pgproto3.Parse{Name: "s12", Query: "select 12"}, &pgproto3.Sync{}},
+				stmtsParse("s12", "select 12"),
+			}, map[int][]string{
+				1: {`ErrorResponse 42P05 prepared statement "s9" already exists`, "ReadyForQuery I"},
+				3: {"BindComplete", "DataRow 9", "CommandComplete SELECT 1", "ReadyForQuery I"},
+				4: {"ParseComplete", `ErrorResponse 42P05 prepared statement "s10" already exists`, "ReadyForQuery I"},
+				6: {"ParseComplete", "ReadyForQuery I"},
+				9:  {`ErrorResponse 42P05 prepared statement "s11" already exists`, "ReadyForQuery E"},
+				10: {"ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block", "ReadyForQuery E"},
+				12: {`ErrorResponse 42P01 relation "stmts_no_such_table" does not exist`, "ReadyForQuery I"},
+				13: {"ParseComplete", "ReadyForQuery I"},
+			}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				p := stacktest.Connect(t, url).PgConn()
+				d := ts.SrvConn(t, shared).PgConn()
+				for i, step := range c.steps {
+					want := stmtsRoundTrip(t, d, step...)
+					if w, ok := c.want[i]; ok {
+						stmtsWant(t, fmt.Sprintf("PostgreSQL, step %d", i), want, w...)
+					}
+					stmtsWant(t, fmt.Sprintf("step %d", i), stmtsRoundTrip(t, p, step...), want...)
+				}
+			})
+		}
+	})
+}
+
+// TestStatementNamesTransactionPooling covers what transaction pooling
+// answers differently from PostgreSQL, on purpose: a DEALLOCATE of the
+// client's statements among other statements in one Query and DEALLOCATE
+// ALL through the extended protocol are refused, and a DEALLOCATE of a
+// backend statement the proxy shares between the tenant's sessions (its
+// name is a hash of the text) is answered as unknown and drops nothing.
+func TestStatementNamesTransactionPooling(t *testing.T) {
+	ts := stacktest.Start(t, func(c *server.Config) {
+		c.Proxy.PoolMode = "transaction"
+		c.Router.MaxConnsPerTenant = 1
+	})
+	url := ts.URL("demo", "demo", "client_alpha", "")
+	a := stacktest.Connect(t, url).PgConn()
+	b := stacktest.Connect(t, url).PgConn()
+	stmtsRoundTrip(t, a, stmtsParse("mine", "select 1")...)
+	stmtsWant(t, "DEALLOCATE among other statements", stmtsRoundTrip(t, a, stmtsQuery("SELECT 1; DEALLOCATE mine")...),
+		"ErrorResponse 0A000 DEALLOCATE of a prepared statement must be sent as a query of its own through stratum-proxy in transaction pooling", "ReadyForQuery I")
+	stmtsWant(t, "DEALLOCATE ALL through Parse", stmtsRoundTrip(t, a, stmtsExtended("DEALLOCATE ALL")...),
+		"ErrorResponse 0A000 DEALLOCATE ALL through the extended query protocol is not supported by stratum-proxy in transaction pooling", "ReadyForQuery I")
+
+	// The backend name of "select 1" with no parameter types (state.go).
+	sum := sha256.Sum256([]byte("select 1\x00\x00\x00"))
+	shared := "stratum_" + hex.EncodeToString(sum[:12])
+	want := `ErrorResponse 26000 prepared statement "` + shared + `" does not exist`
+	stmtsWant(t, "B deallocates the shared statement", stmtsRoundTrip(t, b, stmtsQuery("DEALLOCATE "+shared)...), want, "ReadyForQuery I")
+	stmtsWant(t, "B deallocates it through Parse", stmtsRoundTrip(t, b, stmtsExtended("DEALLOCATE "+shared)...), want, "ReadyForQuery I")
+	stmtsRoundTrip(t, b, stmtsQuery("BEGIN")...)
+	stmtsWant(t, "B deallocates it in a transaction", stmtsRoundTrip(t, b, stmtsQuery("DEALLOCATE "+shared)...), want, "ReadyForQuery E")
+	stmtsRoundTrip(t, b, stmtsQuery("ROLLBACK")...)
+	stmtsWant(t, "A runs its statement", stmtsRoundTrip(t, a, stmtsExec("mine")...),
+		"BindComplete", "DataRow 1", "CommandComplete SELECT 1", "ReadyForQuery I")
 }
