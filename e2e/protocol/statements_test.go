@@ -315,6 +315,9 @@ func TestStatementNamesAsPostgreSQL(t *testing.T) {
 				// In one batch: the second Parse runs only if the first did.
 				{&pgproto3.Parse{Name: "s12", Query: "select * from stmts_no_such_table"}, &pgproto3.Parse{Name: "s12", Query: "select 12"}, &pgproto3.Sync{}},
 				stmtsParse("s12", "select 12"),
+				stmtsQuery("BEGIN"),
+				{&pgproto3.Parse{Name: "s13", Query: "select * from stmts_no_such_table"}, &pgproto3.Parse{Name: "s13", Query: "select 13"}, &pgproto3.Sync{}},
+				stmtsQuery("ROLLBACK"),
 			}, map[int][]string{
 				1: {`ErrorResponse 42P05 prepared statement "s9" already exists`, "ReadyForQuery I"},
 				3: {"BindComplete", "DataRow 9", "CommandComplete SELECT 1", "ReadyForQuery I"},
@@ -324,6 +327,7 @@ func TestStatementNamesAsPostgreSQL(t *testing.T) {
 				10: {"ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block", "ReadyForQuery E"},
 				12: {`ErrorResponse 42P01 relation "stmts_no_such_table" does not exist`, "ReadyForQuery I"},
 				13: {"ParseComplete", "ReadyForQuery I"},
+				15: {`ErrorResponse 42P01 relation "stmts_no_such_table" does not exist`, "ReadyForQuery E"},
 			}},
 		} {
 			t.Run(c.name, func(t *testing.T) {
