@@ -176,7 +176,9 @@ func (ss *session) policyError(sql []byte, simple bool) *Error {
 // the proxy saw its text only then. A statement the session did not prepare
 // through the protocol (SQL PREPARE, beyond the tracking limit, another
 // session's on a shared backend) cannot be checked and is refused. The
-// unnamed statement is checked by unnamedPolicyError.
+// unnamed statement needs no check: a change of the policy reaches the
+// backend as simple Queries (injectSettings), which drop it, and in
+// transaction pooling the client's record of it (ensureUnnamed).
 func (ss *session) bindPolicyError(msg []byte) *Error {
 	pol := ss.pol
 	if pol.ReadOnly == "" && pol.NoDDL == "" {
@@ -193,7 +195,7 @@ func (ss *session) bindPolicyError(msg []byte) *Error {
 		return nil // malformed
 	}
 	if j == 0 {
-		return ss.unnamedPolicyError()
+		return nil // the unnamed statement: see ensureUnnamed
 	}
 	name = name[:j]
 	if sql, ok := ss.state.statementText(name); ok {
@@ -208,23 +210,6 @@ func (ss *session) bindPolicyError(msg []byte) *Error {
 	e := errorf(codeUnknownStatement, "prepared statement %q is unknown to stratum-proxy (not prepared with a protocol Parse in this session), so it cannot be checked against the tenant's policy: %s", name, reason)
 	e.Hint = "prepare the statement again with a protocol Parse"
 	return e
-}
-
-// unnamedPolicyError checks the client's unnamed statement again at a Bind
-// when the policy changed since its Parse. In transaction pooling the proxy
-// prepares it again on the backend of a later transaction (ensureUnnamed),
-// after a policy change too; in session pooling the change reaches the
-// backend as simple Queries (injectSettings), which drop it, and
-// state.unnamed is nil.
-func (ss *session) unnamedPolicyError() *Error {
-	u := ss.state.unnamed
-	if u == nil || u.pol == ss.pol {
-		return nil
-	}
-	if sql, ok := cstringBytes(u.rest); ok {
-		return ss.policyError(sql, false)
-	}
-	return nil
 }
 
 // setConfigOID is the OID of pg_catalog.set_config(text, text, boolean),

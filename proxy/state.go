@@ -47,9 +47,9 @@ type deallocation struct {
 
 // unnamedStmt is a client's unnamed prepared statement in transaction pooling.
 type unnamedStmt struct {
-	token uint64         // unique to this Parse; router.ServerConn.Unnamed names the backend's
-	rest  []byte         // the Parse body after the name: query, parameter types
-	pol   *policy.Policy // the policy its text was checked under (unnamedPolicyError)
+	token  uint64 // unique to this Parse; router.ServerConn.Unnamed names the backend's
+	rest   []byte // the Parse body after the name: query, parameter types
+	polSig string // the policy's signature at the Parse (ensureUnnamed)
 }
 
 // stmt is a client's named prepared statement in transaction pooling.
@@ -187,7 +187,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 		if name == "" {
 			att.sc.Unnamed = 0
 			if txn {
-				st.unnamed = &unnamedStmt{token: ss.srv.nextUnnamed.Add(1), rest: append([]byte(nil), rest...), pol: ss.pol}
+				st.unnamed = &unnamedStmt{token: ss.srv.nextUnnamed.Add(1), rest: append([]byte(nil), rest...), polSig: ss.pol.Sig}
 				att.sc.Unnamed = st.unnamed.token
 			}
 		}
@@ -226,7 +226,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			return msg, nil
 		}
 		if name == "" {
-			st.ensureUnnamed(att)
+			st.ensureUnnamed(ss, att)
 			return msg, nil
 		}
 		s := st.ensure(att, name)
@@ -259,7 +259,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			if typ == wire.CloseMessage {
 				return st.closeUnnamed(att, msg), nil
 			}
-			st.ensureUnnamed(att)
+			st.ensureUnnamed(ss, att)
 			return msg, nil
 		}
 		if !txn {
@@ -327,9 +327,15 @@ func (st *sessionState) ensure(att *attachment, name string) *stmt {
 // ParseComplete dropped); a client that has none gets the backend's
 // unnamed statement closed first (the CloseComplete dropped), so that the
 // backend answers 26000 as PostgreSQL would, instead of running another
-// client's statement.
-func (st *sessionState) ensureUnnamed(att *attachment) {
+// client's statement. A change of the tenant's policy since the Parse drops
+// the client's statement, as in session pooling, where the change reaches the
+// backend as simple Queries (injectSettings): its text was checked under the
+// old policy only.
+func (st *sessionState) ensureUnnamed(ss *session, att *attachment) {
 	u := st.unnamed
+	if u != nil && u.polSig != ss.pol.Sig {
+		st.unnamed, u = nil, nil
+	}
 	switch {
 	case u == nil:
 		att.write(closeMsg(wire.TargetStatement, ""))
