@@ -175,7 +175,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 				}
 			}
 			markIfSetConfig(att.sc, []byte(q))
-			if rewrite.MayDeallocate([]byte(q)) {
+			if rewrite.MayDeallocate(q) {
 				if txn {
 					rest = st.deallocateThroughParse(ss, att, q, rest)
 					msg = parseMsg(name, rest)

@@ -254,7 +254,7 @@ type Deallocate struct {
 var deallocateWords = []string{"deallocate"}
 
 // MayDeallocate is Deallocations' allocation-free pre-check.
-func MayDeallocate(sql []byte) bool { return containsAnyFold(sql, deallocateWords) }
+func MayDeallocate[T string | []byte](sql T) bool { return containsAnyFold(sql, deallocateWords) }
 
 // Deallocations lists the DEALLOCATE statements in sql, in order, and how
 // many statements sql holds in all. Text that does not parse gives nil and 0:
