@@ -221,15 +221,12 @@ func (r *relayer) parse(msg []byte) (answered bool, err error) {
 	if e == nil {
 		return r.duplicateName(msg)
 	}
-	if e != nil {
-		if len(msg) > 5 && msg[5] == 0 {
-			// PostgreSQL drops the unnamed statement before it parses
-			// the new one, so a failed Parse of "" leaves none.
-			ss.state.unnamed = nil
-		}
-		return r.refuseInBatch(e)
+	if len(msg) > 5 && msg[5] == 0 {
+		// PostgreSQL drops the unnamed statement before it parses the
+		// new one, so a failed Parse of "" leaves none.
+		ss.state.unnamed = nil
 	}
-	return false, nil
+	return r.refuseInBatch(e)
 }
 
 // bind handles a Bind: a named statement prepared under an earlier policy
