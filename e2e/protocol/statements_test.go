@@ -161,6 +161,13 @@ func TestUnnamedStatementBelongsToItsClient(t *testing.T) {
 		stmtsWant(t, "A describes after a simple Query", stmtsRoundTrip(t, a,
 			&pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{}), noUnnamed...)
 
+		// SET stratum.tenant, a simple Query, drops it too: nothing to
+		// carry to the new tenant's backend.
+		stmtsRoundTrip(t, a, &pgproto3.Parse{Query: "select $1::text as a_col"}, &pgproto3.Sync{})
+		stmtsWant(t, "A switches tenant", stmtsRoundTrip(t, a, &pgproto3.Query{String: "SET stratum.tenant = 'client_beta'"}),
+			"CommandComplete SET", "ReadyForQuery I")
+		stmtsWant(t, "A binds after the switch", stmtsRoundTrip(t, a, bindA("switched")...), noUnnamed...)
+
 		// The same steps on PostgreSQL itself give the same answers.
 		d := ts.SrvConn(t, ts.Router.Config().SharedDatabase).PgConn()
 		stmtsRoundTrip(t, d, &pgproto3.Parse{Query: "select $1::text as a_col"}, &pgproto3.Sync{})
