@@ -30,7 +30,9 @@
 //   - timeouts.go: the statement and idle-in-transaction timeouts the proxy
 //     keeps itself, at the protocol level.
 //   - state.go, prepared.go: session settings and prepared statements carried
-//     from one backend to the next.
+//     from one backend to the next (the unnamed statement included).
+//   - statements.go: what PostgreSQL would answer about a client's own
+//     statement names in transaction pooling (DEALLOCATE, 42P05).
 //   - switch.go: SET / RESET stratum.tenant.
 //   - reply.go, errors.go, messages.go: what the proxy itself writes to clients.
 //

@@ -16,6 +16,10 @@ type Error struct {
 	Detail  string
 	Hint    string
 	Fatal   bool
+	// FailsTransaction marks an error PostgreSQL itself gives, which the
+	// proxy gives in its place (transaction pooling's statement names):
+	// like PostgreSQL's, it fails an open transaction block (failTransaction).
+	FailsTransaction bool
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

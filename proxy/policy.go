@@ -177,7 +177,8 @@ func (ss *session) policyError(sql []byte, simple bool) *Error {
 // through the protocol (SQL PREPARE, beyond the tracking limit, another
 // session's on a shared backend) cannot be checked and is refused. The
 // unnamed statement needs no check: a change of the policy reaches the
-// backend as simple Queries (injectSettings), which drop it.
+// backend as simple Queries (injectSettings), which drop it, and in
+// transaction pooling the client's record of it (ensureUnnamed).
 func (ss *session) bindPolicyError(msg []byte) *Error {
 	pol := ss.pol
 	if pol.ReadOnly == "" && pol.NoDDL == "" {
@@ -190,8 +191,11 @@ func (ss *session) bindPolicyError(msg []byte) *Error {
 	}
 	name := body[i+1:]
 	j := bytes.IndexByte(name, 0)
-	if j <= 0 {
-		return nil // unnamed (or malformed)
+	if j < 0 {
+		return nil // malformed
+	}
+	if j == 0 {
+		return nil // the unnamed statement: see ensureUnnamed
 	}
 	name = name[:j]
 	if sql, ok := ss.state.statementText(name); ok {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
+	"github.com/stratum-hq/stratum-proxy/rewrite"
 	"github.com/stratum-hq/stratum-proxy/router"
 )
 
@@ -97,4 +98,18 @@ func (p *prepared) replay(sc *router.ServerConn, timeout time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// noteDeallocate forgets the statements a DEALLOCATE in sql drops, so that a
+// tenant switch does not bring them back (a later Parse of the name would
+// then fail with 42P05 where PostgreSQL accepts it).
+func (p *prepared) noteDeallocate(sql string) {
+	ds, _ := rewrite.Deallocations(sql)
+	for _, d := range ds {
+		if d.All {
+			p.byName = nil
+			return
+		}
+		delete(p.byName, d.Name)
+	}
 }

@@ -34,6 +34,9 @@ func (ss *session) pump(att *attachment) {
 			return
 		}
 		fatal = fatal || endsConnection(typ, msg)
+		if typ == wire.ErrorResponse {
+			ss.noteRequestFailed()
+		}
 		if !fatal && (ss.dropInjectedReply(att, typ, msg) || ss.foreignNotification(att, typ, msg) || ss.sessionLockNotice(typ, msg)) {
 			continue
 		}
@@ -151,7 +154,7 @@ func (ss *session) dropInjectedReply(att *attachment, typ byte, msg []byte) bool
 	switch {
 	case att.dropUntilRF.Load() > 0:
 		if typ == wire.ErrorResponse {
-			ss.log.Warn("replaying session settings failed", zap.ByteString("error", msg[5:]))
+			ss.log.Warn("a query the proxy injected failed", zap.ByteString("error", msg[5:]))
 		}
 		if typ == wire.ReadyForQuery {
 			att.dropUntilRF.Add(-1)
@@ -166,16 +169,57 @@ func (ss *session) dropInjectedReply(att *attachment, typ byte, msg []byte) bool
 		return true
 	case typ == wire.ReadyForQuery && att.dropReady.Load() > 0:
 		att.dropReady.Add(-1)
+		if len(msg) == 6 {
+			// The Sync ended the client's batch: its status is the
+			// session's now (a failure in the batch failed a transaction).
+			ss.mu.Lock()
+			ss.mu.txStatus = msg[5]
+			ss.mu.Unlock()
+		}
 		ss.injectedAnswered()
 		return true
 	}
 	return false
 }
 
+// noteRequestFailed records that the request the backend works on (the one
+// the next ReadyForQuery ends) had an error: in an extended-protocol batch,
+// the messages after the failed one were skipped.
+func (ss *session) noteRequestFailed() {
+	ss.mu.Lock()
+	ss.mu.failedReady = ss.mu.readies + 1
+	ss.mu.Unlock()
+}
+
+// confirmReadyLocked counts a ReadyForQuery and settles the named statements
+// whose Parse it answers: confirmed when their request had no error, so the
+// statement exists (PostgreSQL refuses its name with 42P05 from then on);
+// otherwise the Parse may not have run, and the proxy lets the name be
+// prepared again. Holds ss.mu.
+func (ss *session) confirmReadyLocked() {
+	ss.mu.readies++
+	if len(ss.mu.tentative) == 0 {
+		return
+	}
+	failed := ss.mu.failedReady == ss.mu.readies
+	keep := ss.mu.tentative[:0]
+	for _, s := range ss.mu.tentative {
+		switch {
+		case s.ready == ss.mu.readies:
+			s.confirmed = !failed
+		case s.ready > ss.mu.readies:
+			keep = append(keep, s)
+		}
+	}
+	clear(ss.mu.tentative[len(keep):])
+	ss.mu.tentative = keep
+}
+
 // injectedAnswered counts the ReadyForQuery of an injected request.
 func (ss *session) injectedAnswered() {
 	ss.mu.Lock()
 	ss.mu.pending--
+	ss.confirmReadyLocked()
 	idle := ss.mu.pending == 0
 	ss.backendReadyLocked()
 	ss.mu.Unlock()
@@ -210,6 +254,7 @@ func (ss *session) readyForQuery(att *attachment, status byte) (release, ok bool
 	ss.mu.txStatus = status
 	ss.mu.copyIn = false
 	ss.mu.pending--
+	ss.confirmReadyLocked()
 	idle := ss.mu.pending == 0
 	ss.backendReadyLocked()
 	if idle && ss.releasableLocked() && !att.pausing.Load() {

@@ -59,6 +59,7 @@ func (r *relayer) handle(typ byte, msg []byte) (done bool, err error) {
 	if ss.skipUntilSync {
 		return false, r.skipUntilSync(typ)
 	}
+	ss.state.settleDeallocations(ss)
 	if startsTransaction(typ) && ss.srv.backends.Gen() != ss.polGen {
 		if err := r.refreshPolicy(); err != nil {
 			return false, err
@@ -69,6 +70,9 @@ func (r *relayer) handle(typ byte, msg []byte) (done bool, err error) {
 	case typ == wire.Terminate:
 		return true, nil
 	case typ == wire.Query:
+		// A simple Query drops the client's unnamed statement, whatever
+		// becomes of it.
+		ss.state.unnamed = nil
 		answered, err = r.query(msg)
 	case typ == wire.Parse:
 		answered, err = r.parse(msg)
@@ -148,6 +152,11 @@ func (r *relayer) answerError(e *Error) (answered bool, err error) {
 	if err := r.flush(); err != nil {
 		return true, err
 	}
+	if e.FailsTransaction {
+		if err := r.ss.failTransaction(); err != nil {
+			return true, err
+		}
+	}
 	return true, r.ss.answerError(e, true)
 }
 
@@ -161,6 +170,11 @@ func (r *relayer) refuseInBatch(e *Error) (answered bool, err error) {
 	}
 	if err := r.ss.syncOpenBatch(); err != nil {
 		return true, err
+	}
+	if e.FailsTransaction {
+		if err := r.ss.failTransaction(); err != nil {
+			return true, err
+		}
 	}
 	r.ss.skipUntilSync = true
 	return true, r.ss.answerError(e, false)
@@ -183,24 +197,36 @@ func (r *relayer) query(msg []byte) (answered bool, err error) {
 	if e := ss.guardError(msg[5:len(msg)-1], true); e != nil {
 		return r.answerError(e)
 	}
+	if ss.transactionPooling() && rewrite.MayDeallocate(msg[5:]) {
+		return r.deallocate(msg[5 : len(msg)-1])
+	}
 	return false, nil
 }
 
-// parse handles a Parse: a statement the guard or policy refuses, or one that
-// sets the tenant (allowed only as a simple Query), fails the batch.
+// parse handles a Parse: a statement the guard or policy refuses, one that
+// sets the tenant (allowed only as a simple Query), a name the client has
+// prepared already and a DEALLOCATE the proxy cannot run (transaction
+// pooling) fail the batch.
 func (r *relayer) parse(msg []byte) (answered bool, err error) {
 	ss := r.ss
 	var e *Error
 	if q, ok := parseQuery(msg); ok {
-		e = ss.guardError(q, false)
+		if e = ss.guardError(q, false); e == nil {
+			e = ss.parseDeallocateError(q)
+		}
 	}
 	if e == nil && rewrite.MentionsTenantSetting(msg[5:]) && ss.parseIsTenantCommand(msg) {
 		e = errorf(codeFeatureNotSupported, "SET and RESET of stratum.tenant must be sent with the simple query protocol")
 	}
-	if e != nil {
-		return r.refuseInBatch(e)
+	if e == nil {
+		return r.duplicateName(msg)
 	}
-	return false, nil
+	if len(msg) > 5 && msg[5] == 0 {
+		// PostgreSQL drops the unnamed statement before it parses the
+		// new one, so a failed Parse of "" leaves none.
+		ss.state.unnamed = nil
+	}
+	return r.refuseInBatch(e)
 }
 
 // bind handles a Bind: a named statement prepared under an earlier policy

@@ -162,11 +162,14 @@ type Server struct {
 	backends Backends
 	log      *zap.Logger
 
-	nextID  atomic.Uint64
-	binding scram.ChannelBinding // of the TLS certificate, for SCRAM-SHA-256-PLUS
-	guard   *rewrite.Guard
-	metrics *Metrics
-	limits  *limits
+	nextID atomic.Uint64
+	// nextUnnamed numbers the clients' Parses of the unnamed statement
+	// (sessionState.unnamed, router.ServerConn.Unnamed).
+	nextUnnamed atomic.Uint64
+	binding     scram.ChannelBinding // of the TLS certificate, for SCRAM-SHA-256-PLUS
+	guard       *rewrite.Guard
+	metrics     *Metrics
+	limits      *limits
 
 	mu struct {
 		sync.Mutex

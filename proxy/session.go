@@ -73,6 +73,15 @@ type session struct {
 		tenant   *catalog.Tenant // the current tenant, for other goroutines (ss.cur is the relay's)
 		copyIn   bool            // the backend waits for COPY data from the client (CopyInResponse, no ReadyForQuery since)
 		watch    watch           // the protocol-level timeouts (timeouts.go)
+		// readies counts the ReadyForQuery messages the backends sent
+		// (the client's and the proxy's own); failedReady is the number
+		// of the one that ended the last request with an ErrorResponse.
+		// Together they tell whether a Parse of a named statement, whose
+		// request ends with ReadyForQuery number stmt.ready, ran
+		// (tentative, confirmReadyLocked).
+		readies     uint64
+		failedReady uint64
+		tentative   []*stmt // named statements whose Parse's request is unanswered (transaction pooling)
 	}
 	idle chan struct{} // the pump signals when pending drops to zero
 

@@ -26,12 +26,41 @@ type sessionState struct {
 
 	prepared prepared         // session pooling: client statements to replay
 	stmts    map[string]*stmt // transaction pooling: client name -> backend statement
+	// unnamed is the client's unnamed prepared statement in transaction
+	// pooling (its last Parse of ""), nil when it has none: PostgreSQL keeps
+	// it until the next Parse of "", a Close of it or a simple Query, while
+	// the backend that holds it may serve other clients in between.
+	unnamed *unnamedStmt
+	// deallocs are the client's statements a DEALLOCATE through Parse
+	// dropped, kept until its request is answered (settleDeallocations).
+	deallocs []deallocation
+}
+
+// deallocation is a client statement dropped by a DEALLOCATE through Parse
+// whose request is unanswered: marker is settled as a Parse's would be
+// (session.awaitParse), and confirmed when the request had no error.
+type deallocation struct {
+	name   string
+	s      *stmt
+	marker *stmt
+}
+
+// unnamedStmt is a client's unnamed prepared statement in transaction pooling.
+type unnamedStmt struct {
+	token  uint64 // unique to this Parse; router.ServerConn.Unnamed names the backend's
+	rest   []byte // the Parse body after the name: query, parameter types
+	polSig string // the policy's signature at the Parse (ensureUnnamed)
 }
 
 // stmt is a client's named prepared statement in transaction pooling.
 type stmt struct {
 	backendName string
 	rest        []byte // the Parse body after the name: query, parameter types
+	// ready is the number of the ReadyForQuery that ends the Parse's
+	// request, and confirmed whether that request had no error, i.e. the
+	// Parse surely ran (session.confirmReadyLocked). Both under session.mu.
+	ready     uint64
+	confirmed bool
 }
 
 // maxStatementsPerSession bounds stmts, like maxTrackedStatements for replay.
@@ -40,6 +69,18 @@ const maxStatementsPerSession = 4096
 // noopStatement is a statement name never prepared: closing it answers
 // CloseComplete, which keeps replies in order when a client closes a shared one.
 const noopStatement = "stratum_noop"
+
+// deallocStatement is the statement a client's extended-protocol DEALLOCATE
+// of one of its statements deallocates instead (prepared just before), so
+// that the backend gives the replies PostgreSQL would, without dropping a
+// statement the tenant's other sessions share.
+const deallocStatement = "stratum_dealloc"
+
+// reservedStatementName reports whether a statement name is one the proxy
+// uses on backends in transaction pooling (backend names of shared
+// statements, noopStatement, deallocStatement): a client's DEALLOCATE of such
+// a name it does not own must not reach a backend.
+func reservedStatementName(name string) bool { return strings.HasPrefix(name, "stratum_") }
 
 // prepareBackend brings a freshly acquired backend up to the session's
 // statements (session pooling only; transaction pooling prepares on demand).
@@ -89,11 +130,15 @@ func (st *sessionState) injectSettings(sc *router.ServerConn, pol *policy.Policy
 }
 
 func writeQuery(sc *router.ServerConn, q string) {
+	sc.Writer.Write(queryMsg(q))
+	sc.Unnamed = 0 // a simple Query drops the unnamed statement
+}
+
+func queryMsg(q string) []byte {
 	msg := make([]byte, 5, 6+len(q))
 	msg[0] = wire.Query
 	binary.BigEndian.PutUint32(msg[1:], uint32(4+len(q)+1))
-	msg = append(append(msg, q...), 0)
-	sc.Writer.Write(msg)
+	return append(append(msg, q...), 0)
 }
 
 // track notes what a client message does to session state and returns the
@@ -113,6 +158,10 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			st.noteSettings(att.sc, rewrite.SessionSettings(string(q)))
 		}
 		markIfSetConfig(att.sc, q)
+		att.sc.Unnamed = 0 // a simple Query drops the unnamed statement
+		if !txn && rewrite.MayDeallocate(q) {
+			st.prepared.noteDeallocate(string(q))
+		}
 	case wire.Parse:
 		name, ok := cstring(msg[5:])
 		if !ok {
@@ -126,6 +175,21 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 				}
 			}
 			markIfSetConfig(att.sc, []byte(q))
+			if rewrite.MayDeallocate(q) {
+				if txn {
+					rest = st.deallocateThroughParse(ss, att, q, rest)
+					msg = parseMsg(name, rest)
+				} else {
+					st.prepared.noteDeallocate(q)
+				}
+			}
+		}
+		if name == "" {
+			att.sc.Unnamed = 0
+			if txn {
+				st.unnamed = &unnamedStmt{token: ss.srv.nextUnnamed.Add(1), rest: append([]byte(nil), rest...), polSig: ss.pol.Sig}
+				att.sc.Unnamed = st.unnamed.token
+			}
 		}
 		if !txn || name == "" {
 			st.prepared.noteParse(msg)
@@ -140,6 +204,7 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			st.stmts = map[string]*stmt{}
 		}
 		st.stmts[name] = s
+		ss.awaitParse(s)
 		if _, has := att.sc.Statements[s.backendName]; has {
 			// Same text prepared before on this backend: re-prepare it so the
 			// client gets its ParseComplete in order; drop the Close's reply.
@@ -157,7 +222,11 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			return msg, nil
 		}
 		name, ok := cstring(msg[5+len(portal)+1:])
-		if !ok || name == "" {
+		if !ok {
+			return msg, nil
+		}
+		if name == "" {
+			st.ensureUnnamed(ss, att)
 			return msg, nil
 		}
 		s := st.ensure(att, name)
@@ -180,7 +249,17 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 			return msg, nil
 		}
 		name, ok := cstring(msg[6:])
-		if !ok || name == "" {
+		if !ok {
+			return msg, nil
+		}
+		if name == "" {
+			if !txn {
+				return msg, nil
+			}
+			if typ == wire.CloseMessage {
+				return st.closeUnnamed(att, msg), nil
+			}
+			st.ensureUnnamed(ss, att)
 			return msg, nil
 		}
 		if !txn {
@@ -241,6 +320,79 @@ func (st *sessionState) ensure(att *attachment, name string) *stmt {
 	return s
 }
 
+// ensureUnnamed makes the attached backend's unnamed statement the client's
+// own before a Bind or Describe of it (transaction pooling): since the
+// client's Parse, the backend may have served other clients, or the client
+// may be on another backend. The client's statement is prepared again (the
+// ParseComplete dropped); a client that has none gets the backend's
+// unnamed statement closed first (the CloseComplete dropped), so that the
+// backend answers 26000 as PostgreSQL would, instead of running another
+// client's statement. A change of the tenant's policy since the Parse drops
+// the client's statement, as in session pooling, where the change reaches the
+// backend as simple Queries (injectSettings): its text was checked under the
+// old policy only.
+func (st *sessionState) ensureUnnamed(ss *session, att *attachment) {
+	u := st.unnamed
+	if u != nil && u.polSig != ss.pol.Sig {
+		st.unnamed, u = nil, nil
+	}
+	switch {
+	case u == nil:
+		att.write(closeMsg(wire.TargetStatement, ""))
+		att.dropClose.Add(1)
+		att.sc.Unnamed = 0
+	case att.sc.Unnamed != u.token:
+		att.write(parseMsg("", u.rest))
+		att.dropParse.Add(1)
+		att.sc.Unnamed = u.token
+	}
+}
+
+// closeUnnamed returns what to send for the client's Close of the unnamed
+// statement (transaction pooling): the Close itself when the backend's
+// unnamed statement is the client's, else a Close of a statement that never
+// exists, so that another client's is left alone and the client still gets
+// its CloseComplete.
+func (st *sessionState) closeUnnamed(att *attachment, msg []byte) []byte {
+	u := st.unnamed
+	st.unnamed = nil
+	if u != nil && att.sc.Unnamed == u.token {
+		att.sc.Unnamed = 0
+		return msg
+	}
+	return closeMsg(wire.TargetStatement, noopStatement)
+}
+
+// deallocateThroughParse handles a Parse of DEALLOCATE in transaction
+// pooling and returns the Parse body to send in place of rest. A DEALLOCATE
+// of one of the client's statements must not drop the backend's, which the
+// tenant's other sessions share: the client's is forgotten here, and the
+// backend deallocates a statement of the proxy's instead (deallocStatement,
+// closed and prepared again just before, the replies dropped), so the
+// client gets the replies PostgreSQL gives (ParseComplete, NoData,
+// CommandComplete DEALLOCATE; 25P02 in a failed transaction). Anything else
+// (another client name, which the backend reports as 26000 when it runs) is
+// sent as it is; DEALLOCATE ALL and reserved names are refused before
+// (relayer.parse).
+func (st *sessionState) deallocateThroughParse(ss *session, att *attachment, q string, rest []byte) []byte {
+	ds, n := rewrite.Deallocations(q)
+	if n != 1 || len(ds) != 1 || ds[0].All || st.stmts[ds[0].Name] == nil {
+		return rest
+	}
+	d := deallocation{name: ds[0].Name, s: st.stmts[ds[0].Name], marker: &stmt{}}
+	delete(st.stmts, d.name)
+	ss.awaitParse(d.marker)
+	st.deallocs = append(st.deallocs, d)
+	att.write(closeMsg(wire.TargetStatement, deallocStatement))
+	att.dropClose.Add(1)
+	att.write(parseMsg(deallocStatement, []byte("SELECT\x00\x00\x00")))
+	att.dropParse.Add(1)
+	after := rest[len(q)+1:] // the parameter types
+	out := make([]byte, 0, len("DEALLOCATE ")+len(deallocStatement)+1+len(after))
+	out = append(append(append(out, "DEALLOCATE "+deallocStatement...), 0), after...)
+	return out
+}
+
 // noteSettings applies a Query's setting changes to the session's record and
 // to what the backend is known to hold.
 func (st *sessionState) noteSettings(sc *router.ServerConn, changes []rewrite.SettingChange) {
@@ -262,6 +414,7 @@ func (st *sessionState) noteSettings(sc *router.ServerConn, changes []rewrite.Se
 		}
 		if c.DropsStatements {
 			st.stmts = nil
+			st.deallocs = nil
 			st.prepared = prepared{}
 			sc.Statements = map[string]struct{}{}
 		}

@@ -243,3 +243,35 @@ func UsesNotifications(sql string) bool {
 	}
 	return false
 }
+
+// Deallocate is one DEALLOCATE [PREPARE] statement: of the prepared
+// statement Name, or (All) of every one.
+type Deallocate struct {
+	Name string
+	All  bool
+}
+
+var deallocateWords = []string{"deallocate"}
+
+// MayDeallocate is Deallocations' allocation-free pre-check.
+func MayDeallocate[T string | []byte](sql T) bool { return containsAnyFold(sql, deallocateWords) }
+
+// Deallocations lists the DEALLOCATE statements in sql, in order, and how
+// many statements sql holds in all. Text that does not parse gives nil and 0:
+// the backend reports its error.
+func Deallocations(sql string) (ds []Deallocate, stmts int) {
+	if !containsAnyFold(sql, deallocateWords) {
+		return nil, 0
+	}
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return nil, 0
+	}
+	for _, raw := range tree.Stmts {
+		if d, ok := raw.Stmt.GetNode().(*pg_query.Node_DeallocateStmt); ok {
+			// PostgreSQL's grammar leaves the name NULL for DEALLOCATE ALL.
+			ds = append(ds, Deallocate{Name: d.DeallocateStmt.Name, All: d.DeallocateStmt.Name == ""})
+		}
+	}
+	return ds, len(tree.Stmts)
+}

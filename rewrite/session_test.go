@@ -90,3 +90,26 @@ func TestUsesNotifications(t *testing.T) {
 		}
 	}
 }
+
+func TestDeallocations(t *testing.T) {
+	type want struct {
+		ds    []Deallocate
+		stmts int
+	}
+	for sql, w := range map[string]want{
+		"DEALLOCATE q":                       {[]Deallocate{{Name: "q"}}, 1},
+		"deallocate prepare \"Q x\"":         {[]Deallocate{{Name: "Q x"}}, 1},
+		"DEALLOCATE ALL":                     {[]Deallocate{{All: true}}, 1},
+		"DEALLOCATE PREPARE ALL;":            {[]Deallocate{{All: true}}, 1},
+		"SELECT 1; DEALLOCATE q":             {[]Deallocate{{Name: "q"}}, 2},
+		"SELECT 'deallocate'":                {nil, 1},
+		"SELECT 1":                           {nil, 0},
+		"DEALLOCATE":                         {nil, 0},
+		"/* c */ DEALLOCATE q; DEALLOCATE r": {[]Deallocate{{Name: "q"}, {Name: "r"}}, 2},
+	} {
+		ds, n := Deallocations(sql)
+		if !reflect.DeepEqual(ds, w.ds) || n != w.stmts {
+			t.Errorf("Deallocations(%q) = %v, %d; want %v, %d", sql, ds, n, w.ds, w.stmts)
+		}
+	}
+}

@@ -37,6 +37,12 @@ type ServerConn struct {
 	// connection (transaction pooling shares them between sessions of the
 	// tenant). Only the connection's current holder touches it.
 	Statements map[string]struct{}
+	// Unnamed says whose unnamed prepared statement the connection holds:
+	// a token the proxy gave the last Parse of the unnamed statement it
+	// sent here, 0 when a simple Query or a reset dropped it. Transaction
+	// pooling compares it with a client's own token to know whether that
+	// client's unnamed statement must be prepared again before a Bind.
+	Unnamed uint64
 	// Settings is the signature of the session settings (client SETs) last
 	// applied on this connection; empty when it has none.
 	Settings string
@@ -172,6 +178,7 @@ func (s *ServerConn) reset(timeout time.Duration) bool {
 		return false
 	}
 	s.Statements = map[string]struct{}{}
+	s.Unnamed = 0
 	s.Settings = ""
 	s.Policy = ""
 	ok := true
