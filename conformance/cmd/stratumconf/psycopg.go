@@ -67,8 +67,12 @@ func (s *psycopgSuite) run(ctx context.Context, t target) (*suiteResult, error) 
 	report := filepath.Join(s.dir, "junit-"+t.mode+".xml")
 	os.Remove(report)
 	// The mypy tests check psycopg's type annotations, not the database;
-	// they need mypy and take long. pytest's cache stays out of the tree.
-	args := []string{"-m", "pytest", "-p", "no:cacheprovider", "-q", "-rN", "--junitxml=" + report, "-m", "not mypy"}
+	// they need mypy and take long. pytest keeps its cache in the copy of
+	// the tests, one per mode: psycopg's conftest.py refuses to run after a
+	// run that did not finish (it takes that for a segfault), and a run the
+	// time limit stopped must not stop the next mode's.
+	args := []string{"-m", "pytest", "-q", "-rN", "--junitxml=" + report, "-m", "not mypy",
+		"-o", "cache_dir=.pytest_cache_" + t.mode}
 	if s.filter != "" {
 		args = append(args, "-k", s.filter)
 	}

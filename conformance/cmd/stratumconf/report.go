@@ -189,9 +189,9 @@ func (r *run) markdown(comps []comparison) string {
 				why = "documented refusal: " + l.refusal
 			}
 			p("- `%s` (%s; %s)\n\n", l.id, l.status, why)
-			cause := firstLines(l.cause, 6)
+			cause := firstLines(l.cause, 8)
 			if cause == "" {
-				cause = "(no output)"
+				cause = "(no output of its own: see its subtests)"
 			}
 			p("  ```\n")
 			for _, line := range strings.Split(cause, "\n") {
