@@ -201,6 +201,26 @@ func (r *run) markdown(comps []comparison) string {
 		}
 	}
 
+	p("\n## Failing directly\n\nTests that fail without the proxy, so are not compared (often for lack of a ")
+	p("superuser or of a server feature), with the first lines of the failure.\n")
+	for _, s := range r.suites {
+		res := r.results[s.name()][modeDirect]
+		if res == nil {
+			continue
+		}
+		p("\n**%s**\n\n", s.name())
+		n := 0
+		for _, id := range res.sortedIDs() {
+			if o := res.tests[id]; o.status == statusFail {
+				p("- `%s`: %s\n", id, mdEscape(oneLine(firstLines(o.message, 3))))
+				n++
+			}
+		}
+		if n == 0 {
+			p("None.\n")
+		}
+	}
+
 	p("\n## Skipped tests\n\nBy reason, per run (a suite skips what its server or its role cannot do: ")
 	p("the direct runs use a tenant's own backend role, not a superuser).\n")
 	for _, s := range r.suites {
@@ -238,4 +258,13 @@ func (r *run) markdown(comps []comparison) string {
 		}
 	}
 	return sb.String()
+}
+
+// oneLine joins a few lines of a message into one, for a list item.
+func oneLine(s string) string {
+	fields := strings.Split(s, "\n")
+	for i, f := range fields {
+		fields[i] = strings.Join(strings.Fields(f), " ")
+	}
+	return strings.Join(fields, " ⏎ ")
 }
