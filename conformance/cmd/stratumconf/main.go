@@ -84,6 +84,7 @@ type run struct {
 	opt      options
 	tmp      string
 	started  time.Time
+	commit   string // the checkout the proxy was compiled from (commitNote)
 	cleanups []func()
 
 	cluster   *pgcluster.Cluster
@@ -148,7 +149,7 @@ func mainErr() error {
 		cancel()
 	}()
 
-	r := &run{opt: opt, started: time.Now().UTC(), results: map[string]map[string]*suiteResult{}}
+	r := &run{opt: opt, started: time.Now().UTC(), commit: commitNote(), results: map[string]map[string]*suiteResult{}}
 	defer r.cleanup()
 	if r.tmp, err = os.MkdirTemp("", "stratumconf-"); err != nil {
 		return err

@@ -116,6 +116,17 @@ func (r *run) report(rs []refusal) error {
 	return nil
 }
 
+// commitNote names the checkout's commit, and says when it had uncommitted
+// changes; it is taken when the run starts, since the proxy under test is
+// compiled from the tree as it was then.
+func commitNote() string {
+	c := cmdOut("git", "rev-parse", "--short", "HEAD")
+	if cmdOut("git", "status", "--porcelain", "--untracked-files=no") != "" {
+		c += " (with uncommitted changes)"
+	}
+	return c
+}
+
 func cmdOut(name string, args ...string) string {
 	out, err := exec.Command(name, args...).Output()
 	if err != nil {
@@ -129,13 +140,9 @@ func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 func (r *run) markdown(comps []comparison) string {
 	var sb strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&sb, format, args...) }
-	dirty := ""
-	if cmdOut("git", "status", "--porcelain", "--untracked-files=no") != "" {
-		dirty = " (with uncommitted changes)"
-	}
 	p("# stratum-proxy conformance, %s\n\n", r.started.Format(time.RFC3339))
-	p("Commit %s%s. %s, %d CPUs (%s). PostgreSQL %s. The whole run took %s.\n\n",
-		cmdOut("git", "rev-parse", "--short", "HEAD"), dirty, runtime.Version(), runtime.NumCPU(),
+	p("Commit %s. %s, %d CPUs (%s). PostgreSQL %s. The whole run took %s.\n\n",
+		r.commit, runtime.Version(), runtime.NumCPU(),
 		cmdOut("uname", "-sr"), r.pgVersion, time.Since(r.started).Round(time.Second))
 	p("Suites: ")
 	var vs []string
