@@ -4,7 +4,7 @@ BIN     := bin/stratum-proxy
 PKGS    := ./...
 FUZZTIME ?= 30s
 
-.PHONY: demo test build deps vet fmt-check fuzz bench clean
+.PHONY: demo test build deps vet fmt-check fuzz bench conformance clean
 
 ## deps: install what the build and the tests need (PostgreSQL server from apt when absent).
 deps:
@@ -50,3 +50,15 @@ BENCH_DURATION ?= 10s
 bench: deps
 	bash bench/install-deps
 	$(GO) run ./bench/cmd/stratumbench -duration $(BENCH_DURATION)
+
+## conformance: pgx's, psycopg's and node-postgres's own test suites, directly and through the proxy in
+## session and transaction pooling, compared test by test; writes conformance/results/latest.md. Not part
+## of make test. The psycopg and node-postgres suites are not in their packages: PSYCOPG_SRC and
+## NODE_PG_SRC name git repositories of github.com/psycopg/psycopg and github.com/brianc/node-postgres
+## (see conformance/README.md). CONFORMANCE_ARGS passes flags, e.g. CONFORMANCE_ARGS="-suites pgx".
+PSYCOPG_SRC ?=
+NODE_PG_SRC ?=
+CONFORMANCE_ARGS ?=
+conformance: deps
+	bash conformance/install-deps
+	$(GO) run ./conformance/cmd/stratumconf -psycopg-src "$(PSYCOPG_SRC)" -node-pg-src "$(NODE_PG_SRC)" $(CONFORMANCE_ARGS)

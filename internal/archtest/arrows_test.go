@@ -30,6 +30,8 @@ var allowed = map[string][]string{
 	"internal/stacktest": {"server", "router", "provision", "catalog", "internal"},
 	"e2e":                {"*"},
 	"bench":              {"*"},
+	// The conformance run starts a whole stack and provisions its tenants.
+	"conformance": {"server", "router", "provision", "internal"},
 }
 
 // testOnly lists what a package's tests may import besides its own rules

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// TestCommittedRefusalsParse reads the reviewed table make conformance uses:
+// a malformed row must fail here, not at the end of a long run.
+func TestCommittedRefusalsParse(t *testing.T) {
+	if _, err := readRefusals(filepath.Join("..", "..", "refusals.md")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRefusalNeedsSuiteTestAndCause checks that a loss is excused only when
+// its suite, its test id and its failure message all match one row.
+func TestRefusalNeedsSuiteTestAndCause(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "refusals.md")
+	table := "| suite | test | failure contains | README section |\n|---|---|---|---|\n" +
+		"| pgx | `^pgconn\\.TestConnectWith` | `(SQLSTATE 42704)` | Startup parameters |\n"
+	if err := os.WriteFile(path, []byte(table), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := readRefusals(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 {
+		t.Fatalf("read %d refusals, want 1", len(rs))
+	}
+	for _, c := range []struct {
+		suite, id, msg, want string
+	}{
+		{"pgx", "pgconn.TestConnectWithParams", "FATAL: ... (SQLSTATE 42704)", "Startup parameters"},
+		{"psycopg", "pgconn.TestConnectWithParams", "FATAL: ... (SQLSTATE 42704)", ""},
+		{"pgx", "pgconn.TestOther", "FATAL: ... (SQLSTATE 42704)", ""},
+		{"pgx", "pgconn.TestConnectWithParams", "FATAL: ... (SQLSTATE 08P01)", ""},
+	} {
+		if got := matchRefusal(rs, c.suite, c.id, c.msg); got != c.want {
+			t.Errorf("matchRefusal(%s, %s, %q) = %q, want %q", c.suite, c.id, c.msg, got, c.want)
+		}
+	}
+}
+
+// TestCompareCountsLossesOnlyOfDirectPasses checks the comparison: a test
+// lost is one that passed directly and failed, skipped or did not run
+// through the proxy; a test that fails directly is never a loss.
+func TestCompareCountsLossesOnlyOfDirectPasses(t *testing.T) {
+	direct, through := newSuiteResult(), newSuiteResult()
+	for id, st := range map[string]string{"kept": statusPass, "failed": statusPass, "skipped": statusPass,
+		"missing": statusPass, "brokenDirect": statusFail, "gained": statusFail} {
+		direct.set(id, outcome{status: st})
+	}
+	through.set("kept", outcome{status: statusPass})
+	through.set("failed", outcome{status: statusFail, message: "boom"})
+	through.set("skipped", outcome{status: statusSkip, message: "no"})
+	through.set("brokenDirect", outcome{status: statusFail})
+	through.set("gained", outcome{status: statusPass})
+	rs := []refusal{{suite: "*", test: mustRegexp(t, "^failed$"), cause: "boom", section: "X"}}
+	c := compare("s", modeSession, direct, through, rs)
+	if c.direct != 4 || c.kept != 1 || len(c.lost) != 3 || c.undocumented != 2 || c.gained != 1 {
+		t.Fatalf("direct %d kept %d lost %d undocumented %d gained %d; want 4 1 3 2 1",
+			c.direct, c.kept, len(c.lost), c.undocumented, c.gained)
+	}
+	if c.verdict() != "MISS" {
+		t.Errorf("verdict %s with undocumented losses", c.verdict())
+	}
+}
+
+func mustRegexp(t *testing.T, s string) *regexp.Regexp {
+	t.Helper()
+	re, err := regexp.Compile(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return re
+}
