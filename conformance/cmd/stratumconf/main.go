@@ -289,6 +289,15 @@ func (r *run) setup(ctx context.Context) error {
 			return err
 		}
 		r.databases[mode] = t.Database
+		if mode != modeDirect {
+			// Clients of the proxy may name only the app database or a
+			// mapped name (README "Refusals"); map the tenant's own
+			// database name to it, so current_database() is what the
+			// suite connected with, as directly.
+			if err := cat.MapDatabase(ctx, t.Database, t.ID); err != nil {
+				return fmt.Errorf("mapping %s: %w", t.Database, err)
+			}
+		}
 		if mode == modeDirect {
 			r.directRole = t.RoleName
 			if r.directPassword, err = cat.BackendPassword(ctx, t.ID); err != nil {
