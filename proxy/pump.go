@@ -161,14 +161,11 @@ func (ss *session) dropInjectedReply(att *attachment, typ byte, msg []byte) bool
 			ss.injectedAnswered() // switchTenant waits for the injected queries alone
 		}
 		return true
-	case typ == wire.ParseComplete && att.dropParse.Load() > 0:
-		att.dropParse.Add(-1)
-		return true
-	case typ == wire.CloseComplete && att.dropClose.Load() > 0:
-		att.dropClose.Add(-1)
+	case (typ == wire.ParseComplete || typ == wire.CloseComplete) && att.injected.take(typ):
 		return true
 	case typ == wire.ReadyForQuery && att.dropReady.Load() > 0:
 		att.dropReady.Add(-1)
+		att.injected.answered()
 		if len(msg) == 6 {
 			// The Sync ended the client's batch: its status is the
 			// session's now (a failure in the batch failed a transaction).
@@ -238,8 +235,7 @@ func (ss *session) readyForQuery(att *attachment, status byte) (release, ok bool
 	}
 	ss.srv.metrics.bytesOut.Add(float64(ss.bytesOut))
 	ss.bytesOut = 0
-	att.dropParse.Store(0)
-	att.dropClose.Store(0)
+	att.injected.answered()
 	ss.mu.Lock()
 	if ss.mu.pending <= 0 {
 		// A ReadyForQuery nobody asked for: proxy and backend disagree

@@ -274,6 +274,11 @@ func (r *relayer) forward(typ byte, msg []byte) error {
 	if err != nil {
 		return err
 	}
+	if expectsReadyForQuery(typ) {
+		// Before the write: a full buffer may flush it, and the reply
+		// may come before the write returns.
+		att.injected.endRequest()
+	}
 	if err := att.write(out); err != nil {
 		return fmt.Errorf("writing to backend: %w", err)
 	}
@@ -314,6 +319,7 @@ func (ss *session) syncOpenBatch() error {
 	if !open {
 		return nil
 	}
+	att.injected.endRequest()
 	if err := att.write([]byte(syncMsg)); err != nil {
 		return err
 	}

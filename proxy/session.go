@@ -99,10 +99,9 @@ type attachment struct {
 	sc   *router.ServerConn
 	done chan error // the pump's exit: nil when paused or released, else why it ended
 	// Replies to messages the proxy injected, which the client must not see.
-	dropParse   atomic.Int32 // ParseComplete of injected Parse
-	dropClose   atomic.Int32 // CloseComplete of injected Close
-	dropUntilRF atomic.Int32 // everything up to and including ReadyForQuery of injected Queries
-	dropReady   atomic.Int32 // ReadyForQuery of an injected Sync (syncOpenBatch)
+	injected    injectedReplies // ParseComplete and CloseComplete of injected Parse and Close
+	dropUntilRF atomic.Int32    // everything up to and including ReadyForQuery of injected Queries
+	dropReady   atomic.Int32    // ReadyForQuery of an injected Sync (syncOpenBatch)
 	pausing     atomic.Bool
 	// wmu is held by the relay while it writes to or flushes sc.Writer. Its
 	// last flush can bring the reply, and the pump's release, before the

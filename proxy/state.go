@@ -208,8 +208,8 @@ func (st *sessionState) track(ss *session, att *attachment, typ byte, msg []byte
 		if _, has := att.sc.Statements[s.backendName]; has {
 			// Same text prepared before on this backend: re-prepare it so the
 			// client gets its ParseComplete in order; drop the Close's reply.
+			att.injected.expect(wire.CloseComplete)
 			att.write(closeMsg(wire.TargetStatement, s.backendName))
-			att.dropClose.Add(1)
 		}
 		att.sc.Statements[s.backendName] = struct{}{}
 		return parseMsg(s.backendName, s.rest), nil
@@ -313,8 +313,8 @@ func (st *sessionState) ensure(att *attachment, name string) *stmt {
 		return nil
 	}
 	if _, has := att.sc.Statements[s.backendName]; !has {
+		att.injected.expect(wire.ParseComplete)
 		att.write(parseMsg(s.backendName, s.rest))
-		att.dropParse.Add(1)
 		att.sc.Statements[s.backendName] = struct{}{}
 	}
 	return s
@@ -338,12 +338,12 @@ func (st *sessionState) ensureUnnamed(ss *session, att *attachment) {
 	}
 	switch {
 	case u == nil:
+		att.injected.expect(wire.CloseComplete)
 		att.write(closeMsg(wire.TargetStatement, ""))
-		att.dropClose.Add(1)
 		att.sc.Unnamed = 0
 	case att.sc.Unnamed != u.token:
+		att.injected.expect(wire.ParseComplete)
 		att.write(parseMsg("", u.rest))
-		att.dropParse.Add(1)
 		att.sc.Unnamed = u.token
 	}
 }
@@ -383,10 +383,10 @@ func (st *sessionState) deallocateThroughParse(ss *session, att *attachment, q s
 	delete(st.stmts, d.name)
 	ss.awaitParse(d.marker)
 	st.deallocs = append(st.deallocs, d)
+	att.injected.expect(wire.CloseComplete)
 	att.write(closeMsg(wire.TargetStatement, deallocStatement))
-	att.dropClose.Add(1)
+	att.injected.expect(wire.ParseComplete)
 	att.write(parseMsg(deallocStatement, []byte("SELECT\x00\x00\x00")))
-	att.dropParse.Add(1)
 	after := rest[len(q)+1:] // the parameter types
 	out := make([]byte, 0, len("DEALLOCATE ")+len(deallocStatement)+1+len(after))
 	out = append(append(append(out, "DEALLOCATE "+deallocStatement...), 0), after...)

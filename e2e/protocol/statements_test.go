@@ -32,6 +32,14 @@ func stmtsOneBackend(c *server.Config) {
 // names, values, tags, SQLSTATE and message, transaction status).
 func stmtsRoundTrip(t *testing.T, pc *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) []string {
 	t.Helper()
+	return stmtsPipelined(t, pc, 1, msgs...)
+}
+
+// stmtsPipelined sends msgs, which hold requests requests (each ended by a
+// Sync or a Query), in one write and reads the replies up to the last
+// ReadyForQuery, as stmtsRoundTrip does for one.
+func stmtsPipelined(t *testing.T, pc *pgconn.PgConn, requests int, msgs ...pgproto3.FrontendMessage) []string {
+	t.Helper()
 	fe := pc.Frontend()
 	for _, m := range msgs {
 		fe.Send(m)
@@ -77,7 +85,10 @@ func stmtsRoundTrip(t *testing.T, pc *pgconn.PgConn, msgs ...pgproto3.FrontendMe
 		case *pgproto3.ErrorResponse:
 			out = append(out, "ErrorResponse "+m.Code+" "+m.Message)
 		case *pgproto3.ReadyForQuery:
-			return append(out, "ReadyForQuery "+string(m.TxStatus))
+			out = append(out, "ReadyForQuery "+string(m.TxStatus))
+			if requests--; requests == 0 {
+				return out
+			}
 		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
 		default:
 			out = append(out, fmt.Sprintf("%T", m))
@@ -383,4 +394,50 @@ func TestStatementNamesTransactionPooling(t *testing.T) {
 	stmtsRoundTrip(t, b, stmtsQuery("ROLLBACK")...)
 	stmtsWant(t, "A runs its statement", stmtsRoundTrip(t, a, stmtsExec("mine")...),
 		"BindComplete", "DataRow 1", "CommandComplete SELECT 1", "ReadyForQuery I")
+}
+
+// TestInjectedRepliesStayInTheirBatch: in transaction pooling the proxy
+// injects messages into a client's requests (a Parse re-establishing the
+// client's unnamed statement, a Close before re-preparing a shared
+// statement) and drops their replies. A client that sends several requests
+// before reading any must get exactly the replies to its own messages: a
+// count of replies to drop must end with its request's ReadyForQuery, not
+// reach into the next request's replies (nor into a request after an error,
+// where the backend skipped what it owed).
+func TestInjectedRepliesStayInTheirBatch(t *testing.T) {
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		url := ts.URL("demo", "demo", "client_alpha", "")
+		a := stacktest.Connect(t, url).PgConn()
+		b := stacktest.Connect(t, url).PgConn()
+		txn := strings.HasSuffix(t.Name(), "/transaction")
+		if txn && stmtsBackendPID(t, a) != stmtsBackendPID(t, b) {
+			t.Fatal("the two sessions do not share the tenant's one backend: the test would prove nothing")
+		}
+		stmtsRoundTrip(t, a, &pgproto3.Parse{Query: "select $1::text as a_col"}, &pgproto3.Sync{})
+		// B prepares a named statement A will prepare too (same text: on
+		// the backend it is one statement), then makes the backend's
+		// unnamed statement its own.
+		stmtsRoundTrip(t, b, &pgproto3.Parse{Name: "b2", Query: "select 2 as two"}, &pgproto3.Sync{})
+		stmtsRoundTrip(t, b, &pgproto3.Parse{Query: "select 'b' as b_col"}, &pgproto3.Sync{})
+
+		// A, in one write (transaction pooling injects a message into
+		// each of the first three requests):
+		//  1. binds its unnamed statement (an injected Parse re-establishes it);
+		//  2. prepares B's text under a name of its own (an injected Close
+		//     of the backend's statement, as it is prepared again);
+		//  3. fails, then prepares that text again under another name (an
+		//     injected Close the backend skips after the error);
+		//  4. closes a statement (a reply the client asked for).
+		got := stmtsPipelined(t, a, 4,
+			&pgproto3.Bind{Parameters: [][]byte{[]byte("one")}}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			&pgproto3.Parse{Name: "a2", Query: "select 2 as two"}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "nope"}, &pgproto3.Parse{Name: "a3", Query: "select 2 as two"}, &pgproto3.Sync{},
+			&pgproto3.Close{ObjectType: 'S', Name: "a2"}, &pgproto3.Sync{},
+		)
+		stmtsWant(t, "A's pipelined requests", got,
+			"BindComplete", "DataRow one", "CommandComplete SELECT 1", "ReadyForQuery I",
+			"ParseComplete", "ReadyForQuery I",
+			`ErrorResponse 26000 prepared statement "nope" does not exist`, "ReadyForQuery I",
+			"CloseComplete", "ReadyForQuery I")
+	}, stmtsOneBackend)
 }
