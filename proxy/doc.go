@@ -24,6 +24,8 @@
 //   - attach.go: acquiring, attaching, detaching and waiting on a backend.
 //   - pump.go: backend messages to the client, ReadyForQuery tracking, release
 //     in transaction pooling.
+//   - injected.go: which backend replies answer messages the proxy injected
+//     into a client's request, counted per request.
 //   - relay.go: client messages to the backend, one small handler per kind.
 //   - rules.go: the protocol rules as named predicates (idle point, batch).
 //   - guard.go, policy.go: the SQL guard and the tenant's policy on statements.
