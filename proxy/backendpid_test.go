@@ -87,13 +87,20 @@ func TestCancelKeysWithASharedProcessID(t *testing.T) {
 	h := newHarness(t, PoolSession)
 	h.configured = func(c *Config) { c.knobs.dialCancel = h.be.DialCancel }
 	h.be.SharePID(4242)
-	h.be.Script(h.t1, NewScript())
-	h.be.Script(h.t1, NewScript())
+	h.be.Script(h.t1, NewScript(Query("SELECT 1", "SELECT 1", txIdle)))
+	h.be.Script(h.t1, NewScript(Query("SELECT 1", "SELECT 1", txIdle)))
 	h.start()
 	c1 := h.connect("t1")
 	h.expectEvents("acquire t1 #1")
 	c2 := h.connect("t1")
 	h.expectEvents("acquire t1 #2")
+	// A round trip each: the session has attached its backend (a cancel
+	// that comes between the client's first ReadyForQuery and that has no
+	// query to cancel, and is not forwarded).
+	for _, c := range []*client{c1, c2} {
+		c.send(query("SELECT 1"))
+		c.expect(complete("SELECT 1"), ready(txIdle))
+	}
 	if c1.pid != 4242 || c2.pid != 4242 {
 		t.Fatalf("process ids %d and %d, want the backends' 4242", c1.pid, c2.pid)
 	}
