@@ -26,6 +26,7 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/internal/pgcluster"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
+	"github.com/stratum-hq/stratum-proxy/internal/workdir"
 )
 
 // options are the command line flags.
@@ -57,7 +58,7 @@ func (o options) want(phase string) bool { return o.phases[phase] }
 type bench struct {
 	opt      options
 	tmp      string
-	cleanups []func()
+	cleanups workdir.Cleanups
 
 	pgbench, pgbouncer string
 
@@ -181,26 +182,13 @@ func run() error {
 	return b.report()
 }
 
-func (b *bench) onCleanup(f func()) { b.cleanups = append(b.cleanups, f) }
+func (b *bench) onCleanup(f func()) { b.cleanups.Add(f) }
 
 // cleanup stops everything in reverse order of starting and removes the
 // temporary directory.
-func (b *bench) cleanup() {
-	for i := len(b.cleanups) - 1; i >= 0; i-- {
-		b.cleanups[i]()
-	}
-	if b.tmp != "" {
-		if b.opt.keep {
-			fmt.Println("kept", b.tmp)
-		} else {
-			os.RemoveAll(b.tmp)
-		}
-	}
-}
+func (b *bench) cleanup() { b.cleanups.Run(b.tmp, b.opt.keep) }
 
-func step(format string, args ...any) {
-	fmt.Printf("[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
+var step = workdir.Step
 
 // setup starts PostgreSQL and the proxy, creates the tenants and loads data.
 func (b *bench) setup(ctx context.Context) error {

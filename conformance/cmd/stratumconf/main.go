@@ -20,6 +20,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/pgcluster"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
+	"github.com/stratum-hq/stratum-proxy/internal/workdir"
 	"github.com/stratum-hq/stratum-proxy/provision"
 	"github.com/stratum-hq/stratum-proxy/router"
 	"github.com/stratum-hq/stratum-proxy/server"
@@ -85,7 +86,7 @@ type run struct {
 	tmp      string
 	started  time.Time
 	commit   string // the checkout the proxy was compiled from (commitNote)
-	cleanups []func()
+	cleanups workdir.Cleanups
 
 	cluster   *pgcluster.Cluster
 	pgVersion string
@@ -196,26 +197,13 @@ func pickList(flagName, s string, all []string) ([]string, error) {
 	return out, nil
 }
 
-func (r *run) onCleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+func (r *run) onCleanup(f func()) { r.cleanups.Add(f) }
 
 // cleanup stops everything in reverse order of starting and removes the
 // temporary directory.
-func (r *run) cleanup() {
-	for i := len(r.cleanups) - 1; i >= 0; i-- {
-		r.cleanups[i]()
-	}
-	if r.tmp != "" {
-		if r.opt.keep {
-			fmt.Println("kept", r.tmp)
-		} else {
-			os.RemoveAll(r.tmp)
-		}
-	}
-}
+func (r *run) cleanup() { r.cleanups.Run(r.tmp, r.opt.keep) }
 
-func step(format string, args ...any) {
-	fmt.Printf("[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
-}
+var step = workdir.Step
 
 // setup starts PostgreSQL, opens the catalog and provisions the parent tenant,
 // one database tenant per mode and the proxy user.
