@@ -41,6 +41,23 @@ var startupSettings = map[string]startupSetting{
 	"idle_in_transaction_session_timeout": {},
 	"default_transaction_isolation":       {},
 	"default_transaction_read_only":       {},
+	// Session settings that shape only this session's own output or
+	// planning, which a client may SET at any time anyway (pgx's test
+	// suite connects with client_min_messages; JDBC and psycopg users set
+	// the others in their connection strings).
+	"client_min_messages":        {},
+	"bytea_output":               {},
+	"timezone_abbreviations":     {},
+	"xmloption":                  {},
+	"lc_monetary":                {},
+	"lc_numeric":                 {},
+	"lc_time":                    {},
+	"work_mem":                   {},
+	"jit":                        {},
+	"synchronous_commit":         {},
+	"plan_cache_mode":            {},
+	"default_text_search_config": {},
+	"idle_session_timeout":       {},
 	"standard_conforming_strings": {allowed: pgTrue, why: "with it off, a backslash can end a string literal for " +
 		"PostgreSQL but not for the proxy, so string literals could hide statements from the proxy's checks; " +
 		"stratum-proxy keeps it on"},
@@ -99,6 +116,8 @@ func refusedSetting(where, key string) *Error {
 const allowedSettingNames = "application_name, client_encoding (UTF8 or another ASCII-safe encoding), DateStyle, " +
 	"TimeZone, IntervalStyle, extra_float_digits, search_path, statement_timeout, lock_timeout, " +
 	"idle_in_transaction_session_timeout, default_transaction_isolation, default_transaction_read_only, " +
+	"client_min_messages, bytea_output, timezone_abbreviations, xmloption, lc_monetary, lc_numeric, lc_time, " +
+	"work_mem, jit, synchronous_commit, plan_cache_mode, default_text_search_config, idle_session_timeout, " +
 	"standard_conforming_strings (on)"
 
 // checkStartup applies the allow-list to a client's startup parameters. It

@@ -65,7 +65,7 @@ func TestStartupParamsAllowList(t *testing.T) {
 			{"session_authorization", "postgres", "42501"},
 			{"stratum.config.plan", "gold", "42501"},
 			{"stratum.tenant_override", "x", "42501"},
-			{"work_mem", "1GB", "42704"},
+			{"maintenance_work_mem", "1GB", "42704"},
 			{"no_such_setting", "1", "42704"},
 			{"client_encoding", "BIG5", "0A000"},
 			{"client_encoding", "WINDOWS-932", "0A000"},
@@ -91,8 +91,9 @@ func TestStartupParamsAllowList(t *testing.T) {
 		})
 
 		t.Run("allowed settings take effect", func(t *testing.T) {
-			c, err := connect(optionsURL("-c DateStyle=SQL,DMY --extra-float-digits=1 -cIntervalStyle=iso_8601"),
-				map[string]string{"application_name": "startup-e2e", "TimeZone": "Asia/Tokyo", "client_encoding": "UTF8"})
+			c, err := connect(optionsURL("-c DateStyle=SQL,DMY --extra-float-digits=1 -cIntervalStyle=iso_8601 -c bytea_output=escape"),
+				map[string]string{"application_name": "startup-e2e", "TimeZone": "Asia/Tokyo", "client_encoding": "UTF8",
+					"client_min_messages": "error"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,7 +105,8 @@ func TestStartupParamsAllowList(t *testing.T) {
 				}
 				for name, want := range map[string]string{"application_name": "startup-e2e", "TimeZone": "Asia/Tokyo",
 					"DateStyle": "SQL, DMY", "extra_float_digits": "1", "IntervalStyle": "iso_8601",
-					"client_encoding": "UTF8", "standard_conforming_strings": "on", "stratum.tenant": "client_alpha"} {
+					"client_encoding": "UTF8", "standard_conforming_strings": "on", "stratum.tenant": "client_alpha",
+					"client_min_messages": "error", "bytea_output": "escape"} {
 					var got string
 					if err := tx.QueryRow(ctx, "SHOW "+name).Scan(&got); err != nil || got != want {
 						t.Errorf("transaction %d: SHOW %s = %q %v, want %q", i, name, got, err, want)

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -75,12 +76,46 @@ func compare(suite, mode string, direct, through *suiteResult, rs []refusal) com
 		}
 		c.lost = append(c.lost, l)
 	}
+	c.excuseParents()
 	for id, o := range through.tests {
 		if o.status == statusPass && direct.tests[id].status != statusPass {
 			c.gained++
 		}
 	}
 	return c
+}
+
+// excuseParents documents a lost test that failed with no output of its own
+// (Go marks a test failed when a subtest fails) when it has lost subtests and
+// every one of them is a documented refusal: it lost nothing of its own. A
+// parent with an undocumented subtest, or with output of its own, stays as
+// it was.
+func (c *comparison) excuseParents() {
+	for i := range c.lost {
+		p := &c.lost[i]
+		if p.refusal != "" || strings.TrimSpace(p.cause) != "" || p.status != statusFail {
+			continue
+		}
+		var sections []string
+		subtests, documented := 0, true
+		for _, l := range c.lost {
+			if !strings.HasPrefix(l.id, p.id+"/") {
+				continue
+			}
+			subtests++
+			if l.refusal == "" {
+				documented = false
+				break
+			}
+			if !slices.Contains(sections, l.refusal) {
+				sections = append(sections, l.refusal)
+			}
+		}
+		if subtests > 0 && documented {
+			p.refusal = strings.Join(sections, "; ") + " (its subtests' refusal; the test lost nothing of its own)"
+			c.undocumented--
+		}
+	}
 }
 
 // report compares the runs and writes them to latest.md in the output

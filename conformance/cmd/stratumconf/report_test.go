@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -67,6 +68,36 @@ func TestCompareCountsLossesOnlyOfDirectPasses(t *testing.T) {
 	}
 	if c.verdict() != "MISS" {
 		t.Errorf("verdict %s with undocumented losses", c.verdict())
+	}
+}
+
+// TestParentOfDocumentedSubtestsIsDocumented: a Go test that failed only
+// because its subtests did (no output of its own) takes their refusal when
+// every lost subtest is documented, and not when one is undocumented or when
+// it has output of its own.
+func TestParentOfDocumentedSubtestsIsDocumented(t *testing.T) {
+	direct, through := newSuiteResult(), newSuiteResult()
+	for _, id := range []string{"P", "P/a", "P/b", "Q", "Q/a", "Q/b", "R", "R/a"} {
+		direct.set(id, outcome{status: statusPass})
+	}
+	for id, msg := range map[string]string{"P": "", "P/a": "refused", "P/b": "refused",
+		"Q": "", "Q/a": "refused", "Q/b": "boom", "R": "own failure", "R/a": "refused"} {
+		through.set(id, outcome{status: statusFail, message: msg})
+	}
+	rs := []refusal{{suite: "*", test: mustRegexp(t, "/a$|^P/b$"), cause: "refused", section: "S"}}
+	c := compare("s", modeSession, direct, through, rs)
+	got := map[string]string{}
+	for _, l := range c.lost {
+		got[l.id] = l.refusal
+	}
+	if !strings.HasPrefix(got["P"], "S ") {
+		t.Errorf("P (all subtests documented) refusal %q, want S", got["P"])
+	}
+	if got["Q"] != "" || got["R"] != "" {
+		t.Errorf("Q (an undocumented subtest) %q, R (output of its own) %q: want both undocumented", got["Q"], got["R"])
+	}
+	if c.undocumented != 3 { // Q, Q/b, R
+		t.Errorf("undocumented %d, want 3", c.undocumented)
 	}
 }
 
