@@ -147,6 +147,10 @@ var fuzzAllowed = map[string]bool{
 	"intervalstyle": true, "extra_float_digits": true, "search_path": true, "statement_timeout": true,
 	"lock_timeout": true, "idle_in_transaction_session_timeout": true, "default_transaction_isolation": true,
 	"default_transaction_read_only": true, "standard_conforming_strings": true,
+	"client_min_messages": true, "bytea_output": true, "timezone_abbreviations": true, "xmloption": true,
+	"lc_monetary": true, "lc_numeric": true, "lc_time": true, "work_mem": true, "jit": true,
+	"synchronous_commit": true, "plan_cache_mode": true, "default_text_search_config": true,
+	"idle_session_timeout": true,
 }
 
 // disallowedSetting reads options words as PostgreSQL's
