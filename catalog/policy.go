@@ -38,6 +38,13 @@ func (c *Catalog) PolicyInput(ctx context.Context, t *Tenant) (policy.Input, err
 		in.Blocker = &policy.Blocker{Slug: blocker.Slug, Status: blocker.Status,
 			Self: blocker.ID == t.ID, Provisioning: blocker.Status == StatusProvisioning}
 	}
+	pause, err := c.PausingAncestor(ctx, t.ID)
+	if err != nil {
+		return in, fmt.Errorf("tenant %q: %w", t.Slug, err)
+	}
+	if pause != nil {
+		in.Pause = &policy.Pause{Slug: pause.Slug, Reason: pause.Reason, Self: pause.TenantID == t.ID}
+	}
 	_, cfg, err := c.ReadConfig(ctx, t.ID, false)
 	if err != nil {
 		return in, fmt.Errorf("tenant %q: resolving config: %w", t.Slug, err)

@@ -13,6 +13,10 @@ type Policy struct {
 	// Blocked, when not empty, says why the tenant may not be used: it or an
 	// ancestor is suspended or archived, or it is not provisioned yet.
 	Blocked string
+	// Paused, when not empty, says why the tenant's sessions may not start a
+	// transaction now: it or an ancestor is paused. They wait for the pause
+	// to end; it does not change what a backend connection is set to.
+	Paused string
 	// ReadOnly, when not empty, says why the tenant's sessions may not write
 	// (proxy.read_only, or the sql.write permission denied).
 	ReadOnly string

@@ -114,6 +114,10 @@ func TestResolve(t *testing.T) {
 			Policy{StatementTimeout: -1, Blocked: `tenant "acme" is suspended`}},
 		{"ancestor", Input{Tenant: "acme", Blocker: &Blocker{Slug: "msp", Status: "archived"}},
 			Policy{StatementTimeout: -1, Blocked: `tenant "acme" is unavailable: its ancestor "msp" is archived`}},
+		{"paused", Input{Tenant: "acme", Pause: &Pause{Slug: "acme", Reason: "move", Self: true}},
+			Policy{StatementTimeout: -1, Paused: `tenant "acme" is paused (move)`}},
+		{"ancestor paused", Input{Tenant: "acme", Pause: &Pause{Slug: "msp", Reason: "upgrade"}},
+			Policy{StatementTimeout: -1, Paused: `tenant "acme" is paused: its ancestor "msp" is paused (upgrade)`}},
 		{"keys", Input{Tenant: "acme", Config: []ConfigEntry{
 			{Key: KeyMaxConnections, Value: raw("7"), Source: "acme"},
 			{Key: KeyStatementTimeout, Value: raw(`"2s"`), Source: "msp"},
@@ -157,7 +161,7 @@ func TestResolve(t *testing.T) {
 		if tc.want.Access != AccessFull {
 			tc.want.Sig += "\x00access " + tc.want.Access.String()
 		}
-		if got.Access != tc.want.Access || got.Blocked != tc.want.Blocked || got.ReadOnly != tc.want.ReadOnly || got.NoDDL != tc.want.NoDDL ||
+		if got.Access != tc.want.Access || got.Blocked != tc.want.Blocked || got.Paused != tc.want.Paused || got.ReadOnly != tc.want.ReadOnly || got.NoDDL != tc.want.NoDDL ||
 			got.StatementTimeout != tc.want.StatementTimeout || got.MaxConns != tc.want.MaxConns ||
 			!slices.Equal(got.Settings, tc.want.Settings) || got.SQL != tc.want.SQL || got.Sig != tc.want.Sig {
 			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)

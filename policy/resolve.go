@@ -15,6 +15,9 @@ type Input struct {
 	// Blocker, when not nil, is the topmost tenant on the path from the root
 	// to this one (itself included) that is not active.
 	Blocker *Blocker
+	// Pause, when not nil, is the topmost pause on the path from the root to
+	// this tenant (itself included).
+	Pause *Pause
 	// Config is the tenant's resolved config (inheritance and locks applied).
 	Config []ConfigEntry
 	// Permissions are the tenant's resolved permissions.
@@ -36,6 +39,13 @@ type Blocker struct {
 	Self bool
 	// Provisioning is true when its status says it is not provisioned yet.
 	Provisioning bool
+}
+
+// Pause is a tenant's pause that holds a tenant (itself or a descendant).
+type Pause struct {
+	Slug, Reason string
+	// Self is true when the paused tenant is the one the policy is for.
+	Self bool
 }
 
 // ConfigEntry is one key of a tenant's resolved config.
@@ -73,6 +83,13 @@ func Resolve(in Input) Policy {
 			p.Blocked = fmt.Sprintf("tenant %q is %s", in.Tenant, b.Status)
 		default:
 			p.Blocked = fmt.Sprintf("tenant %q is unavailable: its ancestor %q is %s", in.Tenant, b.Slug, b.Status)
+		}
+	}
+	if ps := in.Pause; ps != nil {
+		if ps.Self {
+			p.Paused = fmt.Sprintf("tenant %q is paused (%s)", in.Tenant, ps.Reason)
+		} else {
+			p.Paused = fmt.Sprintf("tenant %q is paused: its ancestor %q is paused (%s)", in.Tenant, ps.Slug, ps.Reason)
 		}
 	}
 	for _, e := range in.Config {
