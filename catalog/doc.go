@@ -1,8 +1,8 @@
 // Package catalog owns the catalog database: tenants and their placements, the
 // encrypted credentials of tenants' backend roles, proxy users (SCRAM verifiers),
 // database-name mappings, admin API keys, tenant pauses and the app schema
-// history. It applies
-// the embedded migrations and announces changes over LISTEN/NOTIFY.
+// history. It applies the embedded migrations and announces changes over
+// LISTEN/NOTIFY.
 //
 // It imports only migrations and policy (the leaf that defines the proxy.*
 // config keys and the permissions sessions obey; catalog validates values
