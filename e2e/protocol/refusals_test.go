@@ -93,37 +93,58 @@ func testLexerSettings(t *testing.T, ts *stacktest.Stack) {
 			t.Errorf("after the refusals client_encoding = %s", got)
 		}
 	})
-	t.Run("hidden in dynamic SQL", func(t *testing.T) {
-		// Inside a transaction, so that the settings end with it and no
-		// pooled backend keeps them.
-		tx, err := c.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
+	// In every placement: what the settings could smuggle past the guard,
+	// PostgreSQL refuses whatever the tenant's role.
+	for _, tenant := range []string{"client_alpha", "client_beta", "client_gamma"} {
+		t.Run("hidden in dynamic SQL/"+tenant, func(t *testing.T) {
+			testHiddenLexerSettings(t, stacktest.Connect(t, ts.URL("demo", "demo", tenant, "")))
+		})
+	}
+}
+
+// testHiddenLexerSettings sends, on c, the lexer settings the guard refuses
+// hidden in dynamic SQL: PostgreSQL accepts them, and the statement they
+// smuggle past the guard is refused by PostgreSQL itself.
+func testHiddenLexerSettings(t *testing.T, c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	show := func(name string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
+			t.Fatalf("SHOW %s: %v", name, err)
 		}
-		defer tx.Rollback(ctx)
-		for _, q := range []string{"SET client_encoding = 'SJIS'", "SET client_encoding = 'UTF8'", "SET standard_conforming_strings = off"} {
-			if _, err := tx.Exec(ctx, stacktest.Hidden(q)); err != nil {
-				t.Fatalf("hidden %s: %v; PostgreSQL accepts it", q, err)
-			}
+		return v
+	}
+	// Inside a transaction, so that the settings end with it and no
+	// pooled backend keeps them.
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for _, q := range []string{"SET client_encoding = 'SJIS'", "SET client_encoding = 'UTF8'", "SET standard_conforming_strings = off"} {
+		if _, err := tx.Exec(ctx, stacktest.Hidden(q)); err != nil {
+			t.Fatalf("hidden %s: %v; PostgreSQL accepts it", q, err)
 		}
-		// With standard_conforming_strings off, PostgreSQL reads 'a\', '
-		// as one literal, so it runs the SET ROLE that the guard (reading
-		// with it on) sees inside a second literal: the smuggled statement
-		// reaches PostgreSQL, which refuses it itself.
-		_, err = tx.Exec(ctx, `SELECT 'a\', 'b; SET ROLE postgres; --'`, pgx.QueryExecModeSimpleProtocol)
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "42501" || strings.Contains(pe.Message, "stratum-proxy") {
-			t.Errorf("smuggled SET ROLE: %v, want PostgreSQL's own 42501", err)
-		}
-		tx.Rollback(ctx)
-		var role string
-		if err := c.QueryRow(ctx, "SELECT current_user").Scan(&role); err != nil || !strings.HasPrefix(role, "stratum_t_") {
-			t.Errorf("current_user after the smuggled SET ROLE: %q %v", role, err)
-		}
-		if got := show("standard_conforming_strings"); got != "on" {
-			t.Errorf("after the rollback standard_conforming_strings = %s", got)
-		}
-	})
+	}
+	// With standard_conforming_strings off, PostgreSQL reads 'a\', '
+	// as one literal, so it runs the SET ROLE that the guard (reading
+	// with it on) sees inside a second literal: the smuggled statement
+	// reaches PostgreSQL, which refuses it itself.
+	_, err = tx.Exec(ctx, `SELECT 'a\', 'b; SET ROLE postgres; --'`, pgx.QueryExecModeSimpleProtocol)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" || strings.Contains(pe.Message, "stratum-proxy") {
+		t.Errorf("smuggled SET ROLE: %v, want PostgreSQL's own 42501", err)
+	}
+	tx.Rollback(ctx)
+	var role string
+	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&role); err != nil || !strings.HasPrefix(role, "stratum_t_") {
+		t.Errorf("current_user after the smuggled SET ROLE: %q %v", role, err)
+	}
+	if got := show("standard_conforming_strings"); got != "on" {
+		t.Errorf("after the rollback standard_conforming_strings = %s", got)
+	}
 }
 
 func testDatabaseNames(t *testing.T, ts *stacktest.Stack) {
