@@ -1,5 +1,6 @@
 // Package workdir holds what the report commands (bench/cmd/stratumbench,
 // conformance/cmd/stratumconf) share about a run: the things it started,
 // stopped in reverse order, its temporary directory, removed unless kept,
-// and its progress lines. It imports nothing of ours.
+// its private PostgreSQL, its secrets and its progress lines. It imports only
+// internal/pgcluster of ours.
 package workdir

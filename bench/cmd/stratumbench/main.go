@@ -225,31 +225,10 @@ func (b *bench) setup(ctx context.Context) error {
 	}
 
 	step("starting PostgreSQL in %s", b.tmp)
-	b.cluster, err = pgcluster.Start(ctx, pgcluster.Config{
-		DataDir:  filepath.Join(b.tmp, "pg"),
-		Password: secretToken(),
-		Settings: map[string]string{"max_connections": "300", "shared_buffers": "256MB"},
-	})
+	b.cluster, b.pgVersion, err = b.cleanups.StartPostgres(ctx, filepath.Join(b.tmp, "pg"),
+		map[string]string{"max_connections": "300", "shared_buffers": "256MB"}, catalogDB, directDB)
 	if err != nil {
 		return err
-	}
-	b.onCleanup(func() {
-		if err := b.cluster.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping postgres:", err)
-		}
-	})
-	su, err := pgx.Connect(ctx, b.cluster.URL("postgres"))
-	if err != nil {
-		return err
-	}
-	defer su.Close(context.Background())
-	if err := su.QueryRow(ctx, "SHOW server_version").Scan(&b.pgVersion); err != nil {
-		return err
-	}
-	for _, db := range []string{catalogDB, directDB} {
-		if _, err := su.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-			return fmt.Errorf("creating database %s: %w", db, err)
-		}
 	}
 
 	if err := b.writeProxyConfig(); err != nil {
@@ -277,15 +256,6 @@ func findTool(name, fallback string) (string, error) {
 	return "", fmt.Errorf("%s not found on PATH nor at %s", name, fallback)
 }
 
-func secretToken() string {
-	k, err := secrets.NewKeyText("x")
-	if err != nil {
-		panic(err)
-	}
-	// base64 of 32 random bytes, made safe for URLs, YAML and userlist.txt.
-	return strings.NewReplacer("+", "A", "/", "B", "=", "").Replace(strings.TrimPrefix(k, "x:"))
-}
-
 // writeProxyConfig writes the serve configuration and the environment that
 // holds its secrets. Pool keys follow config.example.yaml: pool.mode is set to
 // transaction only when the example documents it, and integer pool keys that
@@ -302,7 +272,7 @@ func (b *bench) writeProxyConfig() error {
 	if err != nil {
 		return err
 	}
-	b.adminKey = "stk_bench_" + secretToken()
+	b.adminKey = "stk_bench_" + workdir.Token()
 	b.proxyEnv = append(os.Environ(),
 		"STRATUM_CATALOG_URL="+b.cluster.URL(catalogDB),
 		"STRATUM_SECRET_KEYS="+keys,

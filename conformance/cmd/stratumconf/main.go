@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
@@ -210,28 +209,9 @@ var step = workdir.Step
 func (r *run) setup(ctx context.Context) error {
 	step("starting PostgreSQL in %s", r.tmp)
 	var err error
-	r.cluster, err = pgcluster.Start(ctx, pgcluster.Config{
-		DataDir:  filepath.Join(r.tmp, "pg"),
-		Password: randomToken(),
-	})
+	r.cluster, r.pgVersion, err = r.cleanups.StartPostgres(ctx, filepath.Join(r.tmp, "pg"), nil, server.CatalogDatabase)
 	if err != nil {
 		return err
-	}
-	r.onCleanup(func() {
-		if err := r.cluster.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping postgres:", err)
-		}
-	})
-	su, err := pgx.Connect(ctx, r.cluster.URL("postgres"))
-	if err != nil {
-		return err
-	}
-	defer su.Close(context.Background())
-	if err := su.QueryRow(ctx, "SHOW server_version").Scan(&r.pgVersion); err != nil {
-		return err
-	}
-	if _, err := su.Exec(ctx, "CREATE DATABASE "+server.CatalogDatabase); err != nil {
-		return fmt.Errorf("creating the catalog database: %w", err)
 	}
 	keys, err := secrets.NewKeyText("conf1")
 	if err != nil {
@@ -248,7 +228,7 @@ func (r *run) setup(ctx context.Context) error {
 			SharedDatabase: "app",
 		}},
 	}
-	r.cfg.Admin.BootstrapKey = randomToken()
+	r.cfg.Admin.BootstrapKey = workdir.Token()
 	r.cfg.Proxy.ShutdownGrace = time.Second
 	logFile := filepath.Join(r.tmp, "proxy.log")
 	lc := zap.NewProductionConfig()
@@ -349,13 +329,4 @@ func (r *run) runMode(ctx context.Context, mode string) error {
 		step("%s %s: %d passed, %d failed, %d skipped in %s", s.name(), mode, p, f, sk, res.elapsed.Round(time.Second))
 	}
 	return nil
-}
-
-func randomToken() string {
-	k, err := secrets.NewKeyText("x")
-	if err != nil {
-		panic(err)
-	}
-	// base64 of 32 random bytes, made safe for URLs and connection strings.
-	return strings.NewReplacer("+", "A", "/", "B", "=", "").Replace(strings.TrimPrefix(k, "x:"))
 }
