@@ -31,14 +31,7 @@ func testLexerSettings(t *testing.T, ts *stacktest.Stack) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-	show := func(name string) string {
-		t.Helper()
-		var v string
-		if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
-			t.Fatalf("SHOW %s: %v", name, err)
-		}
-		return v
-	}
+	show := func(name string) string { t.Helper(); return showSetting(t, ctx, c, name) }
 	t.Run("safe values pass", func(t *testing.T) {
 		for _, q := range []string{
 			"SET standard_conforming_strings = on",
@@ -108,14 +101,7 @@ func testLexerSettings(t *testing.T, ts *stacktest.Stack) {
 func testHiddenLexerSettings(t *testing.T, c *pgx.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	show := func(name string) string {
-		t.Helper()
-		var v string
-		if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
-			t.Fatalf("SHOW %s: %v", name, err)
-		}
-		return v
-	}
+	show := func(name string) string { t.Helper(); return showSetting(t, ctx, c, name) }
 	// Inside a transaction, so that the settings end with it and no
 	// pooled backend keeps them.
 	tx, err := c.Begin(ctx)
@@ -145,6 +131,16 @@ func testHiddenLexerSettings(t *testing.T, c *pgx.Conn) {
 	if got := show("standard_conforming_strings"); got != "on" {
 		t.Errorf("after the rollback standard_conforming_strings = %s", got)
 	}
+}
+
+// showSetting is SHOW name on c.
+func showSetting(t *testing.T, ctx context.Context, c *pgx.Conn, name string) string {
+	t.Helper()
+	var v string
+	if err := c.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
+		t.Fatalf("SHOW %s: %v", name, err)
+	}
+	return v
 }
 
 func testDatabaseNames(t *testing.T, ts *stacktest.Stack) {
