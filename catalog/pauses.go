@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,9 +57,14 @@ func (c *Catalog) PauseTenant(ctx context.Context, ref, reason, by string) (*Pau
 	return out, nil
 }
 
-// UnpauseTenant ends the pause of the tenant named by ref, when by paused it
-// (by "" ends any pause), and writes an audit row. It returns false when the
-// tenant was not paused (by by).
+// MovePauseBy is the prefix of paused_by for a placement move's pause:
+// "move:<move id>".
+const MovePauseBy = "move:"
+
+// UnpauseTenant ends the pause of the tenant named by ref when by paused it;
+// by "" (an operator) ends any pause but a placement move's, which only the
+// move ends (ErrConflict: cancel the move instead). It writes an audit row
+// and returns false when the tenant was not paused (by by).
 func (c *Catalog) UnpauseTenant(ctx context.Context, ref, by string) (bool, error) {
 	var unpaused bool
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
@@ -67,12 +73,22 @@ func (c *Catalog) UnpauseTenant(ctx context.Context, ref, by string) (bool, erro
 			return fmt.Errorf("tenant %q: %w", ref, err)
 		}
 		p := &Pause{TenantID: t.ID, Slug: t.Slug}
-		err = tx.QueryRow(ctx, `DELETE FROM tenant_pauses WHERE tenant_id = $1 AND ($2 = '' OR paused_by = $2)
-			RETURNING reason, paused_by, paused_at`, t.ID, by).Scan(&p.Reason, &p.By, &p.PausedAt)
+		err = tx.QueryRow(ctx, `SELECT reason, paused_by, paused_at FROM tenant_pauses WHERE tenant_id = $1`,
+			t.ID).Scan(&p.Reason, &p.By, &p.PausedAt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
+			return fmt.Errorf("reading the pause of tenant %q: %w", t.Slug, err)
+		}
+		switch {
+		case by == "" && strings.HasPrefix(p.By, MovePauseBy):
+			return fmt.Errorf("%w: tenant %q is paused by placement move %s; cancel the move instead",
+				ErrConflict, t.Slug, strings.TrimPrefix(p.By, MovePauseBy))
+		case by != "" && p.By != by:
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM tenant_pauses WHERE tenant_id = $1`, t.ID); err != nil {
 			return fmt.Errorf("unpausing tenant %q: %w", t.Slug, err)
 		}
 		unpaused = true

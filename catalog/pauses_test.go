@@ -61,15 +61,25 @@ func TestPauses(t *testing.T) {
 		t.Errorf("unpause by who paused: %v %v, want true", ok, err)
 	}
 	if ok, err := e.c.UnpauseTenant(ctx, "p_root", ""); err != nil || !ok {
-		t.Errorf("unpause by anyone: %v %v, want true", ok, err)
+		t.Errorf("unpause by an operator: %v %v, want true", ok, err)
+	}
+	// A placement move's pause is the move's: an operator cannot end it.
+	if _, err := e.c.PauseTenant(ctx, "p_leaf", "placement move", catalog.MovePauseBy+"m1"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := e.c.UnpauseTenant(ctx, "p_leaf", ""); ok || !errors.Is(err, catalog.ErrConflict) {
+		t.Errorf("operator unpausing a move's pause: %v %v, want ErrConflict", ok, err)
+	}
+	if ok, err := e.c.UnpauseTenant(ctx, "p_leaf", catalog.MovePauseBy+"m1"); err != nil || !ok {
+		t.Errorf("the move unpausing: %v %v, want true", ok, err)
 	}
 	if p, _ := e.c.PausingAncestor(ctx, leaf.ID); p != nil {
 		t.Errorf("after both unpaused: %+v", p)
 	}
-	if n := e.auditCount("tenant.pause"); n != 2 {
-		t.Errorf("%d tenant.pause audit rows, want 2", n)
+	if n := e.auditCount("tenant.pause"); n != 3 {
+		t.Errorf("%d tenant.pause audit rows, want 3", n)
 	}
-	if n := e.auditCount("tenant.unpause"); n != 2 {
-		t.Errorf("%d tenant.unpause audit rows, want 2", n)
+	if n := e.auditCount("tenant.unpause"); n != 3 {
+		t.Errorf("%d tenant.unpause audit rows, want 3", n)
 	}
 }
