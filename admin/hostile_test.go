@@ -406,6 +406,9 @@ func TestHostileInputEveryRoute(t *testing.T) {
 		"POST /v1/tenants/{ref}/move": {
 			fields: []hostileField{{"parent", rootID, "s"}},
 		},
+		"POST /v1/tenants/{ref}/pause": {
+			fields: []hostileField{{"reason", `"hz"`, "s"}},
+		},
 		"PATCH /v1/tenants/{ref}/config": {
 			batch:  true,
 			fields: []hostileField{{"hz.batch", `{"value":"v"}`, "*"}},
@@ -649,7 +652,7 @@ func TestHostileInputEveryRoute(t *testing.T) {
 	for _, op := range []string{
 		"GET /healthz", "GET /readyz", "GET /metrics", "GET /v1/openapi.json", "GET /v1/tenants", "GET /v1/tenants/{ref}",
 		"POST /v1/tenants/{ref}/suspend", "POST /v1/tenants/{ref}/resume", "POST /v1/tenants/{ref}/archive",
-		"GET /v1/tenants/{ref}/children", "GET /v1/tenants/{ref}/ancestors", "GET /v1/tenants/{ref}/descendants",
+		"POST /v1/tenants/{ref}/unpause", "GET /v1/tenants/{ref}/children", "GET /v1/tenants/{ref}/ancestors", "GET /v1/tenants/{ref}/descendants",
 		"GET /v1/tenants/{ref}/config", "GET /v1/tenants/{ref}/config/{key}", "DELETE /v1/tenants/{ref}/config/{key}",
 		"GET /v1/config/diff", "POST /v1/config/rotate-keys", "GET /v1/tenants/{ref}/permissions",
 		"GET /v1/tenants/{ref}/permissions/{key}", "DELETE /v1/tenants/{ref}/permissions/{key}", "GET /v1/keys",

@@ -868,6 +868,14 @@ func TestOpenAPISchemas(t *testing.T) {
 	}
 	call("POST", "/v1/tenants/{ref}/suspend", "/v1/tenants/initech/suspend", boot, "", 409) // archived
 	call("POST", "/v1/tenants/{ref}/resume", "/v1/tenants/initech/resume", boot, "", 409)
+	const pause, unpause = "/v1/tenants/{ref}/pause", "/v1/tenants/{ref}/unpause"
+	call("POST", pause, "/v1/tenants/globex/pause", boot, `{"reason":"maintenance"}`, 200)
+	call("POST", pause, "/v1/tenants/globex/pause", boot, `{"reason":"again"}`, 409)
+	call("POST", pause, "/v1/tenants/globex/pause", boot, `{}`, 422)
+	call("POST", pause, "/v1/tenants/nobody/pause", boot, `{"reason":"x"}`, 404)
+	call("POST", unpause, "/v1/tenants/globex/unpause", boot, "", 200)
+	call("POST", unpause, "/v1/tenants/globex/unpause", boot, "", 200) // not paused: unpaused false
+	call("POST", unpause, "/v1/tenants/nobody/unpause", boot, "", 404)
 	for _, l := range []string{"children", "descendants"} {
 		tmpl := "/v1/tenants/{ref}/" + l
 		call("GET", tmpl, "/v1/tenants/acme/"+l, boot, "", 200)

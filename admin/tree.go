@@ -11,13 +11,15 @@ import (
 	"github.com/stratum-hq/stratum-proxy/catalog"
 )
 
-// treeRoutes: move, lifecycle and the tree listings. (Rename is PATCH
+// treeRoutes: move, lifecycle, pauses and the tree listings. (Rename is PATCH
 // /v1/tenants/{ref}, registered with the other methods of that path in
 // tenantRoutes.)
 func (a *API) treeRoutes(mux *http.ServeMux) {
 	a.route(mux, "/v1/tenants/{ref}/move", methods{http.MethodPost: a.authed(scopesWrite, a.moveTenant)})
 	a.route(mux, "/v1/tenants/{ref}/suspend", methods{http.MethodPost: a.authed(scopesWrite, a.tenantLifecycle((*catalog.Catalog).SuspendTenant))})
 	a.route(mux, "/v1/tenants/{ref}/resume", methods{http.MethodPost: a.authed(scopesWrite, a.tenantLifecycle((*catalog.Catalog).ResumeTenant))})
+	a.route(mux, "/v1/tenants/{ref}/pause", methods{http.MethodPost: a.authed(scopesWrite, a.pauseTenant)})
+	a.route(mux, "/v1/tenants/{ref}/unpause", methods{http.MethodPost: a.authed(scopesWrite, a.unpauseTenant)})
 	a.route(mux, "/v1/tenants/{ref}/archive", methods{http.MethodPost: a.authed(scopesWrite, a.tenantLifecycle((*catalog.Catalog).ArchiveTenant))})
 	a.route(mux, "/v1/tenants/{ref}/children", methods{http.MethodGet: a.authed(scopesRead, a.listChildren)})
 	a.route(mux, "/v1/tenants/{ref}/ancestors", methods{http.MethodGet: a.authed(scopesRead, a.listAncestors)})
@@ -244,4 +246,52 @@ func (a *API) tenantLifecycle(change func(*catalog.Catalog, context.Context, str
 		writeJSON(w, http.StatusOK, changed)
 		return nil
 	}
+}
+
+// pauseRequest is the body of POST /v1/tenants/{ref}/pause.
+type pauseRequest struct {
+	// Reason says why (1 to catalog.MaxPauseReasonLen bytes); sessions
+	// waiting on the pause log it.
+	Reason string `json:"reason"`
+}
+
+// pauseTenant pauses a tenant and its subtree: their sessions start no new
+// transaction (each waits in the proxy) until the pause ends. 409 when the
+// tenant is paused already.
+func (a *API) pauseTenant(w http.ResponseWriter, r *http.Request) error {
+	var req pauseRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	t, err := a.tenantFor(r, r.PathValue("ref"))
+	if err != nil {
+		return err
+	}
+	p, err := a.cat.PauseTenant(r.Context(), t.ID, req.Reason, catalog.ActorFrom(r.Context()).KeyID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+// unpauseBody answers POST /v1/tenants/{ref}/unpause.
+type unpauseBody struct {
+	Tenant   string `json:"tenant"`
+	Unpaused bool   `json:"unpaused"`
+}
+
+// unpauseTenant ends a tenant's pause (unpaused false when it had none); a
+// placement move's pause is the move's to end (409).
+func (a *API) unpauseTenant(w http.ResponseWriter, r *http.Request) error {
+	t, err := a.tenantFor(r, r.PathValue("ref"))
+	if err != nil {
+		return err
+	}
+	ok, err := a.cat.UnpauseTenant(r.Context(), t.ID, "")
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, unpauseBody{Tenant: t.Slug, Unpaused: ok})
+	return nil
 }

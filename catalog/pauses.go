@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -24,13 +25,16 @@ type Pause struct {
 	PausedAt time.Time `json:"paused_at"`
 }
 
+// MaxPauseReasonLen bounds a pause's reason, in bytes.
+const MaxPauseReasonLen = 500
+
 // PauseTenant pauses the tenant named by ref (within the actor's subtree)
 // for reason, recording by as who paused it, and writes an audit row. A
 // tenant already paused is refused with ErrConflict: one pause at a time, so
 // a move's cut-over never resumes an operator's pause or the reverse.
 func (c *Catalog) PauseTenant(ctx context.Context, ref, reason, by string) (*Pause, error) {
-	if reason == "" {
-		return nil, fmt.Errorf("%w pause: give a reason", ErrInvalid)
+	if reason == "" || len(reason) > MaxPauseReasonLen || strings.IndexByte(reason, 0) >= 0 || !utf8.ValidString(reason) {
+		return nil, fmt.Errorf("%w pause reason: give 1 to %d bytes of text", ErrInvalid, MaxPauseReasonLen)
 	}
 	var out *Pause
 	err := c.inTx(ctx, func(tx pgx.Tx) error {

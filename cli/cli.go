@@ -768,6 +768,28 @@ func tenantCommands() []cliCommand {
 			setup: oneTenant(http.MethodPost, "suspend")},
 		{name: "resume", args: "TENANT", min: 1, max: 1, help: "Resume a suspended tenant.", setup: oneTenant(http.MethodPost, "resume")},
 		{name: "archive", args: "TENANT", min: 1, max: 1, help: "Archive a tenant (final).", setup: oneTenant(http.MethodPost, "archive")},
+		{name: "pause", args: "TENANT", min: 1, max: 1,
+			help: "Pause a tenant and its subtree: their sessions start no new transaction (each waits in the proxy) until unpaused; running transactions finish.",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				reason := fs.String("reason", "paused by an operator", "why; sessions waiting on the pause log it")
+				return func(c *cliClient, args []string) error {
+					_, raw, err := c.do(http.MethodPost, cliPath("v1", "tenants", args[0], "pause"), nil, map[string]string{"reason": *reason})
+					if err != nil {
+						return err
+					}
+					return c.show(raw, func(w io.Writer) { renderVertical(w, raw, pauseOrder) })
+				}
+			}},
+		{name: "unpause", args: "TENANT", min: 1, max: 1, help: "End a tenant's pause: its waiting sessions go on.",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				return func(c *cliClient, args []string) error {
+					_, raw, err := c.do(http.MethodPost, cliPath("v1", "tenants", args[0], "unpause"), nil, nil)
+					if err != nil {
+						return err
+					}
+					return c.show(raw, func(w io.Writer) { renderVertical(w, raw, []string{"tenant", "unpaused"}) })
+				}
+			}},
 		{name: "db-map", args: "TENANT DATABASE", min: 2, max: 2,
 			help:  "Map a client database name to the tenant: connecting with that dbname names it. One tenant per name.",
 			setup: dbMapping(http.MethodPut)},

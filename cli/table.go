@@ -23,6 +23,7 @@ const cliValueWidth = 60
 var (
 	tenantOrder      = []string{"id", "slug", "name", "status", "isolation", "parent_id", "path", "depth", "backend", "database", "schema", "role_name", "pool_mode", "short_id", "databases", "created_at", "updated_at"}
 	configEntryOrder = []string{"key", "value", "source", "inherited", "locked", "locked_by", "sensitive", "masked"}
+	pauseOrder       = []string{"slug", "tenant_id", "reason", "paused_by", "paused_at"}
 	permEntryOrder   = []string{"key", "value", "mode", "revocation", "source", "inherited", "granted_by"}
 	keyOrder         = []string{"id", "name", "scopes", "tenant_id", "rate_limit", "created_at", "revoked_at", "rotated_from", "secret"}
 )
