@@ -220,3 +220,52 @@ func TestPauseWaitEndsWhenClientLeaves(t *testing.T) {
 		})
 	}
 }
+
+// The cut-over of a placement move: the tenant is paused, moves, and is
+// unpaused. A query held by the pause runs on a backend of the new
+// placement: in session pooling the session leaves its old backend while it
+// waits; in transaction pooling the old placement's idle connection is not
+// handed out again.
+func TestPauseThenMoveRunsOnNewPlacement(t *testing.T) {
+	for _, mode := range []string{PoolSession, PoolTransaction} {
+		t.Run(mode, func(t *testing.T) {
+			h, reg := pauseHarness(t, mode)
+			if mode == PoolSession {
+				h.be.Script(h.t1, NewScript())
+			} else {
+				h.be.Script(h.t1, Query("SELECT 0", "SELECT 1", txIdle))
+			}
+			forwarded := make(chan struct{})
+			h.be.Script(h.t1, NewScript(Expect(query("SELECT 2")), signal(forwarded), Send(complete("SELECT 1"), ready(txIdle))))
+			h.start()
+			c := h.connect("t1")
+			if mode == PoolSession {
+				h.expectEvents("acquire t1 #1")
+			} else {
+				c.send(query("SELECT 0"))
+				c.expect(complete("SELECT 1"), ready(txIdle))
+				h.expectEvents("acquire t1 #1", "release t1 #1 keep")
+			}
+			h.be.Update(h.t1, pause)
+			c.send(query("SELECT 2"))
+			waitPausedSessions(t, reg, 1)
+			h.be.Update(h.t1, func(p *router.Placement) {
+				p.Tenant.Isolation, p.Tenant.Database, p.Tenant.Schema = "database", "t_t1", ""
+			})
+			if mode == PoolSession {
+				h.expectEvents("release t1 #1 close") // moved off while waiting
+			}
+			notForwarded(t, forwarded)
+			h.be.Update(h.t1, unpause)
+			c.expect(complete("SELECT 1"), ready(txIdle))
+			waitPausedSessions(t, reg, 0)
+			if mode == PoolSession {
+				h.expectEvents("acquire t1 #2")
+				c.send(&pgproto3.Terminate{})
+				h.expectEvents("release t1 #2 reset")
+			} else {
+				h.expectEvents("acquire t1 #2", "release t1 #2 keep")
+			}
+		})
+	}
+}
