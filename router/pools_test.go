@@ -434,3 +434,32 @@ func TestWaitGen(t *testing.T) {
 		t.Fatalf("WaitGen with an ended context: %v", err)
 	}
 }
+
+// TestPoolMoveToAnotherServer: a connection still held on the server a
+// tenant moved away from frees that server's slot when handed back, and a
+// session of another tenant waiting for that server's capacity gets it.
+func TestPoolMoveToAnotherServer(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 1, Config{})
+	tr.cfg.Backends["other"] = tr.cfg.Backends["main"]
+	before := placement("acme", 0)
+	moved := placement("acme", 0)
+	moved.Tenant.Backend, moved.Tenant.Database = "other", "t_acme"
+	moved.gen = 1
+
+	held := tr.acquire(t, before) // main is full
+	waits := tr.acquireAsync(t, placement("other_tenant", 0))
+	sc := tr.acquire(t, moved)
+	if sc.Placement != moved.Where() {
+		t.Fatalf("moved placement got a connection for %q", sc.Placement)
+	}
+	pending(t, waits, "other_tenant, main still full")
+	tr.Release(held, Keep)
+	tr.waitClosed(t, held)
+	if a := received(t, waits); a.err != nil {
+		t.Fatalf("other_tenant after main's slot was freed: %v", a.err)
+	}
+	if s := tr.stats("acme"); s.Open != 1 {
+		t.Errorf("acme has %d open, want 1", s.Open)
+	}
+}
