@@ -36,6 +36,9 @@ type Backends interface {
 	Sender(sc *router.ServerConn, senderPID uint32) (clientPID uint32, sameTenant bool)
 	// Gen is the catalog generation: it moves on at every catalog change.
 	Gen() uint64
+	// WaitGen waits until Gen is no longer gen (nil) or ctx ends (its
+	// error): a session of a paused tenant waits so for the next change.
+	WaitGen(ctx context.Context, gen uint64) error
 	// OnChange registers fn to be told of every catalog change; fn must not block.
 	OnChange(fn func(catalog.Change))
 	// Config returns the router's configuration (the proxy reads the queue

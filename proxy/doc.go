@@ -26,9 +26,14 @@
 //     in transaction pooling.
 //   - injected.go: which backend replies answer messages the proxy injected
 //     into a client's request, counted per request.
-//   - relay.go: client messages to the backend, one small handler per kind.
+//   - relay.go: client messages to the backend, one small handler per kind,
+//     and the pause gate: a paused tenant's session waits at a transaction
+//     boundary until the pause ends (waitPaused).
 //   - rules.go: the protocol rules as named predicates (idle point, batch).
-//   - guard.go, policy.go: the SQL guard and the tenant's policy on statements.
+//   - guard.go, policy.go: the SQL guard and the tenant's policy on
+//     statements; the policy refreshed at transaction boundaries, and a
+//     session moved off a backend of a stale access level or placement
+//     (moveBackend).
 //   - timeouts.go: the statement and idle-in-transaction timeouts the proxy
 //     keeps itself, at the protocol level.
 //   - state.go, prepared.go: session settings and prepared statements carried

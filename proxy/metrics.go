@@ -26,6 +26,7 @@ type Metrics struct {
 	denials        *prometheus.CounterVec // by reason
 	acquireSeconds prometheus.Histogram
 	poolWaits      prometheus.Counter
+	sessionsPaused prometheus.Gauge // waiting for their tenant's pause to end
 
 	bytesIn, bytesOut prometheus.Counter // bytes, per direction, looked up once
 
@@ -58,6 +59,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5, 30}}),
 		poolWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "stratum_pool_slow_acquires_total",
 			Help: "Backend acquisitions that took longer than 10ms (queued or dialled)."}),
+		sessionsPaused: prometheus.NewGauge(prometheus.GaugeOpts{Name: "stratum_sessions_paused",
+			Help: "Client sessions waiting for their tenant's pause to end before a transaction."}),
 		tenants: map[string]bool{},
 		active:  map[string]*atomic.Int64{},
 	}
@@ -65,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.bytesOut = m.bytes.WithLabelValues("server_to_client")
 	if reg != nil {
 		reg.MustRegister(m.clientConns, m.clientAccepted, m.queries, m.transactions, m.bytes,
-			m.errors, m.denials, m.acquireSeconds, m.poolWaits)
+			m.errors, m.denials, m.acquireSeconds, m.poolWaits, m.sessionsPaused)
 	}
 	return m
 }

@@ -37,13 +37,45 @@ func (ss *session) pipeliningOutsideTransaction() bool {
 	return ss.mu.pending > 0 && !ss.mu.unsynced && ss.mu.txStatus == txIdle
 }
 
+// pipeliningWhilePaused reports whether requests are pending, no
+// extended-protocol batch is open, and the tenant is paused (as the session
+// last read, or as the router says now): a request in flight may end the
+// session's transaction, and the message at hand begin the next, which the
+// pause must hold (waitPaused). It reads the tenant's placement only when
+// requests are pending.
+func (ss *session) pipeliningWhilePaused() bool {
+	ss.mu.Lock()
+	inFlight := ss.mu.pending > 0 && !ss.mu.unsynced
+	ss.mu.Unlock()
+	if !inFlight {
+		return false
+	}
+	if ss.pol.Paused != "" {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.StartupTimeout)
+	defer cancel()
+	p, err := ss.srv.backends.Resolve(ctx, ss.cur.Tenant.ID)
+	return err == nil && p.Policy.Paused != ""
+}
+
+// atBoundary reports whether the session is at a transaction boundary (an
+// idle point), where a paused tenant's session waits.
+func (ss *session) atBoundary() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.idleLocked()
+}
+
 // refreshPolicy picks up catalog changes at a transaction boundary: when the
 // router's generation moved past the one the session's policy was read in,
 // and the session is between transactions, the tenant is resolved again and
 // the session re-authorized (reauthorize). A session no longer authorized, or
 // whose tenant is now blocked (suspended, archived, or under such an
 // ancestor), ends; otherwise the new policy applies from this transaction on
-// (its settings reach the backend before the next statement, see attach).
+// (its settings reach the backend before the next statement, see attach),
+// and on the tenant's placement now: a session that holds a backend of
+// another access level or placement moves off it (moveBackend).
 // It returns an error only when the session must end.
 func (ss *session) refreshPolicy() error {
 	ss.mu.Lock()
@@ -84,8 +116,8 @@ func (ss *session) refreshPolicy() error {
 		ss.kill(e)
 		return e
 	}
-	if held && att.sc.Access != p.Policy.Access {
-		return ss.moveToAccess(p, gen)
+	if held && (att.sc.Access != p.Policy.Access || att.sc.Placement != p.Where()) {
+		return ss.moveBackend(p, gen)
 	}
 	if held {
 		// A pump runs and reads cur: keep the placement, take its policy,
@@ -105,23 +137,28 @@ func (ss *session) refreshPolicy() error {
 	return nil
 }
 
-// moveToAccess moves a session that holds a backend logged in at another
+// moveBackend moves a session that holds a backend logged in at another
 // access level than p's policy asks (the tenant became read-only, or may
-// write again) off that backend, at a transaction boundary: the backend is
-// closed (its level is stale, the pools would not hand it out again) and the
-// session takes p. Its next message attaches a backend of the new level,
-// which gets the session's prepared statements and settings as after SET
-// stratum.tenant (acquire: prepareBackend, injectSettings). Other state on
-// the old backend (temporary tables, LISTEN, session advisory locks, SQL
-// PREPARE) is lost, as at a tenant switch. The caller flushed what it wrote.
-func (ss *session) moveToAccess(p *router.Placement, gen uint64) error {
+// write again), or dialed for another placement than p's (the tenant moved:
+// shared tables, its own schema or database, another server), off that
+// backend, at a transaction boundary: the backend is closed (it is stale,
+// the pools would not hand it out again) and the session takes p. Its next
+// message attaches a backend of the new level and placement, which gets the
+// session's prepared statements and settings as after SET stratum.tenant
+// (acquire: prepareBackend, injectSettings). Other state on the old backend
+// (temporary tables, LISTEN, session advisory locks, SQL PREPARE) is lost,
+// as at a tenant switch. The caller flushed what it wrote.
+func (ss *session) moveBackend(p *router.Placement, gen uint64) error {
 	old, err := ss.detach()
 	if err != nil {
 		return err
 	}
-	from := "none"
+	fromAccess, fromWhere := "none", "none"
 	if old != nil {
-		from = old.Access.String()
+		fromAccess, fromWhere = old.Access.String(), old.Placement
+		if old == ss.pidConn {
+			ss.pidConn = nil
+		}
 		ss.srv.backends.Release(old, router.Close)
 	}
 	ss.setTenant(p)
@@ -132,8 +169,14 @@ func (ss *session) moveToAccess(p *router.Placement, gen uint64) error {
 	ss.mu.Lock()
 	ss.mu.pinned = "" // pinned state stayed with the old backend
 	ss.mu.Unlock()
+	if to := p.Where(); fromWhere != to {
+		ss.log.Info("tenant's placement changed; moving to a backend of the new placement",
+			zap.String("from", fromWhere), zap.String("to", to),
+			zap.String("from_access", fromAccess), zap.String("to_access", p.Policy.Access.String()))
+		return nil
+	}
 	ss.log.Info("tenant's access level changed; moving to a backend of the new level",
-		zap.String("from", from), zap.String("to", p.Policy.Access.String()))
+		zap.String("from", fromAccess), zap.String("to", p.Policy.Access.String()))
 	return nil
 }
 

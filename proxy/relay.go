@@ -1,8 +1,13 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/rewrite"
@@ -60,7 +65,7 @@ func (r *relayer) handle(typ byte, msg []byte) (done bool, err error) {
 		return false, r.skipUntilSync(typ)
 	}
 	ss.state.settleDeallocations(ss)
-	if startsTransaction(typ) && ss.srv.backends.Gen() != ss.polGen {
+	if startsTransaction(typ) && (ss.srv.backends.Gen() != ss.polGen || ss.pol.Paused != "") {
 		if err := r.refreshPolicy(); err != nil {
 			return false, err
 		}
@@ -123,14 +128,17 @@ func (r *relayer) skipUntilSync(typ byte) error {
 }
 
 // refreshPolicy picks up a catalog change before a message that may start a
-// transaction (see session.refreshPolicy).
+// transaction (see session.refreshPolicy), and holds the message there while
+// the tenant is paused (waitPaused).
 func (r *relayer) refreshPolicy() error {
 	ss := r.ss
-	if ss.pipeliningOutsideTransaction() {
+	if ss.pipeliningOutsideTransaction() || ss.pipeliningWhilePaused() {
 		// Earlier requests, transactions of their own, are still
 		// pending: a client that always keeps one in flight would
 		// never reach a boundary, and keep the old policy (or a
-		// suspended tenant's session) forever. Let them finish.
+		// suspended tenant's session) forever. Let them finish. While
+		// the tenant is paused, the same inside a transaction: a
+		// request in flight may end it, and this message start the next.
 		if err := r.flush(); err != nil {
 			return err
 		}
@@ -139,11 +147,105 @@ func (r *relayer) refreshPolicy() error {
 		}
 	}
 	// Nothing of ours may stay buffered for a backend the refresh could
-	// move the session off (moveToAccess).
+	// move the session off (moveBackend), nor wait unsent while the
+	// session waits for a pause to end.
 	if err := r.flush(); err != nil {
 		return err
 	}
-	return ss.refreshPolicy()
+	return r.waitPaused()
+}
+
+// waitPaused refreshes the session's policy and, while the tenant is paused
+// and the session is at a transaction boundary, holds the message that would
+// start the next transaction: nothing is forwarded and no backend acquired.
+// Each catalog change ends a wait, and the tenant is resolved again
+// (session.refreshPolicy), so that the transaction runs under the policy and
+// on the placement the tenant has when the pause ends (a placement move's
+// cut-over pauses it). A wait has no time limit, like PgBouncer's PAUSE; it
+// ends early, with an error that ends the session, when the session is ended
+// (ctx) or the client goes away.
+func (r *relayer) waitPaused() error {
+	ss := r.ss
+	var since time.Time
+	defer func() {
+		if !since.IsZero() {
+			ss.srv.metrics.sessionsPaused.Dec()
+			ss.log.Debug("tenant's pause ended; the session goes on", zap.Duration("waited", time.Since(since)))
+		}
+	}()
+	for {
+		gen := ss.srv.backends.Gen()
+		if gen != ss.polGen {
+			if err := ss.refreshPolicy(); err != nil {
+				return err
+			}
+		}
+		if ss.pol.Paused == "" || !ss.atBoundary() {
+			return nil
+		}
+		if since.IsZero() {
+			since = time.Now()
+			ss.srv.metrics.sessionsPaused.Inc()
+			ss.log.Info("tenant paused; the session waits before its next transaction", zap.String("reason", ss.pol.Paused))
+		}
+		// gen was read before the refresh: a change committed since ends
+		// the wait at once, and is read by the next round.
+		if err := r.waitGen(gen); err != nil {
+			return err
+		}
+	}
+}
+
+// waitGen waits until the router's generation moves past gen. Meanwhile it
+// reads what the client sends (kept for the relay, up to pausedReadLimit
+// bytes), to see it go: a client that disconnects ends the wait with its read
+// error, and the session with it.
+func (r *relayer) waitGen(gen uint64) error {
+	ss := r.ss
+	ctx, cancel := context.WithCancel(ss.ctx)
+	defer cancel()
+	gone := make(chan error, 1)
+	go func() { gone <- ss.watchClient(ctx, cancel) }()
+	err := ss.srv.backends.WaitGen(ctx, gen)
+	cancel()
+	ss.cc.conn.SetReadDeadline(time.Now()) // stops the watcher's read
+	cerr := <-gone
+	ss.cc.conn.SetReadDeadline(time.Time{})
+	if cerr != nil {
+		return fmt.Errorf("client went away while its tenant was paused: %w", cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("waiting for the tenant's pause to end: %w", err)
+	}
+	return nil
+}
+
+// pausedReadLimit bounds what a session waiting for its tenant's pause to end
+// reads ahead from its client (watchClient). Past it, the proxy stops
+// reading, and a client that goes away is seen when the pause ends.
+const pausedReadLimit = 64 << 10
+
+// watchClient reads from the client into its reader's buffer (the relay's,
+// which waits meanwhile) until ctx ends or the read fails: a failed read that
+// is not the deadline waitGen sets to stop it means the client is gone, and
+// cancels the wait. It returns that error, or nil.
+func (ss *session) watchClient(ctx context.Context, cancel context.CancelFunc) error {
+	for {
+		err := ss.cc.rd.ReadMore(pausedReadLimit)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, wire.ErrBufferFull):
+			<-ctx.Done()
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil:
+			return nil
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue // not ours
+		}
+		cancel()
+		return err
+	}
 }
 
 // answerError flushes what was written and answers a request with e and, for

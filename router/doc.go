@@ -2,9 +2,13 @@
 // connections to get there. It owns:
 //
 //   - placement lookup (tenant, backend credentials, resolved policy) with a
-//     cache that catalog NOTIFY invalidates, and proxy users likewise;
-//   - pools of backend connections per (tenant role, startup parameters),
-//     with per-tenant and per-backend limits and fair queueing;
+//     cache that catalog NOTIFY invalidates, and proxy users likewise; the
+//     cache generation, which sessions compare (Gen) or wait on (WaitGen,
+//     a paused tenant's sessions);
+//   - pools of backend connections per (tenant role, placement, startup
+//     parameters), with per-tenant and per-backend limits and fair
+//     queueing; a tenant that changes access level or moves (Placement.Where)
+//     has its idle connections of the old one closed;
 //   - dialing and authenticating backend connections (ServerConn), and
 //     which tenant each open one (by server and PID) belongs to, and which
 //     client session last held it (Sender).

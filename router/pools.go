@@ -71,10 +71,15 @@ type tenantPool struct {
 	backend string
 	limit   int
 	open    int                      // connections open, idle or in use
-	idle    map[string][]*ServerConn // by pool key (access level and parameters), newest last
-	// access is the access level the tenant's placement asked for last; idle
-	// connections of another level are stale and closed when it changes.
+	idle    map[string][]*ServerConn // by pool key (access level, placement and parameters), newest last
+	// access and where are the access level and the placement
+	// (Placement.Where) the tenant's newest placement seen asks for, read in
+	// router generation gen; idle connections of another level or placement
+	// are stale and closed when they change. backend is that placement's
+	// server: where the tenant's new connections are counted and queued.
 	access  policy.Access
+	where   string
+	gen     uint64
 	waiters []*waiter // waiting because open == limit
 	// status is the ParameterStatus set the last new connection reported, by
 	// parameter key: what a client is told at startup without a backend.
@@ -94,9 +99,12 @@ type backendPool struct {
 // slot has already been counted.
 type waiter struct {
 	tenant string
-	key    string
-	since  time.Time
-	ready  chan grant
+	// backend is the server whose queue it waits in, if any (a tenant
+	// that moves to another server changes tenantPool.backend meanwhile).
+	backend string
+	key     string
+	since   time.Time
+	ready   chan grant
 }
 
 // fairnessBound: a released connection goes straight to a waiting session of
@@ -118,9 +126,10 @@ func newPools(cfg *Config, now func() time.Time) *pools {
 }
 
 // poolKey is the map key of connections logged in as the role of access
-// level a with these startup parameters: connections of another level or
-// other parameters are never handed out for it.
-func poolKey(a policy.Access, params map[string]string) string {
+// level a to the placement where (Placement.Where) with these startup
+// parameters: connections of another level, placement or parameters are
+// never handed out for it.
+func poolKey(a policy.Access, where string, params map[string]string) string {
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
@@ -128,6 +137,8 @@ func poolKey(a policy.Access, params map[string]string) string {
 	sort.Strings(keys)
 	var b strings.Builder
 	b.WriteString(a.String())
+	b.WriteByte(0)
+	b.WriteString(where)
 	b.WriteByte(0)
 	for _, k := range keys {
 		b.WriteString(k)
@@ -142,7 +153,7 @@ func (p *pools) tenantLocked(pl *Placement) *tenantPool {
 	tp := p.mu.tenants[pl.Tenant.ID]
 	if tp == nil {
 		tp = &tenantPool{id: pl.Tenant.ID, backend: pl.Tenant.Backend, idle: map[string][]*ServerConn{},
-			status: map[string]map[string]string{}}
+			status: map[string]map[string]string{}, access: pl.Policy.Access, where: pl.Where(), gen: pl.gen}
 		p.mu.tenants[pl.Tenant.ID] = tp
 	}
 	tp.limit = p.cfg.MaxConnsPerTenant
@@ -166,7 +177,7 @@ func (p *pools) backendLocked(name string) *backendPool {
 // one freed, waiting at most Config.QueueTimeout. The caller hands it back with
 // Release.
 func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error) {
-	key := poolKey(p.Policy.Access, params)
+	key := poolKey(p.Policy.Access, p.Where(), params)
 	for {
 		sc, permit, w, err := r.pools.take(p, key)
 		if err != nil {
@@ -197,7 +208,7 @@ func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]st
 				r.pools.forget(p.Tenant.ID, p.Tenant.Backend)
 				return nil, err
 			}
-			sc.key, sc.tenantID, sc.backend, sc.Access = key, p.Tenant.ID, p.Tenant.Backend, p.Policy.Access
+			sc.key, sc.tenantID, sc.backend, sc.Access, sc.Placement = key, p.Tenant.ID, p.Tenant.Backend, p.Policy.Access, p.Where()
 			r.pids.add(sc)
 			sc.inUse.Store(true)
 			r.pools.noteStatus(p.Tenant.ID, key, sc.Params)
@@ -222,7 +233,7 @@ func (r *Router) KnownStatus(p *Placement, params map[string]string) map[string]
 	r.pools.mu.Lock()
 	defer r.pools.mu.Unlock()
 	if tp := r.pools.mu.tenants[p.Tenant.ID]; tp != nil {
-		return tp.status[poolKey(p.Policy.Access, params)]
+		return tp.status[poolKey(p.Policy.Access, p.Where(), params)]
 	}
 	return nil
 }
@@ -235,11 +246,8 @@ func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, err
 		return nil, false, nil, ErrClosed
 	}
 	tp := p.tenantLocked(pl)
+	p.followLocked(tp, pl)
 	bp := p.backendLocked(pl.Tenant.Backend)
-	if tp.access != pl.Policy.Access {
-		tp.access = pl.Policy.Access
-		p.closeStaleLocked(tp)
-	}
 	now := p.now()
 	for idle := tp.idle[key]; len(idle) > 0; idle = tp.idle[key] {
 		sc := idle[len(idle)-1]
@@ -253,7 +261,7 @@ func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, err
 	}
 	if tp.open < tp.limit {
 		if bp.open >= bp.cap && !p.evictIdleLocked(pl.Tenant.Backend, "") {
-			w := &waiter{tenant: tp.id, key: key, since: now, ready: make(chan grant, 1)}
+			w := &waiter{tenant: tp.id, backend: tp.backend, key: key, since: now, ready: make(chan grant, 1)}
 			if len(bp.waiting[tp.id]) == 0 {
 				bp.ring = append(bp.ring, tp.id)
 			}
@@ -279,29 +287,67 @@ func (p *pools) take(pl *Placement, key string) (*ServerConn, bool, *waiter, err
 	return nil, false, w, nil
 }
 
-// closeStaleLocked closes tp's idle connections logged in at another access
-// level than tp.access: the tenant's policy changed (rarely), and they would
-// only take slots. Held connections of the old level are kept by their
-// sessions until those move (proxy) and are never handed out again for
-// the new level, whose pool key differs.
+// followLocked makes tp follow the tenant's placement pl when it is not
+// older than the one tp follows (a session that read its placement before a
+// change must not turn the pool back): a new access level or a new
+// placement (a move) makes the idle connections of the old one stale.
+func (p *pools) followLocked(tp *tenantPool, pl *Placement) {
+	if pl.gen < tp.gen {
+		return
+	}
+	tp.gen = pl.gen
+	where := pl.Where()
+	if tp.access == pl.Policy.Access && tp.where == where {
+		return
+	}
+	tp.access, tp.where = pl.Policy.Access, where
+	tp.backend = pl.Tenant.Backend
+	p.backendLocked(tp.backend)
+	p.closeStaleLocked(tp)
+}
+
+// stale reports whether sc may no longer serve tp's sessions: it is logged in
+// at another access level than tp.access, or dialed for another placement
+// than tp.where.
+func (tp *tenantPool) stale(sc *ServerConn) bool {
+	return sc.Access != tp.access || sc.Placement != tp.where
+}
+
+// closeStaleLocked closes tp's idle connections that are stale: the tenant's
+// policy changed, or it moved (rarely), and they would only take slots. Held
+// connections of the old level or placement are kept by their sessions
+// until those move (proxy) and are never handed out again (the pool key
+// differs; release closes them).
 func (p *pools) closeStaleLocked(tp *tenantPool) {
-	freed := 0
 	for k, idle := range tp.idle {
 		keep := idle[:0]
+		var stale []*ServerConn
 		for _, sc := range idle {
-			if sc.Access == tp.access {
+			if !tp.stale(sc) {
 				keep = append(keep, sc)
 				continue
 			}
-			tp.open--
-			p.mu.backends[tp.backend].open--
-			freed++
+			stale = append(stale, sc)
+		}
+		clear(idle[len(keep):])
+		tp.idle[k] = keep
+		for _, sc := range stale {
+			p.uncountLocked(tp, sc)
 			go sc.Close()
 		}
-		tp.idle[k] = keep
 	}
-	for range freed {
-		p.freedLocked(tp)
+}
+
+// uncountLocked uncounts a connection of tp that is being closed and hands
+// its slots on (freedLocked). The backend slot is the connection's own
+// server's, which after a move to another server is not tp.backend; that
+// server's queue is then served too.
+func (p *pools) uncountLocked(tp *tenantPool, sc *ServerConn) {
+	tp.open--
+	p.mu.backends[sc.backend].open--
+	p.freedLocked(tp)
+	if sc.backend != tp.backend {
+		p.serveBackendLocked(p.mu.backends[sc.backend])
 	}
 }
 
@@ -372,7 +418,10 @@ func (p *pools) removeWaiterLocked(w *waiter) bool {
 	if tp.waiters, ok = remove(tp.waiters); ok {
 		return true
 	}
-	bp := p.mu.backends[tp.backend]
+	bp := p.mu.backends[w.backend]
+	if bp == nil {
+		return false
+	}
 	if bp.waiting[w.tenant], ok = remove(bp.waiting[w.tenant]); ok {
 		if len(bp.waiting[w.tenant]) == 0 {
 			delete(bp.waiting, w.tenant)
@@ -410,7 +459,12 @@ func (p *pools) freedLocked(tp *tenantPool) {
 		w.ready <- grant{permit: true}
 		return
 	}
-	bp := p.mu.backends[tp.backend]
+	p.serveBackendLocked(p.mu.backends[tp.backend])
+}
+
+// serveBackendLocked gives free capacity of bp to the sessions waiting in
+// its queue, tenant by tenant in turn, as long as it lasts.
+func (p *pools) serveBackendLocked(bp *backendPool) {
 	for len(bp.ring) > 0 && bp.open < bp.cap {
 		id := bp.ring[0]
 		bp.ring = bp.ring[1:]
@@ -459,8 +513,8 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 		sc.Close()
 		return
 	}
-	if mode != Close && sc.Access != tp.access {
-		mode = Close // logged in at a level the tenant no longer has
+	if mode != Close && tp.stale(sc) {
+		mode = Close // of a level or placement the tenant no longer has
 	}
 	if mode != Close {
 		// A waiter of the same tenant and parameters takes it as it is.
@@ -493,10 +547,8 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 			return
 		}
 	}
-	tp.open--
-	p.mu.backends[tp.backend].open--
-	yieldTurnLocked(p.mu.backends[tp.backend], tp.id)
-	p.freedLocked(tp)
+	yieldTurnLocked(p.mu.backends[sc.backend], tp.id)
+	p.uncountLocked(tp, sc)
 	p.mu.Unlock()
 	sc.Close()
 }

@@ -345,3 +345,121 @@ func TestPoolFairShareOfBackend(t *testing.T) {
 		t.Errorf("big's second waiter: %v", b.err)
 	}
 }
+
+// TestPoolPlacementMove: a session is handed only a connection dialed for
+// its tenant's placement. When the tenant moves (its Where changes in a
+// newer generation), idle connections of the old placement are closed and
+// never handed out, one still held there is closed when handed back, and a
+// session that read the placement before the move does not turn the pool
+// back.
+func TestPoolPlacementMove(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 10, Config{})
+	before := placement("acme", 0)
+	before.Tenant.Isolation, before.Tenant.Database = "shared", "app"
+	moved := placement("acme", 0)
+	moved.Tenant.Isolation, moved.Tenant.Database, moved.Tenant.Schema = "schema", "app", "t_acme"
+	moved.gen = 1
+
+	idleOld := tr.acquire(t, before)
+	heldOld := tr.acquire(t, before)
+	if idleOld.Placement != before.Where() {
+		t.Fatalf("connection dialed for %q, want %q", idleOld.Placement, before.Where())
+	}
+	tr.Release(idleOld, Keep)
+	if again := tr.acquire(t, before); again != idleOld {
+		t.Fatalf("before the move got %p, want the idle connection %p", again, idleOld)
+	}
+	tr.Release(idleOld, Keep)
+
+	sc := tr.acquire(t, moved)
+	if sc == idleOld || sc == heldOld || sc.Placement != moved.Where() || tr.d.dialed("acme") != 3 {
+		t.Fatalf("moved placement got %p (placement %q, %d dials), want a new connection there", sc, sc.Placement, tr.d.dialed("acme"))
+	}
+	tr.waitClosed(t, idleOld) // stale: closed when the placement changed
+	tr.Release(sc, Keep)
+
+	// The session that held an old connection hands it back: closed.
+	tr.Release(heldOld, Keep)
+	tr.waitClosed(t, heldOld)
+	if s := tr.stats("acme"); s.Open != 1 || s.Idle != 1 {
+		t.Fatalf("after the move: %+v, want 1 open, 1 idle", s)
+	}
+
+	// A session still on the placement it read before the move gets a
+	// connection of its own placement, never the moved one, and does not
+	// make the moved one stale.
+	stale := tr.acquire(t, before)
+	if stale == sc || stale.Placement != before.Where() {
+		t.Fatalf("a stale placement got %p (placement %q)", stale, stale.Placement)
+	}
+	tr.Release(stale, Keep)
+	tr.waitClosed(t, stale)
+	if again := tr.acquire(t, moved); again != sc {
+		t.Fatalf("moved placement got %p, want its idle connection %p", again, sc)
+	}
+}
+
+// TestWaitGen: WaitGen returns at once for a generation that has moved on,
+// waits while it has not, returns when Invalidate moves it, and gives up
+// with the context.
+func TestWaitGen(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 10, Config{})
+	g := tr.Gen()
+	tr.Invalidate()
+	if err := tr.WaitGen(context.Background(), g); err != nil {
+		t.Fatalf("an old generation: %v", err)
+	}
+	g = tr.Gen()
+	done := make(chan error, 1)
+	go func() { done <- tr.WaitGen(context.Background(), g) }()
+	select {
+	case err := <-done:
+		t.Fatalf("WaitGen returned (%v) before the generation moved", err)
+	case <-time.After(10 * time.Millisecond):
+	}
+	tr.Invalidate()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("WaitGen: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("WaitGen did not return after Invalidate")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tr.WaitGen(ctx, tr.Gen()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitGen with an ended context: %v", err)
+	}
+}
+
+// TestPoolMoveToAnotherServer: a connection still held on the server a
+// tenant moved away from frees that server's slot when handed back, and a
+// session of another tenant waiting for that server's capacity gets it.
+func TestPoolMoveToAnotherServer(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 1, Config{})
+	tr.cfg.Backends["other"] = tr.cfg.Backends["main"]
+	before := placement("acme", 0)
+	moved := placement("acme", 0)
+	moved.Tenant.Backend, moved.Tenant.Database = "other", "t_acme"
+	moved.gen = 1
+
+	held := tr.acquire(t, before) // main is full
+	waits := tr.acquireAsync(t, placement("other_tenant", 0))
+	sc := tr.acquire(t, moved)
+	if sc.Placement != moved.Where() {
+		t.Fatalf("moved placement got a connection for %q", sc.Placement)
+	}
+	pending(t, waits, "other_tenant, main still full")
+	tr.Release(held, Keep)
+	tr.waitClosed(t, held)
+	if a := received(t, waits); a.err != nil {
+		t.Fatalf("other_tenant after main's slot was freed: %v", a.err)
+	}
+	if s := tr.stats("acme"); s.Open != 1 {
+		t.Errorf("acme has %d open, want 1", s.Open)
+	}
+}

@@ -35,6 +35,14 @@ type Placement struct {
 // has moved on, the catalog changed since and the placement may be stale.
 func (p *Placement) Gen() uint64 { return p.gen }
 
+// Where names where the tenant's rows live: isolation, backend server,
+// database and schema. A placement move changes it; a connection dialed for
+// one Where never serves another (ServerConn.Placement).
+func (p *Placement) Where() string {
+	t := p.Tenant
+	return "isolation=" + t.Isolation + " backend=" + t.Backend + " database=" + t.Database + " schema=" + t.Schema
+}
+
 // Router resolves tenants to placements and hands out backend connections.
 type Router struct {
 	cfg Config
@@ -55,6 +63,12 @@ type Router struct {
 	// the catalog cannot be reached, so that known tenants keep working
 	// through a catalog outage.
 	gen atomic.Uint64
+	// genWait is closed (and forgotten) when gen moves on, for WaitGen; made
+	// only when someone waits.
+	genWait struct {
+		sync.Mutex
+		ch chan struct{}
+	}
 
 	// subs are told of every catalog change (OnChange).
 	subs struct {
@@ -151,7 +165,38 @@ func (r *Router) Catalog() *catalog.Catalog { return r.cat }
 // its next use, and served from the cache only while the catalog cannot be
 // reached. Catalog changes (and reconnections) call it; a config change at a
 // tenant reaches its whole subtree, so nothing finer is worth tracking.
-func (r *Router) Invalidate() { r.gen.Add(1) }
+func (r *Router) Invalidate() {
+	r.genWait.Lock()
+	r.gen.Add(1)
+	if r.genWait.ch != nil {
+		close(r.genWait.ch)
+		r.genWait.ch = nil
+	}
+	r.genWait.Unlock()
+}
+
+// WaitGen waits until the generation is no longer gen (at once when it has
+// moved already) and returns nil, or returns ctx's error when ctx ends
+// first. A session whose tenant is paused waits so for the catalog's next
+// change, without polling.
+func (r *Router) WaitGen(ctx context.Context, gen uint64) error {
+	r.genWait.Lock()
+	if r.gen.Load() != gen {
+		r.genWait.Unlock()
+		return nil
+	}
+	if r.genWait.ch == nil {
+		r.genWait.ch = make(chan struct{})
+	}
+	ch := r.genWait.ch
+	r.genWait.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
 
 // Gen is the current generation: it moves on at every catalog change. A
 // session compares it with its placement's Gen at transaction boundaries,

@@ -53,6 +53,11 @@ type ServerConn struct {
 	// as (policy.Access.Role); fixed for its lifetime. Acquire hands a
 	// session only a connection of its placement's level.
 	Access policy.Access
+	// Placement is where the connection was dialed for (Placement.Where);
+	// fixed for its lifetime. Acquire hands a session only a connection of
+	// its placement's Where, and a connection of a Where the tenant has left
+	// is closed when handed back.
+	Placement string
 
 	// inUse is true from Acquire to Release: a double release would hand one
 	// connection to two sessions, so Release refuses it.

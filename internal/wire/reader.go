@@ -144,6 +144,33 @@ func (r *Reader) fill(n int) error {
 	return nil
 }
 
+// ErrBufferFull is returned by ReadMore when the buffer holds its limit.
+var ErrBufferFull = errors.New("read buffer full")
+
+// ReadMore reads once from the underlying reader into the buffer, consuming
+// nothing: Next returns what it read. A caller that waits for something else
+// learns so whether the peer has gone (the read's error: io.EOF, a reset)
+// while what the peer sent meanwhile is kept. It reads nothing and returns
+// ErrBufferFull when limit bytes are buffered already.
+func (r *Reader) ReadMore(limit int) error {
+	if r.end-r.start >= limit {
+		return ErrBufferFull
+	}
+	if r.end == len(r.buf) {
+		copy(r.buf, r.buf[r.start:r.end])
+		r.end -= r.start
+		r.start = 0
+		if r.end == len(r.buf) {
+			nb := make([]byte, min(2*len(r.buf), limit))
+			copy(nb, r.buf[:r.end])
+			r.buf = nb
+		}
+	}
+	m, err := r.rd.Read(r.buf[r.end:min(len(r.buf), r.start+limit)])
+	r.end += m
+	return err
+}
+
 // Shrink drops an oversized buffer back to its initial size when it holds no
 // unread data, so one huge message does not pin memory for a whole session.
 func (r *Reader) Shrink() {

@@ -112,3 +112,31 @@ func TestReaderResumesAfterDeadline(t *testing.T) {
 		t.Fatalf("after resume: %q %q %v", typ, got, err)
 	}
 }
+
+// TestReaderReadMore checks that ReadMore keeps what it reads for Next, up
+// to its limit, and reports the peer's end.
+func TestReaderReadMore(t *testing.T) {
+	m1, m2 := msg('Q', "SELECT 1\x00"), msg('X', "")
+	var in bytes.Buffer
+	in.Write(m1)
+	in.Write(m2)
+	r := NewReaderSize(oneByteReader{&in}, 64, 0)
+	for r.Buffered() < len(m1) {
+		if err := r.ReadMore(len(m1)); err != nil {
+			t.Fatalf("ReadMore: %v", err)
+		}
+	}
+	if err := r.ReadMore(len(m1)); !errors.Is(err, ErrBufferFull) {
+		t.Fatalf("ReadMore at the limit: %v, want ErrBufferFull", err)
+	}
+	for err := error(nil); err == nil; err = r.ReadMore(1 << 10) {
+	}
+	for _, want := range [][]byte{m1, m2} {
+		if _, got, err := r.Next(); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("Next: %q %v, want %q", got, err, want)
+		}
+	}
+	if err := r.ReadMore(1 << 10); !errors.Is(err, io.EOF) {
+		t.Fatalf("ReadMore at the end: %v, want EOF", err)
+	}
+}

@@ -80,6 +80,7 @@ type Backends struct {
 		status     map[string]map[string]string // KnownStatus by tenant id
 		subs       []func(catalog.Change)
 		gen        uint64
+		genCh      chan struct{} // closed when gen moves on (WaitGen), or nil
 		opened     int
 		tenants    int
 		errs       []error
@@ -174,11 +175,34 @@ func (b *Backends) SetKnownStatus(p *router.Placement, status map[string]string)
 func (b *Backends) Change(c catalog.Change) {
 	b.mu.Lock()
 	b.mu.gen++
+	if b.mu.genCh != nil {
+		close(b.mu.genCh)
+		b.mu.genCh = nil
+	}
 	subs := b.mu.subs
 	b.mu.Unlock()
 	for _, fn := range subs {
 		fn(c)
 	}
+}
+
+// Update replaces the placement of p's tenant with a copy that fn changed
+// (its policy, its isolation, database or schema) and announces the change of
+// its tenants row (Change), as the router does after a catalog change. It
+// returns the new placement. A connection dialed for the old placement
+// (router.Placement.Where) is no longer handed out once idle.
+func (b *Backends) Update(p *router.Placement, fn func(*router.Placement)) *router.Placement {
+	b.mu.Lock()
+	cur := b.mu.placements[p.Tenant.ID]
+	np := *cur
+	t := *cur.Tenant
+	np.Tenant = &t
+	fn(&np)
+	b.mu.placements[t.Slug] = &np
+	b.mu.placements[t.ID] = &np
+	b.mu.Unlock()
+	b.Change(catalog.Change{Table: "tenants", Key: t.ID})
+	return &np
 }
 
 // Next returns the next event, waiting for it until ctx ends.
@@ -261,9 +285,13 @@ func (b *Backends) Acquire(ctx context.Context, p *router.Placement, params map[
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	id := p.Tenant.ID
-	if idle := b.mu.idle[id]; len(idle) > 0 {
+	for idle := b.mu.idle[id]; len(idle) > 0; idle = b.mu.idle[id] {
 		sc := idle[len(idle)-1]
 		b.mu.idle[id] = idle[:len(idle)-1]
+		if sc.Placement != p.Where() {
+			sc.Conn.Close() // dialed for a placement the tenant has left
+			continue
+		}
 		b.emit(Event{Kind: Acquire, Tenant: p.Tenant.Slug, Conn: b.mu.conns[sc].n})
 		return sc, nil
 	}
@@ -293,6 +321,8 @@ func (b *Backends) Acquire(ctx context.Context, p *router.Placement, params map[
 		Params:     maps.Clone(status),
 		Addr:       fmt.Sprintf("pgfake-%d:5432", n),
 		Statements: map[string]struct{}{},
+		Access:     p.Policy.Access,
+		Placement:  p.Where(),
 	}
 	c := &conn{n: n, tenant: p.Tenant.Slug, sc: sc, backend: back}
 	b.mu.conns[sc] = c
@@ -371,6 +401,27 @@ func (b *Backends) Gen() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.mu.gen
+}
+
+// WaitGen implements proxy.Backends: it returns when Change moves the
+// generation past gen, or with ctx's error.
+func (b *Backends) WaitGen(ctx context.Context, gen uint64) error {
+	b.mu.Lock()
+	if b.mu.gen != gen {
+		b.mu.Unlock()
+		return nil
+	}
+	if b.mu.genCh == nil {
+		b.mu.genCh = make(chan struct{})
+	}
+	ch := b.mu.genCh
+	b.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // OnChange implements proxy.Backends.

@@ -1,0 +1,8 @@
+// Package moves holds end-to-end tests of stratum-proxy (a whole stack on a
+// throwaway PostgreSQL, through real clients) for placement moves' proxy
+// side: a paused tenant's sessions hold their next transaction until the
+// pause ends while transactions under way finish and other tenants run on,
+// and sessions follow a tenant to its new placement.
+//
+// The stack comes from internal/stacktest; the package has no code of its own.
+package moves
