@@ -29,6 +29,8 @@ type Placement struct {
 	// its sessions.
 	Policy   policy.Policy
 	password string
+	// where is Where, computed when the router read the placement.
+	where string
 }
 
 // Gen is the router generation the placement was read in: when Router.Gen
@@ -38,8 +40,16 @@ func (p *Placement) Gen() uint64 { return p.gen }
 // Where names where the tenant's rows live: isolation, backend server,
 // database and schema. A placement move changes it; a connection dialed for
 // one Where never serves another (ServerConn.Placement).
+// The router computes it once per placement it reads (every Acquire asks);
+// placements made elsewhere (tests' fakes) get it computed on each call.
 func (p *Placement) Where() string {
-	t := p.Tenant
+	if p.where != "" {
+		return p.where
+	}
+	return whereOf(p.Tenant)
+}
+
+func whereOf(t *catalog.Tenant) string {
 	return "isolation=" + t.Isolation + " backend=" + t.Backend + " database=" + t.Database + " schema=" + t.Schema
 }
 
@@ -277,7 +287,8 @@ func (r *Router) readPlacement(ctx context.Context, ref string) (*Placement, err
 		return nil, err
 	}
 	pol := policy.Resolve(in)
-	return &Placement{Tenant: t, password: pw, gen: gen, PoolMode: t.PoolMode, Policy: pol, MaxConns: pol.MaxConns}, nil
+	return &Placement{Tenant: t, password: pw, gen: gen, PoolMode: t.PoolMode, Policy: pol, MaxConns: pol.MaxConns,
+		where: whereOf(t)}, nil
 }
 
 // ResolveDatabase returns the placement of the tenant a database name is mapped
