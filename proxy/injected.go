@@ -33,12 +33,18 @@ type injectedReplies struct {
 type requestDrops struct {
 	seq          uint64 // the request's number, counted from 0 on this attachment
 	parse, close int32
+	// retag counts the request's DEALLOCATE ALL sent through Parse, which
+	// the backend runs as a DEALLOCATE of one statement of the proxy's
+	// (sessionState.deallocateThroughParse): its CommandComplete says
+	// DEALLOCATE and the client must read DEALLOCATE ALL.
+	retag int32
 }
 
-func (d requestDrops) empty() bool { return d.parse == 0 && d.close == 0 }
+func (d requestDrops) empty() bool { return d.parse == 0 && d.close == 0 && d.retag == 0 }
 
 // expect notes that the request being written carries an injected message
-// whose reply is typ (wire.ParseComplete or wire.CloseComplete).
+// whose reply is typ (wire.ParseComplete or wire.CloseComplete), or, for
+// wire.CommandComplete, a DEALLOCATE ALL whose tag takeRetag rewrites.
 func (r *injectedReplies) expect(typ byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -47,6 +53,8 @@ func (r *injectedReplies) expect(typ byte) {
 		r.open.parse++
 	case wire.CloseComplete:
 		r.open.close++
+	case wire.CommandComplete:
+		r.open.retag++
 	}
 }
 
@@ -91,6 +99,20 @@ func (r *injectedReplies) take(typ byte) bool {
 	default:
 		return false
 	}
+	return true
+}
+
+// takeRetag reports whether a CommandComplete DEALLOCATE answers a
+// DEALLOCATE ALL the client sent through Parse in the request being
+// answered, and counts it.
+func (r *injectedReplies) takeRetag() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.current()
+	if d == nil || d.retag == 0 {
+		return false
+	}
+	d.retag--
 	return true
 }
 

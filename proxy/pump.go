@@ -7,11 +7,20 @@ import (
 	"errors"
 	"os"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
 	"github.com/stratum-hq/stratum-proxy/internal/wire"
 	"github.com/stratum-hq/stratum-proxy/router"
+)
+
+// deallocateTag is the CommandComplete tag of a DEALLOCATE of one
+// statement; deallocateAllComplete is the reply a client reads for a
+// DEALLOCATE ALL sent through Parse in transaction pooling (injectedReplies.takeRetag).
+var (
+	deallocateTag         = []byte("DEALLOCATE\x00")
+	deallocateAllComplete = appendMsg(nil, &pgproto3.CommandComplete{CommandTag: []byte("DEALLOCATE ALL")})
 )
 
 // errUnexpectedReady ends a pump that got a ReadyForQuery nobody asked for.
@@ -39,6 +48,9 @@ func (ss *session) pump(att *attachment) {
 		}
 		if !fatal && (ss.dropInjectedReply(att, typ, msg) || ss.foreignNotification(att, typ, msg) || ss.sessionLockNotice(typ, msg)) {
 			continue
+		}
+		if typ == wire.CommandComplete && bytes.Equal(msg[5:], deallocateTag) && att.injected.takeRetag() {
+			msg = deallocateAllComplete
 		}
 		if typ == wire.CopyInResponse || typ == wire.CopyBothResponse {
 			ss.mu.Lock()

@@ -184,6 +184,13 @@ func (ss *session) pin(reason string) {
 	ss.mu.Unlock()
 }
 
+// pinned reports whether the session keeps its backend (transaction pooling).
+func (ss *session) pinned() bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.mu.pinned != ""
+}
+
 func (ss *session) txStatus() byte {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()

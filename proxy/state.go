@@ -365,24 +365,42 @@ func (st *sessionState) closeUnnamed(att *attachment, msg []byte) []byte {
 
 // deallocateThroughParse handles a Parse of DEALLOCATE in transaction
 // pooling and returns the Parse body to send in place of rest. A DEALLOCATE
-// of one of the client's statements must not drop the backend's, which the
-// tenant's other sessions share: the client's is forgotten here, and the
-// backend deallocates a statement of the proxy's instead (deallocStatement,
-// closed and prepared again just before, the replies dropped), so the
-// client gets the replies PostgreSQL gives (ParseComplete, NoData,
-// CommandComplete DEALLOCATE; 25P02 in a failed transaction). Anything else
-// (another client name, which the backend reports as 26000 when it runs) is
-// sent as it is; DEALLOCATE ALL and reserved names are refused before
-// (relayer.parse).
+// of one of the client's statements, or of ALL, must not drop the backend's,
+// which the tenant's other sessions share: the client's are forgotten here,
+// and the backend deallocates a statement of the proxy's instead
+// (deallocStatement, closed and prepared again just before, the replies
+// dropped), so the client gets the replies PostgreSQL gives (ParseComplete,
+// NoData, CommandComplete DEALLOCATE or DEALLOCATE ALL, the pump rewriting
+// the tag; 25P02 in a failed transaction, and the statements are kept).
+// In a pinned session DEALLOCATE ALL goes to the backend as it is, as the
+// simple Query does: the backend is the session's alone, and the statements
+// of SQL-level PREPARE go too. Anything else (another client name, which
+// the backend reports as 26000 when it runs) is sent as it is; reserved
+// names are refused before (relayer.parse).
 func (st *sessionState) deallocateThroughParse(ss *session, att *attachment, q string, rest []byte) []byte {
 	ds, n := rewrite.Deallocations(q)
-	if n != 1 || len(ds) != 1 || ds[0].All || st.stmts[ds[0].Name] == nil {
+	if n != 1 || len(ds) != 1 {
 		return rest
 	}
-	d := deallocation{name: ds[0].Name, s: st.stmts[ds[0].Name], marker: &stmt{}}
-	delete(st.stmts, d.name)
-	ss.awaitParse(d.marker)
-	st.deallocs = append(st.deallocs, d)
+	marker := &stmt{}
+	switch d := ds[0]; {
+	case d.All && ss.pinned():
+		st.stmts, st.deallocs = nil, nil
+		att.sc.Statements = map[string]struct{}{}
+		return rest
+	case d.All:
+		for name, s := range st.stmts {
+			st.deallocs = append(st.deallocs, deallocation{name: name, s: s, marker: marker})
+		}
+		st.stmts = nil
+		att.injected.expect(wire.CommandComplete)
+	case st.stmts[d.Name] == nil:
+		return rest
+	default:
+		st.deallocs = append(st.deallocs, deallocation{name: d.Name, s: st.stmts[d.Name], marker: marker})
+		delete(st.stmts, d.Name)
+	}
+	ss.awaitParse(marker)
 	att.injected.expect(wire.CloseComplete)
 	att.write(closeMsg(wire.TargetStatement, deallocStatement))
 	att.injected.expect(wire.ParseComplete)

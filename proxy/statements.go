@@ -151,11 +151,10 @@ func (st *sessionState) settleDeallocations(ss *session) {
 }
 
 // parseDeallocateError refuses, in transaction pooling, a Parse of a
-// DEALLOCATE the proxy cannot run as PostgreSQL would: DEALLOCATE ALL (its
-// command tag needs the backend to drop every statement, the ones the
-// tenant's other sessions share included) and a name of the proxy's the
-// client does not own. A DEALLOCATE of one of the client's own statements
-// is rewritten when it is sent (sessionState.deallocateThroughParse).
+// DEALLOCATE of a name of the proxy's the client does not own, as
+// PostgreSQL refuses an unknown name (26000). A DEALLOCATE of one of the
+// client's own statements, or ALL, is rewritten when it is sent
+// (sessionState.deallocateThroughParse).
 func (ss *session) parseDeallocateError(q []byte) *Error {
 	if !ss.transactionPooling() || !rewrite.MayDeallocate(q) {
 		return nil
@@ -165,11 +164,7 @@ func (ss *session) parseDeallocateError(q []byte) *Error {
 		return nil
 	}
 	switch d := ds[0]; {
-	case d.All:
-		e := errorf(codeFeatureNotSupported, "DEALLOCATE ALL through the extended query protocol is not supported by stratum-proxy in transaction pooling")
-		e.Hint = "send DEALLOCATE ALL as a simple query"
-		return e
-	case ss.state.stmts[d.Name] == nil && reservedStatementName(d.Name):
+	case !d.All && ss.state.stmts[d.Name] == nil && reservedStatementName(d.Name):
 		e := unknownStatementError(d.Name)
 		e.FailsTransaction = true
 		return e

@@ -299,6 +299,20 @@ func TestStatementNamesAsPostgreSQL(t *testing.T) {
 				stmtsParse("a", "select 1"), stmtsParse("b", "select 2"), stmtsQuery("DEALLOCATE ALL"),
 				stmtsParse("a", "select 3"), stmtsExec("a"), stmtsExec("b"), stmtsQuery("DEALLOCATE PREPARE ALL"),
 			}, map[int][]string{2: {"CommandComplete DEALLOCATE ALL", "ReadyForQuery I"}}},
+			{"DEALLOCATE ALL through Parse", []stmtsStep{
+				stmtsParse("a", "select 1"), stmtsParse("b", "select 2"), stmtsExtended("DEALLOCATE ALL"),
+				stmtsExec("a"), stmtsParse("a", "select 3"), stmtsExec("a"),
+				stmtsParse("c", "select 4"), stmtsQuery("BEGIN"), stmtsQuery("SELECT 1/0"),
+				stmtsExtended("DEALLOCATE ALL"), stmtsQuery("ROLLBACK"), stmtsExec("c"), stmtsExec("a"),
+				stmtsExtended("DEALLOCATE PREPARE ALL"), stmtsExec("c"),
+			}, map[int][]string{
+				2:  {"ParseComplete", "BindComplete", "NoData", "CommandComplete DEALLOCATE ALL", "ReadyForQuery I"},
+				3:  {`ErrorResponse 26000 prepared statement "a" does not exist`, "ReadyForQuery I"},
+				5:  {"BindComplete", "DataRow 3", "CommandComplete SELECT 1", "ReadyForQuery I"},
+				9:  {"ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block", "ReadyForQuery E"},
+				11: {"BindComplete", "DataRow 4", "CommandComplete SELECT 1", "ReadyForQuery I"},
+				14: {`ErrorResponse 26000 prepared statement "c" does not exist`, "ReadyForQuery I"},
+			}},
 			{"in a transaction", []stmtsStep{
 				stmtsParse("s4", "select 4"), stmtsParse("s5", "select 5"), stmtsQuery("BEGIN"),
 				stmtsQuery("DEALLOCATE s4"), stmtsQuery("SELECT 1"), stmtsQuery("DEALLOCATE nope"),
@@ -363,12 +377,40 @@ func TestStatementNamesAsPostgreSQL(t *testing.T) {
 	})
 }
 
+// TestDeallocateAllAsDrivers: psycopg 3 and pgx's exec mode send
+// DEALLOCATE ALL as the unnamed statement (Parse, Bind, Execute, Sync); the
+// client's statements are gone after it, with PostgreSQL's tag, and their
+// names are free to prepare again with other SQL.
+func TestDeallocateAllAsDrivers(t *testing.T) {
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
+		if _, err := c.Prepare(ctx, "q", "select 1"); err != nil {
+			t.Fatal(err)
+		}
+		tag, err := c.Exec(ctx, "DEALLOCATE ALL", pgx.QueryExecModeExec)
+		if err != nil || tag.String() != "DEALLOCATE ALL" {
+			t.Fatalf("DEALLOCATE ALL: tag %q, %v", tag.String(), err)
+		}
+		if _, err := c.Prepare(ctx, "q", "select 2"); err != nil {
+			t.Fatalf("preparing the name again: %v", err)
+		}
+		var n int
+		if err := c.QueryRow(ctx, "q").Scan(&n); err != nil || n != 2 {
+			t.Fatalf("q after DEALLOCATE ALL: %d, %v; want 2", n, err)
+		}
+	})
+}
+
 // TestStatementNamesTransactionPooling covers what transaction pooling
 // answers differently from PostgreSQL, on purpose: a DEALLOCATE of the
-// client's statements among other statements in one Query and DEALLOCATE
-// ALL through the extended protocol are refused, and a DEALLOCATE of a
-// backend statement the proxy shares between the tenant's sessions (its
-// name is a hash of the text) is answered as unknown and drops nothing.
+// client's statements among other statements in one Query is refused, a
+// DEALLOCATE ALL (here through the extended protocol) drops the client's
+// statements and not the ones the backend holds for the tenant's other
+// sessions, and a DEALLOCATE of a backend statement the proxy shares
+// between the tenant's sessions (its name is a hash of the text) is
+// answered as unknown and drops nothing.
 func TestStatementNamesTransactionPooling(t *testing.T) {
 	ts := stacktest.Start(t, func(c *server.Config) {
 		c.Proxy.PoolMode = "transaction"
@@ -380,8 +422,14 @@ func TestStatementNamesTransactionPooling(t *testing.T) {
 	stmtsRoundTrip(t, a, stmtsParse("mine", "select 1")...)
 	stmtsWant(t, "DEALLOCATE among other statements", stmtsRoundTrip(t, a, stmtsQuery("SELECT 1; DEALLOCATE mine")...),
 		"ErrorResponse 0A000 DEALLOCATE of a prepared statement must be sent as a query of its own through stratum-proxy in transaction pooling", "ReadyForQuery I")
+	stmtsRoundTrip(t, b, stmtsParse("theirs", "select 2")...)
 	stmtsWant(t, "DEALLOCATE ALL through Parse", stmtsRoundTrip(t, a, stmtsExtended("DEALLOCATE ALL")...),
-		"ErrorResponse 0A000 DEALLOCATE ALL through the extended query protocol is not supported by stratum-proxy in transaction pooling", "ReadyForQuery I")
+		"ParseComplete", "BindComplete", "NoData", "CommandComplete DEALLOCATE ALL", "ReadyForQuery I")
+	stmtsWant(t, "A's statement is gone", stmtsRoundTrip(t, a, stmtsExec("mine")...),
+		`ErrorResponse 26000 prepared statement "mine" does not exist`, "ReadyForQuery I")
+	stmtsWant(t, "B's statement on the same backend is not", stmtsRoundTrip(t, b, stmtsExec("theirs")...),
+		"BindComplete", "DataRow 2", "CommandComplete SELECT 1", "ReadyForQuery I")
+	stmtsRoundTrip(t, a, stmtsParse("mine", "select 1")...)
 
 	// The backend name of "select 1" with no parameter types (state.go).
 	sum := sha256.Sum256([]byte("select 1\x00\x00\x00"))
