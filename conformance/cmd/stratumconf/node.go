@@ -140,5 +140,16 @@ func nodeFailure(out string, err error) string {
 		start := strings.LastIndex(out[:i], "\n") + 1
 		return strings.TrimSpace(out[start:])
 	}
-	return fmt.Sprintf("%v\n%s", err, lastLines(out, 10))
+	tail := lastLines(out, 10)
+	// The error itself may be above the stack trace the tail shows (a
+	// child process's stderr, for one): put its first line in front.
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(line, "rror") && !strings.Contains(tail, line) {
+			return fmt.Sprintf("%v\n%s\n%s", err, strings.TrimSpace(line), tail)
+		}
+		if strings.Contains(line, "rror") {
+			break
+		}
+	}
+	return fmt.Sprintf("%v\n%s", err, tail)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -108,4 +109,15 @@ func mustRegexp(t *testing.T, s string) *regexp.Regexp {
 		t.Fatal(err)
 	}
 	return re
+}
+
+// TestNodeFailureKeepsTheError: a failure whose error line is above the
+// stack trace's tail still names it, so a refusal row can match it.
+func TestNodeFailureKeepsTheError(t *testing.T) {
+	out := "130-tests.js\npsql: error: connection failed: FATAL:  database \"template1\" does not exist\n" +
+		strings.Repeat("    at somewhere (file.js:1:1)\n", 20)
+	msg := nodeFailure(out, errors.New("exit status 255"))
+	if !strings.Contains(msg, `database "template1" does not exist`) || !strings.HasPrefix(msg, "exit status 255\n") {
+		t.Errorf("nodeFailure lost the error line: %q", msg)
+	}
 }
