@@ -141,7 +141,7 @@ func (p *Provisioner) launchMove(ctx context.Context, m *catalog.Move) {
 			r.mu.Unlock()
 			cancel(nil)
 		}()
-		p.runMove(ctx, m)
+		p.runMove(ctx, cancel, m)
 	}()
 }
 
