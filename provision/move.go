@@ -391,3 +391,9 @@ func (p *Provisioner) closeMovesOf(ctx context.Context, t *catalog.Tenant) error
 	}
 	return nil
 }
+
+// SetMoveHook replaces Config.MoveHook (tests set it on a running stack's
+// provisioner). Set it before starting the moves it should see.
+func (p *Provisioner) SetMoveHook(h func(ctx context.Context, moveID, step string)) {
+	p.cfg.MoveHook = h
+}

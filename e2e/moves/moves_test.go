@@ -1,0 +1,311 @@
+package moves
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
+	"github.com/stratum-hq/stratum-proxy/provision"
+	"github.com/stratum-hq/stratum-proxy/server"
+)
+
+// writer inserts and updates orders with known keys through the proxy, as
+// one tenant, until stopped, and remembers what it committed.
+type writer struct {
+	mu        sync.Mutex
+	committed map[int64]int // key -> quantity last committed
+	err       error
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+// startWriter starts a writer on url whose keys start at base: it inserts
+// key base+i with quantity 1 and, every third insert, sets an earlier key's
+// quantity to i, each in a transaction of its own.
+func startWriter(t *testing.T, url string, base int64) *writer {
+	t.Helper()
+	c := stacktest.Connect(t, url)
+	stopped, cancel := context.WithCancel(context.Background())
+	w := &writer{committed: map[int64]int{}, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		// Statements are not cancelled by stop (one that committed must be
+		// recorded); the loop ends between them.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		for i := 0; stopped.Err() == nil; i++ {
+			key := base + int64(i)
+			_, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES ($1, $2)", key, fmt.Sprintf("item %d", i))
+			if err == nil && i%3 == 2 {
+				w.record(key, 1)
+				old := base + int64(i/2)
+				_, err = c.Exec(ctx, "UPDATE orders SET quantity = $2 WHERE id = $1", old, i)
+				if err == nil {
+					w.record(old, i)
+				}
+			} else if err == nil {
+				w.record(key, 1)
+			}
+			if err != nil {
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { w.stop(); <-w.done })
+	return w
+}
+
+func (w *writer) record(key int64, q int) {
+	w.mu.Lock()
+	w.committed[key] = q
+	w.mu.Unlock()
+}
+
+func (w *writer) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.committed)
+}
+
+// waitCommitted waits until the writer committed n keys (or failed).
+func (w *writer) waitCommitted(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); w.count() < n; time.Sleep(5 * time.Millisecond) {
+		w.mu.Lock()
+		err := w.err
+		w.mu.Unlock()
+		if err != nil {
+			t.Fatalf("writer: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer committed %d keys in 30s, want %d", w.count(), n)
+		}
+	}
+}
+
+// finish stops the writer and fails on any error it had.
+func (w *writer) finish(t *testing.T) map[int64]int {
+	t.Helper()
+	w.stop()
+	<-w.done
+	if w.err != nil {
+		t.Fatalf("writer error: %v", w.err)
+	}
+	return w.committed
+}
+
+// waitMove polls the move until it is in one of the phases want (or in a
+// terminal phase, which fails the test unless wanted).
+func waitMove(t *testing.T, cat *catalog.Catalog, id string, want ...string) *catalog.Move {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m, err := cat.GetMove(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range want {
+			if m.Phase == p {
+				return m
+			}
+		}
+		switch m.Phase {
+		case catalog.MoveFailed, catalog.MoveCancelled, catalog.MoveFinalized:
+			t.Fatalf("move %s ended %s (%s), want %v", id, m.Phase, m.Error, want)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("move %s is %s after 45s, want %v", id, m.Phase, want)
+		}
+	}
+}
+
+// stopMoves registers the provisioner's Close before the stack's teardown.
+func stopMoves(t *testing.T, ts *stacktest.Stack) {
+	t.Cleanup(ts.Provisioner.Close)
+}
+
+// orderKeys reads the tenant's orders (id -> quantity) over c.
+func orderKeys(t *testing.T, c *pgx.Conn, sql string, args ...any) map[int64]int {
+	t.Helper()
+	rows, err := c.Query(context.Background(), sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64]int{}
+	var id int64
+	var q int
+	if _, err := pgx.ForEachRow(rows, []any{&id, &q}, func() error {
+		if _, dup := out[id]; dup {
+			return fmt.Errorf("key %d twice", id)
+		}
+		out[id] = q
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameKeys fails unless got holds every key of want with its quantity.
+func sameKeys(t *testing.T, what string, want, got map[int64]int) {
+	t.Helper()
+	var missing, wrong []int64
+	for k, q := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			missing = append(missing, k)
+		case g != q:
+			wrong = append(wrong, k)
+			t.Logf("%s: key %d has quantity %d, the writer committed %d", what, k, g, q)
+		}
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+	if len(missing) > 0 || len(wrong) > 0 {
+		t.Fatalf("%s: %d committed keys missing %v, %d with a lost update %v (of %d)", what, len(missing), missing, len(wrong), wrong, len(want))
+	}
+}
+
+// placementOf reads, through the proxy, where the tenant's session runs.
+func placementOf(t *testing.T, c *pgx.Conn) (db, schema string) {
+	t.Helper()
+	if err := c.QueryRow(context.Background(), "SELECT current_database(), current_schema()").Scan(&db, &schema); err != nil {
+		t.Fatal(err)
+	}
+	return db, schema
+}
+
+// sourceGone checks, on the server, that a finalized move left nothing of
+// the tenant in its old placement.
+func sourceGone(t *testing.T, ts *stacktest.Stack, m *catalog.Move) {
+	t.Helper()
+	ctx := context.Background()
+	switch m.FromIsolation {
+	case catalog.IsolationShared:
+		c := ts.SrvConn(t, m.FromDatabase)
+		if n := stacktest.Count(t, c, "SELECT count(*) FROM public.orders WHERE tenant_id = $1", m.TenantID); n != 0 {
+			t.Errorf("after finalize the shared orders hold %d rows of the tenant", n)
+		}
+	case catalog.IsolationSchema:
+		c := ts.SrvConn(t, m.FromDatabase)
+		if n := stacktest.Count(t, c, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", m.FromSchema); n != 0 {
+			t.Errorf("after finalize schema %s is still there", m.FromSchema)
+		}
+	case catalog.IsolationDatabase:
+		c := ts.SrvConn(t, "postgres")
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", m.FromDatabase).Scan(&n); err != nil || n != 0 {
+			t.Errorf("after finalize database %s is still there (%d, %v)", m.FromDatabase, n, err)
+		}
+	}
+}
+
+// moveCase is one direction of a move.
+type moveCase struct {
+	name   string
+	tenant string
+	to     provision.MoveTarget
+}
+
+var moveCases = []moveCase{
+	{"shared_to_schema", "client_alpha", provision.MoveTarget{Isolation: "schema"}},
+	{"shared_to_database", "client_alpha", provision.MoveTarget{Isolation: "database"}},
+	{"schema_to_database", "client_beta", provision.MoveTarget{Isolation: "database"}},
+	{"database_to_shared", "client_gamma", provision.MoveTarget{Isolation: "shared"}},
+	{"database_to_schema", "client_gamma", provision.MoveTarget{Isolation: "schema"}},
+	{"schema_to_shared", "client_beta", provision.MoveTarget{Isolation: "shared"}},
+	{"database_to_database", "client_gamma", provision.MoveTarget{Isolation: "database", Backend: "other"}},
+}
+
+// otherBackend adds backend "other": the test server again, under another
+// name (a database-to-database move needs a second backend).
+func otherBackend(t *testing.T) stacktest.Option {
+	return func(c *server.Config) { c.Router.Set.Backends["other"] = stacktest.TestBackend(t) }
+}
+
+// TestMoveWithWriter: for each direction and pool mode, a writer inserts
+// and updates orders with known keys through the proxy while the tenant
+// moves (the copy held for a moment, so that the writer's changes are
+// captured and applied); the move ends switched, the writer saw no error,
+// every key it committed is in the new placement exactly once with its
+// last quantity (read through the proxy and on the server), the tenant's
+// sessions run on the new placement, and FinalizeMove removes the source.
+func TestMoveWithWriter(t *testing.T) {
+	for i, mc := range moveCases {
+		t.Run(mc.name, func(t *testing.T) {
+			stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+				testMoveWithWriter(t, ts, mc, int64(1_000_000*(i+1)))
+			}, otherBackend(t))
+		})
+	}
+}
+
+func testMoveWithWriter(t *testing.T, ts *stacktest.Stack, mc moveCase, base int64) {
+	ctx := context.Background()
+	stopMoves(t, ts)
+	ts.Provisioner.SetMoveHook(func(ctx context.Context, id, step string) {
+		if step == "copy:orders" || step == "catching_up" {
+			select { // let the writer change rows while the copy runs
+			case <-time.After(300 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	})
+	url := ts.URL("demo", "demo", mc.tenant, "")
+	watcher := stacktest.Connect(t, url)
+	w := startWriter(t, url, base)
+	w.waitCommitted(t, 30)
+	m, err := ts.Provisioner.StartMove(ctx, mc.tenant, mc.to, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+	n := w.count()
+	w.waitCommitted(t, n+20) // writes after the switch land in the new placement
+	want := w.finish(t)
+
+	tn, err := ts.Catalog.GetTenant(ctx, mc.tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn.Isolation != m.ToIsolation || tn.Backend != m.ToBackend || tn.Database != m.ToDatabase || tn.Schema != m.ToSchema {
+		t.Fatalf("tenant placement after the switch: %+v, move %+v", tn, m)
+	}
+	db, schema := placementOf(t, watcher)
+	if db != m.ToDatabase || schema != m.ToSchema {
+		t.Fatalf("the tenant's session runs in %s.%s, want %s.%s", db, schema, m.ToDatabase, m.ToSchema)
+	}
+	sameKeys(t, "through the proxy", want, orderKeys(t, watcher, "SELECT id, quantity FROM orders WHERE id >= $1", base))
+	direct := ts.SrvConn(t, m.ToDatabase)
+	sameKeys(t, "on the server", want, orderKeys(t, direct,
+		"SELECT id, quantity FROM "+pgx.Identifier{m.ToSchema, "orders"}.Sanitize()+" WHERE id >= $1 AND tenant_id = $2", base, tn.ID))
+	if len(m.Tables) == 0 {
+		t.Errorf("the move recorded no table progress")
+	}
+
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	sourceGone(t, ts, m)
+	// The tenant still works where it is now.
+	if _, err := watcher.Exec(ctx, "INSERT INTO orders (id, item) VALUES ($1, 'after finalize')", base-1); err != nil {
+		t.Fatalf("writing after finalize: %v", err)
+	}
+	if fm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || fm.Phase != catalog.MoveFinalized || fm.FinalizedAt == nil {
+		t.Fatalf("after finalize: %+v %v", fm, err)
+	}
+}
+
+var _ = errors.Is
