@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -308,4 +309,243 @@ func testMoveWithWriter(t *testing.T, ts *stacktest.Stack, mc moveCase, base int
 	}
 }
 
-var _ = errors.Is
+// holdAt returns a move hook that stops the move at step until release is
+// closed (or the move's context ends), and a channel closed when a move
+// reached it.
+func holdAt(step string) (hook func(context.Context, string, string), reached, release chan struct{}) {
+	reached, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	return func(ctx context.Context, id, s string) {
+		if s != step {
+			return
+		}
+		once.Do(func() { close(reached) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}, reached, release
+}
+
+func waitReached(t *testing.T, reached <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-reached:
+	case <-time.After(45 * time.Second):
+		t.Fatalf("the move did not reach %s", what)
+	}
+}
+
+// captureLeft counts the capture triggers and logs a move left on the
+// tenant's source.
+func captureLeft(t *testing.T, ts *stacktest.Stack, m *catalog.Move) int {
+	t.Helper()
+	c := ts.SrvConn(t, m.FromDatabase)
+	return stacktest.Count(t, c, `SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'stratum_move_%')
+		+ (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		   WHERE n.nspname = 'stratum' AND c.relname LIKE 'move_log_%')`)
+}
+
+// targetExists reports whether a move's target schema or database is on
+// the server.
+func targetExists(t *testing.T, ts *stacktest.Stack, m *catalog.Move) bool {
+	t.Helper()
+	switch m.ToIsolation {
+	case catalog.IsolationSchema:
+		return stacktest.Count(t, ts.SrvConn(t, m.ToDatabase), "SELECT count(*) FROM pg_namespace WHERE nspname = $1", m.ToSchema) > 0
+	case catalog.IsolationDatabase:
+		return stacktest.Count(t, ts.SrvConn(t, "postgres"), "SELECT count(*) FROM pg_database WHERE datname = $1", m.ToDatabase) > 0
+	}
+	return stacktest.Count(t, ts.SrvConn(t, m.ToDatabase), "SELECT count(*) FROM public.orders WHERE tenant_id = $1", m.TenantID) > 0
+}
+
+// onSource checks that the tenant is (still) where the move started, that
+// its session runs there, and that every key the writer committed is there.
+func onSource(t *testing.T, ts *stacktest.Stack, m *catalog.Move, c *pgx.Conn, want map[int64]int, base int64) {
+	t.Helper()
+	tn, err := ts.Catalog.GetTenant(context.Background(), m.TenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn.Isolation != m.FromIsolation || tn.Database != m.FromDatabase || tn.Schema != m.FromSchema {
+		t.Fatalf("the tenant moved: %+v", tn)
+	}
+	if db, schema := placementOf(t, c); db != m.FromDatabase || schema != m.FromSchema {
+		t.Fatalf("the tenant's session runs in %s.%s, want the source %s.%s", db, schema, m.FromDatabase, m.FromSchema)
+	}
+	sameKeys(t, "on the source", want, orderKeys(t, c, "SELECT id, quantity FROM orders WHERE id >= $1", base))
+}
+
+// TestCancelMidCopy: a move held in its copy refuses a second move of the
+// tenant (catalog.ErrMoveRunning); CancelMove then stops it: the move ends
+// cancelled, the tenant serves from its source with every key the writer
+// committed, and the target and the capture are gone.
+func TestCancelMidCopy(t *testing.T) {
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		ctx := context.Background()
+		stopMoves(t, ts)
+		hook, reached, release := holdAt("copy:orders")
+		defer close(release)
+		ts.Provisioner.SetMoveHook(hook)
+		url := ts.URL("demo", "demo", "client_alpha", "")
+		c := stacktest.Connect(t, url)
+		const base = 7_000_000
+		w := startWriter(t, url, base)
+		w.waitCommitted(t, 20)
+		m, err := ts.Provisioner.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "database"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitReached(t, reached, "the copy")
+		if _, err := ts.Provisioner.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "schema"}, "test"); !errors.Is(err, catalog.ErrMoveRunning) {
+			t.Fatalf("a second move while one runs: %v, want ErrMoveRunning", err)
+		}
+		if !targetExists(t, ts, m) {
+			t.Fatal("the target database is not there during the copy")
+		}
+		w.waitCommitted(t, w.count()+10)
+		cm, err := ts.Provisioner.CancelMove(ctx, m.ID, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.Phase != catalog.MoveCancelled {
+			t.Fatalf("after CancelMove the move is %s (%s)", cm.Phase, cm.Error)
+		}
+		w.waitCommitted(t, w.count()+10)
+		want := w.finish(t)
+		onSource(t, ts, m, c, want, base)
+		if targetExists(t, ts, m) {
+			t.Error("the cancelled move's target database is still there")
+		}
+		if n := captureLeft(t, ts, m); n != 0 {
+			t.Errorf("the cancelled move left %d capture objects on the source", n)
+		}
+		// A new move may start now.
+		ts.Provisioner.SetMoveHook(nil)
+		m2, err := ts.Provisioner.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "schema"}, "test")
+		if err != nil {
+			t.Fatalf("a move after the cancelled one: %v", err)
+		}
+		waitMove(t, ts.Catalog, m2.ID, catalog.MoveSwitched)
+	})
+}
+
+// TestRecoverAfterProxyDeath: the goroutine of a move in its copy stops as
+// if its proxy died (no cleanup); RecoverMoves then marks the move failed
+// with the reason, drops the half-built target and the capture, and the
+// tenant serves from its source with everything it wrote.
+func TestRecoverAfterProxyDeath(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("copy:orders")
+	defer close(release)
+	ts.Provisioner.SetMoveHook(hook)
+	url := ts.URL("demo", "demo", "client_beta", "")
+	c := stacktest.Connect(t, url)
+	const base = 8_000_000
+	w := startWriter(t, url, base)
+	w.waitCommitted(t, 20)
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the copy")
+	ts.Provisioner.AbandonMove(m.ID)
+	if dm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || dm.Phase != catalog.MoveCopying {
+		t.Fatalf("after the simulated death: %+v %v", dm, err)
+	}
+	if captureLeft(t, ts, m) == 0 || !targetExists(t, ts, m) {
+		t.Fatal("the simulated death cleaned up (it must leave everything as a crash does)")
+	}
+	w.waitCommitted(t, w.count()+10)
+	if err := ts.Provisioner.RecoverMoves(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rm, err := ts.Catalog.GetMove(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm.Phase != catalog.MoveFailed || rm.Error == "" {
+		t.Fatalf("after RecoverMoves the move is %s (%q), want failed with a reason", rm.Phase, rm.Error)
+	}
+	w.waitCommitted(t, w.count()+10)
+	want := w.finish(t)
+	onSource(t, ts, m, c, want, base)
+	if targetExists(t, ts, m) {
+		t.Error("the dead move's target database is still there")
+	}
+	if n := captureLeft(t, ts, m); n != 0 {
+		t.Errorf("the dead move left %d capture objects on the source", n)
+	}
+}
+
+// TestSessionStateSurvivesMove: a session holding a protocol-prepared
+// statement and a SET keeps both across its tenant's move, and runs on the
+// new placement afterwards.
+func TestSessionStateSurvivesMove(t *testing.T) {
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		ctx := context.Background()
+		stopMoves(t, ts)
+		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
+		if _, err := c.Exec(ctx, "SET TimeZone = 'Asia/Tokyo'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Prepare(ctx, "count_orders", "SELECT count(*) FROM orders WHERE id >= $1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (9000001, 'before'), (9000002, 'before')"); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ts.Provisioner.StartMove(ctx, "client_gamma", provision.MoveTarget{Isolation: "schema"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+		var n int
+		if err := c.QueryRow(ctx, "count_orders", 9000000).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("the prepared statement after the move: %d %v, want 2", n, err)
+		}
+		var tz string
+		if err := c.QueryRow(ctx, "SHOW TimeZone").Scan(&tz); err != nil || tz != "Asia/Tokyo" {
+			t.Fatalf("TimeZone after the move: %q %v", tz, err)
+		}
+		if db, schema := placementOf(t, c); db != m.ToDatabase || schema != m.ToSchema {
+			t.Fatalf("after the move the session runs in %s.%s, want %s.%s", db, schema, m.ToDatabase, m.ToSchema)
+		}
+		if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestMoveRefusals: a move to the tenant's own placement (ErrMoveSame), to
+// an unknown backend, and of a tenant with a table it made itself
+// (ErrInvalidMove naming the table) are refused, and nothing is recorded.
+func TestMoveRefusals(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	p := ts.Provisioner
+	if _, err := p.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "schema"}, "test"); !errors.Is(err, provision.ErrMoveSame) {
+		t.Errorf("a move to the same placement: %v, want ErrMoveSame", err)
+	}
+	if _, err := p.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database", Backend: "nope"}, "test"); !errors.Is(err, provision.ErrInvalidMove) {
+		t.Errorf("a move to an unknown backend: %v, want ErrInvalidMove", err)
+	}
+	if _, err := p.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "sideways"}, "test"); !errors.Is(err, provision.ErrInvalidMove) {
+		t.Errorf("a move to an unknown isolation: %v, want ErrInvalidMove", err)
+	}
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "CREATE TABLE my_own (x int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if !errors.Is(err, provision.ErrInvalidMove) || !strings.Contains(err.Error(), "my_own") {
+		t.Errorf("a move of a tenant with its own table: %v, want ErrInvalidMove naming my_own", err)
+	}
+	tn, _ := ts.Catalog.GetTenant(ctx, "client_beta")
+	if moves, err := ts.Catalog.ListMoves(ctx, tn.ID, 0); err != nil || len(moves) != 0 {
+		t.Errorf("refused moves were recorded: %v %v", moves, err)
+	}
+}
