@@ -549,3 +549,86 @@ func TestMoveRefusals(t *testing.T) {
 		t.Errorf("refused moves were recorded: %v %v", moves, err)
 	}
 }
+
+// TestHostileCastRunsOnlyAsTheTenant: a schema tenant plants a cast from
+// its copy of the app's enum type to json whose function tries to make the
+// tenant's role a superuser and records who ran it; the move's capture
+// trigger (to_jsonb of every changed row) reaches it while the tenant
+// writes during the move. It runs only as the tenant: the role stays
+// NOSUPERUSER and every record names the tenant's role as current and
+// session user. (An earlier capture function was SECURITY DEFINER, which
+// ran the cast as the admin.)
+func TestHostileCastRunsOnlyAsTheTenant(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	rep, err := ts.Provisioner.ApplySchema(ctx, "CREATE TYPE mood AS ENUM ('ok', 'meh');\n"+
+		"CREATE TABLE notes (id int PRIMARY KEY, m mood NOT NULL, body text);")
+	if err != nil || rep.Failed() > 0 {
+		t.Fatalf("applying the schema: %+v %v", rep, err)
+	}
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	for _, s := range []string{
+		`CREATE FUNCTION spy(mood) RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
+		BEGIN
+			BEGIN
+				EXECUTE 'ALTER ROLE ' || quote_ident(session_user) || ' SUPERUSER';
+			EXCEPTION WHEN others THEN NULL;
+			END;
+			INSERT INTO orders (item) VALUES ('spy:' || current_user || ':' || session_user);
+			RETURN to_json($1::text);
+		END $f$`,
+		`CREATE CAST (mood AS json) WITH FUNCTION spy(mood)`,
+	} {
+		if _, err := c.Exec(ctx, stacktest.Hidden(s)); err != nil {
+			t.Fatalf("planting: %v", err)
+		}
+	}
+	hook, reached, release := holdAt("copy:orders")
+	ts.Provisioner.SetMoveHook(hook)
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the copy")
+	for i := 1; i <= 3; i++ {
+		if _, err := c.Exec(ctx, "INSERT INTO notes (id, m, body) VALUES ($1, 'meh', 'during the move')", i); err != nil {
+			close(release)
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+
+	tn, err := ts.Catalog.GetTenant(ctx, "client_beta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ts.SrvConn(t, "postgres")
+	if n := stacktest.Count(t, srv, "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 AND rolsuper", tn.RoleName+"%"); n != 0 {
+		t.Fatalf("%d of the tenant's roles became superusers during the move", n)
+	}
+	rows, err := c.Query(ctx, "SELECT item FROM orders WHERE item LIKE 'spy:%'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spies, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spies) < 3 {
+		t.Fatalf("the planted cast ran %d times, want at least 3 (the capture must reach it, or this test proves nothing)", len(spies))
+	}
+	for _, s := range spies {
+		if s != "spy:"+tn.RoleName+":"+tn.RoleName {
+			t.Errorf("the planted cast ran as %q, want only the tenant's role %s", s, tn.RoleName)
+		}
+	}
+	if n := stacktest.Count(t, c, "SELECT count(*) FROM notes"); n != 3 {
+		t.Errorf("%d notes after the move, want 3", n)
+	}
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
