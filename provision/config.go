@@ -35,6 +35,12 @@ type Config struct {
 	// (tenant_moves.updated_at); RecoverMoves treats a move of another
 	// process as dead after three missed beats. Default 5s.
 	MoveHeartbeat time.Duration
+	// MoveHook, when not nil, is called by a running move at each phase it
+	// enters ("provisioning", "copying", "catching_up", "cutting_over"),
+	// before each table's copy ("copy:<table>"), once the cut-over paused
+	// the tenant ("paused") and right before the switch ("switching"). For
+	// tests: it may block (the move waits) and must return when ctx ends.
+	MoveHook func(ctx context.Context, moveID, step string)
 }
 
 // Pools is what DropTenant needs of whoever holds backend connections and

@@ -141,7 +141,7 @@ func (p *Provisioner) launchMove(ctx context.Context, m *catalog.Move) {
 			r.mu.Unlock()
 			cancel(nil)
 		}()
-		p.runMove(ctx, m)
+		p.runMove(ctx, cancel, m)
 	}()
 }
 
@@ -390,4 +390,10 @@ func (p *Provisioner) closeMovesOf(ctx context.Context, t *catalog.Tenant) error
 		}
 	}
 	return nil
+}
+
+// SetMoveHook replaces Config.MoveHook (tests set it on a running stack's
+// provisioner). Set it before starting the moves it should see.
+func (p *Provisioner) SetMoveHook(h func(ctx context.Context, moveID, step string)) {
+	p.cfg.MoveHook = h
 }

@@ -1,0 +1,634 @@
+package moves
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
+	"github.com/stratum-hq/stratum-proxy/provision"
+	"github.com/stratum-hq/stratum-proxy/server"
+)
+
+// writer inserts and updates orders with known keys through the proxy, as
+// one tenant, until stopped, and remembers what it committed.
+type writer struct {
+	mu        sync.Mutex
+	committed map[int64]int // key -> quantity last committed
+	err       error
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+// startWriter starts a writer on url whose keys start at base: it inserts
+// key base+i with quantity 1 and, every third insert, sets an earlier key's
+// quantity to i, each in a transaction of its own.
+func startWriter(t *testing.T, url string, base int64) *writer {
+	t.Helper()
+	c := stacktest.Connect(t, url)
+	stopped, cancel := context.WithCancel(context.Background())
+	w := &writer{committed: map[int64]int{}, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		// Statements are not cancelled by stop (one that committed must be
+		// recorded); the loop ends between them.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		for i := 0; stopped.Err() == nil; i++ {
+			key := base + int64(i)
+			_, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES ($1, $2)", key, fmt.Sprintf("item %d", i))
+			if err == nil && i%3 == 2 {
+				w.record(key, 1)
+				old := base + int64(i/2)
+				_, err = c.Exec(ctx, "UPDATE orders SET quantity = $2 WHERE id = $1", old, i)
+				if err == nil {
+					w.record(old, i)
+				}
+			} else if err == nil {
+				w.record(key, 1)
+			}
+			if err != nil {
+				w.mu.Lock()
+				w.err = err
+				w.mu.Unlock()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { w.stop(); <-w.done })
+	return w
+}
+
+func (w *writer) record(key int64, q int) {
+	w.mu.Lock()
+	w.committed[key] = q
+	w.mu.Unlock()
+}
+
+func (w *writer) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.committed)
+}
+
+// waitCommitted waits until the writer committed n keys (or failed).
+func (w *writer) waitCommitted(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); w.count() < n; time.Sleep(5 * time.Millisecond) {
+		w.mu.Lock()
+		err := w.err
+		w.mu.Unlock()
+		if err != nil {
+			t.Fatalf("writer: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer committed %d keys in 30s, want %d", w.count(), n)
+		}
+	}
+}
+
+// finish stops the writer and fails on any error it had.
+func (w *writer) finish(t *testing.T) map[int64]int {
+	t.Helper()
+	w.stop()
+	<-w.done
+	if w.err != nil {
+		t.Fatalf("writer error: %v", w.err)
+	}
+	return w.committed
+}
+
+// waitMove polls the move until it is in one of the phases want (or in a
+// terminal phase, which fails the test unless wanted).
+func waitMove(t *testing.T, cat *catalog.Catalog, id string, want ...string) *catalog.Move {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m, err := cat.GetMove(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range want {
+			if m.Phase == p {
+				return m
+			}
+		}
+		switch m.Phase {
+		case catalog.MoveFailed, catalog.MoveCancelled, catalog.MoveFinalized:
+			t.Fatalf("move %s ended %s (%s), want %v", id, m.Phase, m.Error, want)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("move %s is %s after 45s, want %v", id, m.Phase, want)
+		}
+	}
+}
+
+// stopMoves registers the provisioner's Close before the stack's teardown.
+func stopMoves(t *testing.T, ts *stacktest.Stack) {
+	t.Cleanup(ts.Provisioner.Close)
+}
+
+// orderKeys reads the tenant's orders (id -> quantity) over c.
+func orderKeys(t *testing.T, c *pgx.Conn, sql string, args ...any) map[int64]int {
+	t.Helper()
+	rows, err := c.Query(context.Background(), sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int64]int{}
+	var id int64
+	var q int
+	if _, err := pgx.ForEachRow(rows, []any{&id, &q}, func() error {
+		if _, dup := out[id]; dup {
+			return fmt.Errorf("key %d twice", id)
+		}
+		out[id] = q
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// sameKeys fails unless got holds every key of want with its quantity.
+func sameKeys(t *testing.T, what string, want, got map[int64]int) {
+	t.Helper()
+	var missing, wrong []int64
+	for k, q := range want {
+		g, ok := got[k]
+		switch {
+		case !ok:
+			missing = append(missing, k)
+		case g != q:
+			wrong = append(wrong, k)
+			t.Logf("%s: key %d has quantity %d, the writer committed %d", what, k, g, q)
+		}
+	}
+	sort.Slice(missing, func(i, j int) bool { return missing[i] < missing[j] })
+	if len(missing) > 0 || len(wrong) > 0 {
+		t.Fatalf("%s: %d committed keys missing %v, %d with a lost update %v (of %d)", what, len(missing), missing, len(wrong), wrong, len(want))
+	}
+}
+
+// placementOf reads, through the proxy, where the tenant's session runs.
+func placementOf(t *testing.T, c *pgx.Conn) (db, schema string) {
+	t.Helper()
+	if err := c.QueryRow(context.Background(), "SELECT current_database(), current_schema()").Scan(&db, &schema); err != nil {
+		t.Fatal(err)
+	}
+	return db, schema
+}
+
+// sourceGone checks, on the server, that a finalized move left nothing of
+// the tenant in its old placement.
+func sourceGone(t *testing.T, ts *stacktest.Stack, m *catalog.Move) {
+	t.Helper()
+	ctx := context.Background()
+	switch m.FromIsolation {
+	case catalog.IsolationShared:
+		c := ts.SrvConn(t, m.FromDatabase)
+		if n := stacktest.Count(t, c, "SELECT count(*) FROM public.orders WHERE tenant_id = $1", m.TenantID); n != 0 {
+			t.Errorf("after finalize the shared orders hold %d rows of the tenant", n)
+		}
+	case catalog.IsolationSchema:
+		c := ts.SrvConn(t, m.FromDatabase)
+		if n := stacktest.Count(t, c, "SELECT count(*) FROM pg_namespace WHERE nspname = $1", m.FromSchema); n != 0 {
+			t.Errorf("after finalize schema %s is still there", m.FromSchema)
+		}
+	case catalog.IsolationDatabase:
+		c := ts.SrvConn(t, "postgres")
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", m.FromDatabase).Scan(&n); err != nil || n != 0 {
+			t.Errorf("after finalize database %s is still there (%d, %v)", m.FromDatabase, n, err)
+		}
+	}
+}
+
+// moveCase is one direction of a move.
+type moveCase struct {
+	name   string
+	tenant string
+	to     provision.MoveTarget
+}
+
+var moveCases = []moveCase{
+	{"shared_to_schema", "client_alpha", provision.MoveTarget{Isolation: "schema"}},
+	{"shared_to_database", "client_alpha", provision.MoveTarget{Isolation: "database"}},
+	{"schema_to_database", "client_beta", provision.MoveTarget{Isolation: "database"}},
+	{"database_to_shared", "client_gamma", provision.MoveTarget{Isolation: "shared"}},
+	{"database_to_schema", "client_gamma", provision.MoveTarget{Isolation: "schema"}},
+	{"schema_to_shared", "client_beta", provision.MoveTarget{Isolation: "shared"}},
+	{"database_to_database", "client_gamma", provision.MoveTarget{Isolation: "database", Backend: "other"}},
+}
+
+// otherBackend adds backend "other": the test server again, under another
+// name (a database-to-database move needs a second backend).
+func otherBackend(t *testing.T) stacktest.Option {
+	return func(c *server.Config) { c.Router.Set.Backends["other"] = stacktest.TestBackend(t) }
+}
+
+// TestMoveWithWriter: for each direction and pool mode, a writer inserts
+// and updates orders with known keys through the proxy while the tenant
+// moves (the copy held for a moment, so that the writer's changes are
+// captured and applied); the move ends switched, the writer saw no error,
+// every key it committed is in the new placement exactly once with its
+// last quantity (read through the proxy and on the server), the tenant's
+// sessions run on the new placement, and FinalizeMove removes the source.
+func TestMoveWithWriter(t *testing.T) {
+	for i, mc := range moveCases {
+		t.Run(mc.name, func(t *testing.T) {
+			stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+				testMoveWithWriter(t, ts, mc, int64(1_000_000*(i+1)))
+			}, otherBackend(t))
+		})
+	}
+}
+
+func testMoveWithWriter(t *testing.T, ts *stacktest.Stack, mc moveCase, base int64) {
+	ctx := context.Background()
+	stopMoves(t, ts)
+	ts.Provisioner.SetMoveHook(func(ctx context.Context, id, step string) {
+		if step == "copy:orders" || step == "catching_up" {
+			select { // let the writer change rows while the copy runs
+			case <-time.After(300 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	})
+	url := ts.URL("demo", "demo", mc.tenant, "")
+	watcher := stacktest.Connect(t, url)
+	w := startWriter(t, url, base)
+	w.waitCommitted(t, 30)
+	m, err := ts.Provisioner.StartMove(ctx, mc.tenant, mc.to, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+	n := w.count()
+	w.waitCommitted(t, n+20) // writes after the switch land in the new placement
+	want := w.finish(t)
+
+	tn, err := ts.Catalog.GetTenant(ctx, mc.tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn.Isolation != m.ToIsolation || tn.Backend != m.ToBackend || tn.Database != m.ToDatabase || tn.Schema != m.ToSchema {
+		t.Fatalf("tenant placement after the switch: %+v, move %+v", tn, m)
+	}
+	db, schema := placementOf(t, watcher)
+	if db != m.ToDatabase || schema != m.ToSchema {
+		t.Fatalf("the tenant's session runs in %s.%s, want %s.%s", db, schema, m.ToDatabase, m.ToSchema)
+	}
+	sameKeys(t, "through the proxy", want, orderKeys(t, watcher, "SELECT id, quantity FROM orders WHERE id >= $1", base))
+	direct := ts.SrvConn(t, m.ToDatabase)
+	sameKeys(t, "on the server", want, orderKeys(t, direct,
+		"SELECT id, quantity FROM "+pgx.Identifier{m.ToSchema, "orders"}.Sanitize()+" WHERE id >= $1 AND tenant_id = $2", base, tn.ID))
+	if len(m.Tables) == 0 {
+		t.Errorf("the move recorded no table progress")
+	}
+
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	sourceGone(t, ts, m)
+	// The tenant still works where it is now.
+	if _, err := watcher.Exec(ctx, "INSERT INTO orders (id, item) VALUES ($1, 'after finalize')", base-1); err != nil {
+		t.Fatalf("writing after finalize: %v", err)
+	}
+	if fm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || fm.Phase != catalog.MoveFinalized || fm.FinalizedAt == nil {
+		t.Fatalf("after finalize: %+v %v", fm, err)
+	}
+}
+
+// holdAt returns a move hook that stops the move at step until release is
+// closed (or the move's context ends), and a channel closed when a move
+// reached it.
+func holdAt(step string) (hook func(context.Context, string, string), reached, release chan struct{}) {
+	reached, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	return func(ctx context.Context, id, s string) {
+		if s != step {
+			return
+		}
+		once.Do(func() { close(reached) })
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+	}, reached, release
+}
+
+func waitReached(t *testing.T, reached <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-reached:
+	case <-time.After(45 * time.Second):
+		t.Fatalf("the move did not reach %s", what)
+	}
+}
+
+// captureLeft counts the capture triggers and logs a move left on the
+// tenant's source.
+func captureLeft(t *testing.T, ts *stacktest.Stack, m *catalog.Move) int {
+	t.Helper()
+	c := ts.SrvConn(t, m.FromDatabase)
+	return stacktest.Count(t, c, `SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'stratum_move_%')
+		+ (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		   WHERE n.nspname = 'stratum' AND c.relname LIKE 'move_log_%')`)
+}
+
+// targetExists reports whether a move's target schema or database is on
+// the server.
+func targetExists(t *testing.T, ts *stacktest.Stack, m *catalog.Move) bool {
+	t.Helper()
+	switch m.ToIsolation {
+	case catalog.IsolationSchema:
+		return stacktest.Count(t, ts.SrvConn(t, m.ToDatabase), "SELECT count(*) FROM pg_namespace WHERE nspname = $1", m.ToSchema) > 0
+	case catalog.IsolationDatabase:
+		return stacktest.Count(t, ts.SrvConn(t, "postgres"), "SELECT count(*) FROM pg_database WHERE datname = $1", m.ToDatabase) > 0
+	}
+	return stacktest.Count(t, ts.SrvConn(t, m.ToDatabase), "SELECT count(*) FROM public.orders WHERE tenant_id = $1", m.TenantID) > 0
+}
+
+// onSource checks that the tenant is (still) where the move started, that
+// its session runs there, and that every key the writer committed is there.
+func onSource(t *testing.T, ts *stacktest.Stack, m *catalog.Move, c *pgx.Conn, want map[int64]int, base int64) {
+	t.Helper()
+	tn, err := ts.Catalog.GetTenant(context.Background(), m.TenantID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn.Isolation != m.FromIsolation || tn.Database != m.FromDatabase || tn.Schema != m.FromSchema {
+		t.Fatalf("the tenant moved: %+v", tn)
+	}
+	if db, schema := placementOf(t, c); db != m.FromDatabase || schema != m.FromSchema {
+		t.Fatalf("the tenant's session runs in %s.%s, want the source %s.%s", db, schema, m.FromDatabase, m.FromSchema)
+	}
+	sameKeys(t, "on the source", want, orderKeys(t, c, "SELECT id, quantity FROM orders WHERE id >= $1", base))
+}
+
+// TestCancelMidCopy: a move held in its copy refuses a second move of the
+// tenant (catalog.ErrMoveRunning); CancelMove then stops it: the move ends
+// cancelled, the tenant serves from its source with every key the writer
+// committed, and the target and the capture are gone.
+func TestCancelMidCopy(t *testing.T) {
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		ctx := context.Background()
+		stopMoves(t, ts)
+		hook, reached, release := holdAt("copy:orders")
+		defer close(release)
+		ts.Provisioner.SetMoveHook(hook)
+		url := ts.URL("demo", "demo", "client_alpha", "")
+		c := stacktest.Connect(t, url)
+		const base = 7_000_000
+		w := startWriter(t, url, base)
+		w.waitCommitted(t, 20)
+		m, err := ts.Provisioner.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "database"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitReached(t, reached, "the copy")
+		if _, err := ts.Provisioner.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "schema"}, "test"); !errors.Is(err, catalog.ErrMoveRunning) {
+			t.Fatalf("a second move while one runs: %v, want ErrMoveRunning", err)
+		}
+		if !targetExists(t, ts, m) {
+			t.Fatal("the target database is not there during the copy")
+		}
+		w.waitCommitted(t, w.count()+10)
+		cm, err := ts.Provisioner.CancelMove(ctx, m.ID, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.Phase != catalog.MoveCancelled {
+			t.Fatalf("after CancelMove the move is %s (%s)", cm.Phase, cm.Error)
+		}
+		w.waitCommitted(t, w.count()+10)
+		want := w.finish(t)
+		onSource(t, ts, m, c, want, base)
+		if targetExists(t, ts, m) {
+			t.Error("the cancelled move's target database is still there")
+		}
+		if n := captureLeft(t, ts, m); n != 0 {
+			t.Errorf("the cancelled move left %d capture objects on the source", n)
+		}
+		// A new move may start now.
+		ts.Provisioner.SetMoveHook(nil)
+		m2, err := ts.Provisioner.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "schema"}, "test")
+		if err != nil {
+			t.Fatalf("a move after the cancelled one: %v", err)
+		}
+		waitMove(t, ts.Catalog, m2.ID, catalog.MoveSwitched)
+	})
+}
+
+// TestRecoverAfterProxyDeath: the goroutine of a move in its copy stops as
+// if its proxy died (no cleanup); RecoverMoves then marks the move failed
+// with the reason, drops the half-built target and the capture, and the
+// tenant serves from its source with everything it wrote.
+func TestRecoverAfterProxyDeath(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("copy:orders")
+	defer close(release)
+	ts.Provisioner.SetMoveHook(hook)
+	url := ts.URL("demo", "demo", "client_beta", "")
+	c := stacktest.Connect(t, url)
+	const base = 8_000_000
+	w := startWriter(t, url, base)
+	w.waitCommitted(t, 20)
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the copy")
+	ts.Provisioner.AbandonMove(m.ID)
+	if dm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || dm.Phase != catalog.MoveCopying {
+		t.Fatalf("after the simulated death: %+v %v", dm, err)
+	}
+	if captureLeft(t, ts, m) == 0 || !targetExists(t, ts, m) {
+		t.Fatal("the simulated death cleaned up (it must leave everything as a crash does)")
+	}
+	w.waitCommitted(t, w.count()+10)
+	if err := ts.Provisioner.RecoverMoves(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rm, err := ts.Catalog.GetMove(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm.Phase != catalog.MoveFailed || rm.Error == "" {
+		t.Fatalf("after RecoverMoves the move is %s (%q), want failed with a reason", rm.Phase, rm.Error)
+	}
+	w.waitCommitted(t, w.count()+10)
+	want := w.finish(t)
+	onSource(t, ts, m, c, want, base)
+	if targetExists(t, ts, m) {
+		t.Error("the dead move's target database is still there")
+	}
+	if n := captureLeft(t, ts, m); n != 0 {
+		t.Errorf("the dead move left %d capture objects on the source", n)
+	}
+}
+
+// TestSessionStateSurvivesMove: a session holding a protocol-prepared
+// statement and a SET keeps both across its tenant's move, and runs on the
+// new placement afterwards.
+func TestSessionStateSurvivesMove(t *testing.T) {
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		ctx := context.Background()
+		stopMoves(t, ts)
+		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
+		if _, err := c.Exec(ctx, "SET TimeZone = 'Asia/Tokyo'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Prepare(ctx, "count_orders", "SELECT count(*) FROM orders WHERE id >= $1"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (9000001, 'before'), (9000002, 'before')"); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ts.Provisioner.StartMove(ctx, "client_gamma", provision.MoveTarget{Isolation: "schema"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+		var n int
+		if err := c.QueryRow(ctx, "count_orders", 9000000).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("the prepared statement after the move: %d %v, want 2", n, err)
+		}
+		var tz string
+		if err := c.QueryRow(ctx, "SHOW TimeZone").Scan(&tz); err != nil || tz != "Asia/Tokyo" {
+			t.Fatalf("TimeZone after the move: %q %v", tz, err)
+		}
+		if db, schema := placementOf(t, c); db != m.ToDatabase || schema != m.ToSchema {
+			t.Fatalf("after the move the session runs in %s.%s, want %s.%s", db, schema, m.ToDatabase, m.ToSchema)
+		}
+		if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestMoveRefusals: a move to the tenant's own placement (ErrMoveSame), to
+// an unknown backend, and of a tenant with a table it made itself
+// (ErrInvalidMove naming the table) are refused, and nothing is recorded.
+func TestMoveRefusals(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	p := ts.Provisioner
+	if _, err := p.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "schema"}, "test"); !errors.Is(err, provision.ErrMoveSame) {
+		t.Errorf("a move to the same placement: %v, want ErrMoveSame", err)
+	}
+	if _, err := p.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database", Backend: "nope"}, "test"); !errors.Is(err, provision.ErrInvalidMove) {
+		t.Errorf("a move to an unknown backend: %v, want ErrInvalidMove", err)
+	}
+	if _, err := p.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "sideways"}, "test"); !errors.Is(err, provision.ErrInvalidMove) {
+		t.Errorf("a move to an unknown isolation: %v, want ErrInvalidMove", err)
+	}
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "CREATE TABLE my_own (x int PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if !errors.Is(err, provision.ErrInvalidMove) || !strings.Contains(err.Error(), "my_own") {
+		t.Errorf("a move of a tenant with its own table: %v, want ErrInvalidMove naming my_own", err)
+	}
+	tn, _ := ts.Catalog.GetTenant(ctx, "client_beta")
+	if moves, err := ts.Catalog.ListMoves(ctx, tn.ID, 0); err != nil || len(moves) != 0 {
+		t.Errorf("refused moves were recorded: %v %v", moves, err)
+	}
+}
+
+// TestHostileCastRunsOnlyAsTheTenant: a schema tenant plants a cast from
+// its copy of the app's enum type to json whose function tries to make the
+// tenant's role a superuser and records who ran it; the move's capture
+// trigger (to_jsonb of every changed row) reaches it while the tenant
+// writes during the move. It runs only as the tenant: the role stays
+// NOSUPERUSER and every record names the tenant's role as current and
+// session user. (An earlier capture function was SECURITY DEFINER, which
+// ran the cast as the admin.)
+func TestHostileCastRunsOnlyAsTheTenant(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	rep, err := ts.Provisioner.ApplySchema(ctx, "CREATE TYPE mood AS ENUM ('ok', 'meh');\n"+
+		"CREATE TABLE notes (id int PRIMARY KEY, m mood NOT NULL, body text);")
+	if err != nil || rep.Failed() > 0 {
+		t.Fatalf("applying the schema: %+v %v", rep, err)
+	}
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	for _, s := range []string{
+		`CREATE FUNCTION spy(mood) RETURNS json LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$
+		BEGIN
+			BEGIN
+				EXECUTE 'ALTER ROLE ' || quote_ident(session_user) || ' SUPERUSER';
+			EXCEPTION WHEN others THEN NULL;
+			END;
+			INSERT INTO orders (item) VALUES ('spy:' || current_user || ':' || session_user);
+			RETURN to_json($1::text);
+		END $f$`,
+		`CREATE CAST (mood AS json) WITH FUNCTION spy(mood)`,
+	} {
+		if _, err := c.Exec(ctx, stacktest.Hidden(s)); err != nil {
+			t.Fatalf("planting: %v", err)
+		}
+	}
+	hook, reached, release := holdAt("copy:orders")
+	ts.Provisioner.SetMoveHook(hook)
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the copy")
+	for i := 1; i <= 3; i++ {
+		if _, err := c.Exec(ctx, "INSERT INTO notes (id, m, body) VALUES ($1, 'meh', 'during the move')", i); err != nil {
+			close(release)
+			t.Fatal(err)
+		}
+	}
+	close(release)
+	m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+
+	tn, err := ts.Catalog.GetTenant(ctx, "client_beta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ts.SrvConn(t, "postgres")
+	if n := stacktest.Count(t, srv, "SELECT count(*) FROM pg_roles WHERE rolname LIKE $1 AND rolsuper", tn.RoleName+"%"); n != 0 {
+		t.Fatalf("%d of the tenant's roles became superusers during the move", n)
+	}
+	rows, err := c.Query(ctx, "SELECT item FROM orders WHERE item LIKE 'spy:%'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	spies, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spies) < 3 {
+		t.Fatalf("the planted cast ran %d times, want at least 3 (the capture must reach it, or this test proves nothing)", len(spies))
+	}
+	for _, s := range spies {
+		if s != "spy:"+tn.RoleName+":"+tn.RoleName {
+			t.Errorf("the planted cast ran as %q, want only the tenant's role %s", s, tn.RoleName)
+		}
+	}
+	if n := stacktest.Count(t, c, "SELECT count(*) FROM notes"); n != 3 {
+		t.Errorf("%d notes after the move, want 3", n)
+	}
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
