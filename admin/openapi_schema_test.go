@@ -905,6 +905,18 @@ func TestOpenAPISchemas(t *testing.T) {
 	call("POST", "/v1/moves/{id}/finalize", mvPath+"/finalize", boot, "", 200)
 	call("POST", "/v1/moves/{id}/finalize", mvPath+"/finalize", boot, "", 409)
 	call("POST", "/v1/moves/{id}/cancel", "/v1/moves/00000000-0000-4000-8000-000000000000/cancel", boot, "", 404)
+	// A move a dead proxy left mid-copy (its row alone): cancel ends it.
+	acme, err := s.cat.GetTenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, _, _ := catalog.NewID()
+	s.srv.Exec(t, s.catdb, `INSERT INTO tenant_moves (id, tenant_id, from_isolation, from_backend, from_database, from_schema,
+		to_isolation, to_backend, to_database, to_schema, phase, created_by, owner, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 'schema', $4, $5, 't_orphan_move', 'copying', 'test', 'a dead proxy', now() - interval '1 hour')`,
+		orphan, acme.ID, acme.Isolation, acme.Backend, acme.Database, acme.Schema)
+	call("POST", "/v1/moves/{id}/cancel", "/v1/moves/"+orphan+"/cancel", boot, "", 200)
+	call("POST", "/v1/moves/{id}/cancel", "/v1/moves/"+orphan+"/cancel", boot, "", 409)
 	for _, l := range []string{"children", "descendants"} {
 		tmpl := "/v1/tenants/{ref}/" + l
 		call("GET", tmpl, "/v1/tenants/acme/"+l, boot, "", 200)
