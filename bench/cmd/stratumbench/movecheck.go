@@ -43,11 +43,11 @@ func (k keyCheck) String() string {
 
 // checkKeys holds the writer, reads the tenant's orders through the proxy
 // and compares them with the keys the writer committed.
-func (b *bench) checkKeys(ctx context.Context, mb *moveBench, when string) keyCheck {
+func (b *bench) checkKeys(ctx context.Context, mb *moveBench, when string) (k keyCheck) {
 	committed, uncertain := mb.writer.hold()
 	defer mb.writer.release()
 	t0 := time.Now()
-	k := keyCheck{when: when, rows: mb.rows, committed: len(committed), uncertain: len(uncertain)}
+	k = keyCheck{when: when, rows: mb.rows, committed: len(committed), uncertain: len(uncertain)}
 	defer func() {
 		k.took = time.Since(t0)
 		step("moves: key check %s", k)
