@@ -49,7 +49,7 @@ type moveResult struct {
 	id          string
 	phases      []phaseSpan
 	final       catalog.Move
-	rows        int64
+	rows        int64 // rows copied in phase copying (the snapshot)
 	copyTime    time.Duration
 	total       time.Duration // POST until switched
 	finalize    time.Duration
@@ -231,6 +231,9 @@ func (b *bench) followMove(ctx context.Context, mb *moveBench, mr *moveResult, s
 	mr.id = m.ID
 	for {
 		if len(mr.phases) == 0 || mr.phases[len(mr.phases)-1].name != m.Phase {
+			if len(mr.phases) > 0 && mr.phases[len(mr.phases)-1].name == catalog.MoveCopying {
+				mr.rows = copiedRows(&m) // the snapshot, before catch-up adds to it
+			}
 			mr.phases = append(mr.phases, phaseSpan{name: m.Phase, at: time.Now()})
 			mb.phase.set(fmt.Sprintf("%s→%s %s", mr.from, mr.to, m.Phase))
 		}
@@ -275,11 +278,20 @@ func (mr *moveResult) phaseTime(phase string) time.Duration {
 	return 0
 }
 
-// measureCopy sums the rows the move copied and its copying phase's time.
+// copiedRows sums the rows m copied so far.
+func copiedRows(m *catalog.Move) int64 {
+	var n int64
+	for _, t := range m.Tables {
+		n += t.Copied
+	}
+	return n
+}
+
+// measureCopy takes the copying phase's time, and the rows copied when the
+// poller missed the end of that phase.
 func (mr *moveResult) measureCopy() {
-	mr.rows = 0
-	for _, t := range mr.final.Tables {
-		mr.rows += t.Copied
+	if mr.rows == 0 {
+		mr.rows = copiedRows(&mr.final)
 	}
 	mr.copyTime = mr.phaseTime(catalog.MoveCopying)
 }
