@@ -39,24 +39,44 @@ type txnStats struct {
 	failed    int64
 	firstErrs []string // the first few failures, with the phase they happened in
 	lats      []int32  // µs per committed transaction
+	maxTxn    time.Duration
+	maxTxnAt  string // the longest transaction (failed ones too): its phase and outcome
 }
 
 const keepErrs = 5
 
-func (s *txnStats) done(lat time.Duration) {
+func (s *txnStats) done(lat time.Duration, phase string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.ok++
 	s.lats = append(s.lats, int32(min(lat.Microseconds(), 1<<31-1)))
-	s.mu.Unlock()
+	s.longest(lat, phase, "committed")
 }
 
-func (s *txnStats) fail(err error, phase string) {
+func (s *txnStats) fail(err error, lat time.Duration, phase string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failed++
 	if len(s.firstErrs) < keepErrs {
-		s.firstErrs = append(s.firstErrs, fmt.Sprintf("[%s] %v", phase, err))
+		s.firstErrs = append(s.firstErrs, fmt.Sprintf("[%s] after %v: %v", phase, lat.Round(time.Millisecond), err))
 	}
+	s.longest(lat, phase, "failed")
+}
+
+func (s *txnStats) longest(lat time.Duration, phase, outcome string) {
+	if lat > s.maxTxn {
+		s.maxTxn, s.maxTxnAt = lat, outcome+", ended in "+phase
+	}
+}
+
+// takeMaxTxn returns the longest transaction since the last call and
+// starts afresh.
+func (s *txnStats) takeMaxTxn() (time.Duration, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, at := s.maxTxn, s.maxTxnAt
+	s.maxTxn, s.maxTxnAt = 0, ""
+	return d, at
 }
 
 func (s *txnStats) counts() (ok, failed int64) {
@@ -117,10 +137,10 @@ func (c *client) loop(ctx context.Context, interval time.Duration, stats *txnSta
 			return
 		}
 		if err != nil {
-			stats.fail(err, phase.get())
+			stats.fail(err, time.Since(t0), phase.get())
 			time.Sleep(20 * time.Millisecond)
 		} else {
-			stats.done(time.Since(t0))
+			stats.done(time.Since(t0), phase.get())
 		}
 		if wait := interval - time.Since(t0); wait > 0 {
 			time.Sleep(wait)
@@ -201,11 +221,13 @@ var errUncertain = errors.New("COMMIT failed")
 func (w *moverWriter) txn(ctx context.Context, conn *pgx.Conn, key int64) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("BEGIN: %w", err)
 	}
 	_, err = tx.Exec(ctx, "INSERT INTO orders (id, amount, note) VALUES ($1, 1, 'written during the move')", key)
-	if err == nil {
-		err = updateOne(ctx, tx, int64(rand.IntN(w.rows)+1))
+	if err != nil {
+		err = fmt.Errorf("INSERT: %w", err)
+	} else if err = updateOne(ctx, tx, int64(rand.IntN(w.rows)+1)); err != nil {
+		err = fmt.Errorf("UPDATE: %w", err)
 	}
 	if err != nil {
 		tx.Rollback(context.WithoutCancel(ctx))

@@ -29,14 +29,15 @@ func (mb *moveBench) moveTargets() []target {
 	t.verdict = verdict(bad == 0 && len(mb.checks) == len(mb.moves)+1, len(mb.checks) > 0)
 	ts = append(ts, t)
 
-	var gap time.Duration
+	var gap, txn time.Duration
 	for _, m := range mb.moves {
-		gap = max(gap, m.maxGap)
+		gap, txn = max(gap, m.maxGap), max(txn, m.maxTxn)
 	}
 	t = target{goal: "the tenant's longest write pause during a move: < 1 s"}
-	t.measured = fmt.Sprintf("%v (writer p99 commit latency %.1f ms over the whole run)", gap.Round(time.Millisecond),
-		mb.writer.stats.p99Ms())
-	t.verdict = verdict(gap < time.Second, len(mb.moves) > 0)
+	t.measured = fmt.Sprintf("%v (longest gap between commits %v, longest single writer transaction %v; "+
+		"writer p99 commit latency %.1f ms over the whole run)", max(gap, txn).Round(time.Millisecond),
+		gap.Round(time.Millisecond), txn.Round(time.Millisecond), mb.writer.stats.p99Ms())
+	t.verdict = verdict(max(gap, txn) < time.Second, len(mb.moves) > 0)
 	ts = append(ts, t)
 
 	for _, m := range mb.moves {
@@ -124,16 +125,17 @@ func (b *bench) movesMarkdown(sb *strings.Builder) {
 
 // movesTable is one line per move: phases as the poller saw them.
 func (b *bench) movesTable(p func(string, ...any)) {
-	p("| move | provisioning s | copying s | catching up s | cutting over s | to switched s | finalize s | rows copied | rows/s | longest write pause | failed (w/r/b) | bystander tps | error |\n")
-	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|---|\n")
+	p("| move | provisioning s | copying s | catching up s | cutting over s | to switched s | finalize s | rows copied | rows/s | longest gap between commits | longest writer transaction | failed (w/r/b) | bystander tps | error |\n")
+	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|---|\n")
 	for _, m := range b.moves.moves {
 		sec := func(ph string) string { return fmt.Sprintf("%.2f", m.phaseTime(ph).Seconds()) }
-		p("| %s → %s | %s | %s | %s | %s | %.2f | %.2f | %d | %.0f | %v (%s) | %d/%d/%d | %.0f | %s |\n",
+		p("| %s → %s | %s | %s | %s | %s | %.2f | %.2f | %d | %.0f | %v (%s) | %v (%s) | %d/%d/%d | %.0f | %s |\n",
 			m.from, m.to, sec("provisioning"), sec("copying"), sec("catching_up"), sec("cutting_over"),
 			m.total.Seconds(), m.finalize.Seconds(), m.rows, m.copyRate(), m.maxGap.Round(time.Millisecond),
-			mdEscape(m.maxGapAt), m.failedW, m.failedR, m.failedB, m.bystTPS, mdEscape(m.errText+m.finalizeErr))
+			mdEscape(m.maxGapAt), m.maxTxn.Round(time.Millisecond), mdEscape(m.maxTxnAt), m.failedW, m.failedR, m.failedB, m.bystTPS, mdEscape(m.errText+m.finalizeErr))
 	}
 	p("\nPhase times are between the poller's first sightings (±%v); \"to switched\" runs from the POST. ", movePoll)
-	p("The longest write pause is the longest gap between two successive commits of the writers (any goroutine), ")
-	p("with the phases it began and ended in.\n")
+	p("The longest gap between commits is between two successive commits of the writers (any goroutine), ")
+	p("with the phases it began and ended in; the longest writer transaction counts failed ones too (from BEGIN to ")
+	p("the failure; a transaction that waits %v is cancelled and fails). The write pause goal takes the larger.\n", moveTxnTimeout)
 }

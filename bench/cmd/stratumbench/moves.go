@@ -56,6 +56,8 @@ type moveResult struct {
 	bystTPS     float64 // bystander throughput from POST until finalized
 	maxGap      time.Duration
 	maxGapAt    string
+	maxTxn      time.Duration // the writers' longest transaction, failed ones too
+	maxTxnAt    string
 	failedW     int64 // writer, reader and bystander failures during this move
 	failedR     int64
 	failedB     int64
@@ -199,6 +201,7 @@ func (b *bench) moveOnce(ctx context.Context, mb *moveBench, to string) moveResu
 	w0, r0, b0 := mb.failures()
 	okB0, _ := mb.bystd.counts()
 	mb.writer.takeMaxGap()
+	mb.writer.stats.takeMaxTxn()
 	start := time.Now()
 	b.followMove(ctx, mb, &mr, start)
 	if mr.errText == "" {
@@ -212,6 +215,7 @@ func (b *bench) moveOnce(ctx context.Context, mb *moveBench, to string) moveResu
 	okB1, _ := mb.bystd.counts()
 	mr.bystTPS = float64(okB1-okB0) / time.Since(start).Seconds()
 	mr.maxGap, mr.maxGapAt = mb.writer.takeMaxGap()
+	mr.maxTxn, mr.maxTxnAt = mb.writer.stats.takeMaxTxn()
 	w1, r1, b1 := mb.failures()
 	mr.failedW, mr.failedR, mr.failedB = w1-w0, r1-r0, b1-b0
 	mr.measureCopy()
@@ -308,7 +312,7 @@ func printMove(mr moveResult) {
 		step("moves: %s → %s FAILED: %s", mr.from, mr.to, mr.errText)
 	}
 	step("moves: %s → %s: switched after %.1fs, finalized in %.1fs; %d rows copied in %.1fs (%.0f rows/s); "+
-		"longest write pause %v (%s); failed txns writer %d reader %d bystander %d; bystander %.0f tps",
+		"longest write pause %v (%s); longest writer transaction %v (%s); failed txns writer %d reader %d bystander %d; bystander %.0f tps",
 		mr.from, mr.to, mr.total.Seconds(), mr.finalize.Seconds(), mr.rows, mr.copyTime.Seconds(), mr.copyRate(),
-		mr.maxGap.Round(time.Millisecond), mr.maxGapAt, mr.failedW, mr.failedR, mr.failedB, mr.bystTPS)
+		mr.maxGap.Round(time.Millisecond), mr.maxGapAt, mr.maxTxn.Round(time.Millisecond), mr.maxTxnAt, mr.failedW, mr.failedR, mr.failedB, mr.bystTPS)
 }
