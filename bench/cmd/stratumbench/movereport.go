@@ -116,7 +116,7 @@ func (b *bench) movesMarkdown(sb *strings.Builder) {
 		p("- %s (%v)\n", mdEscape(k.String()), k.took.Round(time.Millisecond))
 	}
 	if errs := mb.errorLines(); len(errs) > 0 {
-		p("\nFirst failed transactions ([what was running]):\n\n")
+		p("\nFirst failed transactions (the first %d of each load; [what was running]):\n\n", keepErrs)
 		for _, e := range errs {
 			p("- `%s`\n", strings.ReplaceAll(e, "`", "'"))
 		}
