@@ -632,3 +632,55 @@ func TestHostileCastRunsOnlyAsTheTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBogusLogRowsFailOnlyTheirMove: the tenant's roles may INSERT into its
+// move's capture log (the capture trigger runs as the writer) but neither
+// read nor delete it; a change it forges there reaches only its own target
+// and the cut-over's verification (row counts and checksums) catches it:
+// the move fails, the tenant serves from its source without the forged row,
+// and the target is gone.
+func TestBogusLogRowsFailOnlyTheirMove(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("copy:orders")
+	ts.Provisioner.SetMoveHook(hook)
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (1, 'real')"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the copy")
+	logTable := `stratum."move_log_` + strings.ReplaceAll(m.ID, "-", "")[:16] + `"`
+	for _, s := range []string{"SELECT count(*) FROM " + logTable, "DELETE FROM " + logTable, "UPDATE " + logTable + " SET op = 'D'"} {
+		if _, err := c.Exec(ctx, stacktest.Hidden(s)); stacktest.SQLState(err) != "42501" {
+			close(release)
+			t.Fatalf("%s as the tenant: %v, want 42501", s, err)
+		}
+	}
+	forged := `INSERT INTO ` + logTable + ` (tbl, op, row) VALUES ('orders', 'U',
+		'{"id": 424242, "tenant_id": "` + m.TenantID + `", "item": "forged", "quantity": 1, "created_at": "2020-01-01T00:00:00Z"}')`
+	if _, err := c.Exec(ctx, stacktest.Hidden(forged)); err != nil {
+		close(release)
+		t.Fatalf("the tenant's INSERT into its move's log: %v", err)
+	}
+	close(release)
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "does not match") {
+		t.Errorf("the move failed with %q, want the verification's mismatch", fm.Error)
+	}
+	onSource(t, ts, m, c, map[int64]int{1: 1}, 0)
+	if n := stacktest.Count(t, c, "SELECT count(*) FROM orders WHERE id = 424242"); n != 0 {
+		t.Error("the forged row is in the tenant's source")
+	}
+	if targetExists(t, ts, m) {
+		t.Error("the failed move's target is still there")
+	}
+	if n := captureLeft(t, ts, m); n != 0 {
+		t.Errorf("the failed move left %d capture objects", n)
+	}
+}
