@@ -123,7 +123,7 @@ func waitMove(t *testing.T, cat *catalog.Catalog, id string, want ...string) *ca
 			}
 		}
 		switch m.Phase {
-		case catalog.MoveFailed, catalog.MoveCancelled, catalog.MoveFinalized:
+		case catalog.MoveFailed, catalog.MoveCancelled, catalog.MoveFinalized, catalog.MoveSwitched:
 			t.Fatalf("move %s ended %s (%s), want %v", id, m.Phase, m.Error, want)
 		}
 		if time.Now().After(deadline) {
