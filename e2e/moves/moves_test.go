@@ -336,6 +336,17 @@ func waitReached(t *testing.T, reached <-chan struct{}, what string) {
 	}
 }
 
+// eventually polls cond (cleanup after a failed move runs after its phase
+// is recorded) and fails the test when it does not hold within 45s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(45 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 45s: %s", what)
+		}
+	}
+}
+
 // captureLeft counts the capture triggers and logs a move left on the
 // tenant's source.
 func captureLeft(t *testing.T, ts *stacktest.Stack, m *catalog.Move) int {
@@ -677,10 +688,93 @@ func TestBogusLogRowsFailOnlyTheirMove(t *testing.T) {
 	if n := stacktest.Count(t, c, "SELECT count(*) FROM orders WHERE id = 424242"); n != 0 {
 		t.Error("the forged row is in the tenant's source")
 	}
-	if targetExists(t, ts, m) {
-		t.Error("the failed move's target is still there")
+	eventually(t, "the failed move's target is dropped", func() bool { return !targetExists(t, ts, m) })
+	eventually(t, "the failed move's capture is dropped", func() bool { return captureLeft(t, ts, m) == 0 })
+}
+
+// provisionerWith is a second provisioner over the stack's catalog and
+// backends (another proxy process, as far as moves go) with its move
+// settings changed by set; it is closed before the stack's teardown.
+func provisionerWith(t *testing.T, ts *stacktest.Stack, set func(*provision.Config)) *provision.Provisioner {
+	t.Helper()
+	cfg := ts.Provisioner.Config()
+	set(&cfg)
+	p, err := provision.New(context.Background(), cfg, ts.Catalog)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n := captureLeft(t, ts, m); n != 0 {
-		t.Errorf("the failed move left %d capture objects", n)
+	t.Cleanup(p.Close)
+	return p
+}
+
+// TestDrainTimeoutFailsTheMove: a transaction of the tenant stays open on
+// the source through the cut-over; after MoveDrainTimeout the move unpauses
+// and tries again, and after the third try fails with the reason. The open
+// transaction then commits on the source (no fence is left), and the
+// tenant serves from there.
+func TestDrainTimeoutFailsTheMove(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("cutting_over")
+	p := provisionerWith(t, ts, func(c *provision.Config) {
+		c.MoveDrainTimeout = 200 * time.Millisecond
+		c.MoveHook = hook
+	})
+	url := ts.URL("demo", "demo", "client_alpha", "")
+	c := stacktest.Connect(t, url)
+	other := stacktest.Connect(t, url)
+	m, err := p.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "schema"}, "test")
+	if err != nil {
+		t.Fatal(err)
 	}
+	waitReached(t, reached, "the cut-over")
+	// Opened after the capture is on (a transaction holding the table
+	// would keep the capture's CREATE TRIGGER waiting instead).
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO orders (id, item) VALUES (5, 'open through the cut-over')"); err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	close(release)
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "did not end within") {
+		t.Fatalf("the move failed with %q, want the drain timeout", fm.Error)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("committing the open transaction after the failed cut-over: %v", err)
+	}
+	onSource(t, ts, m, other, map[int64]int{5: 1}, 0)
+	if n := stacktest.Count(t, stacktest.Connect(t, ts.CatalogURL), `SELECT count(*) FROM audit_log
+		WHERE action = 'tenant.pause' AND tenant_id = $1`, m.TenantID); n != 3 {
+		t.Errorf("the cut-over paused the tenant %d times, want 3 tries", n)
+	}
+	eventually(t, "the failed move's target is dropped", func() bool { return !targetExists(t, ts, m) })
+	eventually(t, "the failed move's capture is dropped", func() bool { return captureLeft(t, ts, m) == 0 })
+}
+
+// TestRetentionFinalizesAtRecover: with MoveRetention set, RecoverMoves (a
+// proxy's start) finalizes a switched move older than it: the source copy
+// is dropped.
+func TestRetentionFinalizesAtRecover(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+	p := provisionerWith(t, ts, func(c *provision.Config) { c.MoveRetention = time.Millisecond })
+	if err := p.RecoverMoves(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || fm.Phase != catalog.MoveFinalized {
+		t.Fatalf("after RecoverMoves with a retention: %+v %v", fm, err)
+	}
+	sourceGone(t, ts, m)
 }
