@@ -365,8 +365,8 @@ func unpauseMoveTx(ctx context.Context, tx pgx.Tx, t *Tenant, id string) error {
 // no heartbeat for stale.
 func (c *Catalog) MovesToRecover(ctx context.Context, owner string, stale time.Duration) ([]*Move, error) {
 	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.phase = ANY($1) AND (m.owner = $2 OR m.updated_at < now() - $3::interval)
-		ORDER BY m.started_at`, MoveRunningPhases, owner, stale.String())
+		WHERE m.phase = ANY($1) AND (m.owner = $2 OR m.updated_at < now() - pg_catalog.make_interval(secs => $3))
+		ORDER BY m.started_at`, MoveRunningPhases, owner, stale.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("listing moves to recover: %w", err)
 	}

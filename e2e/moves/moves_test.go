@@ -442,52 +442,70 @@ func TestCancelMidCopy(t *testing.T) {
 }
 
 // TestRecoverAfterProxyDeath: the goroutine of a move in its copy stops as
-// if its proxy died (no cleanup); RecoverMoves then marks the move failed
-// with the reason, drops the half-built target and the capture, and the
-// tenant serves from its source with everything it wrote.
+// if its proxy died (no cleanup). Another proxy's RecoverMoves leaves it
+// alone while its heartbeat is fresh (it could be alive); RecoverMoves of
+// the process that owned it (its goroutine is gone), or of another proxy
+// once the heartbeat is stale, marks it failed with the reason and drops
+// the half-built target and the capture; the tenant serves from its source
+// with everything it wrote.
 func TestRecoverAfterProxyDeath(t *testing.T) {
 	ts := stacktest.Start(t)
 	ctx := context.Background()
 	stopMoves(t, ts)
-	hook, reached, release := holdAt("copy:orders")
-	defer close(release)
-	ts.Provisioner.SetMoveHook(hook)
 	url := ts.URL("demo", "demo", "client_beta", "")
 	c := stacktest.Connect(t, url)
-	const base = 8_000_000
-	w := startWriter(t, url, base)
-	w.waitCommitted(t, 20)
-	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitReached(t, reached, "the copy")
-	ts.Provisioner.AbandonMove(m.ID)
-	if dm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || dm.Phase != catalog.MoveCopying {
-		t.Fatalf("after the simulated death: %+v %v", dm, err)
-	}
-	if captureLeft(t, ts, m) == 0 || !targetExists(t, ts, m) {
-		t.Fatal("the simulated death cleaned up (it must leave everything as a crash does)")
-	}
-	w.waitCommitted(t, w.count()+10)
-	if err := ts.Provisioner.RecoverMoves(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rm, err := ts.Catalog.GetMove(ctx, m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rm.Phase != catalog.MoveFailed || rm.Error == "" {
-		t.Fatalf("after RecoverMoves the move is %s (%q), want failed with a reason", rm.Phase, rm.Error)
-	}
-	w.waitCommitted(t, w.count()+10)
-	want := w.finish(t)
-	onSource(t, ts, m, c, want, base)
-	if targetExists(t, ts, m) {
-		t.Error("the dead move's target database is still there")
-	}
-	if n := captureLeft(t, ts, m); n != 0 {
-		t.Errorf("the dead move left %d capture objects on the source", n)
+	other := provisionerWith(t, ts, func(*provision.Config) {})
+	quick := provisionerWith(t, ts, func(c *provision.Config) { c.MoveHeartbeat = 100 * time.Millisecond })
+
+	for _, recoverer := range []struct {
+		name string
+		p    *provision.Provisioner
+	}{{"the owner", ts.Provisioner}, {"another proxy after the heartbeat went stale", quick}} {
+		base := int64(8_000_000 + 100_000*len(recoverer.name))
+		w := startWriter(t, url, base)
+		w.waitCommitted(t, 20)
+		hook, reached, release := holdAt("copy:orders")
+		ts.Provisioner.SetMoveHook(hook)
+		m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitReached(t, reached, "the copy")
+		ts.Provisioner.AbandonMove(m.ID)
+		close(release)
+		if dm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || dm.Phase != catalog.MoveCopying {
+			t.Fatalf("after the simulated death: %+v %v", dm, err)
+		}
+		if captureLeft(t, ts, m) == 0 || !targetExists(t, ts, m) {
+			t.Fatal("the simulated death cleaned up (it must leave everything as a crash does)")
+		}
+		w.waitCommitted(t, w.count()+10)
+		if err := other.RecoverMoves(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if dm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || dm.Phase != catalog.MoveCopying {
+			t.Fatalf("another proxy recovered a move with a fresh heartbeat: %+v %v", dm, err)
+		}
+		time.Sleep(400 * time.Millisecond) // three of quick's heartbeats
+		if err := recoverer.p.RecoverMoves(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rm, err := ts.Catalog.GetMove(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rm.Phase != catalog.MoveFailed || rm.Error == "" {
+			t.Fatalf("after RecoverMoves by %s the move is %s (%q), want failed with a reason", recoverer.name, rm.Phase, rm.Error)
+		}
+		w.waitCommitted(t, w.count()+10)
+		want := w.finish(t)
+		onSource(t, ts, m, c, want, base)
+		if targetExists(t, ts, m) {
+			t.Errorf("after RecoverMoves by %s the dead move's target database is still there", recoverer.name)
+		}
+		if n := captureLeft(t, ts, m); n != 0 {
+			t.Errorf("after RecoverMoves by %s the dead move left %d capture objects on the source", recoverer.name, n)
+		}
 	}
 }
 
