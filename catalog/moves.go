@@ -150,11 +150,22 @@ func (c *Catalog) GetMove(ctx context.Context, id string) (*Move, error) {
 	return out, err
 }
 
-// ListMoves returns the moves of the tenant with id tenantID ("" = of all
-// tenants the actor in ctx reaches), newest first, at most limit (<= 0: 100).
+// ListMoves returns the moves of the tenant with id tenantID (its slug will
+// do; "" = of all tenants the actor in ctx reaches), newest first, at most
+// limit (<= 0: 100). An unknown tenant has none.
 func (c *Catalog) ListMoves(ctx context.Context, tenantID string, limit int) ([]*Move, error) {
 	if limit <= 0 {
 		limit = 100
+	}
+	if tenantID != "" && !IsUUID(tenantID) {
+		t, err := c.GetTenant(ctx, tenantID)
+		if errors.Is(err, ErrNotFound) {
+			return []*Move{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		tenantID = t.ID
 	}
 	var root *string
 	if a := ActorFrom(ctx); a.TenantID != nil {

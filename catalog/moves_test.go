@@ -118,6 +118,9 @@ func TestMoves(t *testing.T) {
 	if mine, err := e.c.ListMoves(ctx, a.ID, 1); err != nil || len(mine) != 1 || mine[0].ID != m2.ID {
 		t.Fatalf("ListMoves of m_a, limit 1: %v %v", mine, err)
 	}
+	if mine, err := e.c.ListMoves(ctx, "m_a", 0); err != nil || len(mine) != 2 {
+		t.Fatalf("ListMoves of m_a by slug: %v %v", mine, err)
+	}
 	bound := catalog.WithActor(ctx, catalog.Actor{KeyID: "k", TenantID: &root.ID})
 	if scoped, err := e.c.ListMoves(bound, "", 0); err != nil || len(scoped) != 2 {
 		t.Fatalf("ListMoves for a key bound to m_root: %d %v, want m_a's 2", len(scoped), err)

@@ -1006,6 +1006,9 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err := r.applyLog(ctx); err != nil {
 		return err
 	}
+	if err := r.sameAppSchema(ctx); err != nil {
+		return err
+	}
 	// Tables the tenant made during the move.
 	srcRels, err := listRelations(ctx, r.srcAdmin, r.src.Schema)
 	if err != nil {
@@ -1059,6 +1062,32 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	_, fn, _ := moveNames(r.m)
 	r.srcAdmin.Exec(cctx, noopCaptureSQL(fn))
 	p.finishCleanup(cctx, r.m, p.dropCapture(cctx, r.m, r.src))
+	return nil
+}
+
+// sameAppSchema fails the move when the source has an app schema version
+// the target lacks (a schema apply ran during the move: the copy and the
+// captured rows follow the old tables).
+func (r *moveRun) sameAppSchema(ctx context.Context) error {
+	name := func(t *catalog.Tenant, own string) string {
+		if t.Isolation == catalog.IsolationShared {
+			return "shared"
+		}
+		return own
+	}
+	srcV, err := r.p.cat.AppSchemaApplied(ctx, name(r.src, r.src.ID))
+	if err != nil {
+		return err
+	}
+	dstV, err := r.p.cat.AppSchemaApplied(ctx, name(r.dst, moveAppSchemaName(r.m)))
+	if err != nil {
+		return err
+	}
+	for v := range srcV {
+		if !dstV[v] {
+			return fmt.Errorf("the app schema changed during the move (version %d is in the source, not in the target); start the move again", v)
+		}
+	}
 	return nil
 }
 

@@ -796,3 +796,35 @@ func TestRetentionFinalizesAtRecover(t *testing.T) {
 	}
 	sourceGone(t, ts, m)
 }
+
+// TestAppSchemaChangeDuringMoveFails: a schema apply that reaches the
+// source during the move (not the target, which is no tenant's placement
+// yet) fails the move at its cut-over instead of switching the tenant to
+// tables without the change; the tenant keeps the change on its source.
+func TestAppSchemaChangeDuringMoveFails(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("cutting_over")
+	ts.Provisioner.SetMoveHook(hook)
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the cut-over")
+	rep, err := ts.Provisioner.ApplySchema(ctx, "ALTER TABLE orders ADD COLUMN note text;")
+	close(release)
+	if err != nil || rep.Failed() > 0 {
+		t.Fatalf("applying the schema during the move: %+v %v", rep, err)
+	}
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "app schema changed") {
+		t.Fatalf("the move failed with %q, want the app schema change", fm.Error)
+	}
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "INSERT INTO orders (item, note) VALUES ('x', 'the new column')"); err != nil {
+		t.Fatalf("the tenant after the failed move: %v", err)
+	}
+	eventually(t, "the failed move's target is dropped", func() bool { return !targetExists(t, ts, m) })
+}
