@@ -828,3 +828,58 @@ func TestAppSchemaChangeDuringMoveFails(t *testing.T) {
 	}
 	eventually(t, "the failed move's target is dropped", func() bool { return !targetExists(t, ts, m) })
 }
+
+// TestMoveIntoSharedKeyCollision: moving into shared, a row whose key
+// another tenant's row holds in the shared table fails the move cleanly:
+// the tenant stays on its source with its rows, the other tenant's row is
+// untouched and none of the moving tenant's rows is left in the shared
+// table. Without the collision the move succeeds, and the moved rows are
+// the tenant's alone under row-level security.
+func TestMoveIntoSharedKeyCollision(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	alpha := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
+	gamma := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
+	for _, q := range []struct {
+		c   *pgx.Conn
+		sql string
+	}{{alpha, "INSERT INTO orders (id, item) VALUES (5, 'alpha five')"},
+		{gamma, "INSERT INTO orders (id, item) VALUES (5, 'gamma five'), (6, 'gamma six')"}} {
+		if _, err := q.c.Exec(ctx, q.sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := ts.Provisioner.StartMove(ctx, "client_gamma", provision.MoveTarget{Isolation: "shared"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "primary key is taken") {
+		t.Errorf("the move failed with %q, want the key collision", fm.Error)
+	}
+	onSource(t, ts, m, gamma, map[int64]int{5: 1, 6: 1}, 0)
+	var item string
+	if err := alpha.QueryRow(ctx, "SELECT item FROM orders WHERE id = 5").Scan(&item); err != nil || item != "alpha five" {
+		t.Fatalf("client_alpha's row 5 after the failed move: %q %v", item, err)
+	}
+	eventually(t, "no row of client_gamma left in the shared table", func() bool { return !targetExists(t, ts, m) })
+
+	if _, err := gamma.Exec(ctx, "UPDATE orders SET id = 7 WHERE id = 5"); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := ts.Provisioner.StartMove(ctx, "client_gamma", provision.MoveTarget{Isolation: "shared"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMove(t, ts.Catalog, m2.ID, catalog.MoveSwitched)
+	if got := orderKeys(t, gamma, "SELECT id, quantity FROM orders"); len(got) != 2 || got[6] != 1 || got[7] != 1 {
+		t.Errorf("client_gamma in shared sees %v, want its rows 6 and 7", got)
+	}
+	if got := orderKeys(t, alpha, "SELECT id, quantity FROM orders"); len(got) != 1 || got[5] != 1 {
+		t.Errorf("client_alpha sees %v, want only its row 5", got)
+	}
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m2.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
