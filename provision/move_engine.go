@@ -877,6 +877,18 @@ func (r *moveRun) applyLog(ctx context.Context) error {
 		if _, err := r.srcAdmin.Exec(ctx, `DELETE FROM `+logTable+` WHERE id = ANY($1)`, ids); err != nil {
 			return err
 		}
+		r.mu.Lock()
+		due := time.Since(r.lastSave) >= 500*time.Millisecond
+		r.mu.Unlock()
+		if due { // a long catch-up shows its lag as it goes
+			lag, err := r.lag(ctx)
+			if err != nil {
+				return err
+			}
+			if err := r.saveProgress(ctx, lag, false); err != nil {
+				return err
+			}
+		}
 	}
 }
 
