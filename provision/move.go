@@ -218,7 +218,11 @@ func (p *Provisioner) CancelMove(ctx context.Context, id, actor string) (*catalo
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return p.cat.GetMove(ctx, id)
+		m, err := p.cat.GetMove(ctx, id)
+		if err == nil && m.Phase == catalog.MoveSwitched {
+			return m, fmt.Errorf("%w: move %s switched before the cancel took effect; finalize it, or move the tenant back", catalog.ErrMovePhase, id)
+		}
+		return m, err
 	}
 	m, err = p.cat.SetMovePhase(ctx, id, nil, catalog.MoveCancelled, "cancelled by "+actor, "move.cancel")
 	if err != nil {
