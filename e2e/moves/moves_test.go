@@ -883,3 +883,46 @@ func TestMoveIntoSharedKeyCollision(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCaptureTruncateAndKeyChange: captured changes that are not plain
+// inserts and updates reach the target: a TRUNCATE (schema and database
+// tenants may), a delete, and an update that changes a row's key (captured
+// as a delete of the old key and an upsert of the new). They are made after
+// the copy (a TRUNCATE waits for the copy's snapshot to end).
+func TestCaptureTruncateAndKeyChange(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("catching_up")
+	ts.Provisioner.SetMoveHook(hook)
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (1, 'one'), (2, 'two')"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the catch-up")
+	for _, s := range []string{
+		"TRUNCATE orders",
+		"INSERT INTO orders (id, item, quantity) VALUES (3, 'three', 3), (4, 'four', 4), (5, 'five', 5)",
+		"DELETE FROM orders WHERE id = 3",
+		"UPDATE orders SET id = 40 WHERE id = 4",
+	} {
+		if _, err := c.Exec(ctx, s); err != nil {
+			close(release)
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	close(release)
+	waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+	got := orderKeys(t, c, "SELECT id, quantity FROM orders")
+	if len(got) != 2 || got[40] != 4 || got[5] != 5 {
+		t.Fatalf("after the move the tenant has %v, want 40:4 and 5:5", got)
+	}
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
