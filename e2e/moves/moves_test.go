@@ -926,3 +926,98 @@ func TestCaptureTruncateAndKeyChange(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// rolePicture is what PostgreSQL holds about a tenant's rights: its roles'
+// attributes, memberships and per-database settings, its shared-database
+// registration, and in its placement the owner and ACL of its schema, of its
+// database, of the app's tables and sequences, the default privileges and
+// the event triggers. Names are normalized (the tenant's role "T", its
+// schema or database "t_X", the deployment "DEP"), so two tenants compare.
+func rolePicture(t *testing.T, ts *stacktest.Stack, slug string) []string {
+	t.Helper()
+	ctx := context.Background()
+	tn, err := ts.Catalog.GetTenant(ctx, slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := ts.Catalog.DeploymentID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := ts.Provisioner.Config().SharedDatabase
+	norm := strings.NewReplacer(tn.RoleName, "T", "t_"+tn.ShortID, "t_X", "stratum_"+dep+"_", "stratum_DEP_", shared, "SHARED")
+	var out []string
+	collect := func(c *pgx.Conn, what, sql string, args ...any) {
+		rows, err := c.Query(ctx, sql, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, norm.Replace(fmt.Sprintf("%s %v", what, vals)))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	pg := ts.SrvConn(t, "postgres")
+	like := tn.RoleName + "%"
+	collect(pg, "role", `SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls
+		FROM pg_roles WHERE rolname LIKE $1`, like)
+	collect(pg, "member", `SELECT m.rolname, g.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member
+		JOIN pg_roles g ON g.oid = a.roleid WHERE m.rolname LIKE $1`, like)
+	collect(pg, "setting", `SELECT r.rolname, coalesce(d.datname, ''), s.setconfig::text FROM pg_db_role_setting s
+		JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase WHERE r.rolname LIKE $1`, like)
+	collect(pg, "database", `SELECT datname, datacl::text FROM pg_database WHERE datname = $1 AND $1 <> $2`, tn.Database, shared)
+	collect(ts.SrvConn(t, shared), "registered", `SELECT role_name FROM stratum.tenant_roles WHERE tenant_id = $1`, tn.ID)
+	if tn.Isolation != catalog.IsolationShared {
+		db := ts.SrvConn(t, tn.Database)
+		collect(db, "schema", `SELECT nspname, nspowner::regrole::text, nspacl::text FROM pg_namespace WHERE nspname = $1`, tn.Schema)
+		collect(db, "relation", `SELECT c.relname, c.relkind::text, c.relowner::regrole::text, c.relacl::text FROM pg_class c
+			JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'S')`, tn.Schema)
+		collect(db, "default", `SELECT d.defaclrole::regrole::text, d.defaclobjtype::text, d.defaclacl::text FROM pg_default_acl d
+			JOIN pg_namespace n ON n.oid = d.defaclnamespace WHERE n.nspname = $1`, tn.Schema)
+		collect(db, "evttrigger", `SELECT evtname, evtenabled::text FROM pg_event_trigger`)
+		collect(db, "hardening", `SELECT proname, proacl::text FROM pg_proc WHERE proname IN ('pg_stat_get_activity', 'lo_create')`)
+	}
+	applied, err := ts.Catalog.AppSchemaApplied(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, fmt.Sprintf("app schema versions %d", len(applied)))
+	sort.Strings(out)
+	return out
+}
+
+// TestMovedTenantMatchesFreshOne: after a finalized move, the tenant's
+// rights (rolePicture) are those of a tenant created in that placement:
+// shared to schema, schema to database, database to shared.
+func TestMovedTenantMatchesFreshOne(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	for _, tc := range []struct{ slug, to string }{
+		{"client_alpha", "schema"}, {"client_beta", "database"}, {"client_gamma", "shared"},
+	} {
+		fresh := "fresh_" + tc.to
+		if _, err := ts.Provisioner.CreateTenant(ctx, provision.TenantSpec{Slug: fresh, Isolation: tc.to}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ts.Provisioner.StartMove(ctx, tc.slug, provision.MoveTarget{Isolation: tc.to}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+		if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+		got, want := rolePicture(t, ts, tc.slug), rolePicture(t, ts, fresh)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s moved to %s differs from a tenant created there:\nmoved:\n%s\nfresh:\n%s",
+				tc.slug, tc.to, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+}
