@@ -67,6 +67,10 @@ type Move struct {
 	// Lag is the captured changes not yet applied to the target.
 	Lag       int64  `json:"lag"`
 	CreatedBy string `json:"created_by"`
+	// CleanupError says why cleaning up after the move (its capture on the
+	// source, a half-built target) is not finished; the recovery sweep
+	// retries while it is set.
+	CleanupError string `json:"cleanup_error,omitempty"`
 	// Owner is the proxy process (provisioner instance) running the move.
 	Owner       string     `json:"-"`
 	StartedAt   time.Time  `json:"started_at"`
@@ -87,13 +91,13 @@ func (m *Move) Running() bool {
 
 const moveColumns = `m.id, m.tenant_id, t.slug, m.from_isolation, m.from_backend, m.from_database, m.from_schema,
 	m.to_isolation, m.to_backend, m.to_database, m.to_schema, m.phase, m.error, m.tables, m.lag,
-	m.created_by, m.owner, m.started_at, m.updated_at, m.finished_at, m.finalized_at`
+	m.created_by, m.cleanup_error, m.owner, m.started_at, m.updated_at, m.finished_at, m.finalized_at`
 
 func scanMove(row pgx.Row) (*Move, error) {
 	var m Move
 	err := row.Scan(&m.ID, &m.TenantID, &m.TenantSlug, &m.FromIsolation, &m.FromBackend, &m.FromDatabase,
 		&m.FromSchema, &m.ToIsolation, &m.ToBackend, &m.ToDatabase, &m.ToSchema, &m.Phase, &m.Error,
-		&m.Tables, &m.Lag, &m.CreatedBy, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
+		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrMoveNotFound
 	}
@@ -146,11 +150,22 @@ func (c *Catalog) GetMove(ctx context.Context, id string) (*Move, error) {
 	return out, err
 }
 
-// ListMoves returns the moves of the tenant with id tenantID ("" = of all
-// tenants the actor in ctx reaches), newest first, at most limit (<= 0: 100).
+// ListMoves returns the moves of the tenant with id tenantID (its slug will
+// do; "" = of all tenants the actor in ctx reaches), newest first, at most
+// limit (<= 0: 100). An unknown tenant has none.
 func (c *Catalog) ListMoves(ctx context.Context, tenantID string, limit int) ([]*Move, error) {
 	if limit <= 0 {
 		limit = 100
+	}
+	if tenantID != "" && !IsUUID(tenantID) {
+		t, err := c.GetTenant(ctx, tenantID)
+		if errors.Is(err, ErrNotFound) {
+			return []*Move{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		tenantID = t.ID
 	}
 	var root *string
 	if a := ActorFrom(ctx); a.TenantID != nil {
@@ -361,8 +376,8 @@ func unpauseMoveTx(ctx context.Context, tx pgx.Tx, t *Tenant, id string) error {
 // no heartbeat for stale.
 func (c *Catalog) MovesToRecover(ctx context.Context, owner string, stale time.Duration) ([]*Move, error) {
 	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.phase = ANY($1) AND (m.owner = $2 OR m.updated_at < now() - $3::interval)
-		ORDER BY m.started_at`, MoveRunningPhases, owner, stale.String())
+		WHERE m.phase = ANY($1) AND (m.owner = $2 OR m.updated_at < now() - pg_catalog.make_interval(secs => $3))
+		ORDER BY m.started_at`, MoveRunningPhases, owner, stale.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("listing moves to recover: %w", err)
 	}
@@ -385,6 +400,34 @@ func (c *Catalog) MovesSwitchedBefore(ctx context.Context, t time.Time) ([]*Move
 		WHERE m.phase = 'switched' AND m.finished_at < $1 ORDER BY m.finished_at`, t)
 	if err != nil {
 		return nil, fmt.Errorf("listing switched moves: %w", err)
+	}
+	defer rows.Close()
+	var out []*Move
+	for rows.Next() {
+		m, err := scanMove(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// SetMoveCleanup records why cleaning up after a move is not finished
+// ("" when it is).
+func (c *Catalog) SetMoveCleanup(ctx context.Context, id, errText string) error {
+	if _, err := c.pool.Exec(ctx, `UPDATE tenant_moves SET cleanup_error = $2 WHERE id = $1`, id, errText); err != nil {
+		return fmt.Errorf("recording move cleanup: %w", err)
+	}
+	return nil
+}
+
+// MovesToClean returns the moves whose cleanup is not finished.
+func (c *Catalog) MovesToClean(ctx context.Context) ([]*Move, error) {
+	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id
+		WHERE m.cleanup_error <> '' AND NOT m.phase = ANY($1) ORDER BY m.started_at`, MoveRunningPhases)
+	if err != nil {
+		return nil, fmt.Errorf("listing moves to clean up: %w", err)
 	}
 	defer rows.Close()
 	var out []*Move

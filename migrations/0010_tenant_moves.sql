@@ -20,6 +20,9 @@ CREATE TABLE tenant_moves (
     phase          text NOT NULL DEFAULT 'pending' CHECK (phase IN ('pending', 'provisioning', 'copying',
                    'catching_up', 'cutting_over', 'switched', 'finalized', 'cancelled', 'failed')),
     error          text NOT NULL DEFAULT '',
+    -- why cleaning up after the move (capture, half-built target) is not
+    -- finished; the recovery sweep retries while it is set.
+    cleanup_error  text NOT NULL DEFAULT '',
     tables         jsonb NOT NULL DEFAULT '[]',
     lag            bigint NOT NULL DEFAULT 0,
     created_by     text NOT NULL,

@@ -218,14 +218,22 @@ func (p *Provisioner) CancelMove(ctx context.Context, id, actor string) (*catalo
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		return p.cat.GetMove(ctx, id)
+		m, err := p.cat.GetMove(ctx, id)
+		if err == nil && m.Phase == catalog.MoveSwitched {
+			return m, fmt.Errorf("%w: move %s switched before the cancel took effect; finalize it, or move the tenant back", catalog.ErrMovePhase, id)
+		}
+		return m, err
 	}
 	m, err = p.cat.SetMovePhase(ctx, id, nil, catalog.MoveCancelled, "cancelled by "+actor, "move.cancel")
 	if err != nil {
 		return nil, err
 	}
-	if err := p.cleanupMove(context.WithoutCancel(ctx), m); err != nil {
-		return m, fmt.Errorf("cancelled move %s, but cleaning up failed: %w", id, err)
+	cctx := context.WithoutCancel(ctx)
+	p.quiesceMove(cctx, m)
+	err = p.cleanupMove(cctx, m)
+	p.finishCleanup(cctx, m, err)
+	if err != nil {
+		return m, fmt.Errorf("cancelled move %s, but cleaning up failed (the recovery sweep retries): %w", id, err)
 	}
 	return m, nil
 }
@@ -274,9 +282,9 @@ func (p *Provisioner) AbandonMove(id string) {
 // process's moves that no goroutine runs, and any move without a heartbeat
 // for three Config.MoveHeartbeat periods) is marked failed with the reason,
 // its half-built target dropped and its capture and pause removed; the
-// tenant keeps serving from the source. A switched move's capture is made
-// sure to be gone, and with Config.MoveRetention set, switched moves older
-// than it are finalized. It then starts a sweep that repeats this every
+// tenant keeps serving from the source. Cleanups that could not finish
+// before (a lock held too long) are retried, and with Config.MoveRetention
+// set, switched moves older than it are finalized. It then starts a sweep that repeats this every
 // three heartbeats (for moves of replicas that die later) until Close.
 func (p *Provisioner) RecoverMoves(ctx context.Context) error {
 	err := p.recoverOnce(ctx)
@@ -315,6 +323,7 @@ func (p *Provisioner) recoverOnce(ctx context.Context) error {
 			continue // ours and alive
 		}
 		reason := fmt.Sprintf("the proxy running the move stopped during phase %s; the tenant serves from its source", m.Phase)
+		p.quiesceMove(ctx, m)
 		fm, err := p.cat.SetMovePhase(ctx, m.ID, nil, catalog.MoveFailed, reason, "move.fail")
 		if err != nil {
 			if !errors.Is(err, catalog.ErrMovePhase) {
@@ -322,24 +331,37 @@ func (p *Provisioner) recoverOnce(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := p.cleanupMove(ctx, fm); err != nil {
+		err = p.cleanupMove(ctx, fm)
+		p.finishCleanup(ctx, fm, err)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("cleaning up move %s: %w", m.ID, err))
 		}
 	}
-	switched, err := p.cat.MovesSwitchedBefore(ctx, time.Now().Add(time.Hour))
+	// Cleanups that could not finish before (a lock held too long).
+	unclean, err := p.cat.MovesToClean(ctx)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	for _, m := range switched {
-		src, _, err := p.moveTenants(ctx, m)
-		if err == nil {
-			err = p.dropCapture(ctx, m, src)
+	for _, m := range unclean {
+		if m.Phase == catalog.MoveSwitched || m.Phase == catalog.MoveFinalized {
+			var src *catalog.Tenant
+			if src, _, err = p.moveTenants(ctx, m); err == nil {
+				err = p.dropCapture(ctx, m, src)
+			}
+		} else {
+			err = p.cleanupMove(ctx, m)
 		}
+		p.finishCleanup(ctx, m, err)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			errs = append(errs, fmt.Errorf("cleaning up move %s: %w", m.ID, err))
 		}
-		if p.cfg.MoveRetention > 0 && m.FinishedAt != nil && time.Since(*m.FinishedAt) > p.cfg.MoveRetention {
+	}
+	if p.cfg.MoveRetention > 0 {
+		old, err := p.cat.MovesSwitchedBefore(ctx, time.Now().Add(-p.cfg.MoveRetention))
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		for _, m := range old {
 			if _, err := p.FinalizeMove(ctx, m.ID, "retention"); err != nil {
 				errs = append(errs, err)
 			}

@@ -92,11 +92,53 @@ func (p *Provisioner) runMove(ctx context.Context, cancel context.CancelCauseFun
 	case errors.Is(cause, errMoveShutdown):
 		reason = errMoveShutdown.Error() + "; the tenant serves from its source"
 	}
-	cerr := p.cleanupMove(cctx, m)
-	if cerr != nil {
-		reason += " (cleaning up: " + cerr.Error() + ")"
-	}
+	// First what needs no lock on the tenant's tables (its long transaction
+	// may hold them): the capture turned inert, the pause ended.
+	p.quiesceMove(cctx, m)
 	p.cat.SetMovePhase(cctx, m.ID, nil, phase, reason, action) // ErrMovePhase: cancelled elsewhere
+	p.finishCleanup(cctx, m, p.cleanupMove(cctx, m))
+}
+
+// finishCleanup records the outcome of a cleanup after a move: when err is
+// not nil, the recovery sweep retries it.
+func (p *Provisioner) finishCleanup(ctx context.Context, m *catalog.Move, err error) {
+	text := ""
+	if err != nil {
+		text = err.Error()
+	}
+	if err != nil || m.CleanupError != "" {
+		p.cat.SetMoveCleanup(ctx, m.ID, text)
+	}
+}
+
+// quiesceMove makes a move that did not switch harmless at once, without
+// waiting for any lock on the tenant's tables: the capture function becomes
+// a no-op (no fence, nothing logged), the roles' search_path in the shared
+// database is the source's again, and the move's pause ends. cleanupMove
+// then removes what is left.
+func (p *Provisioner) quiesceMove(ctx context.Context, m *catalog.Move) {
+	src, _, err := p.moveTenants(ctx, m)
+	if err != nil {
+		return
+	}
+	if conn, err := p.cfg.AdminConn(ctx, src.Backend, src.Database); err == nil {
+		_, fn, _ := moveNames(m)
+		var exists bool
+		if conn.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL`, fn+"()").Scan(&exists) == nil && exists {
+			conn.Exec(ctx, noopCaptureSQL(fn))
+		}
+		conn.Close(ctx)
+	}
+	if p.inSharedDB(src) {
+		p.setSharedPath(ctx, src)
+	}
+	p.cat.UnpauseMove(ctx, m.ID)
+}
+
+// noopCaptureSQL makes the capture function do nothing.
+func noopCaptureSQL(fn string) string {
+	return `CREATE OR REPLACE FUNCTION ` + fn + `() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog AS $capture$ BEGIN RETURN NULL; END $capture$`
 }
 
 // heartbeat records every Config.MoveHeartbeat that the move is alive and
@@ -477,7 +519,7 @@ func (r *moveRun) installCapture(ctx context.Context) error {
 	logTable, fn, trig := moveNames(r.m)
 	writers := quoteIdent(r.src.RoleName) + ", " + quoteIdent(policy.AccessWrite.Role(r.src.RoleName))
 	shared := r.src.Isolation == catalog.IsolationShared
-	return pgx.BeginFunc(ctx, r.srcAdmin, func(tx pgx.Tx) error {
+	return withLockTimeout(ctx, r.srcAdmin, moveDDLTries, func(tx pgx.Tx) error {
 		stmts := []string{
 			`CREATE TABLE IF NOT EXISTS ` + logTable + ` (
 				id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -519,6 +561,38 @@ func (r *moveRun) installCapture(ctx context.Context) error {
 	})
 }
 
+// moveDDLTries bounds how often a move's DDL on the source (capture
+// triggers on, off) waits its lock_timeout before the move gives up.
+const moveDDLTries = 30
+
+// withLockTimeout runs fn in a transaction on conn with a lock_timeout of
+// one second, and again (up to tries times) when a lock was not granted in
+// time. CREATE TRIGGER and DROP TRIGGER need locks that conflict with
+// writers; waiting for them without a limit behind a long transaction would
+// queue every later writer of the table (other tenants' too, in the shared
+// database) behind the move.
+func withLockTimeout(ctx context.Context, conn *pgx.Conn, tries int, fn func(pgx.Tx) error) error {
+	for i := 1; ; i++ {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '1s'"); err != nil {
+				return err
+			}
+			return fn(tx)
+		})
+		if err == nil || !isCode(err, "55P03") || i >= tries {
+			if err != nil && isCode(err, "55P03") {
+				return fmt.Errorf("the tenant's (or another's) transactions held the table for %d seconds: %w", tries, err)
+			}
+			return err
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
 // setFence swaps the capture function for one that refuses writes (on) or
 // back (off).
 func (r *moveRun) setFence(ctx context.Context, on bool) error {
@@ -541,7 +615,7 @@ func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *cat
 	defer conn.Close(context.WithoutCancel(ctx))
 	logTable, fn, _ := moveNames(m)
 	writers := quoteIdent(src.RoleName) + ", " + quoteIdent(policy.AccessWrite.Role(src.RoleName))
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+	return withLockTimeout(ctx, conn, moveDDLTries, func(tx pgx.Tx) error {
 		err := execAll(ctx, tx.Conn(),
 			"DROP FUNCTION IF EXISTS "+fn+"() CASCADE",
 			"DROP TABLE IF EXISTS "+logTable)
@@ -803,6 +877,18 @@ func (r *moveRun) applyLog(ctx context.Context) error {
 		if _, err := r.srcAdmin.Exec(ctx, `DELETE FROM `+logTable+` WHERE id = ANY($1)`, ids); err != nil {
 			return err
 		}
+		r.mu.Lock()
+		due := time.Since(r.lastSave) >= 500*time.Millisecond
+		r.mu.Unlock()
+		if due { // a long catch-up shows its lag as it goes
+			lag, err := r.lag(ctx)
+			if err != nil {
+				return err
+			}
+			if err := r.saveProgress(ctx, lag, false); err != nil {
+				return err
+			}
+		}
 	}
 }
 
@@ -932,6 +1018,9 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err := r.applyLog(ctx); err != nil {
 		return err
 	}
+	if err := r.sameAppSchema(ctx); err != nil {
+		return err
+	}
 	// Tables the tenant made during the move.
 	srcRels, err := listRelations(ctx, r.srcAdmin, r.src.Schema)
 	if err != nil {
@@ -979,9 +1068,37 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if r.dst.Isolation == catalog.IsolationShared {
 		p.cat.ForgetAppSchemaPlacement(ctx, moveAppSchemaName(r.m))
 	}
-	// The source is inert from now on: no capture, no fence.
-	if err := p.dropCapture(context.WithoutCancel(ctx), r.m, r.src); err != nil {
-		return nil // RecoverMoves removes it at the next start; the move has switched
+	// The source is inert from now on: no capture, no fence. (Dropping the
+	// triggers waits for locks; the no-op function needs none.)
+	cctx := context.WithoutCancel(ctx)
+	_, fn, _ := moveNames(r.m)
+	r.srcAdmin.Exec(cctx, noopCaptureSQL(fn))
+	p.finishCleanup(cctx, r.m, p.dropCapture(cctx, r.m, r.src))
+	return nil
+}
+
+// sameAppSchema fails the move when the source has an app schema version
+// the target lacks (a schema apply ran during the move: the copy and the
+// captured rows follow the old tables).
+func (r *moveRun) sameAppSchema(ctx context.Context) error {
+	name := func(t *catalog.Tenant, own string) string {
+		if t.Isolation == catalog.IsolationShared {
+			return "shared"
+		}
+		return own
+	}
+	srcV, err := r.p.cat.AppSchemaApplied(ctx, name(r.src, r.src.ID))
+	if err != nil {
+		return err
+	}
+	dstV, err := r.p.cat.AppSchemaApplied(ctx, name(r.dst, moveAppSchemaName(r.m)))
+	if err != nil {
+		return err
+	}
+	for v := range srcV {
+		if !dstV[v] {
+			return fmt.Errorf("the app schema changed during the move (version %d is in the source, not in the target); start the move again", v)
+		}
 	}
 	return nil
 }

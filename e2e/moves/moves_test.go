@@ -123,7 +123,7 @@ func waitMove(t *testing.T, cat *catalog.Catalog, id string, want ...string) *ca
 			}
 		}
 		switch m.Phase {
-		case catalog.MoveFailed, catalog.MoveCancelled, catalog.MoveFinalized:
+		case catalog.MoveFailed, catalog.MoveCancelled, catalog.MoveFinalized, catalog.MoveSwitched:
 			t.Fatalf("move %s ended %s (%s), want %v", id, m.Phase, m.Error, want)
 		}
 		if time.Now().After(deadline) {
@@ -336,6 +336,17 @@ func waitReached(t *testing.T, reached <-chan struct{}, what string) {
 	}
 }
 
+// eventually polls cond (cleanup after a failed move runs after its phase
+// is recorded) and fails the test when it does not hold within 45s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(45 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 45s: %s", what)
+		}
+	}
+}
+
 // captureLeft counts the capture triggers and logs a move left on the
 // tenant's source.
 func captureLeft(t *testing.T, ts *stacktest.Stack, m *catalog.Move) int {
@@ -431,52 +442,70 @@ func TestCancelMidCopy(t *testing.T) {
 }
 
 // TestRecoverAfterProxyDeath: the goroutine of a move in its copy stops as
-// if its proxy died (no cleanup); RecoverMoves then marks the move failed
-// with the reason, drops the half-built target and the capture, and the
-// tenant serves from its source with everything it wrote.
+// if its proxy died (no cleanup). Another proxy's RecoverMoves leaves it
+// alone while its heartbeat is fresh (it could be alive); RecoverMoves of
+// the process that owned it (its goroutine is gone), or of another proxy
+// once the heartbeat is stale, marks it failed with the reason and drops
+// the half-built target and the capture; the tenant serves from its source
+// with everything it wrote.
 func TestRecoverAfterProxyDeath(t *testing.T) {
 	ts := stacktest.Start(t)
 	ctx := context.Background()
 	stopMoves(t, ts)
-	hook, reached, release := holdAt("copy:orders")
-	defer close(release)
-	ts.Provisioner.SetMoveHook(hook)
 	url := ts.URL("demo", "demo", "client_beta", "")
 	c := stacktest.Connect(t, url)
-	const base = 8_000_000
-	w := startWriter(t, url, base)
-	w.waitCommitted(t, 20)
-	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitReached(t, reached, "the copy")
-	ts.Provisioner.AbandonMove(m.ID)
-	if dm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || dm.Phase != catalog.MoveCopying {
-		t.Fatalf("after the simulated death: %+v %v", dm, err)
-	}
-	if captureLeft(t, ts, m) == 0 || !targetExists(t, ts, m) {
-		t.Fatal("the simulated death cleaned up (it must leave everything as a crash does)")
-	}
-	w.waitCommitted(t, w.count()+10)
-	if err := ts.Provisioner.RecoverMoves(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rm, err := ts.Catalog.GetMove(ctx, m.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rm.Phase != catalog.MoveFailed || rm.Error == "" {
-		t.Fatalf("after RecoverMoves the move is %s (%q), want failed with a reason", rm.Phase, rm.Error)
-	}
-	w.waitCommitted(t, w.count()+10)
-	want := w.finish(t)
-	onSource(t, ts, m, c, want, base)
-	if targetExists(t, ts, m) {
-		t.Error("the dead move's target database is still there")
-	}
-	if n := captureLeft(t, ts, m); n != 0 {
-		t.Errorf("the dead move left %d capture objects on the source", n)
+	other := provisionerWith(t, ts, func(*provision.Config) {})
+	quick := provisionerWith(t, ts, func(c *provision.Config) { c.MoveHeartbeat = 100 * time.Millisecond })
+
+	for _, recoverer := range []struct {
+		name string
+		p    *provision.Provisioner
+	}{{"the owner", ts.Provisioner}, {"another proxy after the heartbeat went stale", quick}} {
+		base := int64(8_000_000 + 100_000*len(recoverer.name))
+		w := startWriter(t, url, base)
+		w.waitCommitted(t, 20)
+		hook, reached, release := holdAt("copy:orders")
+		ts.Provisioner.SetMoveHook(hook)
+		m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitReached(t, reached, "the copy")
+		ts.Provisioner.AbandonMove(m.ID)
+		close(release)
+		if dm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || dm.Phase != catalog.MoveCopying {
+			t.Fatalf("after the simulated death: %+v %v", dm, err)
+		}
+		if captureLeft(t, ts, m) == 0 || !targetExists(t, ts, m) {
+			t.Fatal("the simulated death cleaned up (it must leave everything as a crash does)")
+		}
+		w.waitCommitted(t, w.count()+10)
+		if err := other.RecoverMoves(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if dm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || dm.Phase != catalog.MoveCopying {
+			t.Fatalf("another proxy recovered a move with a fresh heartbeat: %+v %v", dm, err)
+		}
+		time.Sleep(400 * time.Millisecond) // three of quick's heartbeats
+		if err := recoverer.p.RecoverMoves(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rm, err := ts.Catalog.GetMove(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rm.Phase != catalog.MoveFailed || rm.Error == "" {
+			t.Fatalf("after RecoverMoves by %s the move is %s (%q), want failed with a reason", recoverer.name, rm.Phase, rm.Error)
+		}
+		w.waitCommitted(t, w.count()+10)
+		want := w.finish(t)
+		onSource(t, ts, m, c, want, base)
+		if targetExists(t, ts, m) {
+			t.Errorf("after RecoverMoves by %s the dead move's target database is still there", recoverer.name)
+		}
+		if n := captureLeft(t, ts, m); n != 0 {
+			t.Errorf("after RecoverMoves by %s the dead move left %d capture objects on the source", recoverer.name, n)
+		}
 	}
 }
 
@@ -630,5 +659,365 @@ func TestHostileCastRunsOnlyAsTheTenant(t *testing.T) {
 	}
 	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBogusLogRowsFailOnlyTheirMove: the tenant's roles may INSERT into its
+// move's capture log (the capture trigger runs as the writer) but neither
+// read nor delete it; a change it forges there reaches only its own target
+// and the cut-over's verification (row counts and checksums) catches it:
+// the move fails, the tenant serves from its source without the forged row,
+// and the target is gone.
+func TestBogusLogRowsFailOnlyTheirMove(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("copy:orders")
+	ts.Provisioner.SetMoveHook(hook)
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (1, 'real')"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the copy")
+	logTable := `stratum."move_log_` + strings.ReplaceAll(m.ID, "-", "")[:16] + `"`
+	for _, s := range []string{"SELECT count(*) FROM " + logTable, "DELETE FROM " + logTable, "UPDATE " + logTable + " SET op = 'D'"} {
+		if _, err := c.Exec(ctx, stacktest.Hidden(s)); stacktest.SQLState(err) != "42501" {
+			close(release)
+			t.Fatalf("%s as the tenant: %v, want 42501", s, err)
+		}
+	}
+	forged := `INSERT INTO ` + logTable + ` (tbl, op, row) VALUES ('orders', 'U',
+		'{"id": 424242, "tenant_id": "` + m.TenantID + `", "item": "forged", "quantity": 1, "created_at": "2020-01-01T00:00:00Z"}')`
+	if _, err := c.Exec(ctx, stacktest.Hidden(forged)); err != nil {
+		close(release)
+		t.Fatalf("the tenant's INSERT into its move's log: %v", err)
+	}
+	close(release)
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "does not match") {
+		t.Errorf("the move failed with %q, want the verification's mismatch", fm.Error)
+	}
+	onSource(t, ts, m, c, map[int64]int{1: 1}, 0)
+	if n := stacktest.Count(t, c, "SELECT count(*) FROM orders WHERE id = 424242"); n != 0 {
+		t.Error("the forged row is in the tenant's source")
+	}
+	eventually(t, "the failed move's target is dropped", func() bool { return !targetExists(t, ts, m) })
+	eventually(t, "the failed move's capture is dropped", func() bool { return captureLeft(t, ts, m) == 0 })
+}
+
+// provisionerWith is a second provisioner over the stack's catalog and
+// backends (another proxy process, as far as moves go) with its move
+// settings changed by set; it is closed before the stack's teardown.
+func provisionerWith(t *testing.T, ts *stacktest.Stack, set func(*provision.Config)) *provision.Provisioner {
+	t.Helper()
+	cfg := ts.Provisioner.Config()
+	set(&cfg)
+	p, err := provision.New(context.Background(), cfg, ts.Catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// TestDrainTimeoutFailsTheMove: a transaction of the tenant stays open on
+// the source through the cut-over; after MoveDrainTimeout the move unpauses
+// and tries again, and after the third try fails with the reason. The open
+// transaction then commits on the source (no fence is left), and the
+// tenant serves from there.
+func TestDrainTimeoutFailsTheMove(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("cutting_over")
+	p := provisionerWith(t, ts, func(c *provision.Config) {
+		c.MoveDrainTimeout = 200 * time.Millisecond
+		c.MoveHook = hook
+	})
+	url := ts.URL("demo", "demo", "client_alpha", "")
+	c := stacktest.Connect(t, url)
+	other := stacktest.Connect(t, url)
+	m, err := p.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "schema"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the cut-over")
+	// Opened after the capture is on (a transaction holding the table
+	// would keep the capture's CREATE TRIGGER waiting instead).
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO orders (id, item) VALUES (5, 'open through the cut-over')"); err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	close(release)
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "did not end within") {
+		t.Fatalf("the move failed with %q, want the drain timeout", fm.Error)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("committing the open transaction after the failed cut-over: %v", err)
+	}
+	onSource(t, ts, m, other, map[int64]int{5: 1}, 0)
+	if n := stacktest.Count(t, stacktest.Connect(t, ts.CatalogURL), `SELECT count(*) FROM audit_log
+		WHERE action = 'tenant.pause' AND tenant_id = $1`, m.TenantID); n != 3 {
+		t.Errorf("the cut-over paused the tenant %d times, want 3 tries", n)
+	}
+	eventually(t, "the failed move's target is dropped", func() bool { return !targetExists(t, ts, m) })
+	eventually(t, "the failed move's capture is dropped", func() bool { return captureLeft(t, ts, m) == 0 })
+}
+
+// TestRetentionFinalizesAtRecover: with MoveRetention set, RecoverMoves (a
+// proxy's start) finalizes a switched move older than it: the source copy
+// is dropped.
+func TestRetentionFinalizesAtRecover(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+	p := provisionerWith(t, ts, func(c *provision.Config) { c.MoveRetention = time.Millisecond })
+	if err := p.RecoverMoves(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || fm.Phase != catalog.MoveFinalized {
+		t.Fatalf("after RecoverMoves with a retention: %+v %v", fm, err)
+	}
+	sourceGone(t, ts, m)
+}
+
+// TestAppSchemaChangeDuringMoveFails: a schema apply that reaches the
+// source during the move (not the target, which is no tenant's placement
+// yet) fails the move at its cut-over instead of switching the tenant to
+// tables without the change; the tenant keeps the change on its source.
+func TestAppSchemaChangeDuringMoveFails(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("cutting_over")
+	ts.Provisioner.SetMoveHook(hook)
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the cut-over")
+	rep, err := ts.Provisioner.ApplySchema(ctx, "ALTER TABLE orders ADD COLUMN note text;")
+	close(release)
+	if err != nil || rep.Failed() > 0 {
+		t.Fatalf("applying the schema during the move: %+v %v", rep, err)
+	}
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "app schema changed") {
+		t.Fatalf("the move failed with %q, want the app schema change", fm.Error)
+	}
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "INSERT INTO orders (item, note) VALUES ('x', 'the new column')"); err != nil {
+		t.Fatalf("the tenant after the failed move: %v", err)
+	}
+	eventually(t, "the failed move's target is dropped", func() bool { return !targetExists(t, ts, m) })
+}
+
+// TestMoveIntoSharedKeyCollision: moving into shared, a row whose key
+// another tenant's row holds in the shared table fails the move cleanly:
+// the tenant stays on its source with its rows, the other tenant's row is
+// untouched and none of the moving tenant's rows is left in the shared
+// table. Without the collision the move succeeds, and the moved rows are
+// the tenant's alone under row-level security.
+func TestMoveIntoSharedKeyCollision(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	alpha := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
+	gamma := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
+	for _, q := range []struct {
+		c   *pgx.Conn
+		sql string
+	}{{alpha, "INSERT INTO orders (id, item) VALUES (5, 'alpha five')"},
+		{gamma, "INSERT INTO orders (id, item) VALUES (5, 'gamma five'), (6, 'gamma six')"}} {
+		if _, err := q.c.Exec(ctx, q.sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := ts.Provisioner.StartMove(ctx, "client_gamma", provision.MoveTarget{Isolation: "shared"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "primary key is taken") {
+		t.Errorf("the move failed with %q, want the key collision", fm.Error)
+	}
+	onSource(t, ts, m, gamma, map[int64]int{5: 1, 6: 1}, 0)
+	var item string
+	if err := alpha.QueryRow(ctx, "SELECT item FROM orders WHERE id = 5").Scan(&item); err != nil || item != "alpha five" {
+		t.Fatalf("client_alpha's row 5 after the failed move: %q %v", item, err)
+	}
+	eventually(t, "no row of client_gamma left in the shared table", func() bool { return !targetExists(t, ts, m) })
+
+	if _, err := gamma.Exec(ctx, "UPDATE orders SET id = 7 WHERE id = 5"); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := ts.Provisioner.StartMove(ctx, "client_gamma", provision.MoveTarget{Isolation: "shared"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMove(t, ts.Catalog, m2.ID, catalog.MoveSwitched)
+	if got := orderKeys(t, gamma, "SELECT id, quantity FROM orders"); len(got) != 2 || got[6] != 1 || got[7] != 1 {
+		t.Errorf("client_gamma in shared sees %v, want its rows 6 and 7", got)
+	}
+	if got := orderKeys(t, alpha, "SELECT id, quantity FROM orders"); len(got) != 1 || got[5] != 1 {
+		t.Errorf("client_alpha sees %v, want only its row 5", got)
+	}
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m2.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCaptureTruncateAndKeyChange: captured changes that are not plain
+// inserts and updates reach the target: a TRUNCATE (schema and database
+// tenants may), a delete, and an update that changes a row's key (captured
+// as a delete of the old key and an upsert of the new). They are made after
+// the copy (a TRUNCATE waits for the copy's snapshot to end).
+func TestCaptureTruncateAndKeyChange(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("catching_up")
+	ts.Provisioner.SetMoveHook(hook)
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (1, 'one'), (2, 'two')"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the catch-up")
+	for _, s := range []string{
+		"TRUNCATE orders",
+		"INSERT INTO orders (id, item, quantity) VALUES (3, 'three', 3), (4, 'four', 4), (5, 'five', 5)",
+		"DELETE FROM orders WHERE id = 3",
+		"UPDATE orders SET id = 40 WHERE id = 4",
+	} {
+		if _, err := c.Exec(ctx, s); err != nil {
+			close(release)
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	close(release)
+	waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+	got := orderKeys(t, c, "SELECT id, quantity FROM orders")
+	if len(got) != 2 || got[40] != 4 || got[5] != 5 {
+		t.Fatalf("after the move the tenant has %v, want 40:4 and 5:5", got)
+	}
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rolePicture is what PostgreSQL holds about a tenant's rights: its roles'
+// attributes, memberships and per-database settings, its shared-database
+// registration, and in its placement the owner and ACL of its schema, of its
+// database, of the app's tables and sequences, the default privileges and
+// the event triggers. Names are normalized (the tenant's role "T", its
+// schema or database "t_X", the deployment "DEP"), so two tenants compare.
+func rolePicture(t *testing.T, ts *stacktest.Stack, slug string) []string {
+	t.Helper()
+	ctx := context.Background()
+	tn, err := ts.Catalog.GetTenant(ctx, slug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep, err := ts.Catalog.DeploymentID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := ts.Provisioner.Config().SharedDatabase
+	norm := strings.NewReplacer(tn.RoleName, "T", "t_"+tn.ShortID, "t_X", "stratum_"+dep+"_", "stratum_DEP_", shared, "SHARED")
+	var out []string
+	collect := func(c *pgx.Conn, what, sql string, args ...any) {
+		rows, err := c.Query(ctx, sql, args...)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, norm.Replace(fmt.Sprintf("%s %v", what, vals)))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	pg := ts.SrvConn(t, "postgres")
+	like := tn.RoleName + "%"
+	collect(pg, "role", `SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication, rolbypassrls
+		FROM pg_roles WHERE rolname LIKE $1`, like)
+	collect(pg, "member", `SELECT m.rolname, g.rolname FROM pg_auth_members a JOIN pg_roles m ON m.oid = a.member
+		JOIN pg_roles g ON g.oid = a.roleid WHERE m.rolname LIKE $1`, like)
+	collect(pg, "setting", `SELECT r.rolname, coalesce(d.datname, ''), s.setconfig::text FROM pg_db_role_setting s
+		JOIN pg_roles r ON r.oid = s.setrole LEFT JOIN pg_database d ON d.oid = s.setdatabase WHERE r.rolname LIKE $1`, like)
+	collect(pg, "database", `SELECT datname, datacl::text FROM pg_database WHERE datname = $1 AND $1 <> $2`, tn.Database, shared)
+	collect(ts.SrvConn(t, shared), "registered", `SELECT role_name FROM stratum.tenant_roles WHERE tenant_id = $1`, tn.ID)
+	if tn.Isolation != catalog.IsolationShared {
+		db := ts.SrvConn(t, tn.Database)
+		collect(db, "schema", `SELECT nspname, nspowner::regrole::text, nspacl::text FROM pg_namespace WHERE nspname = $1`, tn.Schema)
+		collect(db, "relation", `SELECT c.relname, c.relkind::text, c.relowner::regrole::text, c.relacl::text FROM pg_class c
+			JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'S')`, tn.Schema)
+		collect(db, "default", `SELECT d.defaclrole::regrole::text, d.defaclobjtype::text, d.defaclacl::text FROM pg_default_acl d
+			JOIN pg_namespace n ON n.oid = d.defaclnamespace WHERE n.nspname = $1`, tn.Schema)
+		collect(db, "evttrigger", `SELECT evtname, evtenabled::text FROM pg_event_trigger`)
+		collect(db, "hardening", `SELECT proname, proacl::text FROM pg_proc WHERE proname IN ('pg_stat_get_activity', 'lo_create')`)
+	}
+	applied, err := ts.Catalog.AppSchemaApplied(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = append(out, fmt.Sprintf("app schema versions %d", len(applied)))
+	sort.Strings(out)
+	return out
+}
+
+// TestMovedTenantMatchesFreshOne: after a finalized move, the tenant's
+// rights (rolePicture) are those of a tenant created in that placement:
+// shared to schema, schema to database, database to shared.
+func TestMovedTenantMatchesFreshOne(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	for _, tc := range []struct{ slug, to string }{
+		{"client_alpha", "schema"}, {"client_beta", "database"}, {"client_gamma", "shared"},
+	} {
+		fresh := "fresh_" + tc.to
+		if _, err := ts.Provisioner.CreateTenant(ctx, provision.TenantSpec{Slug: fresh, Isolation: tc.to}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := ts.Provisioner.StartMove(ctx, tc.slug, provision.MoveTarget{Isolation: tc.to}, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+		if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+		got, want := rolePicture(t, ts, tc.slug), rolePicture(t, ts, fresh)
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s moved to %s differs from a tenant created there:\nmoved:\n%s\nfresh:\n%s",
+				tc.slug, tc.to, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
 	}
 }
