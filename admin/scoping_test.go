@@ -100,10 +100,15 @@ func TestBoundKeyReachesNothingOutside(t *testing.T) {
 	// inside one for the reads.
 	gammaMove, _, _ := catalog.NewID()
 	alphaMove, _, _ := catalog.NewID()
-	for _, m := range []struct{ id, tenant, phase string }{{gammaMove, gamma.ID, "switched"}, {alphaMove, alpha.ID, "failed"}} {
+	for _, m := range []struct {
+		id    string
+		tn    *catalog.Tenant
+		phase string
+	}{{gammaMove, gamma, "switched"}, {alphaMove, alpha, "failed"}} {
 		s.srv.Exec(t, s.catdb, `INSERT INTO tenant_moves (id, tenant_id, from_isolation, from_backend, from_database, from_schema,
 			to_isolation, to_backend, to_database, to_schema, phase, created_by)
-			VALUES ($1, $2, 'shared', 'primary', 'stratum', '', 'schema', 'primary', 'stratum', 't_x', $3, 'walker')`, m.id, m.tenant, m.phase)
+			VALUES ($1, $2, $3, $4, $5, $6, 'schema', $4, $5, 't_walker_move', $7, 'walker')`,
+			m.id, m.tn.ID, m.tn.Isolation, m.tn.Backend, m.tn.Database, m.tn.Schema, m.phase)
 	}
 	// What no answer to the bound key may contain.
 	outside := []string{"apex_partners", "client_gamma", apex.ID, gamma.ID, apexKey.ID, gammaKey.ID, platformKey.ID,
