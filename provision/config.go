@@ -37,9 +37,16 @@ type Config struct {
 	MoveHeartbeat time.Duration
 	// MoveHook, when not nil, is called by a running move at each phase it
 	// enters ("provisioning", "copying", "catching_up", "cutting_over"),
-	// before each table's copy ("copy:<table>"), once the cut-over paused
-	// the tenant ("paused") and right before the switch ("switching"). For
-	// tests: it may block (the move waits) and must return when ctx ends.
+	// before each table's copy ("copy:<table>"), each time the cut-over
+	// paused the tenant ("paused"), once the verification point's pause
+	// ended ("verifying"), before each table's full checksum
+	// ("checksum:source:<table>", "checksum:target:<table>", from two
+	// goroutines; "checksum:truncated:<table>" in the switch's pause for a
+	// table truncated since the verification point), when the verification
+	// passed ("verified"), after the switch's check of the rows changed
+	// since ("checked") and right before the switch ("switching"). For
+	// tests: it may block (the move waits), must return when ctx ends, and
+	// must be safe for concurrent calls.
 	MoveHook func(ctx context.Context, moveID, step string)
 }
 
