@@ -1058,6 +1058,14 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err := r.catchUp(ctx); err != nil {
 		return err
 	}
+	// The app's tables, read before the pause (a connection of its own to
+	// the shared database): an app schema change after this read fails
+	// sameAppSchema below, or leaves the source with a table this list
+	// lacks, which movableErr refuses.
+	app, err := p.appTables(ctx)
+	if err != nil {
+		return err
+	}
 	pausedAt, err := r.pauseAndFence(ctx)
 	if err != nil {
 		return err
@@ -1070,10 +1078,6 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	}
 	// Tables the tenant made during the move.
 	srcRels, err := listRelations(ctx, r.srcAdmin, r.src.Schema)
-	if err != nil {
-		return err
-	}
-	app, err := p.appTables(ctx)
 	if err != nil {
 		return err
 	}
