@@ -355,7 +355,7 @@ func (c *Catalog) SwitchMove(ctx context.Context, id string, to MovePlacement) (
 		}
 		if err := appendAudit(ctx, tx, AuditEvent{Action: "move.switch", Target: "move:" + id,
 			TenantID: &t.ID, Before: map[string]any{"move": moveAudit(before), "tenant": t},
-			After: map[string]any{"move": moveAudit(out), "tenant": after}}); err != nil {
+			After: map[string]any{"move": moveAudit(out), "pause_ms": out.PauseMS, "tenant": after}}); err != nil {
 			return err
 		}
 		return unpauseMoveTx(ctx, tx, t, id)

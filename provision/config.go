@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
 )
@@ -48,6 +50,9 @@ type Config struct {
 	// tests: it may block (the move waits), must return when ctx ends, and
 	// must be safe for concurrent calls.
 	MoveHook func(ctx context.Context, moveID, step string)
+	// Log, when not nil, gets a line per switched move with its cut-over's
+	// pause (SetLogger).
+	Log *zap.Logger
 }
 
 // Pools is what DropTenant needs of whoever holds backend connections and
@@ -87,6 +92,9 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Provisioner, e
 	}
 	if cfg.MoveHeartbeat <= 0 {
 		cfg.MoveHeartbeat = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
 	}
 	depID, err := cat.DeploymentID(ctx)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
@@ -1120,6 +1121,8 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 		return fmt.Errorf("switching the tenant's placement: %w", err)
 	}
 	r.m = m
+	p.cfg.Log.Info("placement move switched", zap.String("move", m.ID), zap.String("tenant", m.TenantSlug),
+		zap.String("from", m.FromIsolation), zap.String("to", m.ToIsolation), zap.Int64("pause_ms", m.PauseMS))
 	if r.dst.Isolation == catalog.IsolationShared {
 		p.cat.ForgetAppSchemaPlacement(ctx, moveAppSchemaName(r.m))
 	}
