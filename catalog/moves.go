@@ -71,6 +71,10 @@ type Move struct {
 	// source, a half-built target) is not finished; the recovery sweep
 	// retries while it is set.
 	CleanupError string `json:"cleanup_error,omitempty"`
+	// PauseMS is how long the cut-over held the tenant paused for the
+	// switch, in milliseconds, up to the switch's catalog transaction (0
+	// before the switch).
+	PauseMS int64 `json:"pause_ms"`
 	// Owner is the proxy process (provisioner instance) running the move.
 	Owner       string     `json:"-"`
 	StartedAt   time.Time  `json:"started_at"`
@@ -91,13 +95,13 @@ func (m *Move) Running() bool {
 
 const moveColumns = `m.id, m.tenant_id, t.slug, m.from_isolation, m.from_backend, m.from_database, m.from_schema,
 	m.to_isolation, m.to_backend, m.to_database, m.to_schema, m.phase, m.error, m.tables, m.lag,
-	m.created_by, m.cleanup_error, m.owner, m.started_at, m.updated_at, m.finished_at, m.finalized_at`
+	m.created_by, m.cleanup_error, m.pause_ms, m.owner, m.started_at, m.updated_at, m.finished_at, m.finalized_at`
 
 func scanMove(row pgx.Row) (*Move, error) {
 	var m Move
 	err := row.Scan(&m.ID, &m.TenantID, &m.TenantSlug, &m.FromIsolation, &m.FromBackend, &m.FromDatabase,
 		&m.FromSchema, &m.ToIsolation, &m.ToBackend, &m.ToDatabase, &m.ToSchema, &m.Phase, &m.Error,
-		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
+		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.PauseMS, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrMoveNotFound
 	}
@@ -298,6 +302,9 @@ type MovePlacement struct {
 	// tenant's own placement record takes over ("" for a shared target:
 	// shared tenants have none of their own).
 	AppSchemaFrom string
+	// PauseMS is how long the switch's pause has lasted, in milliseconds
+	// (recorded as the move's pause_ms).
+	PauseMS int64
 }
 
 // SwitchMove is a move's cut-over in the catalog, in one transaction: the
@@ -336,7 +343,7 @@ func (c *Catalog) SwitchMove(ctx context.Context, id string, to MovePlacement) (
 			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE tenant_moves SET phase = 'switched', lag = 0, updated_at = now(),
-			finished_at = now() WHERE id = $1`, id); err != nil {
+			finished_at = now(), pause_ms = $2 WHERE id = $1`, id, to.PauseMS); err != nil {
 			return err
 		}
 		if out, err = getMove(ctx, tx, id, ""); err != nil {
@@ -348,7 +355,7 @@ func (c *Catalog) SwitchMove(ctx context.Context, id string, to MovePlacement) (
 		}
 		if err := appendAudit(ctx, tx, AuditEvent{Action: "move.switch", Target: "move:" + id,
 			TenantID: &t.ID, Before: map[string]any{"move": moveAudit(before), "tenant": t},
-			After: map[string]any{"move": moveAudit(out), "tenant": after}}); err != nil {
+			After: map[string]any{"move": moveAudit(out), "pause_ms": out.PauseMS, "tenant": after}}); err != nil {
 			return err
 		}
 		return unpauseMoveTx(ctx, tx, t, id)

@@ -65,11 +65,11 @@ func TestMoves(t *testing.T) {
 		t.Fatal(err)
 	}
 	sw, err := e.c.SwitchMove(ctx, m1.ID, catalog.MovePlacement{Isolation: "schema", Backend: "main", Database: "app",
-		Schema: "t_x", AppSchemaFrom: "move:" + m1.ID})
+		Schema: "t_x", AppSchemaFrom: "move:" + m1.ID, PauseMS: 42})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sw.Phase != catalog.MoveSwitched || sw.FinishedAt == nil || sw.Lag != 0 || len(sw.Tables) != 1 || sw.Tables[0].Copied != 3 {
+	if sw.Phase != catalog.MoveSwitched || sw.FinishedAt == nil || sw.Lag != 0 || len(sw.Tables) != 1 || sw.Tables[0].Copied != 3 || sw.PauseMS != 42 {
 		t.Fatalf("after the switch: %+v", sw)
 	}
 	if got := e.get("m_a"); got.Isolation != "schema" || got.Schema != "t_x" {
@@ -140,7 +140,7 @@ func TestMoves(t *testing.T) {
 	js, _ := json.Marshal(fin)
 	for _, k := range []string{`"id"`, `"tenant_id"`, `"tenant"`, `"from_isolation"`, `"from_backend"`, `"to_isolation"`,
 		`"to_backend"`, `"phase"`, `"error"`, `"tables"`, `"lag"`, `"created_by"`, `"started_at"`, `"updated_at"`,
-		`"finished_at"`, `"finalized_at"`, `"rows_copied"`, `"rows_total"`} {
+		`"finished_at"`, `"finalized_at"`, `"rows_copied"`, `"rows_total"`, `"pause_ms"`} {
 		if !strings.Contains(string(js), k) {
 			t.Errorf("Move JSON lacks %s: %s", k, js)
 		}

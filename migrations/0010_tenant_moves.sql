@@ -25,6 +25,8 @@ CREATE TABLE tenant_moves (
     cleanup_error  text NOT NULL DEFAULT '',
     tables         jsonb NOT NULL DEFAULT '[]',
     lag            bigint NOT NULL DEFAULT 0,
+    -- how long the switch's pause held the tenant, in milliseconds
+    pause_ms       bigint NOT NULL DEFAULT 0,
     created_by     text NOT NULL,
     owner          text NOT NULL DEFAULT '',
     started_at     timestamptz NOT NULL DEFAULT now(),

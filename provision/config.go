@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
 )
@@ -37,10 +39,20 @@ type Config struct {
 	MoveHeartbeat time.Duration
 	// MoveHook, when not nil, is called by a running move at each phase it
 	// enters ("provisioning", "copying", "catching_up", "cutting_over"),
-	// before each table's copy ("copy:<table>"), once the cut-over paused
-	// the tenant ("paused") and right before the switch ("switching"). For
-	// tests: it may block (the move waits) and must return when ctx ends.
+	// before each table's copy ("copy:<table>"), each time the cut-over
+	// paused the tenant ("paused"), once the verification point's pause
+	// ended ("verifying"), before each table's full checksum
+	// ("checksum:source:<table>", "checksum:target:<table>", from two
+	// goroutines; "checksum:truncated:<table>" in the switch's pause for a
+	// table truncated since the verification point), when the verification
+	// passed ("verified"), after the switch's check of the rows changed
+	// since ("checked") and right before the switch ("switching"). For
+	// tests: it may block (the move waits), must return when ctx ends, and
+	// must be safe for concurrent calls.
 	MoveHook func(ctx context.Context, moveID, step string)
+	// Log, when not nil, gets a line per switched move with its cut-over's
+	// pause (SetLogger).
+	Log *zap.Logger
 }
 
 // Pools is what DropTenant needs of whoever holds backend connections and
@@ -80,6 +92,9 @@ func New(ctx context.Context, cfg Config, cat *catalog.Catalog) (*Provisioner, e
 	}
 	if cfg.MoveHeartbeat <= 0 {
 		cfg.MoveHeartbeat = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
 	}
 	depID, err := cat.DeploymentID(ctx)
 	if err != nil {

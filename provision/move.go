@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/stratum-hq/stratum-proxy/catalog"
 )
 
@@ -412,6 +414,13 @@ func (p *Provisioner) closeMovesOf(ctx context.Context, t *catalog.Tenant) error
 		}
 	}
 	return nil
+}
+
+// SetLogger replaces Config.Log; call it before any move starts.
+func (p *Provisioner) SetLogger(l *zap.Logger) {
+	if l != nil {
+		p.cfg.Log = l
+	}
 }
 
 // SetMoveHook replaces Config.MoveHook (tests set it on a running stack's

@@ -40,3 +40,29 @@ func TestMovableErr(t *testing.T) {
 		t.Errorf("table without a primary key: %v", err)
 	}
 }
+
+// TestTouchRemembersKeysAfterTheVerificationPoint: applyLog's changes are
+// remembered only from the verification point on, by key without
+// tenant_id (the last row per key); a TRUNCATE marks its table.
+func TestTouchRemembersKeysAfterTheVerificationPoint(t *testing.T) {
+	r := &moveRun{}
+	orders := &moveTable{name: "orders", pk: []string{"tenant_id", "id"}}
+	if err := r.touch(orders, "U", []byte(`{"id": 1, "tenant_id": "a"}`)); err != nil || r.touched != nil {
+		t.Fatalf("before the verification point: %v %v", r.touched, err)
+	}
+	r.touched, r.truncated = map[string]map[string][]byte{}, map[string]bool{}
+	for _, row := range []string{`{"id": 1, "tenant_id": "a", "q": 1}`, `{"id": 2, "tenant_id": "a"}`, `{"tenant_id": "b", "id": 1, "q": 2}`} {
+		if err := r.touch(orders, "U", []byte(row)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.touched["orders"]; len(got) != 2 || string(got["[1]"]) != `{"tenant_id": "b", "id": 1, "q": 2}` {
+		t.Errorf("touched: %q", got)
+	}
+	if err := r.touch(orders, "T", nil); err != nil || !r.truncated["orders"] {
+		t.Errorf("a truncate: %v %v", r.truncated, err)
+	}
+	if err := r.touch(orders, "U", []byte(`not json`)); err == nil {
+		t.Error("a change that is no JSON object was remembered")
+	}
+}

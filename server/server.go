@@ -114,6 +114,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.SetLogger(log.Named("provision"))
 	st := &Stack{Catalog: cat, Router: r, Provisioner: p, log: log, errs: make(chan error, 2), shutdown: cfg.Proxy.ShutdownGrace}
 	if st.shutdown <= 0 {
 		st.shutdown = 10 * time.Second

@@ -1021,3 +1021,152 @@ func TestMovedTenantMatchesFreshOne(t *testing.T) {
 		}
 	}
 }
+
+// pauseWatch is a move hook that records, for every step it sees, whether
+// the move's tenant was paused in the catalog at that moment.
+type pauseWatch struct {
+	mu     sync.Mutex
+	cat    *pgx.Conn
+	tenant string
+	steps  map[string][]bool // step -> paused at each call
+	on     map[string]func(ctx context.Context)
+}
+
+func (w *pauseWatch) hook(ctx context.Context, id, step string) {
+	w.mu.Lock()
+	var n int
+	err := w.cat.QueryRow(ctx, `SELECT count(*) FROM tenant_pauses WHERE tenant_id = $1`, w.tenant).Scan(&n)
+	if err != nil {
+		n = -1
+	}
+	w.steps[step] = append(w.steps[step], n == 1)
+	f := w.on[step]
+	w.mu.Unlock()
+	if f != nil {
+		f(ctx)
+	}
+}
+
+// TestVerificationRunsOutsideThePause: the cut-over's full verification
+// (per table count and checksum on both sides) runs while the tenant is not
+// paused, and the switch's pause holds only the check of the rows changed
+// since (so it does not grow with the table): a tenant with 200k rows moves
+// shared→schema, each full checksum step finds no pause of the tenant in
+// the catalog, the switch's check ("checked") finds it paused, and rows the
+// tenant writes after the verification (through the proxy, unpaused) are in
+// the target after the switch.
+func TestVerificationRunsOutsideThePause(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	tn, err := ts.Catalog.GetTenant(ctx, "client_alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 200_000
+	if _, err := ts.SrvConn(t, tn.Database).Exec(ctx, `INSERT INTO public.orders (id, tenant_id, item)
+		SELECT g, $1, 'row ' || g FROM generate_series(1000000, 1000000 + $2 - 1) g`, tn.ID, rows); err != nil {
+		t.Fatal(err)
+	}
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
+	before := stacktest.Count(t, c, "SELECT count(*) FROM orders")
+	w := &pauseWatch{cat: stacktest.Connect(t, ts.CatalogURL), tenant: tn.ID, steps: map[string][]bool{},
+		on: map[string]func(context.Context){"verified": func(ctx context.Context) {
+			// The tenant runs: its writes are captured and checked by key.
+			for _, s := range []string{"INSERT INTO orders (id, item) VALUES (3000001, 'after the verification'), (3000002, 'x')",
+				"UPDATE orders SET quantity = 7 WHERE id = 1000001", "DELETE FROM orders WHERE id = 1000002"} {
+				if _, err := c.Exec(ctx, s); err != nil {
+					t.Errorf("%s: %v", s, err)
+				}
+			}
+		}}}
+	ts.Provisioner.SetMoveHook(w.hook)
+	m, err := ts.Provisioner.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "schema"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+	ts.Provisioner.SetMoveHook(nil)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, side := range []string{"source", "target"} {
+		step := "checksum:" + side + ":orders"
+		if len(w.steps[step]) == 0 {
+			t.Errorf("no full checksum of orders in the %s (step %s)", side, step)
+		}
+	}
+	for step, paused := range w.steps {
+		if !strings.HasPrefix(step, "checksum:") {
+			continue
+		}
+		for _, p := range paused {
+			if p {
+				t.Errorf("step %s ran while the tenant was paused: the full verification must run outside the pause", step)
+			}
+		}
+	}
+	if got := w.steps["checked"]; len(got) != 1 || !got[0] {
+		t.Errorf("the switch's check ran %d times (paused: %v), want once, in the pause", len(got), got)
+	}
+	if got := w.steps["verified"]; len(got) != 1 || got[0] {
+		t.Errorf("the verification passed %d times (paused: %v), want once, unpaused", len(got), got)
+	}
+	if m.PauseMS <= 0 {
+		t.Errorf("the move recorded a pause of %d ms", m.PauseMS)
+	}
+	t.Logf("%d rows: the switch's pause took %d ms", rows, m.PauseMS)
+	if n := stacktest.Count(t, c, "SELECT count(*) FROM orders"); n != before+1 { // two inserted, one deleted
+		t.Errorf("%d orders after the move, want %d", n, before+1)
+	}
+	if n := stacktest.Count(t, c, "SELECT count(*) FROM orders WHERE id = 1000001 AND quantity = 7"); n != 1 {
+		t.Errorf("the update after the verification is not in the target")
+	}
+	if db, schema := placementOf(t, c); db != m.ToDatabase || schema != m.ToSchema {
+		t.Errorf("the tenant runs in %s.%s, want %s.%s", db, schema, m.ToDatabase, m.ToSchema)
+	}
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBogusLogRowAfterVerificationFailsTheMove: a change the tenant forges
+// in its move's log after the full verification (while it runs, before the
+// switch's pause) is caught by the switch's check of the changed keys: the
+// move fails and the tenant serves from its source without the forged row.
+func TestBogusLogRowAfterVerificationFailsTheMove(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	hook, reached, release := holdAt("verified")
+	ts.Provisioner.SetMoveHook(hook)
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
+	if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (1, 'real'), (2, 'real too')"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	waitReached(t, reached, "the verification")
+	logTable := `stratum."move_log_` + strings.ReplaceAll(m.ID, "-", "")[:16] + `"`
+	for _, forged := range []string{`INSERT INTO ` + logTable + ` (tbl, op, row) VALUES ('orders', 'U',
+		'{"id": 424242, "tenant_id": "` + m.TenantID + `", "item": "forged", "quantity": 1, "created_at": "2020-01-01T00:00:00Z"}')`,
+		`INSERT INTO ` + logTable + ` (tbl, op, row) VALUES ('orders', 'D', '{"id": 2}')`} {
+		if _, err := c.Exec(ctx, stacktest.Hidden(forged)); err != nil {
+			close(release)
+			t.Fatalf("the tenant's INSERT into its move's log: %v", err)
+		}
+	}
+	close(release)
+	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	if !strings.Contains(fm.Error, "does not match") {
+		t.Errorf("the move failed with %q, want the switch's check's mismatch", fm.Error)
+	}
+	onSource(t, ts, m, c, map[int64]int{1: 1, 2: 1}, 0)
+	if n := stacktest.Count(t, c, "SELECT count(*) FROM orders WHERE id = 424242"); n != 0 {
+		t.Error("the forged row is in the tenant's source")
+	}
+	eventually(t, "the failed move's target is dropped", func() bool { return !targetExists(t, ts, m) })
+	eventually(t, "the failed move's capture is dropped", func() bool { return captureLeft(t, ts, m) == 0 })
+}
