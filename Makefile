@@ -45,11 +45,13 @@ fuzz:
 clean:
 	rm -rf bin
 
-## bench: proxy vs direct PostgreSQL vs PgBouncer (pgbench); writes bench/results/. Not part of make test.
+## bench: proxy vs direct PostgreSQL vs PgBouncer (pgbench), then an online placement move under load;
+## writes bench/results/. Not part of make test. BENCH_FLAGS passes more flags (e.g. -moves=false, -move-rows N).
 BENCH_DURATION ?= 10s
+BENCH_FLAGS ?=
 bench: deps
 	bash bench/install-deps
-	$(GO) run ./bench/cmd/stratumbench -duration $(BENCH_DURATION)
+	$(GO) run ./bench/cmd/stratumbench -duration $(BENCH_DURATION) $(BENCH_FLAGS)
 
 ## conformance: pgx's, psycopg's and node-postgres's own test suites, directly and through the proxy in
 ## session and transaction pooling, compared test by test; writes conformance/results/latest.md. Not part

@@ -192,6 +192,7 @@ func (a *API) routes() *http.ServeMux {
 	a.auditRoutes(mux)
 	a.userRoutes(mux)
 	a.databaseRoutes(mux)
+	a.moveRoutes(mux)
 	mux.HandleFunc("/", a.serve(func(w http.ResponseWriter, r *http.Request) error {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound,
 			Message: "no such route: " + r.Method + " " + r.URL.Path}

@@ -70,6 +70,12 @@ func classify(err error) (e *Error, internal bool) {
 			// refused tenant is always one level below it.
 			Message: fmt.Sprintf("%v; a tenant at level %d is refused", err, catalog.MaxDepth+1),
 			Details: map[string]any{"max_depth": catalog.MaxDepth}}, false
+	case errors.Is(err, catalog.ErrMoveNotFound):
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "placement move not found"}, false
+	case errors.Is(err, catalog.ErrMoveRunning), errors.Is(err, catalog.ErrMovePhase), errors.Is(err, provision.ErrMoveSame):
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: err.Error()}, false
+	case errors.Is(err, provision.ErrInvalidMove):
+		return &Error{Status: http.StatusUnprocessableEntity, Code: CodeInvalid, Message: err.Error()}, false
 	case errors.Is(err, catalog.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: err.Error()}, false
 	case errors.Is(err, catalog.ErrLocked):

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/catalog"
@@ -876,6 +877,46 @@ func TestOpenAPISchemas(t *testing.T) {
 	call("POST", unpause, "/v1/tenants/globex/unpause", boot, "", 200)
 	call("POST", unpause, "/v1/tenants/globex/unpause", boot, "", 200) // not paused: unpaused false
 	call("POST", unpause, "/v1/tenants/nobody/unpause", boot, "", 404)
+	// Placement moves: one real move of a shared tenant without rows to a
+	// schema of its own, followed to its switch and finalized.
+	const placement, moves, move1 = "/v1/tenants/{ref}/placement", "/v1/moves", "/v1/moves/{id}"
+	call("POST", placement, "/v1/tenants/globex/placement", boot, `{"isolation":"schema"}`, 409) // there already
+	call("POST", placement, "/v1/tenants/globex/placement", boot, `{"isolation":"nowhere"}`, 422)
+	call("POST", placement, "/v1/tenants/globex/placement", boot, `{}`, 400)
+	call("POST", placement, "/v1/tenants/globex/placement", boot, `{"isolation":5}`, 400)
+	call("POST", placement, "/v1/tenants/nobody/placement", boot, `{"isolation":"schema"}`, 404)
+	mv := call("POST", placement, "/v1/tenants/acme_eu_x/placement", boot, `{"isolation":"schema"}`, 202)
+	call("POST", placement, "/v1/tenants/acme_eu_x/placement", boot, `{"isolation":"database"}`, 409) // one at a time
+	mvPath := "/v1/moves/" + str(mv, "id")
+	call("GET", moves, moves, boot, "", 200)
+	call("GET", moves, moves+"?tenant=acme_eu_x&limit=5", boot, "", 200)
+	call("GET", moves, moves+"?tenant=nobody", boot, "", 404)
+	call("GET", moves, moves+"?limit=0", boot, "", 400)
+	call("GET", move1, "/v1/moves/00000000-0000-4000-8000-000000000000", boot, "", 404)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		m := call("GET", move1, mvPath, boot, "", 200)
+		if p := str(m, "phase"); p == "switched" {
+			break
+		} else if p == "failed" || p == "cancelled" || time.Now().After(deadline) {
+			t.Fatalf("the move of acme_eu_x did not switch: %v", m)
+		}
+	}
+	call("POST", "/v1/moves/{id}/cancel", mvPath+"/cancel", boot, "", 409) // switched: finalize or move back
+	call("POST", "/v1/moves/{id}/finalize", mvPath+"/finalize", boot, "", 200)
+	call("POST", "/v1/moves/{id}/finalize", mvPath+"/finalize", boot, "", 409)
+	call("POST", "/v1/moves/{id}/cancel", "/v1/moves/00000000-0000-4000-8000-000000000000/cancel", boot, "", 404)
+	// A move a dead proxy left mid-copy (its row alone): cancel ends it.
+	acme, err := s.cat.GetTenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, _, _ := catalog.NewID()
+	s.srv.Exec(t, s.catdb, `INSERT INTO tenant_moves (id, tenant_id, from_isolation, from_backend, from_database, from_schema,
+		to_isolation, to_backend, to_database, to_schema, phase, created_by, owner, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, 'schema', $4, $5, 't_orphan_move', 'copying', 'test', 'a dead proxy', now() - interval '1 hour')`,
+		orphan, acme.ID, acme.Isolation, acme.Backend, acme.Database, acme.Schema)
+	call("POST", "/v1/moves/{id}/cancel", "/v1/moves/"+orphan+"/cancel", boot, "", 200)
+	call("POST", "/v1/moves/{id}/cancel", "/v1/moves/"+orphan+"/cancel", boot, "", 409)
 	for _, l := range []string{"children", "descendants"} {
 		tmpl := "/v1/tenants/{ref}/" + l
 		call("GET", tmpl, "/v1/tenants/acme/"+l, boot, "", 200)

@@ -19,7 +19,7 @@ import (
 func scopeSnapshot(t *testing.T, db *pgx.Conn) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, table := range []string{"tenants", "config_values", "permission_policies", "api_keys", "proxy_users", "database_map"} {
+	for _, table := range []string{"tenants", "config_values", "permission_policies", "api_keys", "proxy_users", "database_map", "tenant_moves"} {
 		var s string
 		if err := db.QueryRow(context.Background(), `SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY to_jsonb(t)::text), '[]')::text FROM `+
 			pgx.Identifier{table}.Sanitize()+` t`).Scan(&s); err != nil {
@@ -95,9 +95,24 @@ func TestBoundKeyReachesNothingOutside(t *testing.T) {
 		s.srv.Exec(t, s.catdb, `INSERT INTO permission_policies (tenant_id, key, value, mode, revocation)
 			VALUES ($1, 'sql.write', 'true', 'DELEGATED', 'SOFT')`, tn.ID)
 	}
+	// Placement moves on both sides, written straight into the catalog: an
+	// outside one whose phase would let cancel or finalize act, and an
+	// inside one for the reads.
+	gammaMove, _, _ := catalog.NewID()
+	alphaMove, _, _ := catalog.NewID()
+	for _, m := range []struct {
+		id    string
+		tn    *catalog.Tenant
+		phase string
+	}{{gammaMove, gamma, "switched"}, {alphaMove, alpha, "failed"}} {
+		s.srv.Exec(t, s.catdb, `INSERT INTO tenant_moves (id, tenant_id, from_isolation, from_backend, from_database, from_schema,
+			to_isolation, to_backend, to_database, to_schema, phase, created_by)
+			VALUES ($1, $2, $3, $4, $5, $6, 'schema', $4, $5, 't_walker_move', $7, 'walker')`,
+			m.id, m.tn.ID, m.tn.Isolation, m.tn.Backend, m.tn.Database, m.tn.Schema, m.phase)
+	}
 	// What no answer to the bound key may contain.
 	outside := []string{"apex_partners", "client_gamma", apex.ID, gamma.ID, apexKey.ID, gammaKey.ID, platformKey.ID,
-		"gamma_app", "value-of-apex_partners", "value-of-client_gamma"}
+		"gamma_app", "value-of-apex_partners", "value-of-client_gamma", gammaMove}
 
 	// What answers about the key's own subtree show of it.
 	insideMarks := []string{"northstar_msp", "client_alpha", north.ID, alpha.ID, "north admin", "alpha reader", "north_app"}
@@ -133,6 +148,12 @@ func TestBoundKeyReachesNothingOutside(t *testing.T) {
 			case "{ref}":
 				return ref
 			case "{id}":
+				if strings.HasPrefix(tmpl, "/v1/moves/") {
+					if ref == "northstar_msp" || ref == "client_alpha" {
+						return alphaMove
+					}
+					return gammaMove
+				}
 				return id
 			case "{name}": // a proxy user: one bound inside, or gamma_app
 				if ref == "northstar_msp" || ref == "client_alpha" {

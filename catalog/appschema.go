@@ -74,3 +74,12 @@ func (c *Catalog) MarkAppSchemaApplied(ctx context.Context, version int, placeme
 	}
 	return nil
 }
+
+// ForgetAppSchemaPlacement removes the record of a placement's versions (a
+// placement move's target that was dropped).
+func (c *Catalog) ForgetAppSchemaPlacement(ctx context.Context, placement string) error {
+	if _, err := c.pool.Exec(ctx, `DELETE FROM app_schema_applied WHERE placement = $1`, placement); err != nil {
+		return fmt.Errorf("forgetting applied app schema: %w", err)
+	}
+	return nil
+}

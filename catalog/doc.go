@@ -1,7 +1,9 @@
 // Package catalog owns the catalog database: tenants and their placements, the
 // encrypted credentials of tenants' backend roles, proxy users (SCRAM verifiers),
-// database-name mappings, admin API keys, tenant pauses and the app schema
-// history. It applies the embedded migrations and announces changes over
+// database-name mappings, admin API keys, tenant pauses, placement moves
+// (tenant_moves: phase, progress, heartbeat; the switch of a tenant's
+// placement in one transaction with its audit row and the end of the move's
+// pause) and the app schema history. It applies the embedded migrations and announces changes over
 // LISTEN/NOTIFY.
 //
 // It imports only migrations and policy (the leaf that defines the proxy.*

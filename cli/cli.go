@@ -639,7 +639,8 @@ func checkLimit(limit int, cursor string) error {
 // cliGroups is the table of operator commands.
 func cliGroups() []cliGroup {
 	return []cliGroup{
-		{name: "tenant", help: "manage the tenant tree", commands: tenantCommands()},
+		{name: "tenant", help: "manage the tenant tree", commands: append(tenantCommands(), movePlacementCommand())},
+		{name: "move", help: "follow, cancel and finalize placement moves", commands: moveCommands()},
 		{name: "config", help: "read and change tenants' inherited config", commands: configCommands()},
 		{name: "perm", help: "read, grant and revoke tenants' permission policies", commands: permCommands()},
 		{name: "audit", help: "read and verify the audit log", commands: auditCommands()},

@@ -70,10 +70,11 @@ const roleOptions = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOB
 // ensureAccessRoles makes t's _w and _r roles when they are missing (tenants
 // provisioned before they existed), with the tenant's backend password, and
 // gives all three roles their groups; in the shared database it registers
-// every role of a shared tenant in stratum.tenant_roles. conn is an admin
+// every role of a shared tenant in stratum.tenant_roles and, with setPath,
+// sets its search_path there (sharedRoleSQL). conn is an admin
 // connection to t's database (the shared database for shared and schema
 // tenants); roles are cluster-wide. Idempotent.
-func (p *Provisioner) ensureAccessRoles(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant, password func() (string, error)) error {
+func (p *Provisioner) ensureAccessRoles(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant, password func() (string, error), setPath bool) error {
 	var verifier string
 	for _, a := range []policy.Access{policy.AccessWrite, policy.AccessRead} {
 		name := a.Role(t.RoleName)
@@ -122,7 +123,11 @@ func (p *Provisioner) ensureAccessRoles(ctx context.Context, conn *pgx.Conn, t *
 		// session user) and gets the search_path that puts the lock wrappers
 		// before pg_catalog.
 		for _, role := range accessRoles(t) {
-			if err := execAll(ctx, conn, sharedRoleSQL(role, t, p.cfg.SharedDatabase)...); err != nil {
+			stmts := sharedRoleSQL(role, t, p.cfg.SharedDatabase)
+			if !setPath {
+				stmts = stmts[:1]
+			}
+			if err := execAll(ctx, conn, stmts...); err != nil {
 				return fmt.Errorf("registering tenant role %s: %w", role, err)
 			}
 		}

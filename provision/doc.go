@@ -13,7 +13,13 @@
 //   - per-tenant advisory locks in the shared database (advisory.go);
 //   - applying the app's schema to the template, the shared database and
 //     every tenant schema and database (ApplySchema), with the grants and
-//     policies that secure it.
+//     policies that secure it;
+//   - online placement moves (move.go: StartMove, CancelMove, FinalizeMove,
+//     RecoverMoves, Close; move_engine.go: trigger capture, snapshot copy,
+//     catch-up, the fenced cut-over with checksums and the switch;
+//     move_place.go: the target made as a new tenant's placement, and the
+//     source or a failed target dropped). Moves run in goroutines of the
+//     Provisioner; the catalog's tenant_moves row is their state.
 //
 // It imports catalog and leaf helpers under internal/ (notably
 // internal/backends for the backend servers); policy is allowed too. It never

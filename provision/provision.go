@@ -179,7 +179,7 @@ func (p *Provisioner) hardenTenant(ctx context.Context, conn *pgx.Conn, t *catal
 		}
 	}
 	pw := func() (string, error) { return p.cat.BackendPassword(ctx, t.ID) }
-	if err := p.ensureAccessRoles(ctx, conn, t, pw); err != nil {
+	if err := p.ensureAccessRoles(ctx, conn, t, pw, true); err != nil {
 		return err
 	}
 	return p.grantAccess(ctx, conn, t)
@@ -318,7 +318,6 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 		return err
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
-	role := quoteIdent(t.RoleName)
 	// The roles get nothing but LOGIN: no superuser, no role or database
 	// creation, no replication, no RLS bypass, no inheritance from anything
 	// except the groups ensureAccessRoles grants. One per access level
@@ -328,6 +327,20 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 			return fmt.Errorf("creating role %s: %w", name, err)
 		}
 	}
+	return p.placeTenant(ctx, admin, t, func() (string, error) { return password, nil }, t.ID, true)
+}
+
+// placeTenant makes t's placement for its existing roles and applies the app
+// schema there: what provisioning does after making the roles, and what a
+// placement move does to make its target, so that a moved tenant is set up
+// exactly as one created there. admin is an admin connection to t's
+// backend's maintenance database. apName is the name the placement's app
+// schema versions are recorded under (the tenant's id; a move's target
+// uses its own until the switch). setPath false leaves out the roles'
+// search_path in the shared database (a move sets it at its cut-over:
+// before, the tenant's sessions still use the source).
+func (p *Provisioner) placeTenant(ctx context.Context, admin *pgx.Conn, t *catalog.Tenant, password func() (string, error), apName string, setPath bool) error {
+	role := quoteIdent(t.RoleName)
 	switch t.Isolation {
 	case catalog.IsolationShared, catalog.IsolationSchema:
 		conn, err := p.cfg.AdminConn(ctx, t.Backend, t.Database)
@@ -335,7 +348,7 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 			return err
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
-		if err := p.ensureAccessRoles(ctx, conn, t, func() (string, error) { return password, nil }); err != nil {
+		if err := p.ensureAccessRoles(ctx, conn, t, password, setPath); err != nil {
 			return err
 		}
 		if t.Isolation == catalog.IsolationShared {
@@ -383,7 +396,9 @@ func (p *Provisioner) provision(ctx context.Context, t *catalog.Tenant, password
 		// Shared tenants use the shared tables; make sure those are current.
 		return p.applyPending(ctx, p.sharedPlacement())
 	}
-	return p.applyPending(ctx, tenantPlacement(t))
+	pl := tenantPlacement(t)
+	pl.name = apName
+	return p.applyPending(ctx, pl)
 }
 
 // dropPlacement removes a tenant's role and placement from its backend, as far
@@ -434,6 +449,12 @@ func (p *Provisioner) dropPlacement(ctx context.Context, t *catalog.Tenant) erro
 func (p *Provisioner) DropTenant(ctx context.Context, ref string) error {
 	t, err := p.cat.GetTenant(ctx, ref)
 	if err != nil {
+		return err
+	}
+	if err := p.closeMovesOf(ctx, t); err != nil {
+		return fmt.Errorf("ending the placement moves of %q: %w", t.Slug, err)
+	}
+	if t, err = p.cat.GetTenant(ctx, t.ID); err != nil { // a move may have switched it
 		return err
 	}
 	if p.cfg.Pools != nil {

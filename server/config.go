@@ -1,6 +1,8 @@
 package server
 
 import (
+	"time"
+
 	"github.com/stratum-hq/stratum-proxy/admin"
 	"github.com/stratum-hq/stratum-proxy/proxy"
 	"github.com/stratum-hq/stratum-proxy/router"
@@ -33,4 +35,21 @@ type Config struct {
 	Router router.Config
 	// Admin configures the admin API. Start fills Logger and Metrics.
 	Admin admin.Config
+	// Moves configures placement moves (provision.Config's Move* fields;
+	// zero fields get provision's defaults).
+	Moves MoveConfig
+}
+
+// MoveConfig is the placement moves' part of the config file.
+type MoveConfig struct {
+	// DrainTimeout is how long a move's cut-over waits, with the tenant
+	// paused, for its transactions under way to end before it tries again
+	// (provision default 10s).
+	DrainTimeout time.Duration
+	// MaxLag is the number of captured changes not yet applied at which a
+	// move cuts over (provision default 100).
+	MaxLag int64
+	// Retention is how long a switched move keeps the source copy before
+	// it is finalized by itself; 0 keeps it until finalize.
+	Retention time.Duration
 }

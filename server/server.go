@@ -92,7 +92,8 @@ func OpenRouter(ctx context.Context, cfg *Config) (*catalog.Catalog, *router.Rou
 		cat.Close()
 		return nil, nil, nil, err
 	}
-	p, err := provision.New(ctx, provision.Config{Set: cfg.Router.Set, Pools: r}, cat)
+	p, err := provision.New(ctx, provision.Config{Set: cfg.Router.Set, Pools: r, MoveDrainTimeout: cfg.Moves.DrainTimeout,
+		MoveMaxLag: cfg.Moves.MaxLag, MoveRetention: cfg.Moves.Retention}, cat)
 	if err != nil {
 		return fail(err)
 	}
@@ -113,6 +114,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.SetLogger(log.Named("provision"))
 	st := &Stack{Catalog: cat, Router: r, Provisioner: p, log: log, errs: make(chan error, 2), shutdown: cfg.Proxy.ShutdownGrace}
 	if st.shutdown <= 0 {
 		st.shutdown = 10 * time.Second
@@ -140,6 +142,12 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
 			return nil, fmt.Errorf("reading secret keys: %w", err)
 		}
 		pcfg.MockAuthKey = keys.Derive(mockAuthLabel)
+	}
+	// Moves a proxy left unfinished when it died are failed and cleaned up
+	// (their tenants serve from their sources); a sweep keeps doing that.
+	if err := p.RecoverMoves(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("recovering placement moves: %w", err)
 	}
 	st.Proxy = proxy.New(pcfg, r, log.Named("proxy"))
 	if st.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -189,8 +197,11 @@ func (st *Stack) Shutdown(ctx context.Context) {
 	}
 }
 
-// Close closes the router and the catalog. Call it after Shutdown.
+// Close stops the placement moves this proxy runs (each is cleaned up, its
+// tenant stays on its source), then closes the router and the catalog. Call
+// it after Shutdown.
 func (st *Stack) Close() {
+	st.Provisioner.Close()
 	st.Router.Close()
 	st.Catalog.Close()
 }

@@ -67,6 +67,11 @@ type fileConfig struct {
 		AuthFailureWindow    time.Duration `yaml:"auth_failure_window"`
 		AuthLockout          time.Duration `yaml:"auth_lockout"`
 	} `yaml:"limits"`
+	Moves struct {
+		DrainTimeout time.Duration `yaml:"drain_timeout"`
+		MaxLag       int64         `yaml:"max_lag"`
+		Retention    time.Duration `yaml:"retention"`
+	} `yaml:"moves"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Log           struct {
 		Level  string `yaml:"level"`
@@ -121,6 +126,10 @@ func loadConfig(path string) (*fileSettings, error) {
 		DatabaseNames: fc.ClientDatabases.Names, AllowAnyDatabase: fc.ClientDatabases.AllowAny,
 	}
 	sc.Admin.RateLimit = fc.Admin.RateLimit
+	if fc.Moves.DrainTimeout < 0 || fc.Moves.MaxLag < 0 || fc.Moves.Retention < 0 {
+		return nil, fmt.Errorf("config %s: moves: drain_timeout, max_lag and retention must not be negative", path)
+	}
+	sc.Moves = server.MoveConfig{DrainTimeout: fc.Moves.DrainTimeout, MaxLag: fc.Moves.MaxLag, Retention: fc.Moves.Retention}
 	if m := sc.Proxy.PoolMode; m != proxy.PoolSession && m != proxy.PoolTransaction {
 		return nil, fmt.Errorf("config %s: pool.mode %q: use session or transaction", path, m)
 	}

@@ -34,7 +34,8 @@ func TestExampleConfigLoads(t *testing.T) {
 		b.AdminPassword != "s3cret" || b.Port != 5432 || b.SSLMode != "prefer" || sc.Admin.BootstrapKey != "boot" ||
 		sc.Router.SharedDatabase != "app" || sc.Router.IdleTimeout != 5*time.Minute || sc.Proxy.ShutdownGrace != 10*time.Second ||
 		fs.LogFormat != "json" || sc.Proxy.MaxMessageSize != 64<<20 || sc.Admin.RateLimit != 600 ||
-		len(sc.Proxy.DatabaseNames) != 1 || sc.Proxy.DatabaseNames[0] != "app" || sc.Proxy.AllowAnyDatabase {
+		len(sc.Proxy.DatabaseNames) != 1 || sc.Proxy.DatabaseNames[0] != "app" || sc.Proxy.AllowAnyDatabase ||
+		sc.Moves.DrainTimeout != 10*time.Second || sc.Moves.MaxLag != 100 || sc.Moves.Retention != 0 {
 		t.Errorf("loaded %+v / backend %+v", sc, b)
 	}
 }
@@ -49,6 +50,7 @@ func TestConfigErrors(t *testing.T) {
 		{"missing password env", "backends:\n  main:\n    host: h\n    port: 1\n    admin_user: u\n", "admin_password_env"},
 		{"empty password env", "backends:\n  main:\n    host: h\n    port: 1\n    admin_user: u\n    admin_password_env: STRATUM_TEST_UNSET_VAR\n", "is empty"},
 		{"unset catalog", "catalog:\n  url_env: STRATUM_TEST_UNSET_VAR\n", "STRATUM_TEST_UNSET_VAR is empty"},
+		{"negative move lag", "moves:\n  max_lag: -1\n", "must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadConfig(writeConfig(t, tc.yaml))

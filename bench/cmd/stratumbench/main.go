@@ -47,12 +47,25 @@ type options struct {
 	phases     map[string]bool
 	race       bool
 	backendCap int
+	moveRows   int
+	moveWrite  int
 }
 
 // allPhases are the measured phases, in the order they run.
-var allPhases = []string{"direct", "pgbouncer", "shared", "schema", "go", "memory"}
+var allPhases = []string{"direct", "pgbouncer", "shared", "schema", "go", "memory", "moves"}
 
 func (o options) want(phase string) bool { return o.phases[phase] }
+
+// wantLoad reports whether a phase that reads the pgbench data (everything
+// but the move run) is wanted.
+func (o options) wantLoad() bool {
+	for _, ph := range allPhases {
+		if ph != "moves" && o.phases[ph] {
+			return true
+		}
+	}
+	return false
+}
 
 // bench is one benchmark run and everything it started.
 type bench struct {
@@ -80,6 +93,7 @@ type bench struct {
 	pgVersion string
 	results   []result
 	idle      *idleResult
+	moves     *moveBench
 	idleErr   error
 	started   time.Time
 	// loadavg is /proc/loadavg before and after the measured phases: the
@@ -134,7 +148,11 @@ func run() error {
 	flag.StringVar(&opt.outDir, "out", "bench/results", "where the markdown results go")
 	flag.BoolVar(&opt.keep, "keep", false, "keep the temporary directory (logs, configs, data) after the run")
 	phases := strings.Join(allPhases, ",")
-	flag.StringVar(&phases, "phases", phases, "which phases to measure (a subset, for a quick look)")
+	flag.StringVar(&phases, "phases", phases, "which phases to measure (a subset, for a quick look; -phases moves runs only the placement moves)")
+	moves := true
+	flag.BoolVar(&moves, "moves", moves, "run the placement-move benchmark (phase moves); -moves=false skips it")
+	flag.IntVar(&opt.moveRows, "move-rows", 1000000, "rows of the moved tenant mover's orders table")
+	flag.IntVar(&opt.moveWrite, "move-writers", 3, "writer goroutines on mover during the moves")
 	flag.Parse()
 	opt.phases = map[string]bool{}
 	for _, ph := range strings.Split(phases, ",") {
@@ -143,6 +161,12 @@ func run() error {
 			return fmt.Errorf("-phases: unknown phase %q (have %s)", ph, strings.Join(allPhases, ", "))
 		}
 		opt.phases[ph] = true
+	}
+	if !moves {
+		delete(opt.phases, "moves")
+	}
+	if opt.moveRows < 1 || opt.moveWrite < 1 {
+		return errors.New("-move-rows and -move-writers must be at least 1")
 	}
 	for _, s := range strings.Split(clients, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -196,8 +220,10 @@ func (b *bench) setup(ctx context.Context) error {
 	if b.pgbench, err = findTool("pgbench", "/usr/lib/postgresql/15/bin/pgbench"); err != nil {
 		return err
 	}
-	if b.pgbouncer, err = findTool("pgbouncer", "/usr/sbin/pgbouncer"); err != nil {
-		return fmt.Errorf("%w (bench/install-deps installs it)", err)
+	if b.opt.want("pgbouncer") {
+		if b.pgbouncer, err = findTool("pgbouncer", "/usr/sbin/pgbouncer"); err != nil {
+			return fmt.Errorf("%w (bench/install-deps installs it)", err)
+		}
 	}
 	if b.tmp, err = os.MkdirTemp("", "stratumbench-"); err != nil {
 		return err
@@ -240,8 +266,13 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := b.createTenants(ctx); err != nil {
 		return err
 	}
-	if err := b.loadData(ctx); err != nil {
-		return err
+	if b.opt.wantLoad() {
+		if err := b.loadData(ctx); err != nil {
+			return err
+		}
+	}
+	if b.opt.want("moves") {
+		return b.setupMoves(ctx)
 	}
 	return nil
 }
@@ -460,7 +491,7 @@ func mtSlug(i int) string { return fmt.Sprintf("mt_%03d", i) }
 // proxy user bench bound to bench_root. Then the app schema: a
 // pgbench_accounts with tenant_id, applied with `stratum-proxy schema apply`.
 func (b *bench) createTenants(ctx context.Context) error {
-	step("applying the app schema (pgbench_accounts with tenant_id) with stratum-proxy schema apply")
+	step("applying the app schema (pgbench_accounts and orders, with tenant_id) with stratum-proxy schema apply")
 	ddl := filepath.Join(b.tmp, "bench_schema.sql")
 	if err := os.WriteFile(ddl, []byte(`CREATE TABLE pgbench_accounts (
     aid       int NOT NULL,
@@ -469,6 +500,13 @@ func (b *bench) createTenants(ctx context.Context) error {
     abalance  int,
     filler    char(84),
     PRIMARY KEY (tenant_id, aid)
+);
+CREATE TABLE orders (
+    id        bigint NOT NULL,
+    tenant_id uuid NOT NULL,
+    amount    bigint NOT NULL DEFAULT 0,
+    note      text,
+    PRIMARY KEY (tenant_id, id)
 );
 `), 0o644); err != nil {
 		return err
@@ -479,7 +517,11 @@ func (b *bench) createTenants(ctx context.Context) error {
 		return fmt.Errorf("stratum-proxy schema apply: %w\n%s", err, out)
 	}
 
-	step("creating tenants bench_root, bench_shared, bench_schema and %d tenants mt_* through the admin API", b.opt.mtTenants)
+	mt := b.opt.mtTenants
+	if !b.opt.wantLoad() {
+		mt = 0 // the move run needs none of them
+	}
+	step("creating tenants bench_root, bench_shared, bench_schema and %d tenants mt_* through the admin API", mt)
 	type spec struct {
 		Slug      string `json:"slug"`
 		Name      string `json:"name"`
@@ -495,7 +537,7 @@ func (b *bench) createTenants(ctx context.Context) error {
 			return err
 		}
 	}
-	err := parallel(ctx, b.opt.mtTenants, 4, func(i int) error {
+	err := parallel(ctx, mt, 4, func(i int) error {
 		return b.api(ctx, http.MethodPost, "/v1/tenants",
 			spec{Slug: mtSlug(i), Name: mtSlug(i), Parent: "bench_root", Isolation: "shared"}, http.StatusCreated, nil)
 	})
@@ -803,6 +845,11 @@ func (b *bench) measure(ctx context.Context) error {
 	}
 	if b.opt.want("memory") {
 		if err := b.measureMemory(ctx); err != nil {
+			return err
+		}
+	}
+	if b.opt.want("moves") {
+		if err := b.measureMoves(ctx); err != nil {
 			return err
 		}
 	}

@@ -164,6 +164,9 @@ func (b *bench) report() error {
 		fmt.Println()
 		fmt.Println(b.idleText())
 	}
+	if b.moves != nil {
+		b.moves.printMoves()
+	}
 
 	md := b.markdown(rows, ts)
 	if err := os.MkdirAll(b.opt.outDir, 0o755); err != nil {
@@ -237,6 +240,9 @@ func (b *bench) markdown(rows []row, ts []target) string {
 	}
 	if b.idle != nil && b.idleErr == nil {
 		p("\n%s\n", b.idleText())
+	}
+	if b.moves != nil {
+		b.movesMarkdown(&sb)
 	}
 	p("\n## How it was measured\n\n")
 	p("- **direct PostgreSQL**: a private cluster (pgcluster; max_connections=300, shared_buffers=256MB, fsync off), ")
