@@ -175,12 +175,18 @@ func (c *Catalog) ListMoves(ctx context.Context, tenantID string, limit int) ([]
 	if a := ActorFrom(ctx); a.TenantID != nil {
 		root = a.TenantID
 	}
-	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id
-		WHERE ($1::uuid IS NULL OR m.tenant_id = $1::uuid)
+	return c.queryMoves(ctx, "listing placement moves", `WHERE ($1::uuid IS NULL OR m.tenant_id = $1::uuid)
 		AND ($2::uuid IS NULL OR t.path <@ (SELECT path FROM tenants WHERE id = $2::uuid))
 		ORDER BY m.started_at DESC, m.id LIMIT $3`, nilIfEmpty(tenantID), root, limit)
+}
+
+// queryMoves returns the moves (joined with their tenants) that where
+// (the rest of the query after the join) selects; what names the listing
+// in an error.
+func (c *Catalog) queryMoves(ctx context.Context, what, where string, args ...any) ([]*Move, error) {
+	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id `+where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("listing placement moves: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	out := []*Move{}
@@ -382,42 +388,14 @@ func unpauseMoveTx(ctx context.Context, tx pgx.Tx, t *Tenant, id string) error {
 // alive: owned by owner (this process, whose goroutines are gone) or with
 // no heartbeat for stale.
 func (c *Catalog) MovesToRecover(ctx context.Context, owner string, stale time.Duration) ([]*Move, error) {
-	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.phase = ANY($1) AND (m.owner = $2 OR m.updated_at < now() - pg_catalog.make_interval(secs => $3))
+	return c.queryMoves(ctx, "listing moves to recover", `WHERE m.phase = ANY($1) AND (m.owner = $2 OR m.updated_at < now() - pg_catalog.make_interval(secs => $3))
 		ORDER BY m.started_at`, MoveRunningPhases, owner, stale.Seconds())
-	if err != nil {
-		return nil, fmt.Errorf("listing moves to recover: %w", err)
-	}
-	defer rows.Close()
-	var out []*Move
-	for rows.Next() {
-		m, err := scanMove(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
 }
 
 // MovesSwitchedBefore returns the switched (not finalized) moves that
 // switched before t: their source copies have outlived the retention.
 func (c *Catalog) MovesSwitchedBefore(ctx context.Context, t time.Time) ([]*Move, error) {
-	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.phase = 'switched' AND m.finished_at < $1 ORDER BY m.finished_at`, t)
-	if err != nil {
-		return nil, fmt.Errorf("listing switched moves: %w", err)
-	}
-	defer rows.Close()
-	var out []*Move
-	for rows.Next() {
-		m, err := scanMove(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return c.queryMoves(ctx, "listing switched moves", `WHERE m.phase = 'switched' AND m.finished_at < $1 ORDER BY m.finished_at`, t)
 }
 
 // SetMoveCleanup records why cleaning up after a move is not finished
@@ -431,40 +409,12 @@ func (c *Catalog) SetMoveCleanup(ctx context.Context, id, errText string) error 
 
 // MovesToClean returns the moves whose cleanup is not finished.
 func (c *Catalog) MovesToClean(ctx context.Context) ([]*Move, error) {
-	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.cleanup_error <> '' AND NOT m.phase = ANY($1) ORDER BY m.started_at`, MoveRunningPhases)
-	if err != nil {
-		return nil, fmt.Errorf("listing moves to clean up: %w", err)
-	}
-	defer rows.Close()
-	var out []*Move
-	for rows.Next() {
-		m, err := scanMove(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return c.queryMoves(ctx, "listing moves to clean up", `WHERE m.cleanup_error <> '' AND NOT m.phase = ANY($1) ORDER BY m.started_at`, MoveRunningPhases)
 }
 
 // OpenMoves returns the tenant's unfinished moves (running or switched).
 func (c *Catalog) OpenMoves(ctx context.Context, tenantID string) ([]*Move, error) {
-	rows, err := c.pool.Query(ctx, `SELECT `+moveColumns+` FROM tenant_moves m JOIN tenants t ON t.id = m.tenant_id
-		WHERE m.tenant_id = $1 AND m.phase NOT IN ('finalized', 'cancelled', 'failed')`, tenantID)
-	if err != nil {
-		return nil, fmt.Errorf("listing open moves: %w", err)
-	}
-	defer rows.Close()
-	var out []*Move
-	for rows.Next() {
-		m, err := scanMove(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	return c.queryMoves(ctx, "listing open moves", `WHERE m.tenant_id = $1 AND m.phase NOT IN ('finalized', 'cancelled', 'failed')`, tenantID)
 }
 
 // UnpauseMove ends the pause move id holds on its tenant (a cut-over that
