@@ -141,15 +141,16 @@ func nodeFailure(out string, err error) string {
 		return strings.TrimSpace(out[start:])
 	}
 	tail := lastLines(out, 10)
-	// The error itself may be above the stack trace the tail shows (a
-	// child process's stderr, for one): put its first line in front.
+	// The errors themselves may be above the stack trace the tail shows (a
+	// child process's stderr, for one): put the first few in front.
+	var errs []string
 	for line := range strings.SplitSeq(out, "\n") {
-		if strings.Contains(line, "rror") && !strings.Contains(tail, line) {
-			return fmt.Sprintf("%v\n%s\n%s", err, strings.TrimSpace(line), tail)
+		if strings.Contains(line, "rror") && !strings.Contains(tail, line) && len(errs) < 3 {
+			errs = append(errs, strings.TrimSpace(line))
 		}
-		if strings.Contains(line, "rror") {
-			break
-		}
+	}
+	if len(errs) > 0 {
+		return fmt.Sprintf("%v\n%s\n%s", err, strings.Join(errs, "\n"), tail)
 	}
 	return fmt.Sprintf("%v\n%s", err, tail)
 }

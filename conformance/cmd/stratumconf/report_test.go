@@ -114,7 +114,7 @@ func mustRegexp(t *testing.T, s string) *regexp.Regexp {
 // TestNodeFailureKeepsTheError: a failure whose error line is above the
 // stack trace's tail still names it, so a refusal row can match it.
 func TestNodeFailureKeepsTheError(t *testing.T) {
-	out := "130-tests.js\npsql: error: connection failed: FATAL:  database \"template1\" does not exist\n" +
+	out := "130-tests.jsMessage: ifError got unwanted exception: Command failed: psql template1\npsql: error: connection failed: FATAL:  database \"template1\" does not exist\n" +
 		strings.Repeat("    at somewhere (file.js:1:1)\n", 20)
 	msg := nodeFailure(out, errors.New("exit status 255"))
 	if !strings.Contains(msg, `database "template1" does not exist`) || !strings.HasPrefix(msg, "exit status 255\n") {
