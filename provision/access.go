@@ -64,20 +64,12 @@ func accessRoles(t *catalog.Tenant) []string {
 	return out
 }
 
-// roleOptions are the attributes of every tenant role: LOGIN and nothing more.
-const roleOptions = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
-
-// ensureAccessRoles makes t's _w and _r roles when they are missing (tenants
-// provisioned before they existed), with the tenant's backend password, and
-// gives all three roles their groups; in the shared database it registers
-// every role of a shared tenant in stratum.tenant_roles and, with setPath,
-// sets its search_path there (sharedRoleSQL). conn is an admin
-// connection to t's database (the shared database for shared and schema
-// tenants); roles are cluster-wide. Idempotent.
-func (p *Provisioner) ensureAccessRoles(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant, password func() (string, error), setPath bool) error {
+// createMissingRoles makes those of the tenant roles names that the server
+// lacks (LOGIN, roleOptions), with the verifier of the tenant's backend
+// password, which is read only when a role is missing.
+func createMissingRoles(ctx context.Context, conn *pgx.Conn, names []string, password func() (string, error)) error {
 	var verifier string
-	for _, a := range []policy.Access{policy.AccessWrite, policy.AccessRead} {
-		name := a.Role(t.RoleName)
+	for _, name := range names {
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)`, name).Scan(&exists); err != nil {
 			return fmt.Errorf("checking role %s: %w", name, err)
@@ -97,6 +89,23 @@ func (p *Provisioner) ensureAccessRoles(ctx context.Context, conn *pgx.Conn, t *
 		if err := ensureRole(ctx, conn, name, roleOptions+" PASSWORD "+sqlquote.Literal(verifier)); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// roleOptions are the attributes of every tenant role: LOGIN and nothing more.
+const roleOptions = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+
+// ensureAccessRoles makes t's _w and _r roles when they are missing (tenants
+// provisioned before they existed), with the tenant's backend password, and
+// gives all three roles their groups; in the shared database it registers
+// every role of a shared tenant in stratum.tenant_roles and, with setPath,
+// sets its search_path there (sharedRoleSQL). conn is an admin
+// connection to t's database (the shared database for shared and schema
+// tenants); roles are cluster-wide. Idempotent.
+func (p *Provisioner) ensureAccessRoles(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant, password func() (string, error), setPath bool) error {
+	if err := createMissingRoles(ctx, conn, []string{policy.AccessWrite.Role(t.RoleName), policy.AccessRead.Role(t.RoleName)}, password); err != nil {
+		return err
 	}
 	full, w, r := quoteIdent(t.RoleName), quoteIdent(policy.AccessWrite.Role(t.RoleName)), quoteIdent(policy.AccessRead.Role(t.RoleName))
 	var stmts []string

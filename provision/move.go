@@ -99,7 +99,7 @@ func (p *Provisioner) StartMove(ctx context.Context, ref string, to MoveTarget, 
 		return nil, err
 	}
 	if tt.Isolation == catalog.IsolationDatabase && t.Isolation == catalog.IsolationDatabase &&
-		p.cfg.Backends[tt.Backend].Addr() == p.cfg.Backends[t.Backend].Addr() {
+		p.sameServer(tt.Backend, t.Backend) {
 		// Another backend name for the same server: the database needs a
 		// name of its own.
 		tt.Database = "t_" + t.ShortID + "_" + short[:8]

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
 	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
 	"github.com/stratum-hq/stratum-proxy/policy"
 )
@@ -38,38 +37,10 @@ func (p *Provisioner) provisionTarget(ctx context.Context, m *catalog.Move, dst 
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
 	pw := func() (string, error) { return p.cat.BackendPassword(ctx, dst.ID) }
-	if err := ensureTenantRoles(ctx, admin, dst, pw); err != nil {
+	if err := createMissingRoles(ctx, admin, accessRoles(dst), pw); err != nil {
 		return err
 	}
 	return p.placeTenant(ctx, admin, dst, pw, moveAppSchemaName(m), false)
-}
-
-// ensureTenantRoles makes those of t's roles that the server lacks (a move
-// to another server), as provision does, with the catalog's password.
-func ensureTenantRoles(ctx context.Context, admin *pgx.Conn, t *catalog.Tenant, password func() (string, error)) error {
-	var verifier string
-	for _, name := range accessRoles(t) {
-		var exists bool
-		if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1)`, name).Scan(&exists); err != nil {
-			return err
-		}
-		if exists {
-			continue
-		}
-		if verifier == "" {
-			pw, err := password()
-			if err != nil {
-				return err
-			}
-			if verifier, err = scramverifier.MakeIterations(pw, backendRoleIterations); err != nil {
-				return err
-			}
-		}
-		if _, err := admin.Exec(ctx, "CREATE ROLE "+quoteIdent(name)+" "+roleOptions+" PASSWORD "+sqlquote.Literal(verifier)); err != nil {
-			return fmt.Errorf("creating role %s: %w", name, err)
-		}
-	}
-	return nil
 }
 
 // inSharedDB reports whether t's placement is in the shared database.
