@@ -623,6 +623,12 @@ func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *cat
 	logTable, fn, _ := moveNames(m)
 	writers := quoteIdent(src.RoleName) + ", " + quoteIdent(policy.AccessWrite.Role(src.RoleName))
 	return withLockTimeout(ctx, conn, moveDDLTries, func(tx pgx.Tx) error {
+		// One at a time per move: the switch's own cleanup and a finalize
+		// (or the sweep) may run together, and two concurrent DROP FUNCTION
+		// of one function can fail with "cache lookup failed" (XX000).
+		if _, err := tx.Exec(ctx, "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))", "stratum.move."+m.ID); err != nil {
+			return err
+		}
 		err := execAll(ctx, tx.Conn(),
 			"DROP FUNCTION IF EXISTS "+fn+"() CASCADE",
 			"DROP TABLE IF EXISTS "+logTable)

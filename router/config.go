@@ -28,6 +28,14 @@ type Config struct {
 	ServerLifetime time.Duration
 	// DialTimeout bounds connecting and authenticating to a backend; default 10s.
 	DialTimeout time.Duration
+	// SpareConns is how many idle backend connections a tenant's pool keeps
+	// ready ahead of demand: when a session takes the last idle connection
+	// of its kind, one more is dialed in the background, while the tenant is
+	// under its limit and its backend has free capacity with nobody waiting.
+	// A burst of concurrent transactions then finds a connection instead of
+	// waiting for a dial (PgBouncer's min_pool_size serves the same end).
+	// Default 1; -1 keeps none.
+	SpareConns int
 	// CacheSize bounds the placement cache; default 10000.
 	CacheSize int
 	// MaxMessageSize bounds a backend message; default wire.DefaultMaxMessageSize.
@@ -53,8 +61,17 @@ func (c *Config) fillDefaults() error {
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = 10 * time.Second
 	}
+	if c.SpareConns == 0 {
+		c.SpareConns = 1
+	}
 	if c.CacheSize <= 0 {
 		c.CacheSize = 10000
 	}
 	return nil
+}
+
+// spares is the number of spare connections a pool keeps (SpareConns, with
+// -1 meaning none).
+func (c *Config) spares() int {
+	return max(c.SpareConns, 0)
 }

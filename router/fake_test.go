@@ -53,9 +53,19 @@ type fakeDialer struct {
 	mu    sync.Mutex
 	conns map[*ServerConn]*fakeBackend
 	dials map[string]int // by tenant id
+	// gates holds back a tenant's dials after its first until the channel
+	// is closed (a slow spare).
+	gates map[string]chan struct{}
 }
 
 func (d *fakeDialer) dial(_ context.Context, p *Placement, _ map[string]string) (*ServerConn, error) {
+	d.mu.Lock()
+	gate := d.gates[p.Tenant.ID]
+	first := d.dials[p.Tenant.ID] == 0
+	d.mu.Unlock()
+	if gate != nil && !first {
+		<-gate
+	}
 	client, server := net.Pipe()
 	fb := &fakeBackend{queries: make(chan string, 16), closed: make(chan struct{})}
 	go fb.serve(server)
@@ -105,11 +115,14 @@ func newTestRouter(t *testing.T, backendCap int, cfg Config) *testRouter {
 	if cfg.QueueTimeout == 0 {
 		cfg.QueueTimeout = 2 * time.Second // a broken rule fails fast
 	}
+	if cfg.SpareConns == 0 {
+		cfg.SpareConns = -1 // exact counts; TestPoolSpare covers spares
+	}
 	if err := cfg.fillDefaults(); err != nil {
 		t.Fatal(err)
 	}
 	clock := fakeclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	d := &fakeDialer{clock: clock, conns: map[*ServerConn]*fakeBackend{}, dials: map[string]int{}}
+	d := &fakeDialer{clock: clock, conns: map[*ServerConn]*fakeBackend{}, dials: map[string]int{}, gates: map[string]chan struct{}{}}
 	r := newRouter(cfg, nil, knobs{dial: d.dial, now: clock.Now})
 	t.Cleanup(func() { r.pools.close() })
 	return &testRouter{Router: r, clock: clock, d: d}

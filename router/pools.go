@@ -72,6 +72,7 @@ type tenantPool struct {
 	limit   int
 	open    int                      // connections open, idle or in use
 	idle    map[string][]*ServerConn // by pool key (access level, placement and parameters), newest last
+	spares  map[string]int           // spare connections being dialed, by pool key (addSpare)
 	// access and where are the access level and the placement
 	// (Placement.Where) the tenant's newest placement seen asks for, read in
 	// router generation gen; idle connections of another level or placement
@@ -197,22 +198,97 @@ func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]st
 			}
 			if sc.alive(r.cfg.HealthCheckAfter) {
 				sc.key = key
+				r.addSpare(p, params, key)
 				return sc, nil
 			}
 			r.Release(sc, Close) // broken while idle: drop it and try again
 			continue
 		}
 		if permit {
-			sc, err := r.dial(ctx, p, params)
+			sc, err := r.dialCounted(ctx, p, params, key)
 			if err != nil {
-				r.pools.forget(p.Tenant.ID, p.Tenant.Backend)
 				return nil, err
 			}
-			sc.key, sc.tenantID, sc.backend, sc.Access, sc.Placement = key, p.Tenant.ID, p.Tenant.Backend, p.Policy.Access, p.Where()
-			r.pids.add(sc)
-			sc.inUse.Store(true)
-			r.pools.noteStatus(p.Tenant.ID, key, sc.Params)
+			r.addSpare(p, params, key)
 			return sc, nil
+		}
+	}
+}
+
+// dialCounted dials a connection into a slot already counted for the
+// tenant, and uncounts the slot when the dial fails. The connection is
+// returned in use.
+func (r *Router) dialCounted(ctx context.Context, p *Placement, params map[string]string, key string) (*ServerConn, error) {
+	sc, err := r.dial(ctx, p, params)
+	if err != nil {
+		r.pools.forget(p.Tenant.ID, p.Tenant.Backend)
+		return nil, err
+	}
+	sc.key, sc.tenantID, sc.backend, sc.Access, sc.Placement = key, p.Tenant.ID, p.Tenant.Backend, p.Policy.Access, p.Where()
+	r.pids.add(sc)
+	sc.inUse.Store(true)
+	r.pools.noteStatus(p.Tenant.ID, key, sc.Params)
+	return sc, nil
+}
+
+// addSpare dials one spare connection of this kind in the background when
+// the pool has fewer idle than Config.SpareConns (spareSlot says when there
+// is room), so that the tenant's next concurrent checkout does not wait for a
+// dial. The spare joins the pool as a released connection would: a waiter of
+// the tenant takes it, or it waits idle (and is reaped, or evicted for
+// another tenant at the backend's cap, like any idle connection).
+func (r *Router) addSpare(p *Placement, params map[string]string, key string) {
+	if !r.pools.spareSlot(p, key, r.cfg.spares()) {
+		return
+	}
+	go func() {
+		defer r.pools.spareDone(p.Tenant.ID, key)
+		sc, err := r.dialCounted(context.Background(), p, params, key)
+		if err != nil {
+			return // the next checkout dials for itself and reports the error
+		}
+		sc.spare = true
+		r.Release(sc, Keep)
+	}()
+}
+
+// spareSlot counts a slot for a spare connection of kind key when the
+// tenant's pool holds fewer than want idle or being dialed, the tenant is
+// under its limit, and its backend has a free slot beyond the spare with
+// nobody waiting for it. The caller then dials and calls spareDone.
+func (p *pools) spareSlot(pl *Placement, key string, want int) bool {
+	if want == 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mu.closed {
+		return false
+	}
+	tp := p.mu.tenants[pl.Tenant.ID]
+	if tp == nil || tp.backend != pl.Tenant.Backend || tp.access != pl.Policy.Access || tp.where != pl.Where() {
+		return false
+	}
+	bp := p.mu.backends[tp.backend]
+	if len(tp.idle[key])+tp.spares[key] >= want || tp.open >= tp.limit || len(tp.waiters) > 0 ||
+		bp.open+1 >= bp.cap || len(bp.ring) > 0 {
+		return false
+	}
+	if tp.spares == nil {
+		tp.spares = map[string]int{}
+	}
+	tp.spares[key]++
+	tp.open++
+	bp.open++
+	return true
+}
+
+func (p *pools) spareDone(tenantID, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tp := p.mu.tenants[tenantID]; tp != nil {
+		if tp.spares[key]--; tp.spares[key] <= 0 {
+			delete(tp.spares, key)
 		}
 	}
 }
@@ -506,6 +582,8 @@ func (r *Router) Release(sc *ServerConn, mode ReleaseMode) {
 }
 
 func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
+	spare := sc.spare
+	sc.spare = false
 	p.mu.Lock()
 	tp := p.mu.tenants[sc.tenantID]
 	if tp == nil || p.mu.closed {
@@ -542,7 +620,11 @@ func (p *pools) release(sc *ServerConn, mode ReleaseMode) {
 		// Another tenant waiting for this backend's capacity comes first.
 		if len(tp.waiters) == 0 && len(bp.ring) == 0 {
 			sc.idleAt = p.now()
-			tp.idle[sc.key] = append(tp.idle[sc.key], sc)
+			if spare {
+				tp.idle[sc.key] = append([]*ServerConn{sc}, tp.idle[sc.key]...)
+			} else {
+				tp.idle[sc.key] = append(tp.idle[sc.key], sc)
+			}
 			p.mu.Unlock()
 			return
 		}

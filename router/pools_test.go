@@ -463,3 +463,59 @@ func TestPoolMoveToAnotherServer(t *testing.T) {
 		t.Errorf("acme has %d open, want 1", s.Open)
 	}
 }
+
+// TestPoolSpare: with SpareConns 1 a tenant's pool dials one connection ahead
+// of demand, so a second concurrent checkout is handed a ready connection
+// instead of waiting for a dial; it stops at the tenant's limit and leaves
+// the backend's last free slot alone.
+func TestPoolSpare(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 10, Config{SpareConns: 1})
+	p := placement("acme", 3)
+	a := tr.acquire(t, p)
+	eventually(t, func() bool { s := tr.stats("acme"); return s.Open == 2 && s.Idle == 1 }, "a spare after the first checkout")
+	b := tr.acquire(t, p)
+	if tr.d.backend(b) == nil || b == a {
+		t.Fatal("the second checkout did not get the spare")
+	}
+	eventually(t, func() bool { s := tr.stats("acme"); return s.Open == 3 && s.Idle == 1 }, "a spare after the second checkout")
+	c := tr.acquire(t, p)
+	if n := tr.d.dialed("acme"); n != 3 {
+		t.Fatalf("%d dials for three checkouts, want 3 (two spares taken)", n)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if s := tr.stats("acme"); s.Open != 3 || s.Idle != 0 || tr.d.dialed("acme") != 3 {
+		t.Fatalf("at the tenant's limit: %+v, %d dials; want no spare beyond the limit", s, tr.d.dialed("acme"))
+	}
+	for _, sc := range []*ServerConn{a, b, c} {
+		tr.Release(sc, Keep)
+	}
+	tr.acquire(t, p) // idle ones remain: no new spare is needed
+	time.Sleep(20 * time.Millisecond)
+	if n := tr.d.dialed("acme"); n != 3 {
+		t.Fatalf("%d dials with idle connections left, want 3", n)
+	}
+
+	// A pool that is not busy keeps reusing its warm connection: the spare
+	// waits at the far end of the idle list.
+	calm := placement("calm", 0)
+	gate := make(chan struct{})
+	tr.d.mu.Lock()
+	tr.d.gates["calm"] = gate
+	tr.d.mu.Unlock()
+	x := tr.acquire(t, calm)
+	tr.Release(x, Keep) // before the spare's dial ends
+	close(gate)
+	eventually(t, func() bool { return tr.stats("calm").Idle == 2 }, "calm's spare")
+	if got := tr.acquire(t, calm); got != x {
+		t.Fatal("a sequential checkout was handed the spare, not the connection just released")
+	}
+
+	// A backend with two slots: a spare would take the last one.
+	small := newTestRouter(t, 2, Config{SpareConns: 1})
+	small.acquire(t, p)
+	time.Sleep(20 * time.Millisecond)
+	if s := small.stats("acme"); s.Open != 1 {
+		t.Fatalf("backend with one free slot: %+v, want no spare", s)
+	}
+}

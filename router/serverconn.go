@@ -61,9 +61,14 @@ type ServerConn struct {
 
 	// inUse is true from Acquire to Release: a double release would hand one
 	// connection to two sessions, so Release refuses it.
-	inUse    atomic.Bool
-	created  time.Time
-	idleAt   time.Time
+	inUse   atomic.Bool
+	created time.Time
+	idleAt  time.Time
+	// spare marks a connection dialed ahead of demand (addSpare) until it is
+	// first pooled: it goes to the far end of the idle list, so that a busy
+	// pool keeps reusing its warm connections and the spare waits for a
+	// burst (and is the first reaped after it).
+	spare    bool
 	key      string // startup parameters, as a pool key
 	tenantID string
 	backend  string

@@ -56,6 +56,7 @@ type fileConfig struct {
 		QueueTimeout   time.Duration `yaml:"queue_timeout"`
 		IdleTimeout    time.Duration `yaml:"idle_timeout"`
 		ServerLifetime time.Duration `yaml:"server_lifetime"`
+		Spare          *int          `yaml:"spare_connections"`
 	} `yaml:"pool"`
 	Limits struct {
 		MaxMessageSize       int           `yaml:"max_message_size"`
@@ -147,6 +148,15 @@ func loadConfig(path string) (*fileSettings, error) {
 			SharedDatabase: fc.Shared.Database, DefaultBackend: fc.DefaultBackend},
 		MaxConnsPerTenant: fc.Pool.MaxPerTenant, QueueTimeout: fc.Pool.QueueTimeout, IdleTimeout: fc.Pool.IdleTimeout,
 		ServerLifetime: fc.Pool.ServerLifetime, MaxMessageSize: fc.Limits.MaxMessageSize,
+	}
+	if sp := fc.Pool.Spare; sp != nil {
+		if *sp < 0 {
+			return nil, fmt.Errorf("pool.spare_connections: %d is negative", *sp)
+		}
+		sc.Router.SpareConns = *sp
+		if *sp == 0 {
+			sc.Router.SpareConns = -1 // router.Config: none
+		}
 	}
 	for name, b := range fc.Backends {
 		pw, err := env(b.AdminPasswordEnv, "backends."+name+".admin_password_env", true)

@@ -35,7 +35,8 @@ func TestExampleConfigLoads(t *testing.T) {
 		sc.Router.SharedDatabase != "app" || sc.Router.IdleTimeout != 5*time.Minute || sc.Proxy.ShutdownGrace != 10*time.Second ||
 		fs.LogFormat != "json" || sc.Proxy.MaxMessageSize != 64<<20 || sc.Admin.RateLimit != 600 ||
 		len(sc.Proxy.DatabaseNames) != 1 || sc.Proxy.DatabaseNames[0] != "app" || sc.Proxy.AllowAnyDatabase ||
-		sc.Moves.DrainTimeout != 10*time.Second || sc.Moves.MaxLag != 100 || sc.Moves.Retention != 0 {
+		sc.Moves.DrainTimeout != 10*time.Second || sc.Moves.MaxLag != 100 || sc.Moves.Retention != 0 ||
+		sc.Router.SpareConns != 1 {
 		t.Errorf("loaded %+v / backend %+v", sc, b)
 	}
 }
@@ -51,6 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		{"empty password env", "backends:\n  main:\n    host: h\n    port: 1\n    admin_user: u\n    admin_password_env: STRATUM_TEST_UNSET_VAR\n", "is empty"},
 		{"unset catalog", "catalog:\n  url_env: STRATUM_TEST_UNSET_VAR\n", "STRATUM_TEST_UNSET_VAR is empty"},
 		{"negative move lag", "moves:\n  max_lag: -1\n", "must not be negative"},
+		{"negative spare connections", "pool:\n  spare_connections: -1\n", "spare_connections: -1 is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := loadConfig(writeConfig(t, tc.yaml))
@@ -58,5 +60,26 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("got %v, want an error with %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestConfigSpareConnections: unset keeps the router's default, 0 turns
+// spares off (the router's -1), n keeps n.
+func TestConfigSpareConnections(t *testing.T) {
+	t.Setenv("STRATUM_CATALOG_URL", "postgres://x")
+	t.Setenv("STRATUM_SECRET_KEYS", "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	t.Setenv("STRATUM_TEST_PW", "pw")
+	base := "backends:\n  main:\n    host: h\n    port: 1\n    admin_user: u\n    admin_password_env: STRATUM_TEST_PW\n"
+	for _, tc := range []struct {
+		pool string
+		want int
+	}{{"", 0}, {"pool:\n  spare_connections: 0\n", -1}, {"pool:\n  spare_connections: 3\n", 3}} {
+		fs, err := loadConfig(writeConfig(t, base+tc.pool))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fs.Server.Router.SpareConns; got != tc.want {
+			t.Errorf("%q: SpareConns %d, want %d", tc.pool, got, tc.want)
+		}
 	}
 }
