@@ -80,6 +80,7 @@ type tenantPool struct {
 	// server: where the tenant's new connections are counted and queued.
 	access  policy.Access
 	where   string
+	slug    string // the tenant's slug, which its connections were told (stratum.tenant)
 	gen     uint64
 	waiters []*waiter // waiting because open == limit
 	// status is the ParameterStatus set the last new connection reported, by
@@ -126,11 +127,17 @@ func newPools(cfg *Config, now func() time.Time) *pools {
 	return p
 }
 
+// keyOf is the pool key of p's connections with these startup parameters.
+func keyOf(p *Placement, params map[string]string) string {
+	return poolKey(p.Policy.Access, p.Where(), p.Tenant.Slug, params)
+}
+
 // poolKey is the map key of connections logged in as the role of access
-// level a to the placement where (Placement.Where) with these startup
-// parameters: connections of another level, placement or parameters are
-// never handed out for it.
-func poolKey(a policy.Access, where string, params map[string]string) string {
+// level a to the placement where (Placement.Where), told the tenant's slug
+// (stratum.tenant; a rename changes it), with these startup parameters:
+// connections of another level, placement, slug or parameters are never
+// handed out for it.
+func poolKey(a policy.Access, where, slug string, params map[string]string) string {
 	keys := make([]string, 0, len(params))
 	for k := range params {
 		keys = append(keys, k)
@@ -140,6 +147,8 @@ func poolKey(a policy.Access, where string, params map[string]string) string {
 	b.WriteString(a.String())
 	b.WriteByte(0)
 	b.WriteString(where)
+	b.WriteByte(0)
+	b.WriteString(slug)
 	b.WriteByte(0)
 	for _, k := range keys {
 		b.WriteString(k)
@@ -154,7 +163,7 @@ func (p *pools) tenantLocked(pl *Placement) *tenantPool {
 	tp := p.mu.tenants[pl.Tenant.ID]
 	if tp == nil {
 		tp = &tenantPool{id: pl.Tenant.ID, backend: pl.Tenant.Backend, idle: map[string][]*ServerConn{},
-			status: map[string]map[string]string{}, access: pl.Policy.Access, where: pl.Where(), gen: pl.gen}
+			status: map[string]map[string]string{}, access: pl.Policy.Access, where: pl.Where(), slug: pl.Tenant.Slug, gen: pl.gen}
 		p.mu.tenants[pl.Tenant.ID] = tp
 	}
 	tp.limit = p.cfg.MaxConnsPerTenant
@@ -178,7 +187,7 @@ func (p *pools) backendLocked(name string) *backendPool {
 // one freed, waiting at most Config.QueueTimeout. The caller hands it back with
 // Release.
 func (r *Router) Acquire(ctx context.Context, p *Placement, params map[string]string) (*ServerConn, error) {
-	key := poolKey(p.Policy.Access, p.Where(), params)
+	key := keyOf(p, params)
 	for {
 		sc, permit, w, err := r.pools.take(p, key)
 		if err != nil {
@@ -225,6 +234,7 @@ func (r *Router) dialCounted(ctx context.Context, p *Placement, params map[strin
 		return nil, err
 	}
 	sc.key, sc.tenantID, sc.backend, sc.Access, sc.Placement = key, p.Tenant.ID, p.Tenant.Backend, p.Policy.Access, p.Where()
+	sc.slug = p.Tenant.Slug
 	r.pids.add(sc)
 	sc.inUse.Store(true)
 	r.pools.noteStatus(p.Tenant.ID, key, sc.Params)
@@ -266,7 +276,7 @@ func (p *pools) spareSlot(pl *Placement, key string, want int) bool {
 		return false
 	}
 	tp := p.mu.tenants[pl.Tenant.ID]
-	if tp == nil || tp.backend != pl.Tenant.Backend || tp.access != pl.Policy.Access || tp.where != pl.Where() {
+	if tp == nil || tp.backend != pl.Tenant.Backend || tp.access != pl.Policy.Access || tp.where != pl.Where() || tp.slug != pl.Tenant.Slug {
 		return false
 	}
 	bp := p.mu.backends[tp.backend]
@@ -309,7 +319,7 @@ func (r *Router) KnownStatus(p *Placement, params map[string]string) map[string]
 	r.pools.mu.Lock()
 	defer r.pools.mu.Unlock()
 	if tp := r.pools.mu.tenants[p.Tenant.ID]; tp != nil {
-		return tp.status[poolKey(p.Policy.Access, p.Where(), params)]
+		return tp.status[keyOf(p, params)]
 	}
 	return nil
 }
@@ -373,20 +383,21 @@ func (p *pools) followLocked(tp *tenantPool, pl *Placement) {
 	}
 	tp.gen = pl.gen
 	where := pl.Where()
-	if tp.access == pl.Policy.Access && tp.where == where {
+	if tp.access == pl.Policy.Access && tp.where == where && tp.slug == pl.Tenant.Slug {
 		return
 	}
-	tp.access, tp.where = pl.Policy.Access, where
+	tp.access, tp.where, tp.slug = pl.Policy.Access, where, pl.Tenant.Slug
 	tp.backend = pl.Tenant.Backend
 	p.backendLocked(tp.backend)
 	p.closeStaleLocked(tp)
 }
 
 // stale reports whether sc may no longer serve tp's sessions: it is logged in
-// at another access level than tp.access, or dialed for another placement
-// than tp.where.
+// at another access level than tp.access, dialed for another placement than
+// tp.where, or told a slug the tenant no longer has (it was renamed: a new
+// session would see the old one in stratum.tenant).
 func (tp *tenantPool) stale(sc *ServerConn) bool {
-	return sc.Access != tp.access || sc.Placement != tp.where
+	return sc.Access != tp.access || sc.Placement != tp.where || sc.slug != tp.slug
 }
 
 // closeStaleLocked closes tp's idle connections that are stale: the tenant's

@@ -519,3 +519,33 @@ func TestPoolSpare(t *testing.T) {
 		t.Fatalf("backend with one free slot: %+v, want no spare", s)
 	}
 }
+
+// TestPoolRename: a backend connection is told its tenant's slug at startup
+// (stratum.tenant), so after a rename (a newer generation with another slug)
+// idle connections told the old slug are closed and never handed out, one
+// still held is closed when handed back, and new sessions get connections
+// told the new slug.
+func TestPoolRename(t *testing.T) {
+	t.Parallel()
+	tr := newTestRouter(t, 10, Config{})
+	before := placement("acme", 0)
+	renamed := placement("acme", 0)
+	renamed.Tenant.Slug = "acme_renamed"
+	renamed.gen = 1
+
+	idleOld := tr.acquire(t, before)
+	heldOld := tr.acquire(t, before)
+	tr.Release(idleOld, Keep)
+
+	sc := tr.acquire(t, renamed)
+	if sc == idleOld || sc == heldOld || sc.slug != "acme_renamed" {
+		t.Fatalf("after the rename got %p told %q, want a new connection told acme_renamed", sc, sc.slug)
+	}
+	tr.waitClosed(t, idleOld)
+	tr.Release(heldOld, Keep)
+	tr.waitClosed(t, heldOld)
+	tr.Release(sc, Keep)
+	if again := tr.acquire(t, renamed); again != sc {
+		t.Fatalf("after the rename got %p, want its idle connection %p", again, sc)
+	}
+}

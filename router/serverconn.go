@@ -70,6 +70,7 @@ type ServerConn struct {
 	// burst (and is the first reaped after it).
 	spare    bool
 	key      string // startup parameters, as a pool key
+	slug     string // the tenant's slug it was told at startup (stratum.tenant)
 	tenantID string
 	backend  string
 	pids     *backendPIDs // where it is registered by PID, or nil
