@@ -1040,9 +1040,11 @@ func (w *pauseWatch) hook(ctx context.Context, id, step string) {
 		n = -1
 	}
 	w.steps[step] = append(w.steps[step], n == 1)
-	f := w.on[step]
-	w.mu.Unlock()
-	if f != nil {
+	// f runs under the lock: the test reads what f did (and uses its
+	// connection) after taking the lock, which orders the two for the race
+	// detector (the move's progress through the catalog does not).
+	defer w.mu.Unlock()
+	if f := w.on[step]; f != nil {
 		f(ctx)
 	}
 }

@@ -62,11 +62,14 @@ type Set struct {
 var identPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
 // FillDefaults fills in the defaults of the set and of each backend, and
-// checks what is left. It is idempotent.
+// checks what is left. It is idempotent. The backends go into a new map: a
+// copy of the Set (a router's, a provisioner's) may share the old one with
+// goroutines reading it, so it is never written.
 func (s *Set) FillDefaults() error {
 	if len(s.Backends) == 0 {
 		return fmt.Errorf("backend config: no backends")
 	}
+	filled := make(map[string]Backend, len(s.Backends))
 	for name, b := range s.Backends {
 		if b.AdminDatabase == "" {
 			b.AdminDatabase = "postgres"
@@ -85,8 +88,9 @@ func (s *Set) FillDefaults() error {
 		if b.Host == "" || b.Port == 0 || b.AdminUser == "" {
 			return fmt.Errorf("backend %q: host, port and admin_user are required", name)
 		}
-		s.Backends[name] = b
+		filled[name] = b
 	}
+	s.Backends = filled
 	if s.SharedBackend == "" {
 		if len(s.Backends) == 1 {
 			for name := range s.Backends {

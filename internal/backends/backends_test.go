@@ -16,6 +16,16 @@ func TestFillDefaults(t *testing.T) {
 		b.AdminDatabase != "postgres" || b.SSLMode != "prefer" || b.MaxConnections != 80 {
 		t.Errorf("defaults: %+v", s)
 	}
+	// A copy of a set shares its map with the original, which a router may
+	// be reading: filling the copy's defaults must not write it.
+	orig := Set{Backends: map[string]Backend{"db1": {Host: "h", Port: 5432, AdminUser: "u"}}}
+	cp := orig
+	if err := cp.FillDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if orig.Backends["db1"].MaxConnections != 0 || cp.Backends["db1"].MaxConnections != 80 {
+		t.Errorf("filling a copy's defaults changed the original's map: %+v", orig.Backends)
+	}
 	for _, bad := range []Set{
 		{},
 		{Backends: map[string]Backend{"a": {Host: "h", Port: 1}}},                                      // no admin_user
