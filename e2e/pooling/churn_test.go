@@ -62,7 +62,7 @@ func churn(t *testing.T, ts *stacktest.Stack, slugs []string, workers, sessions,
 // TestConnectionChurn opens, uses and closes many short sessions at once across
 // tenants: every first query on a new connection must be answered.
 func TestConnectionChurn(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) { churn(t, ts, stacktest.DemoSlugs, 24, 40, 1) })
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) { churn(t, ts, stacktest.DemoSlugs, 24, 20, 1) })
 }
 
 // TestConnectionChurnManyTenants does the same over more tenants than the
@@ -76,7 +76,7 @@ func TestConnectionChurnManyTenants(t *testing.T) {
 	})
 	ctx := context.Background()
 	var slugs []string
-	for i := 0; i < 40; i++ {
+	for i := 0; i < 20; i++ { // twice the backend's connections
 		slug := fmt.Sprintf("churn_%02d", i)
 		if _, err := ts.Provisioner.CreateTenant(ctx, provision.TenantSpec{Slug: slug, Parent: "acmesec", Isolation: "shared"}); err != nil {
 			t.Fatal(err)
@@ -84,6 +84,6 @@ func TestConnectionChurnManyTenants(t *testing.T) {
 		slugs = append(slugs, slug)
 	}
 	start := time.Now()
-	churn(t, ts, slugs, 16, 15, 5)
-	t.Logf("16 workers x 15 sessions x 5 queries over 40 tenants, 10 backend connections: %v", time.Since(start))
+	churn(t, ts, slugs, 16, 10, 5)
+	t.Logf("16 workers x 10 sessions x 5 queries over 20 tenants, 10 backend connections: %v", time.Since(start))
 }
