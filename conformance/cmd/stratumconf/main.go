@@ -96,8 +96,9 @@ type run struct {
 	databases                  map[string]string
 	directRole, directPassword string
 
-	suites  []suite
-	results map[string]map[string]*suiteResult // suite, mode
+	suites   []suite
+	refusals []refusal
+	results  map[string]map[string]*suiteResult // suite, mode
 }
 
 func main() {
@@ -149,7 +150,8 @@ func mainErr() error {
 		cancel()
 	}()
 
-	r := &run{opt: opt, started: time.Now().UTC(), commit: commitNote(), results: map[string]map[string]*suiteResult{}}
+	r := &run{opt: opt, started: time.Now().UTC(), commit: commitNote(), refusals: refusals,
+		results: map[string]map[string]*suiteResult{}}
 	defer r.cleanup()
 	if r.tmp, err = os.MkdirTemp("", "stratumconf-"); err != nil {
 		return err
@@ -327,6 +329,55 @@ func (r *run) runMode(ctx context.Context, mode string) error {
 		r.results[s.name()][mode] = res
 		p, f, sk := res.counts()
 		step("%s %s: %d passed, %d failed, %d skipped in %s", s.name(), mode, p, f, sk, res.elapsed.Round(time.Second))
+		if mode != modeDirect {
+			if err := r.rerunLost(ctx, s, t, res); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// rerunLost runs the tests res lost with no documented refusal again by
+// themselves through the same proxy, rerunTries times, and records how they
+// did in res.reruns (see rerunner). It does nothing for a suite that cannot
+// run tests by id, without a direct run, or with more than rerunMax such
+// losses.
+func (r *run) rerunLost(ctx context.Context, s suite, t target, res *suiteResult) error {
+	rr, ok := s.(rerunner)
+	direct := r.results[s.name()][modeDirect]
+	if !ok || direct == nil {
+		return nil
+	}
+	var ids []string
+	for _, l := range compare(s.name(), t.mode, direct, res, r.refusals).lost {
+		if l.refusal == "" {
+			ids = append(ids, l.id)
+		}
+	}
+	if len(ids) == 0 || len(ids) > rerunMax {
+		return nil
+	}
+	res.reruns = map[string]rerunRecord{}
+	for try := 1; try <= rerunTries; try++ {
+		step("running %d lost %s tests again by themselves (%d of %d)", len(ids), s.name(), try, rerunTries)
+		sctx, cancel := context.WithTimeout(ctx, r.opt.timeout)
+		again, err := rr.rerun(sctx, t, ids)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return fmt.Errorf("running lost %s tests again: %w", s.name(), err)
+		}
+		for _, id := range ids {
+			rec := res.reruns[id]
+			rec.tries++
+			if again.tests[id].status == statusPass {
+				rec.passed++
+			}
+			res.reruns[id] = rec
+		}
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -66,6 +67,54 @@ type goTestEvent struct {
 }
 
 func (s *pgxSuite) run(ctx context.Context, t target) (*suiteResult, error) {
+	return s.goTest(ctx, t, pgxPackages, "")
+}
+
+// rerun runs the tests with these ids (package.TestName[/subtest]): each
+// one's whole top-level test, in its package.
+func (s *pgxSuite) rerun(ctx context.Context, t target, ids []string) (*suiteResult, error) {
+	tops := map[string][]string{} // package → top-level test names
+	var pkgs []string
+	for _, id := range ids {
+		pkg, name, ok := strings.Cut(id, ".")
+		if !ok {
+			return nil, fmt.Errorf("test id %q has no package", id)
+		}
+		dir := "./" + pkg
+		if pkg == "pgx" {
+			dir = "."
+		}
+		if !slices.Contains(pgxPackages, dir) {
+			return nil, fmt.Errorf("test id %q: unknown package %s", id, pkg)
+		}
+		top, _, _ := strings.Cut(name, "/")
+		if _, ok := tops[dir]; !ok {
+			pkgs = append(pkgs, dir)
+		}
+		if !slices.Contains(tops[dir], top) {
+			tops[dir] = append(tops[dir], top)
+		}
+	}
+	res := newSuiteResult()
+	for _, dir := range pkgs {
+		var names []string
+		for _, n := range tops[dir] {
+			names = append(names, regexp.QuoteMeta(n))
+		}
+		r, err := s.goTest(ctx, t, []string{dir}, "^("+strings.Join(names, "|")+")$")
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range r.order {
+			res.set(id, r.tests[id])
+		}
+	}
+	return res, nil
+}
+
+// goTest runs go test -json on pkgs (with -run when run is not empty)
+// against t and reads each test's outcome.
+func (s *pgxSuite) goTest(ctx context.Context, t target, pkgs []string, run string) (*suiteResult, error) {
 	url := t.url()
 	env := []string{
 		"GOFLAGS=-mod=mod",
@@ -75,7 +124,11 @@ func (s *pgxSuite) run(ctx context.Context, t target) (*suiteResult, error) {
 	}
 	// One package at a time (-p 1): the machine is small and the
 	// packages share the database.
-	args := append([]string{"test", "-count=1", "-vet=off", "-p", "1", "-json", "-timeout", "30m"}, pgxPackages...)
+	args := []string{"test", "-count=1", "-vet=off", "-p", "1", "-json", "-timeout", "30m"}
+	if run != "" {
+		args = append(args, "-run", run)
+	}
+	args = append(args, pkgs...)
 	cmd := command(ctx, s.dir, env, "go", args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

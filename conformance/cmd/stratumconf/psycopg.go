@@ -64,21 +64,61 @@ type junitMessage struct {
 }
 
 func (s *psycopgSuite) run(ctx context.Context, t target) (*suiteResult, error) {
-	report := filepath.Join(s.dir, "junit-"+t.mode+".xml")
+	var args []string
+	if s.filter != "" {
+		args = append(args, "-k", s.filter)
+	}
+	return s.pytest(ctx, t, t.mode, args)
+}
+
+// rerun runs the tests with these ids (as run reports them:
+// module.path[.Class]::name) by their pytest node ids.
+func (s *psycopgSuite) rerun(ctx context.Context, t target, ids []string) (*suiteResult, error) {
+	var nodes []string
+	for _, id := range ids {
+		n, err := s.nodeID(id)
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return s.pytest(ctx, t, t.mode+"-rerun", nodes)
+}
+
+// nodeID turns a test id of the JUnit report (tests.pool.test_pool::test_queue,
+// tests.test_conninfo.TestConnectionInfo::test_x[p]) into pytest's node id
+// (tests/pool/test_pool.py::test_queue,
+// tests/test_conninfo.py::TestConnectionInfo::test_x[p]): the longest dotted
+// prefix of the class that is a file of the suite is the module.
+func (s *psycopgSuite) nodeID(id string) (string, error) {
+	class, name, ok := strings.Cut(id, "::")
+	if !ok {
+		return "", fmt.Errorf("test id %q has no ::", id)
+	}
+	parts := strings.Split(class, ".")
+	for k := len(parts); k > 0; k-- {
+		file := filepath.Join(parts[:k]...) + ".py"
+		if _, err := os.Stat(filepath.Join(s.dir, file)); err == nil {
+			return strings.Join(append(append([]string{filepath.ToSlash(file)}, parts[k:]...), name), "::"), nil
+		}
+	}
+	return "", fmt.Errorf("test id %q: no module of it in %s", id, s.dir)
+}
+
+// pytest runs pytest with args added, reporting to junit-<tag>.xml.
+func (s *psycopgSuite) pytest(ctx context.Context, t target, tag string, extra []string) (*suiteResult, error) {
+	report := filepath.Join(s.dir, "junit-"+tag+".xml")
 	os.Remove(report)
 	// The mypy tests check psycopg's type annotations, not the database;
 	// they need mypy and take long. pytest keeps its cache in the copy of
 	// the tests, one per mode: psycopg's conftest.py refuses to run after a
 	// run that did not finish (it takes that for a segfault), and a run the
 	// time limit stopped must not stop the next mode's.
-	args := []string{"-m", "pytest", "-q", "-rN", "--junitxml=" + report, "-m", "not mypy",
-		"-o", "cache_dir=.pytest_cache_" + t.mode}
-	if s.filter != "" {
-		args = append(args, "-k", s.filter)
-	}
+	args := append([]string{"-m", "pytest", "-q", "-rN", "--junitxml=" + report, "-m", "not mypy",
+		"-o", "cache_dir=.pytest_cache_" + tag}, extra...)
 	cmd := command(ctx, s.dir, []string{"PSYCOPG_TEST_DSN=" + t.keywords(), "PYTHONDONTWRITEBYTECODE=1"}, debianPython, args...)
 	out, err := cmd.CombinedOutput()
-	os.WriteFile(filepath.Join(s.dir, "pytest-"+t.mode+".log"), out, 0o644)
+	os.WriteFile(filepath.Join(s.dir, "pytest-"+tag+".log"), out, 0o644)
 	b, rerr := os.ReadFile(report)
 	if rerr != nil {
 		if ctx.Err() != nil {

@@ -121,3 +121,59 @@ func TestNodeFailureKeepsTheError(t *testing.T) {
 		t.Errorf("nodeFailure lost the error line: %q", msg)
 	}
 }
+
+// TestFlakyOnlyWhenEveryRerunPasses checks the rerun classification: a loss
+// with no refusal that passed every time it ran again by itself is flaky
+// (not undocumented, still not kept); one that failed any rerun stays
+// undocumented, with the reruns noted; a documented refusal stays one.
+func TestFlakyOnlyWhenEveryRerunPasses(t *testing.T) {
+	direct, through := newSuiteResult(), newSuiteResult()
+	for _, id := range []string{"timing", "broken", "norerun", "refused"} {
+		direct.set(id, outcome{status: statusPass})
+		through.set(id, outcome{status: statusFail, message: "boom"})
+	}
+	through.set("refused", outcome{status: statusFail, message: "not allowed through stratum-proxy"})
+	through.reruns = map[string]rerunRecord{"timing": {tries: 3, passed: 3}, "broken": {tries: 3, passed: 2}}
+	rs := []refusal{{suite: "*", test: regexp.MustCompile("^refused$"), cause: "not allowed", section: "Refusals"}}
+	c := compare("s", "transaction", direct, through, rs)
+	if c.kept != 0 || len(c.lost) != 4 || c.flaky != 1 || c.undocumented != 2 {
+		t.Fatalf("kept %d, lost %d, flaky %d, undocumented %d; want 0, 4, 1, 2", c.kept, len(c.lost), c.flaky, c.undocumented)
+	}
+	for _, l := range c.lost {
+		if got, want := l.flaky, l.id == "timing"; got != want {
+			t.Errorf("%s: flaky %v, want %v", l.id, got, want)
+		}
+		if l.id == "broken" && !strings.Contains(l.rerun, "passed 2 of 3") {
+			t.Errorf("broken's rerun note %q", l.rerun)
+		}
+	}
+	if c.verdict() != "MISS" {
+		t.Errorf("verdict %s with undocumented losses", c.verdict())
+	}
+}
+
+// TestPsycopgNodeID checks the mapping from JUnit test ids to pytest node ids.
+func TestPsycopgNodeID(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"tests/pool/test_pool.py", "tests/test_conninfo.py"} {
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &psycopgSuite{dir: dir}
+	for id, want := range map[string]string{
+		"tests.pool.test_pool::test_queue":                          "tests/pool/test_pool.py::test_queue",
+		"tests.test_conninfo.TestConnectionInfo::test_x[a.b-c::d]":  "tests/test_conninfo.py::TestConnectionInfo::test_x[a.b-c::d]",
+		"tests.test_conninfo.TestConnectionInfo.Inner::test_y[off]": "tests/test_conninfo.py::TestConnectionInfo::Inner::test_y[off]",
+	} {
+		if got, err := s.nodeID(id); err != nil || got != want {
+			t.Errorf("nodeID(%s) = %q, %v; want %q", id, got, err, want)
+		}
+	}
+	if _, err := s.nodeID("tests.missing::test_z"); err == nil {
+		t.Error("nodeID of a test in no module succeeded")
+	}
+}

@@ -35,6 +35,25 @@ type suite interface {
 	run(ctx context.Context, t target) (*suiteResult, error)
 }
 
+// rerunner is a suite that can run some of its tests by id. A test lost
+// through the proxy with no documented refusal is run again by itself, a few
+// times, through the same proxy (runMode): one that then passes every time is
+// reported as flaky (its loss came from timing under the full run's load), not
+// as undocumented, and the report keeps its first failure.
+type rerunner interface {
+	rerun(ctx context.Context, t target, ids []string) (*suiteResult, error)
+}
+
+// Reruns of lost tests: how many times, and at most how many tests (more
+// losses than that are not timing).
+const (
+	rerunTries = 3
+	rerunMax   = 20
+)
+
+// rerunRecord is how a lost test did when run again by itself.
+type rerunRecord struct{ tries, passed int }
+
 // newSuite makes the named suite, working in dir.
 func newSuite(name string, opt options, dir string) (suite, error) {
 	switch name {
@@ -73,6 +92,8 @@ type suiteResult struct {
 	note string
 	// extra is a suite-specific line for the report (node-postgres: checks).
 	extra string
+	// reruns are the lost tests run again by themselves, by id.
+	reruns map[string]rerunRecord
 }
 
 func newSuiteResult() *suiteResult { return &suiteResult{tests: map[string]outcome{}} }
