@@ -107,6 +107,9 @@ var tampers = []tamper{
 	{"disable_user", catalog.MoveCatchingUp, func(table, _ string) []string {
 		return []string{`ALTER TABLE ` + table + ` DISABLE TRIGGER USER`}
 	}},
+	{"rename", catalog.MoveCatchingUp, func(table, trig string) []string {
+		return []string{`ALTER TRIGGER "` + trig + `" ON ` + table + ` RENAME TO mine`}
+	}},
 	// The tenant cannot EXECUTE the move's capture function (so cannot make
 	// a trigger that calls it): the replacement calls one of its own.
 	{"replace", catalog.MoveCatchingUp, func(table, trig string) []string {
@@ -124,8 +127,8 @@ var tampers = []tamper{
 }
 
 // TestTamperedCaptureFailsTheMove: a schema tenant and a database tenant
-// (their roles own their tables) drop, disable (by name, ALL, USER) or
-// replace their move's capture trigger after the copy and then write rows,
+// (their roles own their tables) drop, disable (by name, ALL, USER),
+// rename or replace their move's capture trigger after the copy and then write rows,
 // or disable it, write and enable it again after the verification point.
 // Each way runs in one move per tenant, plain on orders and hidden in
 // dynamic SQL on notes (a second app table), and the move must name both.
