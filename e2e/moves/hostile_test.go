@@ -137,8 +137,9 @@ var tampers = []tamper{
 // target and the capture are gone. A shared tenant (its tables are the
 // admin's) is refused each of those statements, plain and hidden, and its
 // move then switches. A view a tenant makes over its move's log (plain in
-// one tenant, hidden in the other) does not keep the cleanup from dropping
-// the log and revoking the writers' grants.
+// one tenant, hidden in the other), or a temporary view another shared
+// tenant makes over it, does not keep the cleanup from dropping the log and
+// revoking the writers' grants.
 func TestTamperedCaptureFailsTheMove(t *testing.T) {
 	ts := stacktest.Start(t)
 	ctx := context.Background()
@@ -158,12 +159,20 @@ func TestTamperedCaptureFailsTheMove(t *testing.T) {
 	t.Run("shared_refused", func(t *testing.T) {
 		t.Parallel()
 		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
+		// Another shared tenant: its group has USAGE on schema stratum.
+		other := stacktest.Connect(t, ts.URL("demo", "demo", "apex_partners", ""))
 		if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (1, 'before')"); err != nil {
 			t.Fatal(err)
 		}
 		errc := hooks.set("client_alpha", catalog.MoveCatchingUp, func(id string) error {
 			trig := captureTrigger(id)
 			var bad []string
+			// A shared tenant can CREATE nothing but temporary objects, and
+			// a temporary view over a move's log (its own or another
+			// tenant's) depends on the log as long as its session lasts.
+			if _, err := other.Exec(ctx, stacktest.Hidden("CREATE TEMPORARY VIEW peek AS SELECT * FROM "+captureLog(id))); err != nil {
+				bad = append(bad, fmt.Sprintf("another tenant's temporary view over the log: %v", err))
+			}
 			for _, tp := range tampers {
 				stmts := tp.stmts("orders", trig)
 				if tp.name == "replace" { // no function of its own: it cannot CREATE in the shared database
@@ -195,6 +204,14 @@ func TestTamperedCaptureFailsTheMove(t *testing.T) {
 		}
 		m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
 		sameKeys(t, "after the switch", map[int64]int{1: 1, 2: 1}, orderKeys(t, c, "SELECT id, quantity FROM orders"))
+		src := ts.SrvConn(t, m.FromDatabase)
+		eventually(t, "the switched move's capture is dropped", func() bool { return moveCaptureLeft(t, src, m) == 0 })
+		if fm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || fm.CleanupError != "" {
+			t.Errorf("the switch's cleanup: %q %v", fm.CleanupError, err)
+		}
+		if n := stacktest.Count(t, other, "SELECT count(*) FROM pg_class WHERE relname = 'peek' AND relpersistence = 't'"); n != 0 {
+			t.Error("the other tenant's temporary view over the log is still there")
+		}
 		if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
 			t.Fatal(err)
 		}
