@@ -722,9 +722,11 @@ func (r *moveRun) setFence(ctx context.Context, on bool) error {
 // The log goes with CASCADE: the writers have USAGE on schema stratum, so
 // a schema or database tenant can make objects that depend on the log in
 // its own schema (a view over it, which needs no privilege on the table to
-// be created, a function or a column of its row type); a plain DROP TABLE
-// would fail on them, and with it the whole cleanup, every time it is
-// retried. Those objects of the tenant go with the log.
+// be created, a function or a column of its row type), and in the shared
+// database every shared tenant (its group has USAGE on stratum) can make a
+// temporary view over any move's log there for as long as its session
+// lasts. A plain DROP TABLE would fail on them, and with it the whole
+// cleanup, every time it is retried. Those objects go with the log.
 func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *catalog.Tenant) error {
 	conn, err := p.cfg.AdminConn(ctx, src.Backend, src.Database)
 	if err != nil {
