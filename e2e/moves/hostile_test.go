@@ -84,8 +84,8 @@ func captureLog(moveID string) string {
 	return `stratum."move_log_` + strings.ReplaceAll(moveID, "-", "")[:16] + `"`
 }
 
-// tamper is one way a tenant can try to make its changes go uncaptured
-// during a move: stmts (for a table and the capture trigger's name) run as
+// tamper is one way a tenant can tamper with its move's capture triggers
+// (all but rename make its changes go uncaptured): stmts (for a table and the capture trigger's name) run as
 // the tenant at step, and between stmts[:1] and stmts[1:] the tenant
 // writes rows.
 type tamper struct {
@@ -107,6 +107,9 @@ var tampers = []tamper{
 	{"disable_user", catalog.MoveCatchingUp, func(table, _ string) []string {
 		return []string{`ALTER TABLE ` + table + ` DISABLE TRIGGER USER`}
 	}},
+	// A renamed trigger still fires (and captures); the check refuses it
+	// all the same (it cannot tell what else the tenant did), so the move
+	// fails here too.
 	{"rename", catalog.MoveCatchingUp, func(table, trig string) []string {
 		return []string{`ALTER TRIGGER "` + trig + `" ON ` + table + ` RENAME TO mine`}
 	}},
