@@ -107,9 +107,9 @@ var tampers = []tamper{
 	{"disable_user", catalog.MoveCatchingUp, func(table, _ string) []string {
 		return []string{`ALTER TABLE ` + table + ` DISABLE TRIGGER USER`}
 	}},
-	// A renamed trigger still fires (and captures); the check refuses it
-	// all the same (it cannot tell what else the tenant did), so the move
-	// fails here too.
+	// A renamed trigger still fires (and captures), but the check looks
+	// the triggers up by table and name, finds it missing and fails the
+	// move all the same.
 	{"rename", catalog.MoveCatchingUp, func(table, trig string) []string {
 		return []string{`ALTER TRIGGER "` + trig + `" ON ` + table + ` RENAME TO mine`}
 	}},
