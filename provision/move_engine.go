@@ -1208,9 +1208,6 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.checkCapture(ctx); err != nil {
-		return err
-	}
 	if err := r.applyLog(ctx); err != nil {
 		return err
 	}
@@ -1240,6 +1237,14 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 				return fmt.Errorf("turning the target's triggers on: %w", err)
 			}
 		}
+	}
+	// The capture check of the switch's pause, as late as it can be: the
+	// drain is long over, so this narrows the window for a transaction that
+	// slipped past the pause (its proxy slow to hear of it: the fence stops
+	// its writes, not its DDL) to turn a trigger off unseen; it does not
+	// close it (see docs/security.md, "Open").
+	if err := r.checkCapture(ctx); err != nil {
+		return err
 	}
 	if err := p.setSharedPath(ctx, r.dst); err != nil {
 		return err
