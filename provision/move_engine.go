@@ -63,6 +63,25 @@ type moveRun struct {
 	// truncated; nil before.
 	touched   map[string]map[string][]byte
 	truncated map[string]bool
+	// The capture triggers as installCapture made them (read in its
+	// transaction), by table and trigger name; checkCapture compares the
+	// source's with them in each pause of the cut-over.
+	capture map[captureKey]captureTrigger
+}
+
+// captureKey names one capture trigger: its table and its name.
+type captureKey struct{ table, trigger string }
+
+// captureTrigger is what checkCapture compares of a capture trigger's
+// pg_trigger row. xmin changes with every update of the row (ALTER TABLE
+// … ENABLE/DISABLE TRIGGER, ALTER TRIGGER, CREATE OR REPLACE TRIGGER), so
+// a trigger disabled and enabled again is not the one installed either.
+type captureTrigger struct {
+	oid     uint32
+	xmin    string
+	foid    uint32
+	enabled string // tgenabled: 'O' as installed
+	rest    string // tgrelid, tgtype, tgqual, tgargs, tgattr, … as one record's text
 }
 
 // moveNames are the names of a move's capture objects in the source
@@ -540,6 +559,7 @@ func (r *moveRun) installCapture(ctx context.Context) error {
 			captureFunctionSQL(fn, logTable, false),
 			"REVOKE ALL ON FUNCTION " + fn + "() FROM PUBLIC",
 		}
+		var made []captureKey
 		for _, t := range r.tables {
 			if shared && t.tenantID == "" {
 				continue // reference data: tenants cannot write it
@@ -558,14 +578,98 @@ func (r *moveRun) installCapture(ctx context.Context) error {
 					"CREATE TRIGGER "+quoteIdent(trig)+" AFTER INSERT ON "+tn+" FOR EACH ROW WHEN ("+is("NEW")+") EXECUTE FUNCTION "+fn+"("+args+")",
 					"CREATE TRIGGER "+quoteIdent(trig+"_u")+" AFTER UPDATE ON "+tn+" FOR EACH ROW WHEN ("+is("OLD")+" OR "+is("NEW")+") EXECUTE FUNCTION "+fn+"("+args+")",
 					"CREATE TRIGGER "+quoteIdent(trig+"_d")+" AFTER DELETE ON "+tn+" FOR EACH ROW WHEN ("+is("OLD")+") EXECUTE FUNCTION "+fn+"("+args+")")
+				made = append(made, captureKey{t.name, trig}, captureKey{t.name, trig + "_u"}, captureKey{t.name, trig + "_d"})
 			} else {
 				stmts = append(stmts,
 					"CREATE TRIGGER "+quoteIdent(trig)+" AFTER INSERT OR UPDATE OR DELETE ON "+tn+" FOR EACH ROW EXECUTE FUNCTION "+fn+"("+args+")",
 					"CREATE TRIGGER "+quoteIdent(trig+"_t")+" AFTER TRUNCATE ON "+tn+" FOR EACH STATEMENT EXECUTE FUNCTION "+fn+"()")
+				made = append(made, captureKey{t.name, trig}, captureKey{t.name, trig + "_t"})
 			}
 		}
-		return execAll(ctx, tx.Conn(), stmts...)
+		if err := execAll(ctx, tx.Conn(), stmts...); err != nil {
+			return err
+		}
+		// Read in the same transaction: a change by the tenant after the
+		// commit differs from this record.
+		cur, err := r.captureTriggers(ctx, tx)
+		if err != nil {
+			return err
+		}
+		r.capture = map[captureKey]captureTrigger{}
+		for _, k := range made {
+			ct, ok := cur[k]
+			if !ok {
+				return fmt.Errorf("the capture trigger %s on table %s is not in pg_trigger after its CREATE TRIGGER", k.trigger, k.table)
+			}
+			r.capture[k] = ct
+		}
+		return nil
 	})
+}
+
+// captureTriggerNames are the names a move's capture triggers may have.
+func captureTriggerNames(trig string) []string {
+	return []string{trig, trig + "_u", trig + "_d", trig + "_t"}
+}
+
+// captureTriggers reads the pg_trigger rows named as the move's capture
+// triggers on the tables of the source's schema (admin, catalogs only).
+func (r *moveRun) captureTriggers(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) (map[captureKey]captureTrigger, error) {
+	_, _, trig := moveNames(r.m)
+	rows, err := q.Query(ctx, `SELECT c.relname::pg_catalog.text, t.tgname::pg_catalog.text, t.oid, t.xmin::pg_catalog.text,
+		t.tgfoid, t.tgenabled::pg_catalog.text,
+		ROW(t.tgrelid, t.tgparentid, t.tgtype, t.tgisinternal, t.tgconstraint, t.tgdeferrable, t.tginitdeferred,
+			t.tgnargs, t.tgattr, t.tgargs, t.tgqual, t.tgoldtable, t.tgnewtable)::pg_catalog.text
+		FROM pg_catalog.pg_trigger t
+		JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND t.tgname = ANY($2)`, r.src.Schema, captureTriggerNames(trig))
+	if err != nil {
+		return nil, err
+	}
+	out := map[captureKey]captureTrigger{}
+	var k captureKey
+	var ct captureTrigger
+	_, err = pgx.ForEachRow(rows, []any{&k.table, &k.trigger, &ct.oid, &ct.xmin, &ct.foid, &ct.enabled, &ct.rest}, func() error {
+		out[k] = ct
+		return nil
+	})
+	return out, err
+}
+
+// checkCapture fails the move when a capture trigger on the source is not
+// the one installCapture made: dropped or renamed, disabled (or enabled
+// again since), or altered or replaced (another function, WHEN, events or
+// arguments). A schema or database tenant owns its tables and may do any of
+// that to them, and a change its tables make while their trigger does not
+// fire would be missing from the target. It runs in both pauses of the
+// cut-over, after the drain: no transaction of the tenant runs on the
+// source then, and none starts until the pause ends, so a trigger found
+// unchanged has captured every change since the capture was installed.
+func (r *moveRun) checkCapture(ctx context.Context) error {
+	cur, err := r.captureTriggers(ctx, r.srcAdmin)
+	if err != nil {
+		return fmt.Errorf("reading the source's capture triggers: %w", err)
+	}
+	var bad []string
+	for k, want := range r.capture {
+		got, ok := cur[k]
+		switch {
+		case !ok:
+			bad = append(bad, fmt.Sprintf("trigger %s on table %s was dropped or renamed", k.trigger, k.table))
+		case got.enabled != want.enabled:
+			bad = append(bad, fmt.Sprintf("trigger %s on table %s was disabled (tgenabled %q, installed %q)", k.trigger, k.table, got.enabled, want.enabled))
+		case got != want:
+			bad = append(bad, fmt.Sprintf("trigger %s on table %s was altered or replaced (or disabled and enabled again)", k.trigger, k.table))
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("the change capture on the source was tampered with, changes may have gone uncaptured: %s", strings.Join(bad, "; "))
+	}
+	return nil
 }
 
 // moveDDLTries bounds how often a move's DDL on the source (capture
@@ -609,8 +713,20 @@ func (r *moveRun) setFence(ctx context.Context, on bool) error {
 }
 
 // dropCapture removes a move's capture from its source: the trigger
-// function with its triggers (CASCADE), the log, and the writers' grants.
-// Idempotent; a source database that is gone has nothing to remove.
+// function with its triggers (CASCADE), any other trigger with a capture
+// trigger's name on the source's tables (one a schema or database tenant
+// made in place of the move's, with a function of its own), the log, and
+// the writers' grants. Idempotent; a source database that is gone has
+// nothing to remove.
+//
+// The log goes with CASCADE: the writers have USAGE on schema stratum, so
+// a schema or database tenant can make objects that depend on the log in
+// its own schema (a view over it, which needs no privilege on the table to
+// be created, a function or a column of its row type), and in the shared
+// database every shared tenant (its group has USAGE on stratum) can make a
+// temporary view over any move's log there for as long as its session
+// lasts. A plain DROP TABLE would fail on them, and with it the whole
+// cleanup, every time it is retried. Those objects go with the log.
 func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *catalog.Tenant) error {
 	conn, err := p.cfg.AdminConn(ctx, src.Backend, src.Database)
 	if err != nil {
@@ -620,7 +736,7 @@ func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *cat
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	logTable, fn, _ := moveNames(m)
+	logTable, fn, trig := moveNames(m)
 	writers := quoteIdent(src.RoleName) + ", " + quoteIdent(policy.AccessWrite.Role(src.RoleName))
 	return withLockTimeout(ctx, conn, moveDDLTries, func(tx pgx.Tx) error {
 		// One at a time per move: the switch's own cleanup and a finalize
@@ -629,10 +745,25 @@ func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *cat
 		if _, err := tx.Exec(ctx, "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))", "stratum.move."+m.ID); err != nil {
 			return err
 		}
-		err := execAll(ctx, tx.Conn(),
-			"DROP FUNCTION IF EXISTS "+fn+"() CASCADE",
-			"DROP TABLE IF EXISTS "+logTable)
+		if _, err := tx.Exec(ctx, "DROP FUNCTION IF EXISTS "+fn+"() CASCADE"); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT c.relname::pg_catalog.text, t.tgname::pg_catalog.text FROM pg_catalog.pg_trigger t
+			JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND t.tgname = ANY($2) AND NOT t.tgisinternal`, src.Schema, captureTriggerNames(trig))
 		if err != nil {
+			return err
+		}
+		var stmts []string
+		var rel, name string
+		if _, err := pgx.ForEachRow(rows, []any{&rel, &name}, func() error {
+			stmts = append(stmts, "DROP TRIGGER IF EXISTS "+quoteIdent(name)+" ON "+quoteIdent(src.Schema)+"."+quoteIdent(rel))
+			return nil
+		}); err != nil {
+			return err
+		}
+		stmts = append(stmts, "DROP TABLE IF EXISTS "+logTable+" CASCADE")
+		if err := execAll(ctx, tx.Conn(), stmts...); err != nil {
 			return err
 		}
 		var exists bool
@@ -1107,6 +1238,14 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 			}
 		}
 	}
+	// The capture check of the switch's pause, as late as it can be: the
+	// drain is long over, so this narrows the window for a transaction that
+	// slipped past the pause (its proxy slow to hear of it: the fence stops
+	// its writes, not its DDL) to turn a trigger off unseen; it does not
+	// close it (see docs/security.md, "Open").
+	if err := r.checkCapture(ctx); err != nil {
+		return err
+	}
 	if err := p.setSharedPath(ctx, r.dst); err != nil {
 		return err
 	}
@@ -1165,6 +1304,9 @@ func (r *moveRun) verificationPoint(ctx context.Context) error {
 	}
 	defer dstV.Close(context.WithoutCancel(ctx))
 	if _, err := r.pauseAndFence(ctx); err != nil {
+		return err
+	}
+	if err := r.checkCapture(ctx); err != nil {
 		return err
 	}
 	if err := r.applyLog(ctx); err != nil {
