@@ -649,6 +649,11 @@ func (r *moveRun) captureTriggers(ctx context.Context, q interface {
 // source then, and none starts until the pause ends, so a trigger found
 // unchanged has captured every change since the capture was installed.
 func (r *moveRun) checkCapture(ctx context.Context) error {
+	if r.capture == nil {
+		// Nothing recorded (a run that did not install the capture itself):
+		// nothing to compare with, so nothing is known to have been captured.
+		return errors.New("the change capture's triggers were not recorded when it was installed; the cut-over cannot check them")
+	}
 	cur, err := r.captureTriggers(ctx, r.srcAdmin)
 	if err != nil {
 		return fmt.Errorf("reading the source's capture triggers: %w", err)

@@ -125,16 +125,17 @@ func (b *bench) movesMarkdown(sb *strings.Builder) {
 
 // movesTable is one line per move: phases as the poller saw them.
 func (b *bench) movesTable(p func(string, ...any)) {
-	p("| move | provisioning s | copying s | catching up s | cutting over s | to switched s | finalize s | rows copied | rows/s | longest gap between commits | longest writer transaction | failed (w/r/b) | bystander tps | error |\n")
-	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|---|\n")
+	p("| move | provisioning s | copying s | catching up s | cutting over s | to switched s | switch pause ms | finalize s | rows copied | rows/s | longest gap between commits | longest writer transaction | failed (w/r/b) | bystander tps | error |\n")
+	p("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|---|--:|---|\n")
 	for _, m := range b.moves.moves {
 		sec := func(ph string) string { return fmt.Sprintf("%.2f", m.phaseTime(ph).Seconds()) }
-		p("| %s → %s | %s | %s | %s | %s | %.2f | %.2f | %d | %.0f | %v (%s) | %v (%s) | %d/%d/%d | %.0f | %s |\n",
+		p("| %s → %s | %s | %s | %s | %s | %.2f | %d | %.2f | %d | %.0f | %v (%s) | %v (%s) | %d/%d/%d | %.0f | %s |\n",
 			m.from, m.to, sec("provisioning"), sec("copying"), sec("catching_up"), sec("cutting_over"),
-			m.total.Seconds(), m.finalize.Seconds(), m.rows, m.copyRate(), m.maxGap.Round(time.Millisecond),
+			m.total.Seconds(), m.final.PauseMS, m.finalize.Seconds(), m.rows, m.copyRate(), m.maxGap.Round(time.Millisecond),
 			mdEscape(m.maxGapAt), m.maxTxn.Round(time.Millisecond), mdEscape(m.maxTxnAt), m.failedW, m.failedR, m.failedB, m.bystTPS, mdEscape(m.errText+m.finalizeErr))
 	}
-	p("\nPhase times are between the poller's first sightings (±%v); \"to switched\" runs from the POST. ", movePoll)
+	p("\nPhase times are between the poller's first sightings (±%v); \"to switched\" runs from the POST; ", movePoll)
+	p("the switch pause is the move's own record (pause_ms: from pausing the tenant for the switch to the catalog's switch). ")
 	p("The longest gap between commits is between two successive commits of the writers (any goroutine), ")
 	p("with the phases it began and ended in; the longest writer transaction counts failed ones too (from BEGIN to ")
 	p("the failure; a transaction that waits %v is cancelled and fails). The write pause goal takes the larger.\n", moveTxnTimeout)
