@@ -1276,13 +1276,30 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if r.dst.Isolation == catalog.IsolationShared {
 		p.cat.ForgetAppSchemaPlacement(ctx, moveAppSchemaName(r.m))
 	}
-	// The source is inert from now on: no capture, no fence. (Dropping the
-	// triggers waits for locks; the no-op function needs none.)
-	cctx := context.WithoutCancel(ctx)
+	// The source copy stays fenced until FinalizeMove drops the capture
+	// with it: the tenant's sessions leave it at their next transaction,
+	// and a write that still reaches it (through a proxy that has not yet
+	// seen the switch, or that serves from its cache while the catalog is
+	// out of reach) fails instead of landing where nothing reads it. The
+	// fence is a function swap: no lock on the tenant's tables.
 	_, fn, _ := moveNames(r.m)
-	r.srcAdmin.Exec(cctx, noopCaptureSQL(fn))
-	p.finishCleanup(cctx, r.m, p.dropCapture(cctx, r.m, r.src))
+	if _, err := r.srcAdmin.Exec(context.WithoutCancel(ctx), movedFenceSQL(fn)); err != nil {
+		p.cfg.Log.Warn("placement move: marking the source copy as moved failed; it keeps the cut-over's fence",
+			zap.String("move", m.ID), zap.Error(err))
+	}
 	return nil
+}
+
+// movedFenceSQL makes the capture function of a switched move refuse every
+// write to the source copy, saying where the tenant went.
+func movedFenceSQL(fn string) string {
+	return `CREATE OR REPLACE FUNCTION ` + fn + `() RETURNS trigger LANGUAGE plpgsql
+	SET search_path = pg_catalog AS $capture$
+BEGIN
+	RAISE EXCEPTION 'the tenant moved to another placement; this copy of its data is kept read-only until the move is finalized'
+		USING ERRCODE = '40001', HINT = 'retry the transaction: the proxy routes it to the new placement';
+END
+$capture$`
 }
 
 // verificationPoint is the cut-over's first step (see cutOver): a short

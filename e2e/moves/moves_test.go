@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
@@ -295,6 +299,7 @@ func testMoveWithWriter(t *testing.T, ts *stacktest.Stack, mc moveCase, base int
 	if len(m.Tables) == 0 {
 		t.Errorf("the move recorded no table progress")
 	}
+	staleWriteRefused(t, ts, tn, m.FromDatabase, pgx.Identifier{m.FromSchema, "orders"}.Sanitize())
 
 	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
 		t.Fatal(err)
@@ -1128,6 +1133,31 @@ func TestVerificationRunsOutsideThePause(t *testing.T) {
 	}
 	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// staleWriteRefused: after the switch (before FinalizeMove) the source copy
+// refuses the tenant's writes, as a proxy that has not seen the switch yet
+// would send them: logged in as the tenant's own role, directly on the
+// server, table the source's (qualified). The write fails with 40001
+// saying the tenant moved, and leaves nothing there.
+func staleWriteRefused(t *testing.T, ts *stacktest.Stack, tn *catalog.Tenant, database, table string) {
+	t.Helper()
+	ctx := context.Background()
+	pw, err := ts.Catalog.BackendPassword(ctx, tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &url.URL{Scheme: "postgres", User: url.UserPassword(tn.RoleName, pw),
+		Host: net.JoinHostPort(ts.Srv.Host(), strconv.Itoa(ts.Srv.Port())), Path: "/" + database, RawQuery: "sslmode=disable"}
+	c := stacktest.Connect(t, u.String())
+	_, err = c.Exec(ctx, "INSERT INTO "+table+" (id, tenant_id, item) VALUES (7777777, $1, 'stale write')", tn.ID)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "40001" || !strings.Contains(pe.Message, "moved to another placement") {
+		t.Errorf("a write to the switched move's source copy: %v, want 40001 saying the tenant moved", err)
+	}
+	if n := stacktest.Count(t, ts.SrvConn(t, database), "SELECT count(*) FROM "+table+" WHERE id = 7777777"); n != 0 {
+		t.Errorf("the stale write is in the source copy")
 	}
 }
 
