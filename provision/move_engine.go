@@ -1243,11 +1243,21 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 			}
 		}
 	}
-	// The capture check of the switch's pause, as late as it can be: the
-	// drain is long over, so this narrows the window for a transaction that
-	// slipped past the pause (its proxy slow to hear of it: the fence stops
-	// its writes, not its DDL) to turn a trigger off unseen; it does not
-	// close it (see docs/security.md, "Open").
+	// The capture check of the switch's pause. A transaction that slipped
+	// past the pause (its proxy slow to hear of it) has its writes stopped
+	// by the fence, but not its DDL: on tables the tenant owns (a schema or
+	// database source) it could turn a trigger off after the check and
+	// then write past the fence. So the check runs in a transaction that
+	// holds SHARE UPDATE EXCLUSIVE on those tables until after the switch
+	// (and the moved fence): every trigger DDL conflicts with it, writes do
+	// not (they reach the fence). The admin owns a shared source's tables.
+	lockTx, err := r.lockSourceTriggers(ctx)
+	if err != nil {
+		return err
+	}
+	if lockTx != nil {
+		defer lockTx.Rollback(context.WithoutCancel(ctx)) // after the Commit below: a no-op
+	}
 	if err := r.checkCapture(ctx); err != nil {
 		return err
 	}
@@ -1287,8 +1297,43 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 		p.cfg.Log.Warn("placement move: marking the source copy as moved failed; it keeps the cut-over's fence",
 			zap.String("move", m.ID), zap.Error(err))
 	}
+	if lockTx != nil {
+		if err := lockTx.Commit(context.WithoutCancel(ctx)); err != nil {
+			p.cfg.Log.Warn("placement move: ending the source's trigger lock failed", zap.String("move", m.ID), zap.Error(err))
+		}
+	}
 	return nil
 }
+
+// lockSourceTriggers begins a transaction on srcAdmin that holds SHARE
+// UPDATE EXCLUSIVE on the source's copied tables when the tenant owns them
+// (not a shared source: nil then), waiting at most moveTriggerLockWait
+// (autovacuum gives way to it; a tenant transaction holding a conflicting
+// lock past the drain fails the move).
+func (r *moveRun) lockSourceTriggers(ctx context.Context) (pgx.Tx, error) {
+	if r.src.Isolation == catalog.IsolationShared || len(r.tables) == 0 {
+		return nil, nil
+	}
+	tx, err := r.srcAdmin.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(r.tables))
+	for _, t := range r.tables {
+		names = append(names, r.srcTable(t))
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+moveTriggerLockWait+"'"); err == nil {
+		_, err = tx.Exec(ctx, "LOCK TABLE "+strings.Join(names, ", ")+" IN SHARE UPDATE EXCLUSIVE MODE")
+	}
+	if err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("locking the source's tables against trigger changes for the switch: %w", err)
+	}
+	return tx, nil
+}
+
+// moveTriggerLockWait bounds lockSourceTriggers' wait.
+const moveTriggerLockWait = "5s"
 
 // movedFenceSQL makes the capture function of a switched move refuse every
 // write to the source copy, saying where the tenant went.

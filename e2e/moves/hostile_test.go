@@ -2,6 +2,7 @@ package moves
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
@@ -341,5 +343,67 @@ func checkLogCleanedUp(t *testing.T, ts *stacktest.Stack, src *pgx.Conn, m *cata
 	if n := stacktest.Count(t, src, `SELECT count(*) FROM pg_namespace n, aclexplode(n.nspacl) a
 		JOIN pg_roles r ON r.oid = a.grantee WHERE n.nspname = 'stratum' AND r.rolname LIKE $1`, tn.RoleName+"%"); n != 0 {
 		t.Errorf("%d grants on schema stratum to the tenant's roles are left in the source", n)
+	}
+}
+
+// TestTriggerDDLWaitsOutTheSwitch: a session of a schema tenant that the
+// switch's pause does not govern (its proxy slow to hear of the pause;
+// here one logged in straight to the server as the tenant's role) tries,
+// in the switch's pause after the capture check, to turn the capture off
+// on the source, plainly and in dynamic SQL: the switch holds the source's
+// tables against trigger DDL until it is done, so the DDL waits and (with
+// a short lock_timeout) fails with 55P03, the move switches, and the
+// trigger was never off.
+func TestTriggerDDLWaitsOutTheSwitch(t *testing.T) {
+	ts := stacktest.Start(t)
+	ctx := context.Background()
+	stopMoves(t, ts)
+	tn, err := ts.Catalog.GetTenant(ctx, "client_beta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slipped := tenantRoleConn(t, ts, tn, tn.Database)
+	table := pgx.Identifier{tn.Schema, "orders"}.Sanitize()
+	triedc := make(chan []error, 1) // the hook runs on the move's goroutine
+	ts.Provisioner.SetMoveHook(func(ctx context.Context, id, step string) {
+		if step != "switching" {
+			return
+		}
+		var tried []error
+		defer func() { triedc <- tried }()
+		for _, sql := range []string{
+			"ALTER TABLE " + table + " DISABLE TRIGGER ALL",
+			stacktest.Hidden("ALTER TABLE " + table + " DISABLE TRIGGER USER"),
+		} {
+			_, err := slipped.Exec(ctx, "SET lock_timeout = '300ms'")
+			if err == nil {
+				_, err = slipped.Exec(ctx, sql)
+			}
+			tried = append(tried, err)
+		}
+	})
+	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
+	ts.Provisioner.SetMoveHook(nil)
+	var tried []error
+	select {
+	case tried = <-triedc:
+	default:
+		t.Fatal("the move switched without reaching the hook's step")
+	}
+	if len(tried) != 2 {
+		t.Fatalf("the hook ran %d statements, want 2", len(tried))
+	}
+	for i, err := range tried {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55P03" {
+			t.Errorf("statement %d (turning the capture off in the switch's pause): %v, want 55P03 (it waits for the switch's lock)", i, err)
+		}
+	}
+	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+		t.Fatal(err)
 	}
 }

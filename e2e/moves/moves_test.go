@@ -1136,6 +1136,20 @@ func TestVerificationRunsOutsideThePause(t *testing.T) {
 	}
 }
 
+// tenantRoleConn connects straight to the test server as the tenant's own
+// full role (what the proxy logs in as), to database: a session the proxy
+// does not govern, such as one that slipped past a pause.
+func tenantRoleConn(t *testing.T, ts *stacktest.Stack, tn *catalog.Tenant, database string) *pgx.Conn {
+	t.Helper()
+	pw, err := ts.Catalog.BackendPassword(context.Background(), tn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &url.URL{Scheme: "postgres", User: url.UserPassword(tn.RoleName, pw),
+		Host: net.JoinHostPort(ts.Srv.Host(), strconv.Itoa(ts.Srv.Port())), Path: "/" + database, RawQuery: "sslmode=disable"}
+	return stacktest.Connect(t, u.String())
+}
+
 // staleWriteRefused: after the switch (before FinalizeMove) the source copy
 // refuses the tenant's writes, as a proxy that has not seen the switch yet
 // would send them: logged in as the tenant's own role, directly on the
@@ -1144,14 +1158,8 @@ func TestVerificationRunsOutsideThePause(t *testing.T) {
 func staleWriteRefused(t *testing.T, ts *stacktest.Stack, tn *catalog.Tenant, database, table string) {
 	t.Helper()
 	ctx := context.Background()
-	pw, err := ts.Catalog.BackendPassword(ctx, tn.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &url.URL{Scheme: "postgres", User: url.UserPassword(tn.RoleName, pw),
-		Host: net.JoinHostPort(ts.Srv.Host(), strconv.Itoa(ts.Srv.Port())), Path: "/" + database, RawQuery: "sslmode=disable"}
-	c := stacktest.Connect(t, u.String())
-	_, err = c.Exec(ctx, "INSERT INTO "+table+" (id, tenant_id, item) VALUES (7777777, $1, 'stale write')", tn.ID)
+	c := tenantRoleConn(t, ts, tn, database)
+	_, err := c.Exec(ctx, "INSERT INTO "+table+" (id, tenant_id, item) VALUES (7777777, $1, 'stale write')", tn.ID)
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "40001" || !strings.Contains(pe.Message, "moved to another placement") {
 		t.Errorf("a write to the switched move's source copy: %v, want 40001 saying the tenant moved", err)
