@@ -6,18 +6,12 @@ package faults
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,106 +24,10 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/stratum-hq/stratum-proxy/internal/backends"
-	"github.com/stratum-hq/stratum-proxy/internal/pgcluster"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 	"github.com/stratum-hq/stratum-proxy/server"
 )
-
-// fltCluster is a private PostgreSQL cluster that a test may stop and start
-// again (same data directory, port and password), unlike the shared pgtest
-// server, which must never be restarted.
-type fltCluster struct {
-	dir      string
-	dataDir  string
-	password string
-	port     int
-
-	mu sync.Mutex
-	c  *pgcluster.Cluster // nil while stopped
-}
-
-// fltStartCluster starts a cluster in a new temporary directory and removes it
-// when the test ends.
-func fltStartCluster(t *testing.T) *fltCluster {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "stratum-fault-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// When root, the server runs as the postgres user, who must reach the
-	// data directory inside (as pgtest.Main does it).
-	if err := os.Chmod(dir, 0o755); err != nil {
-		os.RemoveAll(dir)
-		t.Fatal(err)
-	}
-	pw := make([]byte, 16)
-	rand.Read(pw)
-	fc := &fltCluster{dir: dir, dataDir: filepath.Join(dir, "data"), password: hex.EncodeToString(pw)}
-	t.Cleanup(func() {
-		fc.mu.Lock()
-		c := fc.c
-		fc.c = nil
-		fc.mu.Unlock()
-		if c != nil {
-			if err := c.Remove(); err != nil {
-				t.Errorf("removing the fault cluster: %v", err)
-			}
-		}
-		os.RemoveAll(dir)
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Config{DataDir: fc.dataDir, Password: fc.password})
-	if err != nil {
-		t.Fatalf("starting a private cluster: %v", err)
-	}
-	fc.c, fc.port = c, c.Port()
-	return fc
-}
-
-// stop shuts the cluster down (fast shutdown: sessions are ended).
-func (fc *fltCluster) stop(t *testing.T) {
-	t.Helper()
-	fc.mu.Lock()
-	c := fc.c
-	fc.c = nil
-	fc.mu.Unlock()
-	if c == nil {
-		return
-	}
-	if err := c.Stop(); err != nil {
-		t.Errorf("stopping the cluster: %v", err)
-	}
-}
-
-// start starts the stopped cluster again on the same port and data directory.
-func (fc *fltCluster) start(t *testing.T) {
-	t.Helper()
-	fc.mu.Lock()
-	defer fc.mu.Unlock()
-	if fc.c != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	c, err := pgcluster.Start(ctx, pgcluster.Config{DataDir: fc.dataDir, Port: fc.port, Password: fc.password})
-	if err != nil {
-		t.Fatalf("restarting the cluster on port %d: %v", fc.port, err)
-	}
-	fc.c = c
-}
-
-// url is the superuser's URL for database on the cluster, valid while stopped too.
-func (fc *fltCluster) url(database string) string {
-	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", fc.password),
-		Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(fc.port)), Path: "/" + database, RawQuery: "sslmode=disable"}
-	return u.String()
-}
-
-func (fc *fltCluster) backend() backends.Backend {
-	return backends.Backend{Host: "127.0.0.1", Port: fc.port, AdminUser: "postgres", AdminPassword: fc.password, SSLMode: "disable"}
-}
 
 // fltConnect connects to url within 5s, without failing the test.
 func fltConnect(url string) (*pgx.Conn, error) {
@@ -265,16 +163,16 @@ func fltNoIdleInTx(t *testing.T, ts *stacktest.Stack, slug, when string) {
 // no dead connections.
 func TestFaultBackendRestart(t *testing.T) {
 	srv := pgtest.Get(t)
-	fc := fltStartCluster(t)
+	fc := pgtest.StartPrivate(t)
 	tenants := []string{"client_alpha", "client_beta", "client_gamma"}
 	for _, mode := range []string{"session", "transaction"} {
 		t.Run(mode, func(t *testing.T) {
-			ts := stacktest.StartOn(t, srv.URL(srv.NewDatabase(t, "cat")), fc.backend(), func(sc *server.Config) {
+			ts := stacktest.StartOn(t, srv.URL(srv.NewDatabase(t, "cat")), fc.Backend(), func(sc *server.Config) {
 				sc.Proxy.PoolMode = mode
 				sc.Router.QueueTimeout = 5 * time.Second
 				sc.Router.DialTimeout = 3 * time.Second
 			})
-			t.Cleanup(func() { fc.start(t) }) // teardown needs the backend up
+			t.Cleanup(func() { fc.Start(t) }) // teardown needs the backend up
 			idle := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
 			if n := stacktest.Count(t, idle, "SELECT 1"); n != 1 {
 				t.Fatal("SELECT 1 on the idle session")
@@ -353,7 +251,7 @@ func TestFaultBackendRestart(t *testing.T) {
 			}
 
 			stopAt := time.Now()
-			fc.stop(t)
+			fc.Stop(t)
 			t.Logf("backend stopped in %v", time.Since(stopAt).Round(time.Millisecond))
 			for i, w := range workers {
 				select {
@@ -377,7 +275,7 @@ func TestFaultBackendRestart(t *testing.T) {
 				}
 			}
 
-			fc.start(t)
+			fc.Start(t)
 			back := time.Now()
 			var attempts []string
 			for {
@@ -469,10 +367,10 @@ func fltSession(ts *stacktest.Stack, tenant string) error {
 // known tenants keep working from the router's cache, /readyz says 503, and
 // once the catalog is back everything works without restarting the proxy.
 func TestFaultCatalogDown(t *testing.T) {
-	fc := fltStartCluster(t)
+	fc := pgtest.StartPrivate(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, fc.url("postgres"))
+	admin, err := pgx.Connect(ctx, fc.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,9 +379,9 @@ func TestFaultCatalogDown(t *testing.T) {
 	}
 	admin.Close(ctx)
 	srv := pgtest.Get(t)
-	ts := stacktest.StartOn(t, fc.url("stratum_catalog"), backends.Backend{
+	ts := stacktest.StartOn(t, fc.URL("stratum_catalog"), backends.Backend{
 		Host: srv.Host(), Port: srv.Port(), AdminUser: srv.SuperUser(), AdminPassword: srv.Password(), SSLMode: "disable"})
-	t.Cleanup(func() { fc.start(t) }) // teardown needs the catalog up
+	t.Cleanup(func() { fc.Start(t) }) // teardown needs the catalog up
 
 	known := []string{"client_alpha", "client_beta", "client_gamma"}
 	for _, tenant := range known {
@@ -497,7 +395,7 @@ func TestFaultCatalogDown(t *testing.T) {
 	}
 	fltWaitStatus(t, ts, "/readyz", http.StatusOK, 5*time.Second)
 
-	fc.stop(t)
+	fc.Stop(t)
 	down := time.Now()
 	fltWaitStatus(t, ts, "/readyz", http.StatusServiceUnavailable, 5*time.Second)
 	t.Logf("/readyz answered 503 %v after the catalog stopped", time.Since(down).Round(time.Millisecond))
@@ -526,7 +424,7 @@ func TestFaultCatalogDown(t *testing.T) {
 		t.Errorf("catalog down: a session of an unresolved tenant hung: %v", err)
 	}
 
-	fc.start(t)
+	fc.Start(t)
 	back := time.Now()
 	var created string
 	for i := 0; ; i++ {
