@@ -99,7 +99,7 @@ func (p *Provisioner) runMove(ctx context.Context, cancel context.CancelCauseFun
 	r := &moveRun{p: p, m: m, src: src, dst: dst, cancel: cancel}
 	if err == nil {
 		hb := make(chan struct{})
-		go r.heartbeat(ctx, hb)
+		go r.heartbeat(ctx, m.ID, hb)
 		err = r.run(ctx)
 		close(hb)
 		r.close()
@@ -167,10 +167,11 @@ func noopCaptureSQL(fn string) string {
 	SET search_path = pg_catalog AS $capture$ BEGIN RETURN NULL; END $capture$`
 }
 
-// heartbeat records every Config.MoveHeartbeat that the move is alive and
-// stops it when the catalog says it no longer runs (cancelled by another
-// process).
-func (r *moveRun) heartbeat(ctx context.Context, stop <-chan struct{}) {
+// heartbeat records every Config.MoveHeartbeat that the move id is alive
+// and stops it when the catalog says it no longer runs (cancelled by
+// another process). It reads nothing of r but what does not change (the
+// run's goroutine replaces r.m as the move goes on).
+func (r *moveRun) heartbeat(ctx context.Context, id string, stop <-chan struct{}) {
 	t := time.NewTicker(r.p.cfg.MoveHeartbeat)
 	defer t.Stop()
 	for {
@@ -180,7 +181,7 @@ func (r *moveRun) heartbeat(ctx context.Context, stop <-chan struct{}) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			ok, err := r.p.cat.MoveProgress(ctx, r.m.ID, nil, -1)
+			ok, err := r.p.cat.MoveProgress(ctx, id, nil, -1)
 			if err == nil && !ok {
 				r.cancel(moveCancelled{actor: "another proxy"})
 				return

@@ -209,16 +209,20 @@ func TestTamperedCaptureFailsTheMove(t *testing.T) {
 		}
 		m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
 		sameKeys(t, "after the switch", map[int64]int{1: 1, 2: 1}, orderKeys(t, c, "SELECT id, quantity FROM orders"))
+		// The source copy keeps its capture (fenced) until FinalizeMove,
+		// which drops it despite the other tenant's view over the log.
+		if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
 		src := ts.SrvConn(t, m.FromDatabase)
-		eventually(t, "the switched move's capture is dropped", func() bool { return moveCaptureLeft(t, src, m) == 0 })
+		if n := moveCaptureLeft(t, src, m); n != 0 {
+			t.Errorf("the finalized move left %d capture objects", n)
+		}
 		if fm, err := ts.Catalog.GetMove(ctx, m.ID); err != nil || fm.CleanupError != "" {
-			t.Errorf("the switch's cleanup: %q %v", fm.CleanupError, err)
+			t.Errorf("the move's cleanup: %q %v", fm.CleanupError, err)
 		}
 		if n := stacktest.Count(t, other, "SELECT count(*) FROM pg_class WHERE relname = 'peek' AND relpersistence = 't'"); n != 0 {
 			t.Error("the other tenant's temporary view over the log is still there")
-		}
-		if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); err != nil {
-			t.Fatal(err)
 		}
 	})
 
