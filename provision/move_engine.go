@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -1214,9 +1215,20 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// What the switch's pause spends its time on, for the log line of the
+	// switch (the pause is what the tenant's writers wait out).
+	var steps []string
+	last := pausedAt
+	mark := func(step string) {
+		now := time.Now()
+		steps = append(steps, fmt.Sprintf("%s %dms", step, now.Sub(last).Milliseconds()))
+		last = now
+	}
+	mark("pause, drain and fence")
 	if err := r.applyLog(ctx); err != nil {
 		return err
 	}
+	mark("last changes")
 	if err := r.sameAppSchema(ctx); err != nil {
 		return err
 	}
@@ -1228,15 +1240,24 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err := movableErr(r.src, app, srcRels); err != nil {
 		return err
 	}
+	mark("schema checks")
 	if err := r.checkTouched(ctx); err != nil {
 		return err
 	}
+	r.mu.Lock()
+	keys := 0
+	for _, k := range r.touched {
+		keys += len(k)
+	}
+	r.mu.Unlock()
+	mark(fmt.Sprintf("keyed check of %d rows", keys))
 	if p.cfg.MoveHook != nil {
 		p.cfg.MoveHook(ctx, r.m.ID, "checked")
 	}
 	if err := r.copySequences(ctx); err != nil {
 		return fmt.Errorf("setting the target's sequences: %w", err)
 	}
+	mark("sequences")
 	if r.dst.Isolation != catalog.IsolationShared {
 		for _, t := range r.tables {
 			if _, err := r.dstT.Exec(ctx, "ALTER TABLE "+r.dstTable(t)+" ENABLE TRIGGER USER"); err != nil {
@@ -1252,19 +1273,23 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	// holds SHARE UPDATE EXCLUSIVE on those tables until after the switch
 	// (and the moved fence): every trigger DDL conflicts with it, writes do
 	// not (they reach the fence). The admin owns a shared source's tables.
+	mark("target triggers")
 	lockTx, err := r.lockSourceTriggers(ctx)
 	if err != nil {
 		return err
 	}
+	mark("source trigger lock")
 	if lockTx != nil {
 		defer lockTx.Rollback(context.WithoutCancel(ctx)) // after the Commit below: a no-op
 	}
 	if err := r.checkCapture(ctx); err != nil {
 		return err
 	}
+	mark("capture check")
 	if err := p.setSharedPath(ctx, r.dst); err != nil {
 		return err
 	}
+	mark("search_path")
 	if p.cfg.MoveHook != nil {
 		p.cfg.MoveHook(ctx, r.m.ID, "switching")
 	}
@@ -1282,8 +1307,10 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 		return fmt.Errorf("switching the tenant's placement: %w", err)
 	}
 	r.m = m
+	mark("switch")
 	p.cfg.Log.Info("placement move switched", zap.String("move", m.ID), zap.String("tenant", m.TenantSlug),
-		zap.String("from", m.FromIsolation), zap.String("to", m.ToIsolation), zap.Int64("pause_ms", m.PauseMS))
+		zap.String("from", m.FromIsolation), zap.String("to", m.ToIsolation), zap.Int64("pause_ms", m.PauseMS),
+		zap.String("pause_steps", strings.Join(steps, ", ")))
 	if r.dst.Isolation == catalog.IsolationShared {
 		p.cat.ForgetAppSchemaPlacement(ctx, moveAppSchemaName(r.m))
 	}
@@ -1607,8 +1634,29 @@ func (r *moveRun) keyedSumSQL(t *moveTable, table string, shared bool) string {
 	if len(cols) == 0 {
 		cols = t.pk
 	}
+	// The lookup is by the whole primary key when it has tenant_id (a
+	// primary key that leads with tenant_id is otherwise no index for it,
+	// and the check, in the switch's pause, read the whole table): on a
+	// side of the tenant's own, tenant_id as the captured rows carry it
+	// (applyLog writes them as they are); on a shared side the tenant's id,
+	// which the tenant filter pins anyway.
 	kc := columnList(keyCols(t))
-	where := " WHERE (" + kc + ") IN (SELECT " + kc + " FROM pg_catalog.jsonb_populate_recordset(NULL::" + table + ", $1::pg_catalog.jsonb))"
+	from := kc
+	if slices.Contains(t.pk, "tenant_id") {
+		kc = columnList(t.pk)
+		from = kc
+		if f := r.tenantFilter(t, shared); f != "" {
+			sel := make([]string, len(t.pk))
+			for i, c := range t.pk {
+				sel[i] = quoteIdent(c)
+				if c == "tenant_id" {
+					sel[i] = sqlquote.Literal(r.src.ID) + "::pg_catalog." + t.tenantID
+				}
+			}
+			from = strings.Join(sel, ", ")
+		}
+	}
+	where := " WHERE (" + kc + ") IN (SELECT " + from + " FROM pg_catalog.jsonb_populate_recordset(NULL::" + table + ", $1::pg_catalog.jsonb))"
 	if f := r.tenantFilter(t, shared); f != "" {
 		where += " AND" + strings.TrimPrefix(f, " WHERE")
 	}

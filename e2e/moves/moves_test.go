@@ -1070,6 +1070,11 @@ func TestVerificationRunsOutsideThePause(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A table keyed by (tenant_id, id), as many apps key theirs: the
+	// switch's keyed check must find its rows by index on either side.
+	if rep, err := ts.Provisioner.ApplySchema(ctx, "CREATE TABLE lines (tenant_id uuid NOT NULL, id int NOT NULL, qty int NOT NULL, PRIMARY KEY (tenant_id, id));"); err != nil || rep.Failed() > 0 {
+		t.Fatalf("applying the schema: %+v %v", rep, err)
+	}
 	const rows = 200_000
 	if _, err := ts.SrvConn(t, tn.Database).Exec(ctx, `INSERT INTO public.orders (id, tenant_id, item)
 		SELECT g, $1, 'row ' || g FROM generate_series(1000000, 1000000 + $2 - 1) g`, tn.ID, rows); err != nil {
@@ -1077,11 +1082,15 @@ func TestVerificationRunsOutsideThePause(t *testing.T) {
 	}
 	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
 	before := stacktest.Count(t, c, "SELECT count(*) FROM orders")
+	if _, err := c.Exec(ctx, "INSERT INTO lines (id, qty) VALUES (1, 1), (2, 1), (3, 1)"); err != nil {
+		t.Fatal(err)
+	}
 	w := &pauseWatch{cat: stacktest.Connect(t, ts.CatalogURL), tenant: tn.ID, steps: map[string][]bool{},
 		on: map[string]func(context.Context){"verified": func(ctx context.Context) {
 			// The tenant runs: its writes are captured and checked by key.
 			for _, s := range []string{"INSERT INTO orders (id, item) VALUES (3000001, 'after the verification'), (3000002, 'x')",
-				"UPDATE orders SET quantity = 7 WHERE id = 1000001", "DELETE FROM orders WHERE id = 1000002"} {
+				"UPDATE orders SET quantity = 7 WHERE id = 1000001", "DELETE FROM orders WHERE id = 1000002",
+				"INSERT INTO lines (id, qty) VALUES (4, 1)", "UPDATE lines SET qty = 7 WHERE id = 1", "DELETE FROM lines WHERE id = 2"} {
 				if _, err := c.Exec(ctx, s); err != nil {
 					t.Errorf("%s: %v", s, err)
 				}
@@ -1127,6 +1136,10 @@ func TestVerificationRunsOutsideThePause(t *testing.T) {
 	}
 	if n := stacktest.Count(t, c, "SELECT count(*) FROM orders WHERE id = 1000001 AND quantity = 7"); n != 1 {
 		t.Errorf("the update after the verification is not in the target")
+	}
+	if n := stacktest.Count(t, c, "SELECT count(*) FROM lines WHERE (id = 1 AND qty = 7) OR id IN (3, 4)"); n != 3 ||
+		stacktest.Count(t, c, "SELECT count(*) FROM lines") != 3 {
+		t.Errorf("lines after the move: want 1 (qty 7), 3 and 4")
 	}
 	if db, schema := placementOf(t, c); db != m.ToDatabase || schema != m.ToSchema {
 		t.Errorf("the tenant runs in %s.%s, want %s.%s", db, schema, m.ToDatabase, m.ToSchema)
