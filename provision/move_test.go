@@ -66,15 +66,3 @@ func TestTouchRemembersKeysAfterTheVerificationPoint(t *testing.T) {
 		t.Error("a change that is no JSON object was remembered")
 	}
 }
-
-// TestKeyFields: the switch's keyed check sends only the primary key's
-// fields of each captured row.
-func TestKeyFields(t *testing.T) {
-	got, err := keyFields([]byte(`{"id": 7, "tenant_id": "a-b", "note": "long text", "n": {"x": 1}}`), []string{"tenant_id", "id"})
-	if err != nil || string(got) != `{"id":7,"tenant_id":"a-b"}` {
-		t.Errorf("keyFields = %s, %v", got, err)
-	}
-	if _, err := keyFields([]byte(`[1]`), []string{"id"}); err == nil {
-		t.Error("keyFields of a JSON array succeeded")
-	}
-}
