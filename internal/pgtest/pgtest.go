@@ -39,7 +39,7 @@ type Server struct {
 
 // Main runs a test binary's tests against a PostgreSQL server: the one named by
 // STRATUM_TEST_DATABASE_URL (a superuser URL) when set, else a throwaway cluster it starts
-// (pgcluster, data dir under os.MkdirTemp) and removes afterwards. Use from TestMain:
+// (pgcluster, data dir under /dev/shm when it can, else os.TempDir) and removes afterwards. Use from TestMain:
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
@@ -109,9 +109,23 @@ func parseServer(raw string) (*Server, error) {
 	return &Server{base: u, host: cfg.Host, port: int(cfg.Port), user: cfg.User, password: cfg.Password}, nil
 }
 
-// throwaway starts a cluster in a new temporary directory.
+// memoryDir is where throwaway clusters live when the machine has it: a
+// tmpfs, so the many databases the tests create and drop cost no file
+// system journal (a third less system time per test stack, measured).
+const memoryDir = "/dev/shm"
+
+// clusterDir makes a new directory for a cluster: under memoryDir when it
+// takes one, else under os.TempDir.
+func clusterDir(prefix string) (string, error) {
+	if dir, err := os.MkdirTemp(memoryDir, prefix); err == nil {
+		return dir, nil
+	}
+	return os.MkdirTemp("", prefix)
+}
+
+// throwaway starts a cluster in a new temporary directory (clusterDir).
 func throwaway(ctx context.Context) (*Server, func() error, error) {
-	dir, err := os.MkdirTemp("", "stratum-pgtest-")
+	dir, err := clusterDir("stratum-pgtest-")
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating cluster directory: %w", err)
 	}
@@ -124,6 +138,8 @@ func throwaway(ctx context.Context) (*Server, func() error, error) {
 	c, err := pgcluster.Start(ctx, pgcluster.Config{
 		DataDir:  filepath.Join(dir, "data"),
 		Password: randomHex(16),
+		// WAL is recycled sooner: the cluster may live in memory.
+		Settings: map[string]string{"max_wal_size": "256MB", "min_wal_size": "32MB"},
 	})
 	if err != nil {
 		os.RemoveAll(dir)

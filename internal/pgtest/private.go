@@ -31,11 +31,11 @@ type Private struct {
 	c  *pgcluster.Cluster // nil while stopped
 }
 
-// StartPrivate starts a cluster in a new temporary directory and removes it
+// StartPrivate starts a cluster in a new temporary directory (clusterDir) and removes it
 // when the test ends.
 func StartPrivate(t testing.TB) *Private {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "stratum-private-")
+	dir, err := clusterDir("stratum-private-")
 	if err != nil {
 		t.Fatal(err)
 	}
