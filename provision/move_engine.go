@@ -1186,7 +1186,11 @@ func (r *moveRun) pauseAndFence(ctx context.Context) (pausedAt time.Time, err er
 //     checksum are compared between the two snapshots (verifySnapshots)
 //     while the tenant runs; the capture keeps logging its changes, and the
 //     changes applied from now on are remembered by key (r.touched).
-//  2. after a catch-up, the switch: pauseAndFence again, the small rest of
+//  2. after a catch-up, the keys changed since the verification point are
+//     compared row by row with the tenant running, and the equal ones
+//     forgotten (narrowTouched), so the switch's check is left with the
+//     last changes only;
+//  3. the switch: pauseAndFence again, the small rest of
 //     the log applied, and the rows of every key changed since the
 //     verification point compared between the source and the target
 //     (checkTouched: O(changes), not O(table)); the app schema and the
@@ -1203,6 +1207,12 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err := r.catchUp(ctx); err != nil {
 		return err
 	}
+	remembered := r.touchedCount()
+	if err := r.narrowTouched(ctx); err != nil {
+		return err
+	}
+	p.cfg.Log.Info("placement move: rows changed since the verification, compared before the switch",
+		zap.String("move", r.m.ID), zap.Int("changed", remembered), zap.Int("left_for_the_switch", r.touchedCount()))
 	// The app's tables, read before the pause (a connection of its own to
 	// the shared database): an app schema change after this read fails
 	// sameAppSchema below, or leaves the source with a table this list
