@@ -247,27 +247,40 @@ func otherBackend(t *testing.T) stacktest.Option {
 // every key it committed is in the new placement exactly once with its
 // last quantity (read through the proxy and on the server), the tenant's
 // sessions run on the new placement, and FinalizeMove removes the source.
+// Per pool mode one stack; each direction moves a tenant of its own (made
+// with the direction's source placement), two directions at a time.
 func TestMoveWithWriter(t *testing.T) {
-	for i, mc := range moveCases {
-		t.Run(mc.name, func(t *testing.T) {
-			stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-				testMoveWithWriter(t, ts, mc, int64(1_000_000*(i+1)))
-			}, otherBackend(t))
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		stopMoves(t, ts)
+		ts.Provisioner.SetMoveHook(func(ctx context.Context, id, step string) {
+			if step == "copy:orders" || step == "catching_up" {
+				select { // let the writer change rows while the copy runs
+				case <-time.After(300 * time.Millisecond):
+				case <-ctx.Done():
+				}
+			}
 		})
-	}
+		for i, mc := range moveCases {
+			src, err := ts.Catalog.GetTenant(context.Background(), mc.tenant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tn, err := ts.Provisioner.CreateTenant(context.Background(), provision.TenantSpec{Slug: "mv_" + mc.name,
+				Name: mc.name, Parent: "northstar_msp", Isolation: src.Isolation})
+			if err != nil {
+				t.Fatal(err)
+			}
+			mc.tenant = tn.Slug
+			t.Run(mc.name, func(t *testing.T) {
+				t.Parallel()
+				testMoveWithWriter(t, ts, mc, int64(1_000_000*(i+1)))
+			})
+		}
+	}, otherBackend(t))
 }
 
 func testMoveWithWriter(t *testing.T, ts *stacktest.Stack, mc moveCase, base int64) {
 	ctx := context.Background()
-	stopMoves(t, ts)
-	ts.Provisioner.SetMoveHook(func(ctx context.Context, id, step string) {
-		if step == "copy:orders" || step == "catching_up" {
-			select { // let the writer change rows while the copy runs
-			case <-time.After(300 * time.Millisecond):
-			case <-ctx.Done():
-			}
-		}
-	})
 	url := ts.URL("demo", "demo", mc.tenant, "")
 	watcher := stacktest.Connect(t, url)
 	w := startWriter(t, url, base)
