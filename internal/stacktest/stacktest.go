@@ -312,10 +312,12 @@ func (ts *Stack) AdminWant(t *testing.T, method, path string, body any, want int
 	return b
 }
 
-// PoolModes runs f once per pool mode, each on its own stack.
+// PoolModes runs f once per pool mode, each on its own stack, the two in
+// parallel (subtests: they run after the calling test function returns).
 func PoolModes(t *testing.T, f func(t *testing.T, ts *Stack), opts ...Option) {
 	for _, mode := range []string{"session", "transaction"} {
 		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
 			f(t, Start(t, append([]Option{func(c *server.Config) { c.Proxy.PoolMode = mode }}, opts...)...))
 		})
 	}
