@@ -48,7 +48,10 @@ type options struct {
 	race       bool
 	backendCap int
 	moveRows   int
-	moveWrite  int
+	// moveFinalizeAfter is how long a switched move waits before its
+	// finalize (0: at once), to tell the switch's effects from finalize's.
+	moveFinalizeAfter time.Duration
+	moveWrite         int
 }
 
 // allPhases are the measured phases, in the order they run.
@@ -152,6 +155,7 @@ func run() error {
 	moves := true
 	flag.BoolVar(&moves, "moves", moves, "run the placement-move benchmark (phase moves); -moves=false skips it")
 	flag.IntVar(&opt.moveRows, "move-rows", 1000000, "rows of the moved tenant mover's orders table")
+	flag.DurationVar(&opt.moveFinalizeAfter, "move-finalize-after", 0, "wait this long after a move's switch before finalizing it")
 	flag.IntVar(&opt.moveWrite, "move-writers", 3, "writer goroutines on mover during the moves")
 	flag.Parse()
 	opt.phases = map[string]bool{}

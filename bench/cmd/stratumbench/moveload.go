@@ -201,7 +201,7 @@ type moverWriter struct {
 	lastCommit time.Time
 	lastPhase  string // the phase of the last commit
 	maxGap     time.Duration
-	maxGapAt   string // the phases the longest gap began and ended in
+	maxGapAt   string // the phases the longest gap began and ended in, and when it ended
 }
 
 func (w *moverWriter) run(ctx context.Context, g int, c *client) {
@@ -254,6 +254,8 @@ func (w *moverWriter) committedKey(key int64) {
 			if w.lastPhase != phase {
 				w.maxGapAt = w.lastPhase + " … " + phase
 			}
+			// When it ended, to find it in the proxy's and the server's logs.
+			w.maxGapAt += ", ended " + now.UTC().Format("15:04:05.000")
 		}
 	}
 	w.lastCommit, w.lastPhase = now, phase

@@ -204,6 +204,10 @@ func (b *bench) moveOnce(ctx context.Context, mb *moveBench, to string) moveResu
 	mb.writer.stats.takeMaxTxn()
 	start := time.Now()
 	b.followMove(ctx, mb, &mr, start)
+	if mr.errText == "" && b.opt.moveFinalizeAfter > 0 {
+		mb.phase.set(fmt.Sprintf("%s→%s switched", mr.from, mr.to))
+		time.Sleep(b.opt.moveFinalizeAfter)
+	}
 	if mr.errText == "" {
 		mb.phase.set(fmt.Sprintf("%s→%s finalizing", mr.from, mr.to))
 		f0 := time.Now()
