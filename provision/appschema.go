@@ -3,6 +3,7 @@ package provision
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -333,6 +334,60 @@ func adoptAppObjects(ctx context.Context, conn *pgx.Conn, t *catalog.Tenant) err
 	return nil
 }
 
+// ownIndexes returns, for a tenant's own placement (schema), the CREATE
+// INDEX statements of the companion indexes it lacks: for each index of an
+// app table whose first key column is tenant_id and which has more key
+// columns (PRIMARY KEY (tenant_id, id), say), a plain index on the other
+// columns. In the shared tables the isolation policy gives every query a
+// tenant_id qual, so such an index serves the app's "WHERE id = $1"; here
+// every row is the tenant's and no qual is added, so without the companion
+// that query reads the whole table (also right after a placement move out
+// of the shared tables). Expression and partial indexes are left alone.
+func ownIndexes(ctx context.Context, tx pgx.Tx, schema string) ([]string, error) {
+	rows, err := tx.Query(ctx, `
+		SELECT c.relname::text, i.relname::text,
+		       ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(x.indkey[1:x.indnkeyatts - 1]) WITH ORDINALITY k(attnum, n)
+		             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.n)
+		FROM pg_catalog.pg_index x
+		JOIN pg_catalog.pg_class c ON c.oid = x.indrelid
+		JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_catalog.pg_attribute t ON t.attrelid = c.oid AND t.attnum = x.indkey[0] AND t.attname = 'tenant_id'
+		WHERE n.nspname = $1 AND c.relkind = 'r' AND x.indnkeyatts > 1 AND x.indpred IS NULL AND x.indexprs IS NULL
+		  AND NOT (0 = ANY (x.indkey::pg_catalog.int2[]))
+		ORDER BY 1, 2`, schema)
+	if err != nil {
+		return nil, err
+	}
+	type idx struct {
+		table, name string
+		cols        []string
+	}
+	all, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (idx, error) {
+		var x idx
+		return x, row.Scan(&x.table, &x.name, &x.cols)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing the indexes that lead with tenant_id: %w", err)
+	}
+	var stmts []string
+	for _, x := range all {
+		if strings.HasPrefix(x.name, ownIndexPrefix) || len(x.cols) == 0 {
+			continue
+		}
+		name := ownIndexPrefix + x.name
+		if len(name) > 63 {
+			name = name[:63]
+		}
+		stmts = append(stmts, "CREATE INDEX IF NOT EXISTS "+quoteIdent(name)+" ON "+quoteIdent(schema)+"."+quoteIdent(x.table)+
+			" ("+columnList(x.cols)+")")
+	}
+	return stmts, nil
+}
+
+// ownIndexPrefix names the companion indexes of ownIndexes.
+const ownIndexPrefix = "stratum_own_"
+
 // tableInfo is an app table and what secure needs to know of it.
 type tableInfo struct {
 	name         string
@@ -452,6 +507,11 @@ func (p *Provisioner) secureTables(ctx context.Context, tx pgx.Tx, pl appPlaceme
 			tn := s + "." + quoteIdent(t.name)
 			stmts = append(stmts, "ALTER TABLE "+tn+" ALTER COLUMN tenant_id SET DEFAULT "+sqlquote.Literal(pl.tenant.ID))
 		}
+		more, err := ownIndexes(ctx, tx, pl.schema)
+		if err != nil {
+			return err
+		}
+		stmts = append(stmts, more...)
 	}
 	for _, st := range stmts {
 		if _, err := tx.Exec(ctx, st); err != nil {
