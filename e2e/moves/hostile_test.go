@@ -350,19 +350,25 @@ func checkLogCleanedUp(t *testing.T, ts *stacktest.Stack, src *pgx.Conn, m *cata
 	}
 }
 
-// TestTriggerDDLWaitsOutTheSwitch: a session of a schema tenant that the
-// switch's pause does not govern (its proxy slow to hear of the pause;
-// here one logged in straight to the server as the tenant's role) tries,
-// in the switch's pause after the capture check, to turn the capture off
-// on the source, plainly and in dynamic SQL: the switch holds the source's
-// tables against trigger DDL until it is done, so the DDL waits and (with
-// a short lock_timeout) fails with 55P03, the move switches, and the
+// TestTriggerDDLWaitsOutTheSwitch: a session of a schema or database tenant
+// that the switch's pause does not govern (its proxy slow to hear of the
+// pause; here one logged in straight to the server as the tenant's role)
+// tries, in the switch's pause after the capture check, to turn the capture
+// off on the source, plainly and in dynamic SQL: the switch holds the
+// source's tables against trigger DDL until it is done, so the DDL waits and
+// (with a short lock_timeout) fails with 55P03, the move switches, and the
 // trigger was never off.
 func TestTriggerDDLWaitsOutTheSwitch(t *testing.T) {
 	ts := stacktest.Start(t)
-	ctx := context.Background()
 	stopMoves(t, ts)
-	tn, err := ts.Catalog.GetTenant(ctx, "client_beta")
+	for _, c := range []struct{ slug, to string }{{"client_beta", "database"}, {"client_gamma", "schema"}} {
+		t.Run(c.slug, func(t *testing.T) { testTriggerDDLWaitsOutTheSwitch(t, ts, c.slug, c.to) })
+	}
+}
+
+func testTriggerDDLWaitsOutTheSwitch(t *testing.T, ts *stacktest.Stack, slug, to string) {
+	ctx := context.Background()
+	tn, err := ts.Catalog.GetTenant(ctx, slug)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,12 +392,12 @@ func TestTriggerDDLWaitsOutTheSwitch(t *testing.T) {
 			tried = append(tried, err)
 		}
 	})
-	m, err := ts.Provisioner.StartMove(ctx, "client_beta", provision.MoveTarget{Isolation: "database"}, "test")
+	defer ts.Provisioner.SetMoveHook(nil)
+	m, err := ts.Provisioner.StartMove(ctx, slug, provision.MoveTarget{Isolation: to}, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
-	ts.Provisioner.SetMoveHook(nil)
 	var tried []error
 	select {
 	case tried = <-triedc:
