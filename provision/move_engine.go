@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -1254,13 +1255,7 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err := r.checkTouched(ctx); err != nil {
 		return err
 	}
-	r.mu.Lock()
-	keys := 0
-	for _, k := range r.touched {
-		keys += len(k)
-	}
-	r.mu.Unlock()
-	mark(fmt.Sprintf("keyed check of %d rows", keys))
+	mark(fmt.Sprintf("keyed check of %d rows", r.touchedCount()))
 	if p.cfg.MoveHook != nil {
 		p.cfg.MoveHook(ctx, r.m.ID, "checked")
 	}
@@ -1650,48 +1645,11 @@ func (r *moveRun) touch(t *moveTable, op string, row []byte) error {
 	return nil
 }
 
-// keyedSumSQL counts and hashes (as checksumSQL) the tenant's rows of table
-// whose keys are among the rows in $1 (a jsonb array).
-func (r *moveRun) keyedSumSQL(t *moveTable, table string, shared bool) string {
-	cols := without(t.cols, "tenant_id")
-	if len(cols) == 0 {
-		cols = t.pk
-	}
-	// The lookup is by the whole primary key when it has tenant_id (a
-	// primary key that leads with tenant_id is otherwise no index for it,
-	// and the check, in the switch's pause, read the whole table): on a
-	// side of the tenant's own, tenant_id as the captured rows carry it
-	// (applyLog writes them as they are); on a shared side the tenant's id,
-	// which the tenant filter pins anyway.
-	kc := columnList(keyCols(t))
-	from := kc
-	if slices.Contains(t.pk, "tenant_id") {
-		kc = columnList(t.pk)
-		from = kc
-		if f := r.tenantFilter(t, shared); f != "" {
-			sel := make([]string, len(t.pk))
-			for i, c := range t.pk {
-				sel[i] = quoteIdent(c)
-				if c == "tenant_id" {
-					sel[i] = sqlquote.Literal(r.src.ID) + "::pg_catalog." + t.tenantID
-				}
-			}
-			from = strings.Join(sel, ", ")
-		}
-	}
-	where := " WHERE (" + kc + ") IN (SELECT " + from + " FROM pg_catalog.jsonb_populate_recordset(NULL::" + table + ", $1::pg_catalog.jsonb))"
-	if f := r.tenantFilter(t, shared); f != "" {
-		where += " AND" + strings.TrimPrefix(f, " WHERE")
-	}
-	return "SELECT pg_catalog.count(*), COALESCE(pg_catalog.md5(pg_catalog.string_agg(pg_catalog.md5(ROW(" + columnList(cols) +
-		")::pg_catalog.text), '' ORDER BY " + columnList(t.pk) + ")), '') FROM " + table + where
-}
-
 // checkTouched is the switch's check, in its pause, after the last
 // applyLog: the source and the target were equal at the verification
 // point, and since then the target changed only by the captured changes
 // applyLog applied, so comparing the rows of those keys (as the tenant's
-// role, count and checksum) is enough; a forged log row shows up as a
+// role, row by row: keyRowSums, as the narrowing does) is enough; a forged log row shows up as a
 // difference. A table truncated since the verification point (or keyed by
 // tenant_id alone) is compared whole.
 func (r *moveRun) checkTouched(ctx context.Context) error {
@@ -1704,42 +1662,36 @@ func (r *moveRun) checkTouched(ctx context.Context) error {
 	srcShared, dstShared := r.src.Isolation == catalog.IsolationShared, r.dst.Isolation == catalog.IsolationShared
 	var bad []string
 	for _, t := range r.tables {
-		var sn, dn int64
-		var ss, ds string
+		var sn, dn int64 // rows found on each side
+		var differ bool  // the checksums (or a remembered key's row hashes) differ
 		switch {
 		case truncated[t.name]:
 			if r.p.cfg.MoveHook != nil {
 				r.p.cfg.MoveHook(ctx, r.m.ID, "checksum:truncated:"+t.name)
 			}
+			var ss, ds string
 			if err := r.srcT.QueryRow(ctx, r.checksumSQL(t, r.srcTable(t), srcShared)).Scan(&sn, &ss); err != nil {
 				return fmt.Errorf("checksum of %s in the source: %w", t.name, err)
 			}
 			if err := r.dstT.QueryRow(ctx, r.checksumSQL(t, r.dstTable(t), dstShared)).Scan(&dn, &ds); err != nil {
 				return fmt.Errorf("checksum of %s in the target: %w", t.name, err)
 			}
+			differ = ss != ds
 		case len(touched[t.name]) > 0:
-			var rows bytes.Buffer
-			rows.WriteByte('[')
-			first := true
-			for _, row := range touched[t.name] {
-				if !first {
-					rows.WriteByte(',')
+			rows := slices.Collect(maps.Values(touched[t.name]))
+			for start := 0; start < len(rows); start += narrowBatch {
+				src, dst, err := r.keyRowSums(ctx, t, rows[start:min(start+narrowBatch, len(rows))])
+				if err != nil {
+					return err
 				}
-				first = false
-				rows.Write(row)
-			}
-			rows.WriteByte(']')
-			if err := r.srcT.QueryRow(ctx, r.keyedSumSQL(t, r.srcTable(t), srcShared), rows.String()).Scan(&sn, &ss); err != nil {
-				return fmt.Errorf("comparing the changed rows of %s in the source: %w", t.name, err)
-			}
-			if err := r.dstT.QueryRow(ctx, r.keyedSumSQL(t, r.dstTable(t), dstShared), rows.String()).Scan(&dn, &ds); err != nil {
-				return fmt.Errorf("comparing the changed rows of %s in the target: %w", t.name, err)
+				sn, dn = sn+int64(len(src)), dn+int64(len(dst))
+				differ = differ || !maps.Equal(src, dst)
 			}
 		default:
 			continue
 		}
-		if sn != dn || ss != ds {
-			bad = append(bad, fmt.Sprintf("%s (rows changed since the verification: source %d, target %d, checksums differ: %v)", t.name, sn, dn, ss != ds))
+		if sn != dn || differ {
+			bad = append(bad, fmt.Sprintf("%s (rows changed since the verification: source %d, target %d, checksums differ: %v)", t.name, sn, dn, differ))
 		}
 	}
 	if len(bad) > 0 {

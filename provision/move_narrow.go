@@ -33,7 +33,8 @@ import (
 // A forged log row changes the target by applyLog: remembered. So the keys
 // the switch's check leaves out are equal, as before.
 
-// narrowBatch is how many keys one comparison query sends.
+// narrowBatch is how many keys one comparison query sends (narrowing and
+// the switch's check).
 const narrowBatch = 2000
 
 // narrowRounds bounds the rounds of narrowTouched; narrowEnough is the
@@ -86,7 +87,6 @@ func (r *moveRun) narrowTouched(ctx context.Context) error {
 // remembered keys in the source and the target, as the tenant's role, and
 // forgets the keys whose rows are equal on both sides.
 func (r *moveRun) forgetEqualKeys(ctx context.Context) error {
-	srcShared, dstShared := r.src.Isolation == catalog.IsolationShared, r.dst.Isolation == catalog.IsolationShared
 	for _, t := range r.tables {
 		r.mu.Lock()
 		if r.truncated[t.name] {
@@ -102,14 +102,9 @@ func (r *moveRun) forgetEqualKeys(ctx context.Context) error {
 		r.mu.Unlock()
 		for start := 0; start < len(keys); start += narrowBatch {
 			end := min(start+narrowBatch, len(keys))
-			arg := jsonArray(rows[start:end])
-			src, err := rowSums(ctx, r.srcT, r.rowSumsSQL(t, r.srcTable(t), srcShared), arg)
+			src, dst, err := r.keyRowSums(ctx, t, rows[start:end])
 			if err != nil {
-				return fmt.Errorf("comparing the changed rows of %s in the source: %w", t.name, err)
-			}
-			dst, err := rowSums(ctx, r.dstT, r.rowSumsSQL(t, r.dstTable(t), dstShared), arg)
-			if err != nil {
-				return fmt.Errorf("comparing the changed rows of %s in the target: %w", t.name, err)
+				return err
 			}
 			r.mu.Lock()
 			for i := start; i < end; i++ {
@@ -122,6 +117,23 @@ func (r *moveRun) forgetEqualKeys(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// keyRowSums looks the keys of rows (remembered rows of t, at most
+// narrowBatch) up in the source and the target, as the tenant's role, and
+// returns each side's row hashes by the row's position in rows (1-based;
+// absent: no such row on that side).
+func (r *moveRun) keyRowSums(ctx context.Context, t *moveTable, rows [][]byte) (src, dst map[int64]string, err error) {
+	arg := jsonArray(rows)
+	src, err = rowSums(ctx, r.srcT, r.rowSumsSQL(t, r.srcTable(t), r.src.Isolation == catalog.IsolationShared), arg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("comparing the changed rows of %s in the source: %w", t.name, err)
+	}
+	dst, err = rowSums(ctx, r.dstT, r.rowSumsSQL(t, r.dstTable(t), r.dst.Isolation == catalog.IsolationShared), arg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("comparing the changed rows of %s in the target: %w", t.name, err)
+	}
+	return src, dst, nil
 }
 
 // jsonArray is rows (JSON objects) as one JSON array.
