@@ -64,11 +64,17 @@ func (h *narrowHook) keysLeft(t *testing.T) int {
 //   - schema → database: the same updates and a forged delete of one of
 //     those keys in the move's log (the target loses the row): the key is
 //     left for the pause and the move fails, the row kept on the source.
-//   - schema → shared: the same updates; after the narrowing forgot them,
+//   - database → shared: the same updates; after the narrowing forgot them,
 //     a forged delete of one: applyLog remembers the key again and the
 //     switch's check fails the move.
+//
+// The forgeries come from a user of the tenant without switch rights,
+// plainly and in dynamic SQL; in both pool modes.
 func TestSwitchCheckNarrowedBeforeThePause(t *testing.T) {
-	ts := stacktest.Start(t)
+	stacktest.PoolModes(t, testSwitchCheckNarrowedBeforeThePause)
+}
+
+func testSwitchCheckNarrowedBeforeThePause(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
 	stopMoves(t, ts)
 	update := func(t *testing.T, c *pgx.Conn) {
@@ -76,12 +82,26 @@ func TestSwitchCheckNarrowedBeforeThePause(t *testing.T) {
 			t.Errorf("updating after the verification: %v", err)
 		}
 	}
-	forgeDelete := func(t *testing.T, c *pgx.Conn, moveID string, id int) {
+	// The forger is a user of the tenant without switch rights; the forged
+	// row goes in plainly (the guard may refuse it) and in dynamic SQL
+	// (which PostgreSQL lets through: the capture's writers may INSERT).
+	forgers := map[string]*pgx.Conn{}
+	forgeDelete := func(t *testing.T, slug, moveID string, id int) {
+		fc := forgers[slug]
 		logTable := `stratum."move_log_` + strings.ReplaceAll(moveID, "-", "")[:16] + `"`
 		forged := `INSERT INTO ` + logTable + ` (tbl, op, row) VALUES ('orders', 'D', '{"id": ` + strconv.Itoa(id) + `}')`
-		if _, err := c.Exec(ctx, stacktest.Hidden(forged)); err != nil {
+		_, err := fc.Exec(ctx, forged)
+		t.Logf("the forged log row, plain: %v", err)
+		if _, err := fc.Exec(ctx, stacktest.Hidden(forged)); err != nil {
 			t.Errorf("the tenant's INSERT into its move's log: %v", err)
 		}
+	}
+	forger := func(t *testing.T, slug string) {
+		user := "forger_" + slug
+		if _, err := ts.Catalog.CreateUser(ctx, user, "pw-forger", slug, false); err != nil {
+			t.Fatal(err)
+		}
+		forgers[slug] = stacktest.Connect(t, ts.URL(user, "pw-forger", slug, ""))
 	}
 	seed := func(t *testing.T, c *pgx.Conn) map[int64]int {
 		if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) SELECT g, 'row ' || g FROM generate_series(1, $1) g", narrowRows); err != nil {
@@ -123,8 +143,9 @@ func TestSwitchCheckNarrowedBeforeThePause(t *testing.T) {
 
 	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
 	want := seed(t, c)
+	forger(t, "client_beta")
 	t.Run("a difference before the narrowing stays", func(t *testing.T) {
-		h := &narrowHook{verified: func(_ context.Context, id string) { update(t, c); forgeDelete(t, c, id, 7) }}
+		h := &narrowHook{verified: func(_ context.Context, id string) { update(t, c); forgeDelete(t, "client_beta", id, 7) }}
 		m := move(t, h, "client_beta", "database")
 		fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
 		if !strings.Contains(fm.Error, "does not match") {
@@ -136,13 +157,14 @@ func TestSwitchCheckNarrowedBeforeThePause(t *testing.T) {
 		onSource(t, ts, m, c, want, 0)
 		eventually(t, "the failed move's capture is dropped", func() bool { return captureLeft(t, ts, m) == 0 })
 	})
-	for id := range want {
-		want[id]++
-	}
+
+	g := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
+	wantG := seed(t, g)
+	forger(t, "client_gamma")
 	t.Run("a change after the narrowing is checked", func(t *testing.T) {
-		h := &narrowHook{verified: func(context.Context, string) { update(t, c) },
-			narrowed: func(_ context.Context, id string) { forgeDelete(t, c, id, 9) }}
-		m := move(t, h, "client_beta", "shared")
+		h := &narrowHook{verified: func(context.Context, string) { update(t, g) },
+			narrowed: func(_ context.Context, id string) { forgeDelete(t, "client_gamma", id, 9) }}
+		m := move(t, h, "client_gamma", "shared")
 		fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
 		if !strings.Contains(fm.Error, "does not match") {
 			t.Errorf("the move failed with %q, want the switch's check's mismatch", fm.Error)
@@ -150,6 +172,6 @@ func TestSwitchCheckNarrowedBeforeThePause(t *testing.T) {
 		if left := h.keysLeft(t); left > narrowRows/10 {
 			t.Errorf("%d keys left for the switch's pause, want the narrowing to forget the equal ones", left)
 		}
-		onSource(t, ts, m, c, want, 0)
+		onSource(t, ts, m, g, wantG, 0)
 	})
 }
