@@ -665,7 +665,7 @@ func TestHostileInputEveryRoute(t *testing.T) {
 		"GET /v1/keys/{id}", "DELETE /v1/keys/{id}", "POST /v1/keys/{id}/rotate", "GET /v1/audit", "GET /v1/audit/verify",
 		"GET /v1/users", "GET /v1/users/{name}", "DELETE /v1/users/{name}",
 		"PUT /v1/tenants/{ref}/databases/{name}", "DELETE /v1/tenants/{ref}/databases/{name}",
-		"GET /v1/moves", "GET /v1/moves/{id}", "POST /v1/moves/{id}/cancel", "POST /v1/moves/{id}/finalize",
+		"GET /v1/moves", "GET /v1/moves/{id}", "POST /v1/moves/{id}/cancel", "POST /v1/moves/{id}/finalize", "POST /v1/moves/{id}/revert",
 	} {
 		knownNoBody[op] = true
 	}

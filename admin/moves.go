@@ -17,8 +17,8 @@ const (
 )
 
 // moveRoutes: placement moves. A move is started on its tenant
-// (POST /v1/tenants/{ref}/placement) and followed, cancelled and finalized
-// under /v1/moves. A key bound to a tenant sees and changes only the moves
+// (POST /v1/tenants/{ref}/placement) and followed, cancelled, finalized
+// and moved back under /v1/moves. A key bound to a tenant sees and changes only the moves
 // of its subtree; another move is reported as missing (404).
 func (a *API) moveRoutes(mux *http.ServeMux) {
 	a.route(mux, "/v1/tenants/{ref}/placement", methods{http.MethodPost: a.authed(scopesWrite, a.startMove)})
@@ -26,6 +26,25 @@ func (a *API) moveRoutes(mux *http.ServeMux) {
 	a.route(mux, "/v1/moves/{id}", methods{http.MethodGet: a.authed(scopesRead, a.getMove)})
 	a.route(mux, "/v1/moves/{id}/cancel", methods{http.MethodPost: a.authed(scopesWrite, a.moveStep((*provision.Provisioner).CancelMove))})
 	a.route(mux, "/v1/moves/{id}/finalize", methods{http.MethodPost: a.authed(scopesWrite, a.moveStep((*provision.Provisioner).FinalizeMove))})
+	a.route(mux, "/v1/moves/{id}/revert", methods{http.MethodPost: a.authed(scopesWrite, a.revertMove)})
+}
+
+// revertMove starts a move back of a switched move to its kept source copy
+// and answers 202 with the new move (its reverts names the switched one)
+// and its Location. 409 unless the move is switched, 422 when the kept
+// copy cannot take the tenant back.
+func (a *API) revertMove(w http.ResponseWriter, r *http.Request) error {
+	id, err := moveID(r)
+	if err != nil {
+		return err
+	}
+	m, err := a.prov.RevertMove(r.Context(), id, catalog.ActorFrom(r.Context()).KeyID)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/moves/"+m.ID)
+	writeJSON(w, http.StatusAccepted, m)
+	return nil
 }
 
 // placementRequest is the body of POST /v1/tenants/{ref}/placement.

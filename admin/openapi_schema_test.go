@@ -902,8 +902,25 @@ func TestOpenAPISchemas(t *testing.T) {
 		}
 	}
 	call("POST", "/v1/moves/{id}/cancel", mvPath+"/cancel", boot, "", 409) // switched: finalize or move back
-	call("POST", "/v1/moves/{id}/finalize", mvPath+"/finalize", boot, "", 200)
+	// Moved back to its kept copy in the shared tables, then finalized.
+	const revert = "/v1/moves/{id}/revert"
+	rv := call("POST", revert, mvPath+"/revert", boot, "", 202)
+	call("POST", revert, mvPath+"/revert", boot, "", 409)                      // reverting already
+	call("POST", "/v1/moves/{id}/finalize", mvPath+"/finalize", boot, "", 409) // reverting: not finalizable
+	call("POST", revert, "/v1/moves/00000000-0000-4000-8000-000000000000/revert", boot, "", 404)
+	rvPath := "/v1/moves/" + str(rv, "id")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		m := call("GET", move1, rvPath, boot, "", 200)
+		if p := str(m, "phase"); p == "switched" {
+			break
+		} else if p == "failed" || p == "cancelled" || time.Now().After(deadline) {
+			t.Fatalf("the move back of acme_eu_x did not switch: %v", m)
+		}
+	}
+	call("GET", move1, mvPath, boot, "", 200) // reverted
 	call("POST", "/v1/moves/{id}/finalize", mvPath+"/finalize", boot, "", 409)
+	call("POST", "/v1/moves/{id}/finalize", rvPath+"/finalize", boot, "", 200)
+	call("POST", "/v1/moves/{id}/finalize", rvPath+"/finalize", boot, "", 409)
 	call("POST", "/v1/moves/{id}/cancel", "/v1/moves/00000000-0000-4000-8000-000000000000/cancel", boot, "", 404)
 	// A move a dead proxy left mid-copy (its row alone): cancel ends it.
 	acme, err := s.cat.GetTenant(ctx, "acme")

@@ -33,6 +33,11 @@ const (
 	MoveFinalized    = "finalized"
 	MoveCancelled    = "cancelled"
 	MoveFailed       = "failed"
+	// MoveReverting: a switched move whose move back (a move with Reverts
+	// naming it) runs; the tenant serves from its target still.
+	MoveReverting = "reverting"
+	// MoveReverted: a move whose move back switched (terminal).
+	MoveReverted = "reverted"
 )
 
 // MoveRunningPhases are the phases before the switch, in which the tenant
@@ -75,6 +80,9 @@ type Move struct {
 	// switch, in milliseconds, up to the switch's catalog transaction (0
 	// before the switch).
 	PauseMS int64 `json:"pause_ms"`
+	// Reverts is, for a move back (RevertMove), the switched move whose
+	// kept source copy it brings up to date and switches to.
+	Reverts string `json:"reverts,omitempty"`
 	// Owner is the proxy process (provisioner instance) running the move.
 	Owner       string     `json:"-"`
 	StartedAt   time.Time  `json:"started_at"`
@@ -95,13 +103,14 @@ func (m *Move) Running() bool {
 
 const moveColumns = `m.id, m.tenant_id, t.slug, m.from_isolation, m.from_backend, m.from_database, m.from_schema,
 	m.to_isolation, m.to_backend, m.to_database, m.to_schema, m.phase, m.error, m.tables, m.lag,
-	m.created_by, m.cleanup_error, m.pause_ms, m.owner, m.started_at, m.updated_at, m.finished_at, m.finalized_at`
+	m.created_by, m.cleanup_error, m.pause_ms, COALESCE(m.reverts::text, ''), m.owner, m.started_at, m.updated_at,
+	m.finished_at, m.finalized_at`
 
 func scanMove(row pgx.Row) (*Move, error) {
 	var m Move
 	err := row.Scan(&m.ID, &m.TenantID, &m.TenantSlug, &m.FromIsolation, &m.FromBackend, &m.FromDatabase,
 		&m.FromSchema, &m.ToIsolation, &m.ToBackend, &m.ToDatabase, &m.ToSchema, &m.Phase, &m.Error,
-		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.PauseMS, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
+		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.PauseMS, &m.Reverts, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrMoveNotFound
 	}
@@ -209,14 +218,47 @@ func nilIfEmpty(s string) *string {
 
 // moveAudit is what an audit row records of a move.
 func moveAudit(m *Move) map[string]any {
-	return map[string]any{"id": m.ID, "tenant": m.TenantSlug, "phase": m.Phase, "error": m.Error,
+	out := map[string]any{"id": m.ID, "tenant": m.TenantSlug, "phase": m.Phase, "error": m.Error,
 		"from_isolation": m.FromIsolation, "from_backend": m.FromBackend,
 		"to_isolation": m.ToIsolation, "to_backend": m.ToBackend}
+	if m.Reverts != "" {
+		out["reverts"] = m.Reverts
+	}
+	return out
+}
+
+// setRevertedPhase moves the move that move back m reverts from phase from
+// to phase to (in tx, with its audit row): reverting when m starts, switched
+// again when m fails or is cancelled, reverted when m switches. Nothing
+// when m is no move back or that move is not in phase from.
+func setRevertedPhase(ctx context.Context, tx pgx.Tx, m *Move, from, to, action string) error {
+	if m.Reverts == "" {
+		return nil
+	}
+	before, err := getMove(ctx, tx, m.Reverts, " FOR UPDATE OF m")
+	if err != nil {
+		return err
+	}
+	if before.Phase != from {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE tenant_moves SET phase = $2, updated_at = now() WHERE id = $1`, before.ID, to); err != nil {
+		return fmt.Errorf("updating the reverted move: %w", err)
+	}
+	after, err := getMove(ctx, tx, before.ID, "")
+	if err != nil {
+		return err
+	}
+	return appendAudit(ctx, tx, AuditEvent{Action: action, Target: "move:" + before.ID,
+		TenantID: &after.TenantID, Before: moveAudit(before), After: map[string]any{"move": moveAudit(after), "move_back": m.ID}})
 }
 
 // InsertMove records a new move of m.TenantID in phase pending, with the
-// "move.start" audit row. m's ID, placements, CreatedBy and Owner are the
-// caller's. ErrMoveRunning when the tenant has an unfinished move.
+// "move.start" audit row. m's ID, placements, CreatedBy, Owner and Reverts
+// are the caller's. ErrMoveRunning when the tenant has an unfinished move.
+// A move back (Reverts set) needs the move it reverts switched (else
+// ErrMovePhase), of the same tenant, from the placement it went to and to
+// the one it left; that move becomes "reverting" (audit "move.revert").
 func (c *Catalog) InsertMove(ctx context.Context, m *Move) (*Move, error) {
 	var out *Move
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
@@ -224,13 +266,34 @@ func (c *Catalog) InsertMove(ctx context.Context, m *Move) (*Move, error) {
 		if err != nil {
 			return fmt.Errorf("tenant %q: %w", m.TenantID, err)
 		}
+		if m.Reverts != "" {
+			old, err := getMove(ctx, tx, m.Reverts, " FOR UPDATE OF m")
+			if err != nil {
+				return err
+			}
+			if old.Phase != MoveSwitched {
+				return fmt.Errorf("%w: move %s is %s; only a switched move can be moved back", ErrMovePhase, old.ID, old.Phase)
+			}
+			if old.TenantID != t.ID || old.ToIsolation != m.FromIsolation || old.ToBackend != m.FromBackend ||
+				old.ToDatabase != m.FromDatabase || old.ToSchema != m.FromSchema || old.FromIsolation != m.ToIsolation ||
+				old.FromBackend != m.ToBackend || old.FromDatabase != m.ToDatabase || old.FromSchema != m.ToSchema {
+				return fmt.Errorf("%w: a move back of move %s must go from its target to its source", ErrMovePhase, old.ID)
+			}
+			if t.Isolation != old.ToIsolation || t.Backend != old.ToBackend || t.Database != old.ToDatabase || t.Schema != old.ToSchema {
+				return fmt.Errorf("%w: tenant %q is no longer where move %s put it", ErrMovePhase, t.Slug, old.ID)
+			}
+			// Before the insert: the one-open-move rule counts the move back.
+			if err := setRevertedPhase(ctx, tx, m, MoveSwitched, MoveReverting, "move.revert"); err != nil {
+				return err
+			}
+		}
 		_, err = tx.Exec(ctx, `INSERT INTO tenant_moves (id, tenant_id, from_isolation, from_backend, from_database,
-			from_schema, to_isolation, to_backend, to_database, to_schema, created_by, owner)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			from_schema, to_isolation, to_backend, to_database, to_schema, created_by, owner, reverts)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 			m.ID, t.ID, m.FromIsolation, m.FromBackend, m.FromDatabase, m.FromSchema,
-			m.ToIsolation, m.ToBackend, m.ToDatabase, m.ToSchema, m.CreatedBy, m.Owner)
+			m.ToIsolation, m.ToBackend, m.ToDatabase, m.ToSchema, m.CreatedBy, m.Owner, nilIfEmpty(m.Reverts))
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "tenant_moves_one_open" {
+		if errors.As(err, &pe) && pe.Code == "23505" && (pe.ConstraintName == "tenant_moves_one_open" || pe.ConstraintName == "tenant_moves_one_revert") {
 			return fmt.Errorf("%w: tenant %q (finish, cancel or finalize it first)", ErrMoveRunning, t.Slug)
 		}
 		if err != nil {
@@ -248,7 +311,8 @@ func (c *Catalog) InsertMove(ctx context.Context, m *Move) (*Move, error) {
 // SetMovePhase moves a move from one of the phases from (nil: any running
 // phase) to phase, with errText as its error (kept when ""), and writes an
 // audit row with action. A terminal phase (finalized, cancelled, failed)
-// sets finished_at. ErrMovePhase when the move is in no phase of from;
+// sets finished_at; a move back cancelled or failed puts the move it reverts
+// back to switched. ErrMovePhase when the move is in no phase of from;
 // ErrMoveNotFound when the actor in ctx does not reach its tenant.
 func (c *Catalog) SetMovePhase(ctx context.Context, id string, from []string, phase, errText, action string) (*Move, error) {
 	if from == nil {
@@ -278,8 +342,15 @@ func (c *Catalog) SetMovePhase(ctx context.Context, id string, from []string, ph
 		if out, err = getMove(ctx, tx, id, ""); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, AuditEvent{Action: action, Target: "move:" + id,
-			TenantID: &out.TenantID, Before: moveAudit(before), After: moveAudit(out)})
+		if err := appendAudit(ctx, tx, AuditEvent{Action: action, Target: "move:" + id,
+			TenantID: &out.TenantID, Before: moveAudit(before), After: moveAudit(out)}); err != nil {
+			return err
+		}
+		if phase == MoveCancelled || phase == MoveFailed {
+			// A move back that gave up leaves the move it reverts switched.
+			return setRevertedPhase(ctx, tx, out, MoveReverting, MoveSwitched, "move.revert_abandoned")
+		}
+		return nil
 	})
 	return out, err
 }
@@ -308,6 +379,10 @@ type MovePlacement struct {
 	// tenant's own placement record takes over ("" for a shared target:
 	// shared tenants have none of their own).
 	AppSchemaFrom string
+	// AppSchemaKeep is the placement name the tenant's own versions (its
+	// source's, a schema or database placement) are kept under after the
+	// switch, for a move back to that copy ("": dropped).
+	AppSchemaKeep string
 	// PauseMS is how long the switch's pause has lasted, in milliseconds
 	// (recorded as the move's pause_ms).
 	PauseMS int64
@@ -316,8 +391,9 @@ type MovePlacement struct {
 // SwitchMove is a move's cut-over in the catalog, in one transaction: the
 // tenant's placement (isolation, backend, database, schema) becomes the
 // target's, its app schema record follows, the move goes from cutting_over
-// to switched (audit "move.switch"), and the move's pause of the tenant
-// ends (audit "tenant.unpause"). The catalog's NOTIFY takes sessions there.
+// to switched (audit "move.switch"), a move it moves back becomes reverted
+// (audit "move.reverted"), and the move's pause of the tenant ends (audit
+// "tenant.unpause"). The catalog's NOTIFY takes sessions there.
 func (c *Catalog) SwitchMove(ctx context.Context, id string, to MovePlacement) (*Move, error) {
 	var out *Move
 	err := c.inTx(ctx, func(tx pgx.Tx) error {
@@ -336,15 +412,24 @@ func (c *Catalog) SwitchMove(ctx context.Context, id string, to MovePlacement) (
 			updated_at = now() WHERE id = $1`, t.ID, to.Isolation, to.Backend, to.Database, to.Schema); err != nil {
 			return fmt.Errorf("switching the tenant's placement: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM app_schema_applied WHERE placement = $1`, t.ID); err != nil {
-			return err
-		}
-		if to.AppSchemaFrom != "" {
-			if _, err := tx.Exec(ctx, `INSERT INTO app_schema_applied (version, placement)
-				SELECT version, $1 FROM app_schema_applied WHERE placement = $2`, t.ID, to.AppSchemaFrom); err != nil {
+		// The source's versions are kept under AppSchemaKeep (a move back
+		// switches to that copy again), the target's become the tenant's.
+		stage := "switching:" + id
+		steps := []struct{ from, to string }{{to.AppSchemaFrom, stage}, {t.ID, to.AppSchemaKeep}, {stage, t.ID}}
+		for _, st := range steps {
+			if st.from == "" {
+				continue
+			}
+			if st.to == "" {
+				if _, err := tx.Exec(ctx, `DELETE FROM app_schema_applied WHERE placement = $1`, st.from); err != nil {
+					return err
+				}
+				continue
+			}
+			if _, err := tx.Exec(ctx, `DELETE FROM app_schema_applied WHERE placement = $1`, st.to); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `DELETE FROM app_schema_applied WHERE placement = $1`, to.AppSchemaFrom); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE app_schema_applied SET placement = $2 WHERE placement = $1`, st.from, st.to); err != nil {
 				return err
 			}
 		}
@@ -362,6 +447,9 @@ func (c *Catalog) SwitchMove(ctx context.Context, id string, to MovePlacement) (
 		if err := appendAudit(ctx, tx, AuditEvent{Action: "move.switch", Target: "move:" + id,
 			TenantID: &t.ID, Before: map[string]any{"move": moveAudit(before), "tenant": t},
 			After: map[string]any{"move": moveAudit(out), "pause_ms": out.PauseMS, "tenant": after}}); err != nil {
+			return err
+		}
+		if err := setRevertedPhase(ctx, tx, out, MoveReverting, MoveReverted, "move.reverted"); err != nil {
 			return err
 		}
 		return unpauseMoveTx(ctx, tx, t, id)
@@ -414,7 +502,8 @@ func (c *Catalog) MovesToClean(ctx context.Context) ([]*Move, error) {
 
 // OpenMoves returns the tenant's unfinished moves (running or switched).
 func (c *Catalog) OpenMoves(ctx context.Context, tenantID string) ([]*Move, error) {
-	return c.queryMoves(ctx, "listing open moves", `WHERE m.tenant_id = $1 AND m.phase NOT IN ('finalized', 'cancelled', 'failed')`, tenantID)
+	return c.queryMoves(ctx, "listing open moves", `WHERE m.tenant_id = $1 AND m.phase NOT IN ('finalized', 'cancelled', 'failed', 'reverted')
+		ORDER BY m.started_at DESC`, tenantID)
 }
 
 // UnpauseMove ends the pause move id holds on its tenant (a cut-over that

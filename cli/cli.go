@@ -640,7 +640,7 @@ func checkLimit(limit int, cursor string) error {
 func cliGroups() []cliGroup {
 	return []cliGroup{
 		{name: "tenant", help: "manage the tenant tree", commands: append(tenantCommands(), movePlacementCommand())},
-		{name: "move", help: "follow, cancel and finalize placement moves", commands: moveCommands()},
+		{name: "move", help: "follow, cancel, finalize and revert placement moves", commands: moveCommands()},
 		{name: "config", help: "read and change tenants' inherited config", commands: configCommands()},
 		{name: "perm", help: "read, grant and revoke tenants' permission policies", commands: permCommands()},
 		{name: "audit", help: "read and verify the audit log", commands: auditCommands()},

@@ -14,11 +14,11 @@ import (
 )
 
 // Placement moves: `tenant move-placement` starts one (and with --wait
-// follows it with a progress line); `move list|show|cancel|finalize` manage
-// them.
+// follows it with a progress line); `move list|show|cancel|finalize|revert`
+// manage them.
 
 // moveOrder is the field order of one move's view.
-var moveOrder = []string{"id", "tenant", "phase", "error", "from_isolation", "from_backend", "from_database", "from_schema",
+var moveOrder = []string{"id", "tenant", "phase", "reverts", "error", "from_isolation", "from_backend", "from_database", "from_schema",
 	"to_isolation", "to_backend", "to_database", "to_schema", "lag", "tables", "created_by", "started_at", "updated_at",
 	"finished_at", "finalized_at", "tenant_id"}
 
@@ -104,6 +104,21 @@ func moveCommands() []cliCommand {
 			help: "Cancel a move before its switch: the tenant stays where it is, nothing lost, the half-built target is dropped.", setup: step("cancel")},
 		{name: "finalize", args: "MOVE", min: 1, max: 1,
 			help: "Finalize a switched move: drop the source copy kept for a fast move back.", setup: step("finalize")},
+		{name: "revert", args: "MOVE", min: 1, max: 1,
+			help: "Move the tenant of a switched move back to the source copy it kept (only the rows changed since are written); --wait follows it.",
+			setup: func(fs *flag.FlagSet) func(*cliClient, []string) error {
+				wait := fs.Bool("wait", false, "follow the move back with a progress line until it switches, fails or is cancelled")
+				return func(c *cliClient, args []string) error {
+					obj, raw, err := c.do(http.MethodPost, cliPath("v1", "moves", args[0], "revert"), nil, nil)
+					if err != nil {
+						return err
+					}
+					if !*wait {
+						return c.show(raw, func(w io.Writer) { renderVertical(w, raw, moveOrder) })
+					}
+					return c.waitMove(cliStr(obj["id"]))
+				}
+			}},
 	}
 }
 

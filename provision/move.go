@@ -266,6 +266,9 @@ func (p *Provisioner) FinalizeMove(ctx context.Context, id, actor string) (*cata
 	if err := p.dropSource(ctx, src, dst); err != nil {
 		return nil, fmt.Errorf("dropping the source copy of move %s: %w", id, err)
 	}
+	if err := p.cat.ForgetAppSchemaPlacement(ctx, keptAppSchemaName(m)); err != nil {
+		return nil, err
+	}
 	return p.cat.SetMovePhase(ctx, id, []string{catalog.MoveSwitched}, catalog.MoveFinalized, "", "move.finalize")
 }
 
@@ -345,7 +348,7 @@ func (p *Provisioner) recoverOnce(ctx context.Context) error {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, m := range unclean {
-		if m.Phase == catalog.MoveSwitched || m.Phase == catalog.MoveFinalized {
+		if m.Phase == catalog.MoveSwitched || m.Phase == catalog.MoveFinalized || m.Phase == catalog.MoveReverted {
 			var src *catalog.Tenant
 			if src, _, err = p.moveTenants(ctx, m); err == nil {
 				err = p.dropCapture(ctx, m, src)

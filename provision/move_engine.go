@@ -157,6 +157,12 @@ func (p *Provisioner) quiesceMove(ctx context.Context, m *catalog.Move) {
 		}
 		conn.Close(ctx)
 	}
+	if m.Reverts != "" {
+		_, dst, err := p.moveTenants(ctx, m)
+		if err == nil {
+			p.refenceKept(ctx, m, dst, false)
+		}
+	}
 	if p.inSharedDB(src) {
 		p.setSharedPath(ctx, src)
 	}
@@ -202,7 +208,8 @@ func (r *moveRun) close() {
 
 // cleanupMove undoes a move that did not switch: the capture (and fence) on
 // the source goes, the roles' search_path in the shared database is the
-// source's again, the move's pause ends and the target is dropped.
+// source's again, the move's pause ends and the target is dropped (a move
+// back's target, the kept copy, is fenced again instead).
 // Idempotent.
 func (p *Provisioner) cleanupMove(ctx context.Context, m *catalog.Move) error {
 	src, dst, err := p.moveTenants(ctx, m)
@@ -215,7 +222,12 @@ func (p *Provisioner) cleanupMove(ctx context.Context, m *catalog.Move) error {
 		errs = append(errs, p.setSharedPath(ctx, src))
 	}
 	errs = append(errs, p.cat.UnpauseMove(ctx, m.ID))
-	errs = append(errs, p.dropTarget(ctx, m, src, dst))
+	if m.Reverts != "" {
+		// The target is the reverted move's kept copy: fenced again, kept.
+		errs = append(errs, p.refenceKept(ctx, m, dst, true))
+	} else {
+		errs = append(errs, p.dropTarget(ctx, m, src, dst))
+	}
 	return errors.Join(errs...)
 }
 
@@ -248,8 +260,10 @@ func (r *moveRun) run(ctx context.Context) error {
 	if err := r.setPhase(ctx, catalog.MoveProvisioning); err != nil {
 		return err
 	}
-	if err := p.provisionTarget(ctx, r.m, r.dst); err != nil {
-		return fmt.Errorf("making the target placement: %w", err)
+	if r.m.Reverts == "" {
+		if err := p.provisionTarget(ctx, r.m, r.dst); err != nil {
+			return fmt.Errorf("making the target placement: %w", err)
+		}
 	}
 	pw, err := p.cat.BackendPassword(ctx, r.src.ID)
 	if err != nil {
@@ -270,13 +284,22 @@ func (r *moveRun) run(ctx context.Context) error {
 	if r.tables, err = r.loadTables(ctx); err != nil {
 		return err
 	}
+	if r.m.Reverts != "" {
+		if err := r.prepareKept(ctx); err != nil {
+			return err
+		}
+	}
 	if err := r.setPhase(ctx, catalog.MoveCopying); err != nil {
 		return err
 	}
 	if err := r.installCapture(ctx); err != nil {
 		return fmt.Errorf("installing change capture on the source: %w", err)
 	}
-	if err := r.copySnapshot(ctx); err != nil {
+	if r.m.Reverts != "" {
+		if err := r.reconcile(ctx); err != nil {
+			return err
+		}
+	} else if err := r.copySnapshot(ctx); err != nil {
 		return err
 	}
 	if err := r.setPhase(ctx, catalog.MoveCatchingUp); err != nil {
@@ -1309,12 +1332,25 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if err := ctxErr(ctx); err != nil {
 		return err
 	}
-	apFrom := moveAppSchemaName(r.m)
+	if r.m.Reverts != "" {
+		// The kept copy is live from the switch on: the reverted move's
+		// fence goes (a function swap; its triggers are dropped after the
+		// switch). A failure from here on puts the fence back (quiesceMove).
+		_, fn, _ := moveNames(r.revertedMove())
+		if _, err := r.dstAdmin.Exec(ctx, noopCaptureSQL(fn)); err != nil {
+			return fmt.Errorf("lifting the kept copy's fence: %w", err)
+		}
+		mark("kept copy's fence")
+	}
+	apFrom, apKeep := moveAppSchemaName(r.m), keptAppSchemaName(r.m)
 	if r.dst.Isolation == catalog.IsolationShared {
 		apFrom = ""
 	}
+	if r.src.Isolation == catalog.IsolationShared {
+		apKeep = ""
+	}
 	m, err := p.cat.SwitchMove(ctx, r.m.ID, catalog.MovePlacement{Isolation: r.dst.Isolation, Backend: r.dst.Backend,
-		Database: r.dst.Database, Schema: r.dst.Schema, AppSchemaFrom: apFrom,
+		Database: r.dst.Database, Schema: r.dst.Schema, AppSchemaFrom: apFrom, AppSchemaKeep: apKeep,
 		PauseMS: time.Since(pausedAt).Milliseconds()})
 	if err != nil {
 		return fmt.Errorf("switching the tenant's placement: %w", err)
@@ -1324,9 +1360,6 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	p.cfg.Log.Info("placement move switched", zap.String("move", m.ID), zap.String("tenant", m.TenantSlug),
 		zap.String("from", m.FromIsolation), zap.String("to", m.ToIsolation), zap.Int64("pause_ms", m.PauseMS),
 		zap.String("pause_steps", strings.Join(steps, ", ")))
-	if r.dst.Isolation == catalog.IsolationShared {
-		p.cat.ForgetAppSchemaPlacement(ctx, moveAppSchemaName(r.m))
-	}
 	// The source copy stays fenced until FinalizeMove drops the capture
 	// with it: the tenant's sessions leave it at their next transaction,
 	// and a write that still reaches it (through a proxy that has not yet
@@ -1341,6 +1374,16 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	if lockTx != nil {
 		if err := lockTx.Commit(context.WithoutCancel(ctx)); err != nil {
 			p.cfg.Log.Warn("placement move: ending the source's trigger lock failed", zap.String("move", m.ID), zap.Error(err))
+		}
+	}
+	if r.m.Reverts != "" {
+		// The reverted move's capture on the copy, now live (inert since
+		// its function became a no-op); the sweep retries a failure.
+		old := r.revertedMove()
+		if err := p.dropCapture(context.WithoutCancel(ctx), old, r.dst); err != nil {
+			p.cfg.Log.Warn("placement move back: dropping the reverted move's capture failed; the sweep retries",
+				zap.String("move", m.ID), zap.Error(err))
+			p.cat.SetMoveCleanup(context.WithoutCancel(ctx), old.ID, err.Error())
 		}
 	}
 	return nil

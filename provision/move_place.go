@@ -25,10 +25,6 @@ func (p *Provisioner) sameServer(a, b string) bool {
 	return p.cfg.Backends[a].Addr() == p.cfg.Backends[b].Addr()
 }
 
-// moveAppSchemaName is the app schema placement name of a move's target
-// until the switch hands its versions to the tenant's id.
-func moveAppSchemaName(m *catalog.Move) string { return "move:" + m.ID }
-
 // provisionTarget makes the target placement dst of move m.
 func (p *Provisioner) provisionTarget(ctx context.Context, m *catalog.Move, dst *catalog.Tenant) error {
 	admin, err := p.cfg.AdminConn(ctx, dst.Backend, p.cfg.Backends[dst.Backend].AdminDatabase)

@@ -47,6 +47,7 @@ type moveBench struct {
 type moveResult struct {
 	from, to    string
 	id          string
+	reverts     string // a move back: the id of the switched move it reverts
 	phases      []phaseSpan
 	final       catalog.Move
 	rows        int64 // rows copied in phase copying (the snapshot)
@@ -147,11 +148,24 @@ func (b *bench) measureMoves(ctx context.Context) error {
 	mb.writer.takeMaxGap()
 	mb.checks = append(mb.checks, b.checkKeys(ctx, mb, "before the moves"))
 
-	for _, to := range []string{catalog.IsolationSchema, catalog.IsolationDatabase} {
+	// shared → schema (finalized), schema → database (kept), then the move
+	// back of the latter to the schema it kept (finalized: the database goes).
+	steps := []struct {
+		to       string
+		back     bool
+		finalize bool
+	}{{catalog.IsolationSchema, false, true}, {catalog.IsolationDatabase, false, false}, {catalog.IsolationSchema, true, true}}
+	last := ""
+	for _, st := range steps {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		mr := b.moveOnce(ctx, mb, to)
+		revertOf := ""
+		if st.back {
+			revertOf = last
+		}
+		mr := b.moveOnce(ctx, mb, st.to, revertOf, st.finalize)
+		last = mr.id
 		mb.moves = append(mb.moves, mr)
 		printMove(mr)
 		if mr.errText != "" || mr.finalizeErr != "" {
@@ -185,13 +199,14 @@ func (mb *moveBench) failures() (w, r, by int64) {
 	return
 }
 
-// moveOnce moves mover to isolation `to`, waits for the switch, finalizes
-// and measures what happened meanwhile.
-func (b *bench) moveOnce(ctx context.Context, mb *moveBench, to string) moveResult {
+// moveOnce moves mover to isolation `to` (with revertOf, moves the switched
+// move revertOf back instead), waits for the switch, finalizes (when
+// finalize) and measures what happened meanwhile.
+func (b *bench) moveOnce(ctx context.Context, mb *moveBench, to, revertOf string, finalize bool) moveResult {
 	var t struct {
 		Isolation string `json:"isolation"`
 	}
-	mr := moveResult{to: to}
+	mr := moveResult{to: to, reverts: revertOf}
 	if err := b.api(ctx, http.MethodGet, "/v1/tenants/"+moverTenant, nil, http.StatusOK, &t); err != nil {
 		mr.errText = err.Error()
 		return mr
@@ -208,7 +223,7 @@ func (b *bench) moveOnce(ctx context.Context, mb *moveBench, to string) moveResu
 		mb.phase.set(fmt.Sprintf("%s→%s switched", mr.from, mr.to))
 		time.Sleep(b.opt.moveFinalizeAfter)
 	}
-	if mr.errText == "" {
+	if mr.errText == "" && finalize {
 		mb.phase.set(fmt.Sprintf("%s→%s finalizing", mr.from, mr.to))
 		f0 := time.Now()
 		if err := b.api(ctx, http.MethodPost, "/v1/moves/"+mr.id+"/finalize", nil, http.StatusOK, nil); err != nil {
@@ -223,6 +238,9 @@ func (b *bench) moveOnce(ctx context.Context, mb *moveBench, to string) moveResu
 	w1, r1, b1 := mb.failures()
 	mr.failedW, mr.failedR, mr.failedB = w1-w0, r1-r0, b1-b0
 	mr.measureCopy()
+	if revertOf != "" {
+		mr.to += " (move back)"
+	}
 	return mr
 }
 
@@ -230,8 +248,13 @@ func (b *bench) moveOnce(ctx context.Context, mb *moveBench, to string) moveResu
 // switched, failed, was cancelled or took longer than moveMaxTime.
 func (b *bench) followMove(ctx context.Context, mb *moveBench, mr *moveResult, start time.Time) {
 	var m catalog.Move
-	err := b.api(ctx, http.MethodPost, "/v1/tenants/"+moverTenant+"/placement", map[string]any{"isolation": mr.to},
-		http.StatusAccepted, &m)
+	var err error
+	if mr.reverts != "" {
+		err = b.api(ctx, http.MethodPost, "/v1/moves/"+mr.reverts+"/revert", nil, http.StatusAccepted, &m)
+	} else {
+		err = b.api(ctx, http.MethodPost, "/v1/tenants/"+moverTenant+"/placement", map[string]any{"isolation": mr.to},
+			http.StatusAccepted, &m)
+	}
 	if err != nil {
 		mr.errText = err.Error()
 		return

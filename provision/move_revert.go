@@ -1,0 +1,510 @@
+package provision
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/sqlquote"
+)
+
+// Moving a tenant back fast. A switched move M keeps the tenant's source
+// copy (fenced: movedFenceSQL) until it is finalized. RevertMove starts a
+// move back M2 (Reverts = M) from M's target to that copy, which runs as any
+// move (capture on the live placement, catch-up, verification point,
+// narrowing, switch) but makes no placement and copies nothing whole:
+//
+//   - prepareKept: M's fence on the copy lets exactly M2's applier through
+//     (keptFenceSQL: by the backend's pid; every other writer, a stale
+//     session of the tenant included, still gets 40001), and the copy's app
+//     triggers are off (one by one: not M's capture triggers, which are the
+//     fence);
+//   - reconcile, in place of the copy: from one snapshot of the live
+//     placement (taken after M2's capture was installed, as the copy's is),
+//     each table's rows of the tenant are compared with the copy's by key
+//     (both sides stream key, row hash and key as JSON, ordered by the key's
+//     text in byte order, merged here), and only the rows that differ are
+//     written: rows missing or different upserted, rows only in the copy
+//     deleted. Reads are O(table), writes O(changes since M switched): no
+//     CREATE DATABASE, no COPY, no index builds;
+//   - in the switch's pause, after the checks, M's capture function becomes
+//     a no-op (the copy is live again the moment the catalog says so), and
+//     after the switch M's capture goes; M becomes "reverted".
+//
+// A move back that fails or is cancelled leaves M switched (catalog) and
+// its copy fenced again without the exception, its triggers on; the copy is
+// then partly brought up to date, which a later move back compares again
+// and a finalize drops. Everything a move back writes into the copy, it
+// writes as the tenant's role, as a move does.
+
+// moveAppSchemaName is the app schema placement name of a move's target
+// until the switch hands its versions to the tenant's id: for a move back
+// the versions its target (the kept copy) was left with, kept under the
+// reverted move's keptAppSchemaName.
+func moveAppSchemaName(m *catalog.Move) string {
+	if m.Reverts != "" {
+		return "move:" + m.Reverts
+	}
+	return "move:" + m.ID
+}
+
+// keptAppSchemaName is the name a switched move's source versions are kept
+// under (a schema or database source) until it is finalized or moved back.
+func keptAppSchemaName(m *catalog.Move) string { return "move:" + m.ID }
+
+// RevertMove starts a move back of the switched move id to its kept source
+// copy (see above) and returns it (phase pending; Reverts = id); the move it
+// reverts is "reverting" while it runs. Errors: catalog.ErrMoveNotFound,
+// catalog.ErrMovePhase unless the move is switched, ErrInvalidMove when the
+// kept copy cannot take the tenant back (the app schema changed since the
+// switch, tables the tenant made itself).
+func (p *Provisioner) RevertMove(ctx context.Context, id, actor string) (*catalog.Move, error) {
+	m, err := p.cat.GetMove(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if m.Phase != catalog.MoveSwitched {
+		return nil, fmt.Errorf("%w: move %s is %s; only a switched move (its source copy kept) can be moved back",
+			catalog.ErrMovePhase, id, m.Phase)
+	}
+	kept, cur, err := p.moveTenants(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Status != catalog.StatusActive && cur.Status != catalog.StatusSuspended {
+		return nil, fmt.Errorf("%w: tenant %q is %s; only active or suspended tenants move", ErrInvalidMove, cur.Slug, cur.Status)
+	}
+	if err := p.keptSchemaCurrent(ctx, m, kept, cur); err != nil {
+		return nil, err
+	}
+	if err := p.checkMovable(ctx, cur, kept); err != nil {
+		return nil, err
+	}
+	nid, _, err := catalog.NewID()
+	if err != nil {
+		return nil, err
+	}
+	r := p.moves
+	r.mu.Lock()
+	closed := r.closed
+	r.mu.Unlock()
+	if closed {
+		return nil, errors.New("provision: shutting down; no new moves")
+	}
+	m2, err := p.cat.InsertMove(ctx, &catalog.Move{ID: nid, TenantID: m.TenantID,
+		FromIsolation: m.ToIsolation, FromBackend: m.ToBackend, FromDatabase: m.ToDatabase, FromSchema: m.ToSchema,
+		ToIsolation: m.FromIsolation, ToBackend: m.FromBackend, ToDatabase: m.FromDatabase, ToSchema: m.FromSchema,
+		CreatedBy: actor, Owner: r.owner, Reverts: m.ID})
+	if err != nil {
+		return nil, err
+	}
+	p.launchMove(context.WithoutCancel(ctx), m2)
+	return m2, nil
+}
+
+// keptSchemaCurrent refuses (ErrInvalidMove) a move back to a kept copy
+// that lacks an app schema version the tenant's placement has: schema
+// changes are applied to the placements tenants serve from, not to kept
+// copies.
+func (p *Provisioner) keptSchemaCurrent(ctx context.Context, m *catalog.Move, kept, cur *catalog.Tenant) error {
+	if kept.Isolation == catalog.IsolationShared {
+		return nil // the shared tables get every version
+	}
+	have, err := p.cat.AppSchemaApplied(ctx, keptAppSchemaName(m))
+	if err != nil {
+		return err
+	}
+	name := cur.ID
+	if cur.Isolation == catalog.IsolationShared {
+		name = "shared"
+	}
+	want, err := p.cat.AppSchemaApplied(ctx, name)
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for v := range want {
+		if !have[v] {
+			missing = append(missing, fmt.Sprint(v))
+		}
+	}
+	if len(have) == 0 || len(missing) > 0 {
+		return fmt.Errorf("%w: the kept copy of move %s lacks app schema versions applied since its switch (%s); move the tenant with a new move instead",
+			ErrInvalidMove, m.ID, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// revertedMove is the move r moves back (only its id matters to moveNames).
+func (r *moveRun) revertedMove() *catalog.Move {
+	return &catalog.Move{ID: r.m.Reverts, TenantID: r.m.TenantID}
+}
+
+// keptFenceSQL is movedFenceSQL with one exception: the backend with pid
+// (the move back's applier, logged in as the tenant's role) may write. A
+// tenant cannot become that backend: its sessions reach this copy only
+// through a proxy that has not yet seen the earlier switch, each on a
+// backend of its own, and the pid is unique among live backends. The
+// applier's backend ends only with the move back, whose failure puts
+// movedFenceSQL back (quiesceMove, before anything else).
+func keptFenceSQL(fn string, pid uint32) string {
+	return strings.Replace(movedFenceSQL(fn), "BEGIN\n", fmt.Sprintf("BEGIN\n\tIF pg_catalog.pg_backend_pid() = %d THEN RETURN NULL; END IF;\n", pid), 1)
+}
+
+// prepareKept readies the kept copy (r's target) for a move back: the
+// reverted move's fence lets r's applier (dstT) through, and the copy's app
+// triggers (every user trigger but the reverted move's capture triggers)
+// are off, as a new target's are during its copy.
+func (r *moveRun) prepareKept(ctx context.Context) error {
+	old := r.revertedMove()
+	_, fn, trig := moveNames(old)
+	var exists bool
+	if err := r.dstAdmin.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL`, fn+"()").Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("the kept copy has no fence of move %s (finalized or cleaned up?); it cannot be moved back to", old.ID)
+	}
+	if _, err := r.dstAdmin.Exec(ctx, keptFenceSQL(fn, r.dstT.PgConn().PID())); err != nil {
+		return fmt.Errorf("letting the move back's writer past the kept copy's fence: %w", err)
+	}
+	if r.dst.Isolation == catalog.IsolationShared {
+		return nil // the shared tables' triggers are the admin's, on for every tenant
+	}
+	rows, err := r.dstAdmin.Query(ctx, `SELECT c.relname::pg_catalog.text, t.tgname::pg_catalog.text FROM pg_catalog.pg_trigger t
+		JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND NOT t.tgisinternal AND t.tgenabled <> 'D' AND NOT t.tgname = ANY($2)`,
+		r.dst.Schema, captureTriggerNames(trig))
+	if err != nil {
+		return err
+	}
+	var stmts []string
+	var rel, name string
+	if _, err := pgx.ForEachRow(rows, []any{&rel, &name}, func() error {
+		stmts = append(stmts, "ALTER TABLE "+quoteIdent(r.dst.Schema)+"."+quoteIdent(rel)+" DISABLE TRIGGER "+quoteIdent(name))
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := execAll(ctx, r.dstT, stmts...); err != nil {
+		return fmt.Errorf("turning off the kept copy's triggers: %w", err)
+	}
+	return nil
+}
+
+// refenceKept undoes prepareKept after a move back m that did not switch:
+// the reverted move's fence without the exception and, with triggers, the
+// copy's triggers on (DDL that may wait for locks; the fence is a function
+// swap that waits for none).
+func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *catalog.Tenant, triggers bool) error {
+	conn, err := p.cfg.AdminConn(ctx, kept.Backend, kept.Database)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, fn, _ := moveNames(&catalog.Move{ID: m.Reverts})
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL`, fn+"()").Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		if _, err := conn.Exec(ctx, movedFenceSQL(fn)); err != nil {
+			return err
+		}
+	}
+	if !triggers || kept.Isolation == catalog.IsolationShared {
+		return nil
+	}
+	tables, err := listRelations(ctx, conn, kept.Schema)
+	if err != nil {
+		return err
+	}
+	return withLockTimeout(ctx, conn, moveDDLTries, func(tx pgx.Tx) error {
+		var stmts []string
+		for name := range tables {
+			stmts = append(stmts, "ALTER TABLE "+quoteIdent(kept.Schema)+"."+quoteIdent(name)+" ENABLE TRIGGER USER")
+		}
+		return execAll(ctx, tx.Conn(), stmts...)
+	})
+}
+
+// reconcileBatch is how many rows one write of the reconcile carries.
+const reconcileBatch = 500
+
+// reconcile brings the kept copy (r's target) to the live placement's
+// state in one snapshot taken after r's capture was installed (r.snapshot,
+// as copySnapshot's: the captured changes it holds are skipped later).
+// Rows are written parents first; rows only in the copy are deleted after
+// all writes, children first. A write refused by a constraint (a unique
+// value or a reference that only the rest of the reconcile frees) is tried
+// again at the end, once.
+func (r *moveRun) reconcile(ctx context.Context) error {
+	pw, err := r.p.cat.BackendPassword(ctx, r.src.ID)
+	if err != nil {
+		return err
+	}
+	// The copy is read on a connection of its own (dstT writes meanwhile).
+	dstR, err := r.p.cfg.RoleConn(ctx, r.dst.Backend, r.dst.Database, r.dst.RoleName, pw)
+	if err != nil {
+		return err
+	}
+	defer dstR.Close(context.WithoutCancel(ctx))
+	srcShared := r.src.Isolation == catalog.IsolationShared
+	r.progress = make([]catalog.MoveTable, len(r.tables))
+	for i, t := range r.tables {
+		r.progress[i] = catalog.MoveTable{Name: t.name}
+	}
+	var deletes [][]reconcileOp // by table
+	var retry []reconcileOp
+	err = pgx.BeginTxFunc(ctx, r.srcT, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text`).Scan(&r.snapshot); err != nil {
+			return err
+		}
+		for i, t := range r.tables {
+			if err := tx.QueryRow(ctx, "SELECT pg_catalog.count(*) FROM "+r.srcTable(t)+r.tenantFilter(t, srcShared)).Scan(&r.progress[i].Total); err != nil {
+				return err
+			}
+		}
+		if err := r.saveProgress(ctx, -1, true); err != nil {
+			return err
+		}
+		for i, t := range r.tables {
+			if r.p.cfg.MoveHook != nil {
+				r.p.cfg.MoveHook(ctx, r.m.ID, "reconcile:"+t.name)
+			}
+			upserts, dels, err := r.diffTable(ctx, tx, dstR, i, t)
+			if err != nil {
+				return fmt.Errorf("comparing table %s with the kept copy: %w", t.name, err)
+			}
+			deletes = append(deletes, dels)
+			// The rows to write, read from the snapshot by key.
+			for start := 0; start < len(upserts); start += reconcileBatch {
+				keys := upserts[start:min(start+reconcileBatch, len(upserts))]
+				rows, err := r.snapshotRows(ctx, tx, t, keys)
+				if err != nil {
+					return err
+				}
+				failed, err := r.writeOps(ctx, rows)
+				if err != nil {
+					return err
+				}
+				retry = append(retry, failed...)
+			}
+			if err := r.saveProgress(ctx, -1, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(deletes) - 1; i >= 0; i-- {
+		for start := 0; start < len(deletes[i]); start += reconcileBatch {
+			failed, err := r.writeOps(ctx, deletes[i][start:min(start+reconcileBatch, len(deletes[i]))])
+			if err != nil {
+				return err
+			}
+			retry = append(retry, failed...)
+		}
+	}
+	if len(retry) > 0 {
+		r.p.cfg.Log.Info("placement move back: writes a constraint refused, tried again after the rest",
+			zap.String("move", r.m.ID), zap.Int("rows", len(retry)))
+		failed, err := r.writeOps(ctx, retry)
+		if err != nil {
+			return err
+		}
+		if len(failed) > 0 {
+			return fmt.Errorf("the kept copy could not be brought up to date (table %s: %v); move the tenant with a new move instead",
+				failed[0].t.name, failed[0].err)
+		}
+	}
+	return nil
+}
+
+// reconcileOp is one write of the reconcile: an upsert ("U", the row) or a
+// delete ("D", the key) of table t, and why it failed (writeOps).
+type reconcileOp struct {
+	t   *moveTable
+	op  string
+	row []byte
+	err error
+}
+
+// reconcileKeySQL selects, from table's rows of the tenant, the key's text
+// (its columns but tenant_id, as a row, in byte order), the row's hash (as
+// checksumSQL hashes it) and the whole primary key as JSON, ordered by the
+// key's text. Both sides have the same types, so equal keys have equal text.
+func (r *moveRun) reconcileKeySQL(t *moveTable, table string, shared bool) string {
+	cols := without(t.cols, "tenant_id")
+	if len(cols) == 0 {
+		cols = t.pk
+	}
+	kc := keyCols(t)
+	key := "''"
+	if len(kc) > 0 {
+		key = "ROW(" + columnList(kc) + ")::pg_catalog.text"
+	}
+	obj := make([]string, 0, len(t.pk))
+	for _, c := range t.pk {
+		obj = append(obj, sqlquote.Literal(c)+", "+quoteIdent(c))
+	}
+	return "SELECT (" + key + ") COLLATE \"C\", pg_catalog.md5(ROW(" + columnList(cols) + ")::pg_catalog.text), " +
+		"pg_catalog.jsonb_build_object(" + strings.Join(obj, ", ") + ")::pg_catalog.text FROM " + table +
+		r.tenantFilter(t, shared) + " ORDER BY 1"
+}
+
+// keyRow is one row of a reconcileKeySQL stream.
+type keyRow struct {
+	key, sum string
+	pk       []byte
+}
+
+// keyStream reads a reconcileKeySQL query row by row.
+type keyStream struct {
+	rows pgx.Rows
+	cur  keyRow
+	ok   bool
+}
+
+func (s *keyStream) next() error {
+	s.ok = s.rows.Next()
+	if !s.ok {
+		return s.rows.Err()
+	}
+	var pk string
+	if err := s.rows.Scan(&s.cur.key, &s.cur.sum, &pk); err != nil {
+		return err
+	}
+	s.cur.pk = []byte(pk)
+	return nil
+}
+
+// diffTable merges table t's key streams of the snapshot (tx) and the kept
+// copy (dst) and returns the keys (as JSON) whose rows the copy lacks or
+// has different, and deletes of the keys only the copy has.
+func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, dst *pgx.Conn, i int, t *moveTable) (upserts [][]byte, deletes []reconcileOp, err error) {
+	srcRows, err := tx.Query(ctx, r.reconcileKeySQL(t, r.srcTable(t), r.src.Isolation == catalog.IsolationShared))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer srcRows.Close()
+	dstRows, err := dst.Query(ctx, r.reconcileKeySQL(t, r.dstTable(t), r.dst.Isolation == catalog.IsolationShared))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer dstRows.Close()
+	s, d := &keyStream{rows: srcRows}, &keyStream{rows: dstRows}
+	if err := s.next(); err != nil {
+		return nil, nil, err
+	}
+	if err := d.next(); err != nil {
+		return nil, nil, err
+	}
+	var compared int64
+	for s.ok || d.ok {
+		switch {
+		case s.ok && (!d.ok || s.cur.key < d.cur.key): // only in the live placement
+			upserts = append(upserts, s.cur.pk)
+			err = s.next()
+			compared++
+		case d.ok && (!s.ok || d.cur.key < s.cur.key): // only in the copy
+			deletes = append(deletes, reconcileOp{t: t, op: "D", row: d.cur.pk})
+			err = d.next()
+		default: // on both sides
+			if s.cur.sum != d.cur.sum {
+				upserts = append(upserts, s.cur.pk)
+			}
+			err = s.next()
+			if err == nil {
+				err = d.next()
+			}
+			compared++
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if compared%10000 == 0 {
+			r.mu.Lock()
+			r.progress[i].Copied = compared
+			r.mu.Unlock()
+			r.saveProgress(ctx, -1, false)
+		}
+		if err := ctxErr(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	r.mu.Lock()
+	r.progress[i].Copied = compared
+	r.mu.Unlock()
+	return upserts, deletes, nil
+}
+
+// snapshotRows reads the rows of keys (primary keys as JSON) of table t
+// from the snapshot (tx), as upserts.
+func (r *moveRun) snapshotRows(ctx context.Context, tx pgx.Tx, t *moveTable, keys [][]byte) ([]reconcileOp, error) {
+	table := r.srcTable(t)
+	var on []string
+	for _, c := range t.pk {
+		on = append(on, "t."+quoteIdent(c)+" OPERATOR(pg_catalog.=) k."+quoteIdent(c))
+	}
+	rows, err := tx.Query(ctx, "SELECT pg_catalog.to_jsonb(t)::pg_catalog.text FROM pg_catalog.jsonb_populate_recordset(NULL::"+table+
+		", $1::pg_catalog.jsonb) AS k JOIN "+table+" AS t ON "+strings.Join(on, " AND "), jsonArray(keys))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (reconcileOp, error) {
+		var s string
+		err := row.Scan(&s)
+		return reconcileOp{t: t, op: "U", row: []byte(s)}, err
+	})
+}
+
+// writeOps applies ops to the kept copy (dstT) in one transaction; when a
+// constraint refuses one (23xxx), each op is tried on its own and those a
+// constraint still refuses are returned (with the error) for later.
+func (r *moveRun) writeOps(ctx context.Context, ops []reconcileOp) ([]reconcileOp, error) {
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	err := pgx.BeginFunc(ctx, r.dstT, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		for _, o := range ops {
+			sql, _ := r.applySQL(o.t, o.op)
+			b.Queue(sql, string(o.row))
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err == nil || !isConstraint(err) {
+		return nil, err
+	}
+	var failed []reconcileOp
+	for _, o := range ops {
+		sql, _ := r.applySQL(o.t, o.op)
+		if _, err := r.dstT.Exec(ctx, sql, string(o.row)); err != nil {
+			if !isConstraint(err) {
+				return nil, err
+			}
+			o.err = err
+			failed = append(failed, o)
+		}
+	}
+	return failed, nil
+}
+
+// isConstraint reports whether err is an integrity constraint violation
+// (SQLSTATE class 23).
+func isConstraint(err error) bool {
+	for _, c := range []string{"23505", "23503", "23514", "23502", "23P01"} {
+		if isCode(err, c) {
+			return true
+		}
+	}
+	return false
+}
