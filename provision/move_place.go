@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -71,8 +72,10 @@ func (p *Provisioner) dropPlacementOf(ctx context.Context, gone, kept *catalog.T
 				return err
 			}
 			for _, t := range tables {
-				stmts = append(stmts, "DELETE FROM public."+quoteIdent(t.name)+" WHERE tenant_id OPERATOR(pg_catalog.=) "+
-					sqlquote.Literal(gone.ID)+"::pg_catalog."+t.typ)
+				if err := deleteInBatches(ctx, conn, "public."+quoteIdent(t.name), "tenant_id OPERATOR(pg_catalog.=) "+
+					sqlquote.Literal(gone.ID)+"::pg_catalog."+t.typ); err != nil {
+					errs = append(errs, fmt.Errorf("deleting the tenant's rows of %s: %w", t.name, err))
+				}
 			}
 			stmts = append(stmts,
 				"REVOKE "+quoteIdent(p.sharedGroup())+" FROM "+full,
@@ -114,6 +117,38 @@ func (p *Provisioner) dropPlacementOf(ctx context.Context, gone, kept *catalog.T
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// deleteBatch is how many rows one transaction of deleteInBatches deletes,
+// and deletePace the rest between two: a tenant's rows in a shared table
+// (a million, say) deleted in one statement are one burst of WAL that the
+// commits of every other tenant of the server queue behind.
+const (
+	deleteBatch = 5000
+	deletePace  = 5 * time.Millisecond
+)
+
+// deleteInBatches deletes the rows of table (qualified) that match where,
+// deleteBatch at a time, each batch a transaction of its own (found through
+// an index on the condition's column: the shared tables have one on
+// tenant_id), until none is left.
+func deleteInBatches(ctx context.Context, conn *pgx.Conn, table, where string) error {
+	sql := "DELETE FROM " + table + " WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT ctid FROM " + table +
+		" WHERE " + where + " LIMIT " + fmt.Sprint(deleteBatch) + "))"
+	for {
+		tag, err := conn.Exec(ctx, sql)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() < deleteBatch {
+			return nil
+		}
+		select {
+		case <-time.After(deletePace):
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
 }
 
 // dropTarget removes a move's half-built target.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
@@ -26,12 +28,12 @@ import (
 //     fence);
 //   - reconcile, in place of the copy: from one snapshot of the live
 //     placement (taken after M2's capture was installed, as the copy's is),
-//     each table's rows of the tenant are compared with the copy's by key
-//     (both sides stream key, row hash and key as JSON, ordered by the key's
-//     text in byte order, merged here), and only the rows that differ are
-//     written: rows missing or different upserted, rows only in the copy
-//     deleted. Reads are O(table), writes O(changes since M switched): no
-//     CREATE DATABASE, no COPY, no index builds;
+//     each table's keys and row hashes are streamed into a temporary table
+//     of the copy's session and compared there with the copy's rows (hash
+//     joins), and only the rows that differ are written: rows missing or
+//     different upserted, rows only in the copy deleted. Reads are
+//     O(table), writes O(changes since M switched): no CREATE DATABASE, no
+//     copy of the rows, no index builds;
 //   - in the switch's pause, after the checks, M's capture function becomes
 //     a no-op (the copy is live again the moment the catalog says so), and
 //     after the switch M's capture goes; M becomes "reverted".
@@ -239,21 +241,14 @@ const reconcileBatch = 500
 // reconcile brings the kept copy (r's target) to the live placement's
 // state in one snapshot taken after r's capture was installed (r.snapshot,
 // as copySnapshot's: the captured changes it holds are skipped later).
-// Rows are written parents first; rows only in the copy are deleted after
-// all writes, children first. A write refused by a constraint (a unique
-// value or a reference that only the rest of the reconcile frees) is tried
-// again at the end, once.
+// Per table, the snapshot's keys and row hashes are streamed (COPY) into a
+// temporary table of the copy's session and compared there with the copy's
+// rows (hash joins: no sort, no index build). Rows are written parents
+// first; rows only in the copy are deleted after all writes, children
+// first. A write refused by a constraint (a unique value or a reference
+// that only the rest of the reconcile frees) is tried again at the end,
+// once.
 func (r *moveRun) reconcile(ctx context.Context) error {
-	pw, err := r.p.cat.BackendPassword(ctx, r.src.ID)
-	if err != nil {
-		return err
-	}
-	// The copy is read on a connection of its own (dstT writes meanwhile).
-	dstR, err := r.p.cfg.RoleConn(ctx, r.dst.Backend, r.dst.Database, r.dst.RoleName, pw)
-	if err != nil {
-		return err
-	}
-	defer dstR.Close(context.WithoutCancel(ctx))
 	srcShared := r.src.Isolation == catalog.IsolationShared
 	r.progress = make([]catalog.MoveTable, len(r.tables))
 	for i, t := range r.tables {
@@ -261,7 +256,7 @@ func (r *moveRun) reconcile(ctx context.Context) error {
 	}
 	var deletes [][]reconcileOp // by table
 	var retry []reconcileOp
-	err = pgx.BeginTxFunc(ctx, r.srcT, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, r.srcT, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text`).Scan(&r.snapshot); err != nil {
 			return err
 		}
@@ -277,11 +272,13 @@ func (r *moveRun) reconcile(ctx context.Context) error {
 			if r.p.cfg.MoveHook != nil {
 				r.p.cfg.MoveHook(ctx, r.m.ID, "reconcile:"+t.name)
 			}
-			upserts, dels, err := r.diffTable(ctx, tx, dstR, i, t)
+			started := time.Now()
+			upserts, dels, err := r.diffTable(ctx, tx, i, t)
 			if err != nil {
 				return fmt.Errorf("comparing table %s with the kept copy: %w", t.name, err)
 			}
 			deletes = append(deletes, dels)
+			compared := time.Since(started)
 			// The rows to write, read from the snapshot by key.
 			for start := 0; start < len(upserts); start += reconcileBatch {
 				keys := upserts[start:min(start+reconcileBatch, len(upserts))]
@@ -295,6 +292,9 @@ func (r *moveRun) reconcile(ctx context.Context) error {
 				}
 				retry = append(retry, failed...)
 			}
+			r.p.cfg.Log.Info("placement move back: table compared with the kept copy", zap.String("move", r.m.ID),
+				zap.String("table", t.name), zap.Int64("rows", r.progress[i].Copied), zap.Int("written", len(upserts)),
+				zap.Int("to_delete", len(dels)), zap.Duration("compare", compared), zap.Duration("write", time.Since(started)-compared))
 			if err := r.saveProgress(ctx, -1, true); err != nil {
 				return err
 			}
@@ -337,125 +337,133 @@ type reconcileOp struct {
 	err error
 }
 
-// reconcileKeySQL selects, from table's rows of the tenant, the key's text
-// (its columns but tenant_id, as a row, in byte order), the row's hash (as
-// checksumSQL hashes it) and the whole primary key as JSON, ordered by the
-// key's text. Both sides have the same types, so equal keys have equal text.
-func (r *moveRun) reconcileKeySQL(t *moveTable, table string, shared bool) string {
+// matchKeys are the columns a reconcile matches rows by: the primary key's
+// but tenant_id (the tenant filter covers it; a shared and an own
+// placement may differ there), or tenant_id alone when the key is only that.
+func matchKeys(t *moveTable) []string {
+	if kc := keyCols(t); len(kc) > 0 {
+		return kc
+	}
+	return t.pk
+}
+
+// rowHash is the hash of a row of t (alias a) that the reconcile compares:
+// its copied columns but tenant_id, as checksumSQL hashes them.
+func rowHash(t *moveTable, a string) string {
 	cols := without(t.cols, "tenant_id")
 	if len(cols) == 0 {
 		cols = t.pk
 	}
-	kc := keyCols(t)
-	key := "''"
-	if len(kc) > 0 {
-		key = "ROW(" + columnList(kc) + ")::pg_catalog.text"
+	q := make([]string, len(cols))
+	for i, c := range cols {
+		q[i] = a + "." + quoteIdent(c)
 	}
-	obj := make([]string, 0, len(t.pk))
-	for _, c := range t.pk {
-		obj = append(obj, sqlquote.Literal(c)+", "+quoteIdent(c))
-	}
-	return "SELECT (" + key + ") COLLATE \"C\", pg_catalog.md5(ROW(" + columnList(cols) + ")::pg_catalog.text), " +
-		"pg_catalog.jsonb_build_object(" + strings.Join(obj, ", ") + ")::pg_catalog.text FROM " + table +
-		r.tenantFilter(t, shared) + " ORDER BY 1"
+	return "pg_catalog.md5(ROW(" + strings.Join(q, ", ") + ")::pg_catalog.text)"
 }
 
-// keyRow is one row of a reconcileKeySQL stream.
-type keyRow struct {
-	key, sum string
-	pk       []byte
-}
-
-// keyStream reads a reconcileKeySQL query row by row.
-type keyStream struct {
-	rows pgx.Rows
-	cur  keyRow
-	ok   bool
-}
-
-func (s *keyStream) next() error {
-	s.ok = s.rows.Next()
-	if !s.ok {
-		return s.rows.Err()
+// keyJSON is a jsonb object of columns cols of alias a, as text.
+func keyJSON(cols []string, a string) string {
+	obj := make([]string, 0, len(cols))
+	for _, c := range cols {
+		obj = append(obj, sqlquote.Literal(c)+", "+a+"."+quoteIdent(c))
 	}
-	var pk string
-	if err := s.rows.Scan(&s.cur.key, &s.cur.sum, &pk); err != nil {
-		return err
-	}
-	s.cur.pk = []byte(pk)
-	return nil
+	return "pg_catalog.jsonb_build_object(" + strings.Join(obj, ", ") + ")::pg_catalog.text"
 }
 
-// diffTable merges table t's key streams of the snapshot (tx) and the kept
-// copy (dst) and returns the keys (as JSON) whose rows the copy lacks or
-// has different, and deletes of the keys only the copy has.
-func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, dst *pgx.Conn, i int, t *moveTable) (upserts [][]byte, deletes []reconcileOp, err error) {
-	srcRows, err := tx.Query(ctx, r.reconcileKeySQL(t, r.srcTable(t), r.src.Isolation == catalog.IsolationShared))
+// keysEqual joins aliases a and b on cols.
+func keysEqual(cols []string, a, b string) string {
+	on := make([]string, len(cols))
+	for i, c := range cols {
+		on[i] = a + "." + quoteIdent(c) + " OPERATOR(pg_catalog.=) " + b + "." + quoteIdent(c)
+	}
+	return strings.Join(on, " AND ")
+}
+
+// diffTable compares table t's rows of the tenant in the snapshot (tx) with
+// the kept copy's: the snapshot's keys and row hashes go by COPY into a
+// temporary table of the copy's session (dstT, the tenant's role), where
+// one full join finds the keys whose rows the copy lacks or has different
+// (returned as JSON objects of matchKeys, to read from the snapshot) and
+// the copy's rows whose key the snapshot lacks (returned as deletes).
+func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable) (upserts [][]byte, deletes []reconcileOp, err error) {
+	mk := matchKeys(t)
+	keys := "pg_temp." + quoteIdent("stratum_move_keys")
+	dstShared := r.dst.Isolation == catalog.IsolationShared
+	if _, err := r.dstT.Exec(ctx, "DROP TABLE IF EXISTS "+keys+"; CREATE TEMPORARY TABLE "+quoteIdent("stratum_move_keys")+
+		" AS SELECT "+columnList(mk)+", ''::pg_catalog.text AS stratum_h FROM "+r.dstTable(t)+" WITH NO DATA"); err != nil {
+		return nil, nil, err
+	}
+	defer r.dstT.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+keys)
+	out := "COPY (SELECT " + columnList(mk) + ", " + rowHash(t, r.srcTable(t)) + " FROM " + r.srcTable(t) +
+		r.tenantFilter(t, r.src.Isolation == catalog.IsolationShared) + ") TO STDOUT"
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := tx.Conn().PgConn().CopyTo(ctx, pw, out)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	rc := &rowCounter{rd: pr, onRows: func(n int64) {
+		r.mu.Lock()
+		r.progress[i].Copied += n
+		r.mu.Unlock()
+		r.saveProgress(ctx, -1, false)
+	}}
+	_, err = r.dstT.PgConn().CopyFrom(ctx, rc, "COPY "+keys+" ("+columnList(mk)+", stratum_h) FROM STDIN")
+	pr.CloseWithError(errors.New("copy ended"))
+	if serr := <-done; err == nil && serr != nil {
+		err = serr
+	}
+	if e := ctxErr(ctx); e != nil {
+		return nil, nil, e
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	defer srcRows.Close()
-	dstRows, err := dst.Query(ctx, r.reconcileKeySQL(t, r.dstTable(t), r.dst.Isolation == catalog.IsolationShared))
+	streamed := time.Now()
+	if _, err := r.dstT.Exec(ctx, "ANALYZE "+keys); err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		r.p.cfg.Log.Info("placement move back: keys streamed, then compared", zap.String("table", t.name),
+			zap.Duration("compare", time.Since(streamed)))
+	}()
+	// The copy's rows of the tenant (in a shared copy: its filter).
+	mine := "SELECT * FROM " + r.dstTable(t) + r.tenantFilter(t, dstShared)
+	// One pass over both: a key only in the snapshot, or whose row differs,
+	// is written; a key only in the copy is deleted.
+	k0, t0 := "k."+quoteIdent(mk[0]), "t."+quoteIdent(mk[0])
+	rows, err := r.dstT.Query(ctx, "SELECT "+k0+" IS NULL, CASE WHEN "+k0+" IS NULL THEN "+keyJSON(t.pk, "t")+" ELSE "+
+		keyJSON(mk, "k")+" END FROM "+keys+" AS k FULL JOIN ("+mine+") AS t ON "+keysEqual(mk, "k", "t")+
+		" WHERE "+k0+" IS NULL OR "+t0+" IS NULL OR "+rowHash(t, "t")+" OPERATOR(pg_catalog.<>) k.stratum_h")
 	if err != nil {
 		return nil, nil, err
 	}
-	defer dstRows.Close()
-	s, d := &keyStream{rows: srcRows}, &keyStream{rows: dstRows}
-	if err := s.next(); err != nil {
+	var onlyCopy bool
+	var key string
+	if _, err := pgx.ForEachRow(rows, []any{&onlyCopy, &key}, func() error {
+		if onlyCopy {
+			deletes = append(deletes, reconcileOp{t: t, op: "D", row: []byte(key)})
+		} else {
+			upserts = append(upserts, []byte(key))
+		}
+		return nil
+	}); err != nil {
 		return nil, nil, err
 	}
-	if err := d.next(); err != nil {
-		return nil, nil, err
-	}
-	var compared int64
-	for s.ok || d.ok {
-		switch {
-		case s.ok && (!d.ok || s.cur.key < d.cur.key): // only in the live placement
-			upserts = append(upserts, s.cur.pk)
-			err = s.next()
-			compared++
-		case d.ok && (!s.ok || d.cur.key < s.cur.key): // only in the copy
-			deletes = append(deletes, reconcileOp{t: t, op: "D", row: d.cur.pk})
-			err = d.next()
-		default: // on both sides
-			if s.cur.sum != d.cur.sum {
-				upserts = append(upserts, s.cur.pk)
-			}
-			err = s.next()
-			if err == nil {
-				err = d.next()
-			}
-			compared++
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		if compared%10000 == 0 {
-			r.mu.Lock()
-			r.progress[i].Copied = compared
-			r.mu.Unlock()
-			r.saveProgress(ctx, -1, false)
-		}
-		if err := ctxErr(ctx); err != nil {
-			return nil, nil, err
-		}
-	}
-	r.mu.Lock()
-	r.progress[i].Copied = compared
-	r.mu.Unlock()
 	return upserts, deletes, nil
 }
 
-// snapshotRows reads the rows of keys (primary keys as JSON) of table t
-// from the snapshot (tx), as upserts.
+// snapshotRows reads the rows of keys (JSON objects of matchKeys) of table
+// t from the snapshot (tx), as upserts.
 func (r *moveRun) snapshotRows(ctx context.Context, tx pgx.Tx, t *moveTable, keys [][]byte) ([]reconcileOp, error) {
 	table := r.srcTable(t)
-	var on []string
-	for _, c := range t.pk {
-		on = append(on, "t."+quoteIdent(c)+" OPERATOR(pg_catalog.=) k."+quoteIdent(c))
+	where := ""
+	if f := r.tenantFilter(t, r.src.Isolation == catalog.IsolationShared); f != "" {
+		where = " AND t." + strings.TrimPrefix(f, " WHERE ")
 	}
 	rows, err := tx.Query(ctx, "SELECT pg_catalog.to_jsonb(t)::pg_catalog.text FROM pg_catalog.jsonb_populate_recordset(NULL::"+table+
-		", $1::pg_catalog.jsonb) AS k JOIN "+table+" AS t ON "+strings.Join(on, " AND "), jsonArray(keys))
+		", $1::pg_catalog.jsonb) AS k JOIN "+table+" AS t ON "+keysEqual(matchKeys(t), "t", "k")+where, jsonArray(keys))
 	if err != nil {
 		return nil, err
 	}

@@ -8,12 +8,13 @@ import (
 	"github.com/stratum-hq/stratum-proxy/catalog"
 )
 
-// TestCaptureFunctionRunsAsTheWriter: the capture function (plain, fence
-// and no-op) is never SECURITY DEFINER and pins its search_path; the
+// TestCaptureFunctionRunsAsTheWriter: the capture function (plain, fence,
+// no-op, moved fence and a move back's kept-copy fence) is never SECURITY DEFINER and pins its search_path; the
 // end-to-end proof is e2e/moves TestHostileCastRunsOnlyAsTheTenant.
 func TestCaptureFunctionRunsAsTheWriter(t *testing.T) {
 	for _, sql := range []string{captureFunctionSQL("stratum.f", "stratum.l", false),
-		captureFunctionSQL("stratum.f", "stratum.l", true), noopCaptureSQL("stratum.f")} {
+		captureFunctionSQL("stratum.f", "stratum.l", true), noopCaptureSQL("stratum.f"), movedFenceSQL("stratum.f"),
+		keptFenceSQL("stratum.f", 4242)} {
 		if strings.Contains(strings.ToUpper(sql), "SECURITY DEFINER") {
 			t.Errorf("capture function is SECURITY DEFINER:\n%s", sql)
 		}
