@@ -33,6 +33,11 @@ type Config struct {
 	// before it is finalized by itself (checked by a sweep every minute and
 	// at RecoverMoves); 0 (the default) keeps it until FinalizeMove.
 	MoveRetention time.Duration
+	// MoveCopyRowsPerSecond, when above 0, limits how fast a move copies
+	// (and a move back streams) the tenant's rows, so that the copy leaves
+	// the server's other tenants their share of it; the move takes longer.
+	// 0 (the default) copies as fast as the servers go.
+	MoveCopyRowsPerSecond int64
 	// MoveHeartbeat is how often a running move records that it is alive
 	// (tenant_moves.updated_at); RecoverMoves treats a move of another
 	// process as dead after three missed beats. Default 5s.

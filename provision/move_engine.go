@@ -826,16 +826,37 @@ func (r *moveRun) saveProgress(ctx context.Context, lag int64, force bool) error
 }
 
 // rowCounter counts the rows COPY text passes through it (one newline per
-// row: newlines in values are escaped) and reports progress.
+// row: newlines in values are escaped) and reports progress. With a rate
+// (rows per second, Config.MoveCopyRowsPerSecond) it reads no faster: the
+// source's COPY then waits on its socket instead of taking a core.
 type rowCounter struct {
 	rd     io.Reader
 	onRows func(n int64)
+	rate   int64
+	ctx    context.Context
+	start  time.Time
+	rows   int64
 }
 
 func (c *rowCounter) Read(b []byte) (int, error) {
+	if c.rate > 0 {
+		if c.start.IsZero() {
+			c.start = time.Now()
+		}
+		// Ahead of the rate: wait until the rows read so far are due.
+		if due := c.start.Add(time.Duration(float64(c.rows) / float64(c.rate) * float64(time.Second))); time.Until(due) > 0 {
+			select {
+			case <-time.After(time.Until(due)):
+			case <-c.ctx.Done():
+				return 0, context.Cause(c.ctx)
+			}
+		}
+	}
 	n, err := c.rd.Read(b)
 	if n > 0 {
-		c.onRows(int64(bytes.Count(b[:n], []byte{'\n'})))
+		rows := int64(bytes.Count(b[:n], []byte{'\n'}))
+		c.rows += rows
+		c.onRows(rows)
 	}
 	return n, err
 }
@@ -927,7 +948,7 @@ func (r *moveRun) copyTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable,
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	rc := &rowCounter{rd: pr, onRows: func(n int64) {
+	rc := &rowCounter{rd: pr, rate: r.p.cfg.MoveCopyRowsPerSecond, ctx: ctx, onRows: func(n int64) {
 		r.mu.Lock()
 		r.progress[i].Copied += n
 		r.mu.Unlock()

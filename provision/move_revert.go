@@ -403,7 +403,7 @@ func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable)
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	rc := &rowCounter{rd: pr, onRows: func(n int64) {
+	rc := &rowCounter{rd: pr, rate: r.p.cfg.MoveCopyRowsPerSecond, ctx: ctx, onRows: func(n int64) {
 		r.mu.Lock()
 		r.progress[i].Copied += n
 		r.mu.Unlock()
@@ -425,7 +425,7 @@ func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable)
 		return nil, nil, err
 	}
 	defer func() {
-		r.p.cfg.Log.Info("placement move back: keys streamed, then compared", zap.String("table", t.name),
+		r.p.cfg.Log.Debug("placement move back: keys streamed, then compared", zap.String("table", t.name),
 			zap.Duration("compare", time.Since(streamed)))
 	}()
 	// The copy's rows of the tenant (in a shared copy: its filter).

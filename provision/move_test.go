@@ -1,9 +1,12 @@
 package provision
 
 import (
+	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 )
@@ -65,5 +68,36 @@ func TestTouchRemembersKeysAfterTheVerificationPoint(t *testing.T) {
 	}
 	if err := r.touch(orders, "U", []byte(`not json`)); err == nil {
 		t.Error("a change that is no JSON object was remembered")
+	}
+}
+
+// TestRowCounterKeepsTheCopyRate: with a rate, rowCounter hands out rows
+// no faster than it (a lower bound only: how fast an unlimited copy goes is
+// the bench's business); without one it does not wait.
+func TestRowCounterKeepsTheCopyRate(t *testing.T) {
+	rows := strings.Repeat("1\tx\n", 600)
+	for _, rate := range []int64{0, 2000} {
+		var seen int64
+		rc := &rowCounter{rd: strings.NewReader(rows), rate: rate, ctx: context.Background(), onRows: func(n int64) { seen += n }}
+		start := time.Now()
+		buf := make([]byte, 64) // 16 rows a read
+		for {
+			_, err := rc.Read(buf)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		took := time.Since(start)
+		if seen != 600 {
+			t.Fatalf("rate %d: counted %d rows, want 600", rate, seen)
+		}
+		// 600 rows at 2000/s: the last read starts after 584 rows are due,
+		// 0.29 s in.
+		if rate > 0 && took < 280*time.Millisecond {
+			t.Errorf("rate %d: 600 rows in %v, faster than the rate allows", rate, took)
+		}
 	}
 }

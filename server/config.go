@@ -52,4 +52,6 @@ type MoveConfig struct {
 	// Retention is how long a switched move keeps the source copy before
 	// it is finalized by itself; 0 keeps it until finalize.
 	Retention time.Duration
+	// CopyRowsPerSecond limits a move's copy (0: no limit).
+	CopyRowsPerSecond int64
 }

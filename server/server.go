@@ -93,7 +93,7 @@ func OpenRouter(ctx context.Context, cfg *Config) (*catalog.Catalog, *router.Rou
 		return nil, nil, nil, err
 	}
 	p, err := provision.New(ctx, provision.Config{Set: cfg.Router.Set, Pools: r, MoveDrainTimeout: cfg.Moves.DrainTimeout,
-		MoveMaxLag: cfg.Moves.MaxLag, MoveRetention: cfg.Moves.Retention}, cat)
+		MoveMaxLag: cfg.Moves.MaxLag, MoveRetention: cfg.Moves.Retention, MoveCopyRowsPerSecond: cfg.Moves.CopyRowsPerSecond}, cat)
 	if err != nil {
 		return fail(err)
 	}

@@ -72,6 +72,7 @@ type fileConfig struct {
 		DrainTimeout time.Duration `yaml:"drain_timeout"`
 		MaxLag       int64         `yaml:"max_lag"`
 		Retention    time.Duration `yaml:"retention"`
+		CopyRate     int64         `yaml:"copy_rows_per_second"`
 	} `yaml:"moves"`
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	Log           struct {
@@ -127,10 +128,11 @@ func loadConfig(path string) (*fileSettings, error) {
 		DatabaseNames: fc.ClientDatabases.Names, AllowAnyDatabase: fc.ClientDatabases.AllowAny,
 	}
 	sc.Admin.RateLimit = fc.Admin.RateLimit
-	if fc.Moves.DrainTimeout < 0 || fc.Moves.MaxLag < 0 || fc.Moves.Retention < 0 {
-		return nil, fmt.Errorf("config %s: moves: drain_timeout, max_lag and retention must not be negative", path)
+	if fc.Moves.DrainTimeout < 0 || fc.Moves.MaxLag < 0 || fc.Moves.Retention < 0 || fc.Moves.CopyRate < 0 {
+		return nil, fmt.Errorf("config %s: moves: drain_timeout, max_lag, retention and copy_rows_per_second must not be negative", path)
 	}
-	sc.Moves = server.MoveConfig{DrainTimeout: fc.Moves.DrainTimeout, MaxLag: fc.Moves.MaxLag, Retention: fc.Moves.Retention}
+	sc.Moves = server.MoveConfig{DrainTimeout: fc.Moves.DrainTimeout, MaxLag: fc.Moves.MaxLag, Retention: fc.Moves.Retention,
+		CopyRowsPerSecond: fc.Moves.CopyRate}
 	if m := sc.Proxy.PoolMode; m != proxy.PoolSession && m != proxy.PoolTransaction {
 		return nil, fmt.Errorf("config %s: pool.mode %q: use session or transaction", path, m)
 	}

@@ -52,6 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		{"empty password env", "backends:\n  main:\n    host: h\n    port: 1\n    admin_user: u\n    admin_password_env: STRATUM_TEST_UNSET_VAR\n", "is empty"},
 		{"unset catalog", "catalog:\n  url_env: STRATUM_TEST_UNSET_VAR\n", "STRATUM_TEST_UNSET_VAR is empty"},
 		{"negative move lag", "moves:\n  max_lag: -1\n", "must not be negative"},
+		{"negative copy rate", "moves:\n  copy_rows_per_second: -5\n", "must not be negative"},
 		{"negative spare connections", "pool:\n  spare_connections: -1\n", "spare_connections: -1 is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -51,6 +51,8 @@ type options struct {
 	// moveFinalizeAfter is how long a switched move waits before its
 	// finalize (0: at once), to tell the switch's effects from finalize's.
 	moveFinalizeAfter time.Duration
+	// moveCopyRate is the proxy's moves.copy_rows_per_second (0: none).
+	moveCopyRate int64
 	moveWrite         int
 }
 
@@ -156,6 +158,7 @@ func run() error {
 	flag.BoolVar(&moves, "moves", moves, "run the placement-move benchmark (phase moves); -moves=false skips it")
 	flag.IntVar(&opt.moveRows, "move-rows", 1000000, "rows of the moved tenant mover's orders table")
 	flag.DurationVar(&opt.moveFinalizeAfter, "move-finalize-after", 0, "wait this long after a move's switch before finalizing it")
+	flag.Int64Var(&opt.moveCopyRate, "move-copy-rate", 0, "the proxy's moves.copy_rows_per_second (0: no limit)")
 	flag.IntVar(&opt.moveWrite, "move-writers", 3, "writer goroutines on mover during the moves")
 	flag.Parse()
 	opt.phases = map[string]bool{}
@@ -358,6 +361,10 @@ func (b *bench) writeProxyConfig() error {
 		"pool":                    pool,
 		"shutdown_grace":          "2s",
 		"log":                     map[string]any{"level": "info", "format": "json"},
+	}
+	if b.opt.moveCopyRate > 0 {
+		cfg["moves"] = map[string]any{"copy_rows_per_second": b.opt.moveCopyRate}
+		b.poolKeys = append(b.poolKeys, fmt.Sprintf("moves.copy_rows_per_second=%d", b.opt.moveCopyRate))
 	}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
