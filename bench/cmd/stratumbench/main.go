@@ -53,7 +53,7 @@ type options struct {
 	moveFinalizeAfter time.Duration
 	// moveCopyRate is the proxy's moves.copy_rows_per_second (0: none).
 	moveCopyRate int64
-	moveWrite         int
+	moveWrite    int
 }
 
 // allPhases are the measured phases, in the order they run.
