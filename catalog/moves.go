@@ -83,6 +83,10 @@ type Move struct {
 	// Reverts is, for a move back (RevertMove), the switched move whose
 	// kept source copy it brings up to date and switches to.
 	Reverts string `json:"reverts,omitempty"`
+	// SwitchXID is the target server's transaction id (xid8) taken in the
+	// switch's pause (0: not recorded): the target's rows with a newer xmin
+	// were written after the switch.
+	SwitchXID int64 `json:"-"`
 	// Owner is the proxy process (provisioner instance) running the move.
 	Owner       string     `json:"-"`
 	StartedAt   time.Time  `json:"started_at"`
@@ -103,14 +107,14 @@ func (m *Move) Running() bool {
 
 const moveColumns = `m.id, m.tenant_id, t.slug, m.from_isolation, m.from_backend, m.from_database, m.from_schema,
 	m.to_isolation, m.to_backend, m.to_database, m.to_schema, m.phase, m.error, m.tables, m.lag,
-	m.created_by, m.cleanup_error, m.pause_ms, COALESCE(m.reverts::text, ''), m.owner, m.started_at, m.updated_at,
+	m.created_by, m.cleanup_error, m.pause_ms, COALESCE(m.reverts::text, ''), COALESCE(m.switch_xid, 0), m.owner, m.started_at, m.updated_at,
 	m.finished_at, m.finalized_at`
 
 func scanMove(row pgx.Row) (*Move, error) {
 	var m Move
 	err := row.Scan(&m.ID, &m.TenantID, &m.TenantSlug, &m.FromIsolation, &m.FromBackend, &m.FromDatabase,
 		&m.FromSchema, &m.ToIsolation, &m.ToBackend, &m.ToDatabase, &m.ToSchema, &m.Phase, &m.Error,
-		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.PauseMS, &m.Reverts, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
+		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.PauseMS, &m.Reverts, &m.SwitchXID, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrMoveNotFound
 	}
@@ -386,6 +390,9 @@ type MovePlacement struct {
 	// PauseMS is how long the switch's pause has lasted, in milliseconds
 	// (recorded as the move's pause_ms).
 	PauseMS int64
+	// SwitchXID is the target server's pg_current_xact_id() taken in the
+	// pause, after the move's last write there (0: none).
+	SwitchXID int64
 }
 
 // SwitchMove is a move's cut-over in the catalog, in one transaction: the
@@ -434,7 +441,7 @@ func (c *Catalog) SwitchMove(ctx context.Context, id string, to MovePlacement) (
 			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE tenant_moves SET phase = 'switched', lag = 0, updated_at = now(),
-			finished_at = now(), pause_ms = $2 WHERE id = $1`, id, to.PauseMS); err != nil {
+			finished_at = now(), pause_ms = $2, switch_xid = NULLIF($3::bigint, 0) WHERE id = $1`, id, to.PauseMS, to.SwitchXID); err != nil {
 			return err
 		}
 		if out, err = getMove(ctx, tx, id, ""); err != nil {

@@ -7,6 +7,10 @@
 -- fails or is cancelled puts it back to "switched". The one-open-move rule
 -- counts the move back, not the move it reverts.
 ALTER TABLE tenant_moves ADD COLUMN reverts uuid REFERENCES tenant_moves (id) ON DELETE CASCADE;
+-- The target server's transaction id (xid8) taken in the switch's pause:
+-- rows of the target whose xmin is newer were written after the switch,
+-- which is what a move back has to bring to the kept copy.
+ALTER TABLE tenant_moves ADD COLUMN switch_xid bigint;
 ALTER TABLE tenant_moves DROP CONSTRAINT tenant_moves_phase_check;
 ALTER TABLE tenant_moves ADD CONSTRAINT tenant_moves_phase_check CHECK (phase IN ('pending', 'provisioning',
     'copying', 'catching_up', 'cutting_over', 'switched', 'finalized', 'cancelled', 'failed', 'reverting', 'reverted'));

@@ -572,6 +572,12 @@ func (r *moveRun) installCapture(ctx context.Context) error {
 	writers := quoteIdent(r.src.RoleName) + ", " + quoteIdent(policy.AccessWrite.Role(r.src.RoleName))
 	shared := r.src.Isolation == catalog.IsolationShared
 	return withLockTimeout(ctx, r.srcAdmin, moveDDLTries, func(tx pgx.Tx) error {
+		// GRANT and REVOKE on schema stratum rewrite its one pg_namespace
+		// row: two moves doing it at once in one database fail with "tuple
+		// concurrently updated".
+		if _, err := tx.Exec(ctx, stratumACLLockSQL); err != nil {
+			return err
+		}
 		stmts := []string{
 			`CREATE TABLE IF NOT EXISTS ` + logTable + ` (
 				id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -703,6 +709,10 @@ func (r *moveRun) checkCapture(ctx context.Context) error {
 	return nil
 }
 
+// stratumACLLockSQL serialises, per database, the transactions of moves
+// that GRANT or REVOKE on schema stratum (installCapture, dropCapture).
+const stratumACLLockSQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stratum.schema-acl'))"
+
 // moveDDLTries bounds how often a move's DDL on the source (capture
 // triggers on, off) waits its lock_timeout before the move gives up.
 const moveDDLTries = 30
@@ -795,6 +805,9 @@ func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *cat
 		}
 		stmts = append(stmts, "DROP TABLE IF EXISTS "+logTable+" CASCADE")
 		if err := execAll(ctx, tx.Conn(), stmts...); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, stratumACLLockSQL); err != nil {
 			return err
 		}
 		var exists bool
@@ -1363,6 +1376,13 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 		}
 		mark("kept copy's fence")
 	}
+	// The target's transaction id after the move's last write there: what
+	// the tenant writes from the switch on has a newer xmin (a move back
+	// brings only those rows to the kept copy).
+	var switchXID int64
+	if err := r.dstAdmin.QueryRow(ctx, "SELECT pg_catalog.pg_current_xact_id()::pg_catalog.text::pg_catalog.int8").Scan(&switchXID); err != nil {
+		return fmt.Errorf("reading the target's transaction id: %w", err)
+	}
 	apFrom, apKeep := moveAppSchemaName(r.m), keptAppSchemaName(r.m)
 	if r.dst.Isolation == catalog.IsolationShared {
 		apFrom = ""
@@ -1372,7 +1392,7 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	}
 	m, err := p.cat.SwitchMove(ctx, r.m.ID, catalog.MovePlacement{Isolation: r.dst.Isolation, Backend: r.dst.Backend,
 		Database: r.dst.Database, Schema: r.dst.Schema, AppSchemaFrom: apFrom, AppSchemaKeep: apKeep,
-		PauseMS: time.Since(pausedAt).Milliseconds()})
+		PauseMS: time.Since(pausedAt).Milliseconds(), SwitchXID: switchXID})
 	if err != nil {
 		return fmt.Errorf("switching the tenant's placement: %w", err)
 	}

@@ -250,13 +250,24 @@ const reconcileBatch = 500
 // once.
 func (r *moveRun) reconcile(ctx context.Context) error {
 	srcShared := r.src.Isolation == catalog.IsolationShared
+	since, err := r.changedSince(ctx)
+	if err != nil {
+		return err
+	}
+	mode := "full"
+	if since > 0 {
+		mode = "since-switch"
+	}
+	if r.p.cfg.MoveHook != nil {
+		r.p.cfg.MoveHook(ctx, r.m.ID, "reconcile-mode:"+mode)
+	}
 	r.progress = make([]catalog.MoveTable, len(r.tables))
 	for i, t := range r.tables {
 		r.progress[i] = catalog.MoveTable{Name: t.name}
 	}
 	var deletes [][]reconcileOp // by table
 	var retry []reconcileOp
-	err := pgx.BeginTxFunc(ctx, r.srcT, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, r.srcT, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text`).Scan(&r.snapshot); err != nil {
 			return err
 		}
@@ -273,7 +284,7 @@ func (r *moveRun) reconcile(ctx context.Context) error {
 				r.p.cfg.MoveHook(ctx, r.m.ID, "reconcile:"+t.name)
 			}
 			started := time.Now()
-			upserts, dels, err := r.diffTable(ctx, tx, i, t)
+			upserts, dels, err := r.diffTable(ctx, tx, i, t, since)
 			if err != nil {
 				return fmt.Errorf("comparing table %s with the kept copy: %w", t.name, err)
 			}
@@ -326,6 +337,27 @@ func (r *moveRun) reconcile(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// changedSince returns the reverted move's SwitchXID when the rows written
+// since its switch can be told by their xmin (see diffTable): recorded, and
+// less than a billion transactions old on the live placement's server (an
+// xmin compares by age, modulo 2^32). 0 means compare every row. Either way
+// the verification point compares the whole copy afterwards.
+func (r *moveRun) changedSince(ctx context.Context) (int64, error) {
+	old, err := r.p.cat.GetMove(ctx, r.m.Reverts)
+	if err != nil || old.SwitchXID <= 0 {
+		return 0, err
+	}
+	var young bool
+	if err := r.srcAdmin.QueryRow(ctx, "SELECT pg_catalog.age($1::pg_catalog.int8::pg_catalog.text::pg_catalog.xid8::pg_catalog.xid) OPERATOR(pg_catalog.<) 1000000000",
+		old.SwitchXID).Scan(&young); err != nil {
+		return 0, err
+	}
+	if !young {
+		return 0, nil
+	}
+	return old.SwitchXID, nil
 }
 
 // reconcileOp is one write of the reconcile: an upsert ("U", the row) or a
@@ -385,17 +417,43 @@ func keysEqual(cols []string, a, b string) string {
 // one full join finds the keys whose rows the copy lacks or has different
 // (returned as JSON objects of matchKeys, to read from the snapshot) and
 // the copy's rows whose key the snapshot lacks (returned as deletes).
-func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable) (upserts [][]byte, deletes []reconcileOp, err error) {
+//
+// With since (the reverted move's SwitchXID, valid: see reconcile), the
+// hashes are left out: the rows to write are those of the snapshot whose
+// xmin is newer than since (written after that switch; the rest equals the
+// copy, which was equal to the source at the switch and fenced since), and
+// only the keys are streamed, for the deletes.
+func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable, since int64) (upserts [][]byte, deletes []reconcileOp, err error) {
 	mk := matchKeys(t)
 	keys := "pg_temp." + quoteIdent("stratum_move_keys")
 	dstShared := r.dst.Isolation == catalog.IsolationShared
+	srcFilter := r.tenantFilter(t, r.src.Isolation == catalog.IsolationShared)
 	if _, err := r.dstT.Exec(ctx, "DROP TABLE IF EXISTS "+keys+"; CREATE TEMPORARY TABLE "+quoteIdent("stratum_move_keys")+
 		" AS SELECT "+columnList(mk)+", ''::pg_catalog.text AS stratum_h FROM "+r.dstTable(t)+" WITH NO DATA"); err != nil {
 		return nil, nil, err
 	}
 	defer r.dstT.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+keys)
-	out := "COPY (SELECT " + columnList(mk) + ", " + rowHash(t, r.srcTable(t)) + " FROM " + r.srcTable(t) +
-		r.tenantFilter(t, r.src.Isolation == catalog.IsolationShared) + ") TO STDOUT"
+	sel, into := columnList(mk)+", "+rowHash(t, r.srcTable(t)), "COPY "+keys+" ("+columnList(mk)+", stratum_h) FROM STDIN"
+	if since > 0 {
+		sel, into = columnList(mk), "COPY "+keys+" ("+columnList(mk)+") FROM STDIN"
+		where := " WHERE "
+		if srcFilter != "" {
+			where = srcFilter + " AND "
+		}
+		rows, err := tx.Query(ctx, "SELECT "+keyJSON(mk, r.srcTable(t))+" FROM "+r.srcTable(t)+where+
+			"pg_catalog.age("+r.srcTable(t)+".xmin) OPERATOR(pg_catalog.<) pg_catalog.age($1::pg_catalog.int8::pg_catalog.text::pg_catalog.xid8::pg_catalog.xid)", since)
+		if err != nil {
+			return nil, nil, err
+		}
+		if upserts, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) ([]byte, error) {
+			var s string
+			err := row.Scan(&s)
+			return []byte(s), err
+		}); err != nil {
+			return nil, nil, err
+		}
+	}
+	out := "COPY (SELECT " + sel + " FROM " + r.srcTable(t) + srcFilter + ") TO STDOUT"
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
@@ -409,7 +467,7 @@ func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable)
 		r.mu.Unlock()
 		r.saveProgress(ctx, -1, false)
 	}}
-	_, err = r.dstT.PgConn().CopyFrom(ctx, rc, "COPY "+keys+" ("+columnList(mk)+", stratum_h) FROM STDIN")
+	_, err = r.dstT.PgConn().CopyFrom(ctx, rc, into)
 	pr.CloseWithError(errors.New("copy ended"))
 	if serr := <-done; err == nil && serr != nil {
 		err = serr
@@ -430,9 +488,22 @@ func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable)
 	}()
 	// The copy's rows of the tenant (in a shared copy: its filter).
 	mine := "SELECT * FROM " + r.dstTable(t) + r.tenantFilter(t, dstShared)
+	k0, t0 := "k."+quoteIdent(mk[0]), "t."+quoteIdent(mk[0])
+	if since > 0 {
+		rows, err := r.dstT.Query(ctx, "SELECT "+keyJSON(t.pk, "t")+" FROM ("+mine+") AS t WHERE NOT EXISTS (SELECT FROM "+
+			keys+" AS k WHERE "+keysEqual(mk, "k", "t")+")")
+		if err != nil {
+			return nil, nil, err
+		}
+		deletes, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (reconcileOp, error) {
+			var s string
+			err := row.Scan(&s)
+			return reconcileOp{t: t, op: "D", row: []byte(s)}, err
+		})
+		return upserts, deletes, err
+	}
 	// One pass over both: a key only in the snapshot, or whose row differs,
 	// is written; a key only in the copy is deleted.
-	k0, t0 := "k."+quoteIdent(mk[0]), "t."+quoteIdent(mk[0])
 	rows, err := r.dstT.Query(ctx, "SELECT "+k0+" IS NULL, CASE WHEN "+k0+" IS NULL THEN "+keyJSON(t.pk, "t")+" ELSE "+
 		keyJSON(mk, "k")+" END FROM "+keys+" AS k FULL JOIN ("+mine+") AS t ON "+keysEqual(mk, "k", "t")+
 		" WHERE "+k0+" IS NULL OR "+t0+" IS NULL OR "+rowHash(t, "t")+" OPERATOR(pg_catalog.<>) k.stratum_h")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,7 +48,7 @@ func (h *revertHooks) hook(ctx context.Context, id, step string) {
 		case <-ctx.Done():
 		}
 	}
-	m, err := h.cat.GetMove(ctx, id)
+	m, err := h.cat.GetMove(context.WithoutCancel(ctx), id)
 	if err != nil {
 		return
 	}
@@ -131,17 +132,26 @@ func errText(err error) string {
 
 // revertCases: a move and its move back, into each kind of kept copy: the
 // shared tables, a schema, a database.
-var revertCases = []moveCase{
-	{"shared_to_schema_and_back", "client_alpha", provision.MoveTarget{Isolation: "schema"}},
-	{"schema_to_database_and_back", "client_beta", provision.MoveTarget{Isolation: "database"}},
-	{"database_to_shared_and_back", "client_gamma", provision.MoveTarget{Isolation: "shared"}},
+var revertCases = []revertCase{
+	{moveCase{"shared_to_schema_and_back", "client_alpha", provision.MoveTarget{Isolation: "schema"}}, false},
+	{moveCase{"schema_to_database_and_back", "client_beta", provision.MoveTarget{Isolation: "database"}}, false},
+	{moveCase{"database_to_shared_and_back", "client_gamma", provision.MoveTarget{Isolation: "shared"}}, true},
+}
+
+// revertCase is a move and its move back; full makes the move back compare
+// every row (the first move's switch transaction id forgotten).
+type revertCase struct {
+	moveCase
+	full bool
 }
 
 // TestMoveBackWithWriter: per pool mode and kept copy (shared, schema,
 // database), a tenant moves while a writer runs, is changed on its new
 // placement (rows inserted, updated and deleted), and is moved back
 // (RevertMove) with the writer still running: the move back goes through
-// no provisioning and no copy (it reconciles), a stale write to the kept
+// no provisioning and no copy (it reconciles: the rows written since the
+// switch, told by xmin, or for the database-kept copy every row, as for a
+// switch that recorded no transaction id), a stale write to the kept
 // copy still fails 40001 during it, it switches with the writer seeing no
 // error, every committed key is back in the kept copy (the same schema or
 // database, not a new one) with its last value and the deleted rows gone,
@@ -170,7 +180,7 @@ func TestMoveBackWithWriter(t *testing.T) {
 	}, otherBackend(t))
 }
 
-func testMoveBackWithWriter(t *testing.T, ts *stacktest.Stack, h *revertHooks, mc moveCase, base int64) {
+func testMoveBackWithWriter(t *testing.T, ts *stacktest.Stack, h *revertHooks, mc revertCase, base int64) {
 	ctx := context.Background()
 	dsn := ts.URL("demo", "demo", mc.tenant, "")
 	watcher := stacktest.Connect(t, dsn)
@@ -189,6 +199,15 @@ func testMoveBackWithWriter(t *testing.T, ts *stacktest.Stack, h *revertHooks, m
 	}
 	m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched)
 	keptOID := placementOID(t, ts, m.FromIsolation, m.FromDatabase, m.FromSchema)
+	mode := "reconcile-mode:since-switch"
+	if mc.full {
+		// A switch without a recorded transaction id (as before it was
+		// recorded): the move back compares every row.
+		if _, err := stacktest.Connect(t, ts.CatalogURL).Exec(ctx, "UPDATE tenant_moves SET switch_xid = NULL WHERE id = $1", m.ID); err != nil {
+			t.Fatal(err)
+		}
+		mode = "reconcile-mode:full"
+	}
 	if _, err := watcher.Exec(ctx, "DELETE FROM orders WHERE id >= $1 AND id < $2", base-100, base-90); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +243,7 @@ func testMoveBackWithWriter(t *testing.T, ts *stacktest.Stack, h *revertHooks, m
 	if _, err := ts.Provisioner.FinalizeMove(ctx, m.ID, "test"); !errors.Is(err, catalog.ErrMovePhase) {
 		t.Fatalf("finalizing a move while its move back runs: %v, want ErrMovePhase", err)
 	}
-	if err := hookResult(t, stale); err != nil {
+	if err := hookOrFail(t, ts.Catalog, back.ID, stale); err != nil {
 		t.Error(err)
 	}
 	back = waitMove(t, ts.Catalog, back.ID, catalog.MoveSwitched)
@@ -239,12 +258,12 @@ func testMoveBackWithWriter(t *testing.T, ts *stacktest.Stack, h *revertHooks, m
 	}
 
 	for _, s := range h.seen(back.ID) {
-		if s == catalog.MoveProvisioning {
-			continue // the phase name; nothing is made in it
-		}
 		if strings.HasPrefix(s, "copy:") {
 			t.Errorf("the move back copied (step %s): %v", s, h.seen(back.ID))
 		}
+	}
+	if !slices.Contains(h.seen(back.ID), mode) {
+		t.Errorf("the move back's steps %v lack %s", h.seen(back.ID), mode)
 	}
 	if got := placementOID(t, ts, m.FromIsolation, m.FromDatabase, m.FromSchema); got != keptOID {
 		t.Errorf("the move back made its target again (oid %d, the kept copy's %d)", got, keptOID)
@@ -365,9 +384,24 @@ func TestMoveBackCancelAndRecover(t *testing.T) {
 		}
 	}
 
-	held := func() (<-chan error, chan struct{}) {
-		release := make(chan struct{})
-		return h.set("client_beta", "reconcile:items", func(string) error { <-release; return nil }), release
+	// held makes the tenant's next move back wait in its reconcile of
+	// items: entered is closed when it waits there, release lets it go on,
+	// done gets the hook's result.
+	held := func() (entered chan struct{}, done <-chan error, release chan struct{}) {
+		entered, release = make(chan struct{}), make(chan struct{})
+		done = h.set("client_beta", "reconcile:items", func(string) error { close(entered); <-release; return nil })
+		return entered, done, release
+	}
+	waitEntered := func(entered <-chan struct{}, done <-chan error, id string) {
+		t.Helper()
+		select {
+		case <-entered:
+		case err := <-done:
+			t.Fatalf("the move back's hook ended before it waited: %v", err)
+		case <-time.After(45 * time.Second):
+			m, _ := ts.Catalog.GetMove(ctx, id)
+			t.Fatalf("the move back did not reach its reconcile of items: %+v", m)
+		}
 	}
 	checkBack := func(what string) {
 		t.Helper()
@@ -394,26 +428,12 @@ func TestMoveBackCancelAndRecover(t *testing.T) {
 	}
 
 	// Cancelled mid-reconcile.
-	reached, release := held()
+	entered, reached, release := held()
 	back, err := ts.Provisioner.RevertMove(ctx, m.ID, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitCh := make(chan struct{})
-	go func() {
-		defer close(waitCh)
-		for {
-			if s := h.seen(back.ID); len(s) > 0 && s[len(s)-1] == "reconcile:items" {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}()
-	select {
-	case <-waitCh:
-	case <-time.After(45 * time.Second):
-		t.Fatal("the move back did not reach its reconcile")
-	}
+	waitEntered(entered, reached, back.ID)
 	if fenced, off := keptFence(t, ts.SrvConn(t, m.FromDatabase), m); fenced || off == 0 {
 		t.Errorf("during the move back the kept copy's fence has no exception (%v) or its triggers are on (%d off)", fenced, off)
 	}
@@ -440,19 +460,12 @@ func TestMoveBackCancelAndRecover(t *testing.T) {
 	checkBack("after the cancel")
 
 	// The proxy dies mid-reconcile; RecoverMoves cleans up.
-	reached, release = held()
+	entered, reached, release = held()
 	back, err = ts.Provisioner.RevertMove(ctx, m.ID, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if s := h.seen(back.ID); len(s) > 0 && s[len(s)-1] == "reconcile:items" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second move back did not reach its reconcile")
-		}
-	}
+	waitEntered(entered, reached, back.ID)
 	go func() { time.Sleep(100 * time.Millisecond); close(release) }()
 	ts.Provisioner.AbandonMove(back.ID)
 	<-reached
@@ -480,7 +493,7 @@ func TestMoveBackCancelAndRecover(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := hookResult(t, tampered); err != nil {
+		if err := hookOrFail(t, ts.Catalog, back.ID, tampered); err != nil {
 			t.Fatalf("the tenant's tampering (variant %d): %v", i, err)
 		}
 		fm := waitMove(t, ts.Catalog, back.ID, catalog.MoveFailed)
@@ -522,4 +535,27 @@ func TestMoveBackCancelAndRecover(t *testing.T) {
 	if n := stacktest.Count(t, c, "SELECT count(*) FROM item_log"); n != 5 {
 		t.Errorf("the app's trigger after the move back: item_log has %d rows, want 5", n)
 	}
+}
+
+// hookOrFail waits for the result of a hook function set for move id's
+// tenant, and fails the test at once when the move ends before.
+func hookOrFail(t *testing.T, cat *catalog.Catalog, id string, errc <-chan error) error {
+	t.Helper()
+	for deadline := time.Now().Add(45 * time.Second); time.Now().Before(deadline); {
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+		if m, err := cat.GetMove(context.Background(), id); err == nil && !m.Running() {
+			select {
+			case err := <-errc:
+				return err
+			default:
+			}
+			t.Fatalf("move %s ended %s (%s) before the hook's step", id, m.Phase, m.Error)
+		}
+	}
+	t.Fatal("the move did not reach the hook's step within 45s")
+	return nil
 }
