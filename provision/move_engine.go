@@ -153,7 +153,7 @@ func (p *Provisioner) quiesceMove(ctx context.Context, m *catalog.Move) {
 		_, fn, _ := moveNames(m)
 		var exists bool
 		if conn.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL`, fn+"()").Scan(&exists) == nil && exists {
-			conn.Exec(ctx, noopCaptureSQL(fn))
+			replaceFunction(ctx, conn, m.ID, noopCaptureSQL(fn))
 		}
 		conn.Close(ctx)
 	}
@@ -168,6 +168,24 @@ func (p *Provisioner) quiesceMove(ctx context.Context, m *catalog.Move) {
 	}
 	p.cat.UnpauseMove(ctx, m.ID)
 }
+
+// replaceFunction runs sql (a CREATE OR REPLACE FUNCTION of move id's
+// capture function) under the move's advisory lock, as dropCapture drops
+// it: two replacements of one function at once (a recovery sweep and a
+// cleanup, say) fail with "tuple concurrently updated".
+func replaceFunction(ctx context.Context, conn *pgx.Conn, id, sql string) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, moveLockSQL, "stratum.move."+id); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, sql)
+		return err
+	})
+}
+
+// moveLockSQL takes a move's advisory lock ($1: "stratum.move.<id>") for
+// the transaction.
+const moveLockSQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))"
 
 // noopCaptureSQL makes the capture function do nothing.
 func noopCaptureSQL(fn string) string {
@@ -749,8 +767,7 @@ func withLockTimeout(ctx context.Context, conn *pgx.Conn, tries int, fn func(pgx
 // back (off).
 func (r *moveRun) setFence(ctx context.Context, on bool) error {
 	logTable, fn, _ := moveNames(r.m)
-	_, err := r.srcAdmin.Exec(ctx, captureFunctionSQL(fn, logTable, on))
-	return err
+	return replaceFunction(ctx, r.srcAdmin, r.m.ID, captureFunctionSQL(fn, logTable, on))
 }
 
 // dropCapture removes a move's capture from its source: the trigger
@@ -783,7 +800,7 @@ func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *cat
 		// One at a time per move: the switch's own cleanup and a finalize
 		// (or the sweep) may run together, and two concurrent DROP FUNCTION
 		// of one function can fail with "cache lookup failed" (XX000).
-		if _, err := tx.Exec(ctx, "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext($1))", "stratum.move."+m.ID); err != nil {
+		if _, err := tx.Exec(ctx, moveLockSQL, "stratum.move."+m.ID); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, "DROP FUNCTION IF EXISTS "+fn+"() CASCADE"); err != nil {
@@ -1371,7 +1388,7 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 		// fence goes (a function swap; its triggers are dropped after the
 		// switch). A failure from here on puts the fence back (quiesceMove).
 		_, fn, _ := moveNames(r.revertedMove())
-		if _, err := r.dstAdmin.Exec(ctx, noopCaptureSQL(fn)); err != nil {
+		if err := replaceFunction(ctx, r.dstAdmin, r.m.Reverts, noopCaptureSQL(fn)); err != nil {
 			return fmt.Errorf("lifting the kept copy's fence: %w", err)
 		}
 		mark("kept copy's fence")
@@ -1408,6 +1425,7 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 	// out of reach) fails instead of landing where nothing reads it. The
 	// fence is a function swap: no lock on the tenant's tables.
 	_, fn, _ := moveNames(r.m)
+	// (On srcAdmin: inside lockTx when there is one, committed with it.)
 	if _, err := r.srcAdmin.Exec(context.WithoutCancel(ctx), movedFenceSQL(fn)); err != nil {
 		p.cfg.Log.Warn("placement move: marking the source copy as moved failed; it keeps the cut-over's fence",
 			zap.String("move", m.ID), zap.Error(err))

@@ -172,7 +172,7 @@ func (r *moveRun) prepareKept(ctx context.Context) error {
 	if !exists {
 		return fmt.Errorf("the kept copy has no fence of move %s (finalized or cleaned up?); it cannot be moved back to", old.ID)
 	}
-	if _, err := r.dstAdmin.Exec(ctx, keptFenceSQL(fn, r.dstT.PgConn().PID())); err != nil {
+	if err := replaceFunction(ctx, r.dstAdmin, old.ID, keptFenceSQL(fn, r.dstT.PgConn().PID())); err != nil {
 		return fmt.Errorf("letting the move back's writer past the kept copy's fence: %w", err)
 	}
 	if r.dst.Isolation == catalog.IsolationShared {
@@ -215,7 +215,7 @@ func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *ca
 		return err
 	}
 	if exists {
-		if _, err := conn.Exec(ctx, movedFenceSQL(fn)); err != nil {
+		if err := replaceFunction(ctx, conn, m.Reverts, movedFenceSQL(fn)); err != nil {
 			return err
 		}
 	}
