@@ -1,0 +1,112 @@
+package policy
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
+	"github.com/stratum-hq/stratum-proxy/provision"
+	"github.com/stratum-hq/stratum-proxy/server"
+)
+
+// policyTest is a test of TestPolicy: a subtest on a stack it shares.
+type policyTest struct {
+	name string
+	run  func(t *testing.T, ts *stacktest.Stack)
+}
+
+// TestPolicy runs the package's tests that need nothing of a stack but
+// tenants of their own as subtests of one stack per pool mode: a stack costs
+// seconds of CPU to start, a tenant a fraction of one. Each subtest makes
+// its own stand-ins for the demo tenants it uses (standIns) and changes
+// config, permissions and status only on those, so no subtest sees another's
+// policy. The subtests of alone run first, one at a time, with nothing else
+// on the stack (see each entry for why); the rest then run in parallel. One
+// of them runs by itself with, for example,
+//
+//	go test ./e2e/policy -run 'TestPolicy/.*/ReadOnlySurvivesEscapedSettingNames$'
+func TestPolicy(t *testing.T) {
+	alone := []policyTest{
+		// It calls the admin API in a loop for seconds (hence the stack's
+		// RateLimit -1), and every change it makes moves the catalog
+		// generation every session of the stack checks.
+		{"PolicyChurnLosesNoAnswerAndReachesEverySession", testPolicyChurnLosesNoAnswerAndReachesEverySession},
+	}
+	parallel := []policyTest{
+		{"ReadOnlySurvivesEscapedSettingNames", testReadOnlySurvivesEscapedSettingNames},
+		{"ReadOnlySurvivesResetThroughExtendedProtocol", testReadOnlySurvivesResetThroughExtendedProtocol},
+		{"ReadOnlyReappliedBeforeStatementPipelinedAfterReset", testReadOnlyReappliedBeforeStatementPipelinedAfterReset},
+		{"ReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier", testReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier},
+		{"NoDDLCheckedAtBindOfStatementsPreparedEarlier", testNoDDLCheckedAtBindOfStatementsPreparedEarlier},
+		{"ReadOnlyNotUndoneByReplayedClientSetting", testReadOnlyNotUndoneByReplayedClientSetting},
+		{"ReadOnlyRefusesSetConfigFunctionCall", testReadOnlyRefusesSetConfigFunctionCall},
+		{"ResetAllThenCopyInOneQueryKeepsRelaying", testResetAllThenCopyInOneQueryKeepsRelaying},
+		{"NoDDLDropsUnnamedStatementParsedEarlier", testNoDDLDropsUnnamedStatementParsedEarlier},
+		{"NoDDLCheckedOnStatementsBroughtBySwitch", testNoDDLCheckedOnStatementsBroughtBySwitch},
+		{"SwitchAppliesNewTenantsPolicy", testSwitchAppliesNewTenantsPolicy},
+		{"SuspendWaitsForOpenBatchSync", testSuspendWaitsForOpenBatchSync},
+		{"ReadOnlyRefusesBindOfAnotherSessionsStatement", testReadOnlyRefusesBindOfAnotherSessionsStatement},
+		{"PipeliningSessionStillGetsPolicyAndSuspension", testPipeliningSessionStillGetsPolicyAndSuspension},
+		{"PendingPolicyDoesNotWaitOnCopyIn", testPendingPolicyDoesNotWaitOnCopyIn},
+	}
+	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		for _, pt := range alone {
+			t.Run(pt.name, func(t *testing.T) { pt.run(t, ts) })
+		}
+		for _, pt := range parallel {
+			t.Run(pt.name, func(t *testing.T) {
+				t.Parallel()
+				pt.run(t, ts)
+			})
+		}
+	}, func(c *server.Config) { c.Admin.RateLimit = -1 })
+}
+
+// demoStandIns are a subtest's own tenants in the places of the demo
+// tenants it would otherwise use (slugs; "" for those not made).
+type demoStandIns struct {
+	northstar, alpha, beta, apex, gamma string
+}
+
+// standIns makes, for one subtest, its own stand-ins for the demo tenants,
+// named after tag (unique per subtest): tag_northstar (shared) under acmesec,
+// where the demo user may switch, in northstar_msp's place; for "alpha" and
+// "beta" in which, tag_alpha (shared) and tag_beta (schema) under it, in
+// client_alpha's and client_beta's; for "gamma", tag_apex (shared) under
+// acmesec and tag_gamma (database) under that, in apex_partners' and
+// client_gamma's. No slug is part of another, so an error naming one names
+// no other.
+func standIns(t *testing.T, ts *stacktest.Stack, tag string, which ...string) demoStandIns {
+	t.Helper()
+	s := demoStandIns{northstar: newTenant(t, ts, tag+"_northstar", "acmesec", "shared")}
+	for _, w := range which {
+		switch w {
+		case "alpha":
+			s.alpha = newTenant(t, ts, tag+"_alpha", s.northstar, "shared")
+		case "beta":
+			s.beta = newTenant(t, ts, tag+"_beta", s.northstar, "schema")
+		case "gamma":
+			s.apex = newTenant(t, ts, tag+"_apex", "acmesec", "shared")
+			s.gamma = newTenant(t, ts, tag+"_gamma", s.apex, "database")
+		default:
+			t.Fatalf("standIns: no demo tenant %q", w)
+		}
+	}
+	return s
+}
+
+// newTenant creates a tenant (the stack's teardown drops it) and returns its
+// slug.
+func newTenant(t *testing.T, ts *stacktest.Stack, slug, parent, isolation string) string {
+	t.Helper()
+	return newTenantSpec(t, ts, provision.TenantSpec{Slug: slug, Parent: parent, Isolation: isolation})
+}
+
+// newTenantSpec is newTenant with the whole spec.
+func newTenantSpec(t *testing.T, ts *stacktest.Stack, spec provision.TenantSpec) string {
+	t.Helper()
+	if _, err := ts.Provisioner.CreateTenant(context.Background(), spec); err != nil {
+		t.Fatalf("creating tenant %s: %v", spec.Slug, err)
+	}
+	return spec.Slug
+}
