@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
@@ -27,12 +28,18 @@ type policyTest struct {
 //	go test ./e2e/policy -run 'TestPolicy/.*/ReadOnlySurvivesEscapedSettingNames$'
 func TestPolicy(t *testing.T) {
 	alone := []policyTest{
-		// It calls the admin API in a loop for seconds (hence the stack's
-		// RateLimit -1), and every change it makes moves the catalog
-		// generation every session of the stack checks.
+		// policy_escapes_test.go. It calls the admin API in a loop for
+		// seconds (hence the stacks' RateLimit -1), and every change it
+		// makes moves the catalog generation every session of the stack
+		// checks.
 		{"PolicyChurnLosesNoAnswerAndReachesEverySession", testPolicyChurnLosesNoAnswerAndReachesEverySession},
 	}
 	parallel := []policyTest{
+		// policy_test.go
+		{"ConfigReachesSessions", testConfigReachesSessions},
+		{"PermissionsReachSessions", testPermissionsReachSessions},
+		{"SuspendEndsSessions", testSuspendEndsSessions},
+		// policy_escapes_test.go
 		{"ReadOnlySurvivesEscapedSettingNames", testReadOnlySurvivesEscapedSettingNames},
 		{"ReadOnlySurvivesResetThroughExtendedProtocol", testReadOnlySurvivesResetThroughExtendedProtocol},
 		{"ReadOnlyReappliedBeforeStatementPipelinedAfterReset", testReadOnlyReappliedBeforeStatementPipelinedAfterReset},
@@ -65,7 +72,7 @@ func TestPolicy(t *testing.T) {
 // demoStandIns are a subtest's own tenants in the places of the demo
 // tenants it would otherwise use (slugs; "" for those not made).
 type demoStandIns struct {
-	northstar, alpha, beta, apex, gamma string
+	acmesec, northstar, alpha, beta, apex, gamma string
 }
 
 // standIns makes, for one subtest, its own stand-ins for the demo tenants,
@@ -74,19 +81,27 @@ type demoStandIns struct {
 // "beta" in which, tag_alpha (shared) and tag_beta (schema) under it, in
 // client_alpha's and client_beta's; for "gamma", tag_apex (shared) under
 // acmesec and tag_gamma (database) under that, in apex_partners' and
-// client_gamma's. No slug is part of another, so an error naming one names
-// no other.
+// client_gamma's. With "acmesec", tag_acmesec (shared) under acmesec stands
+// in for the root, and tag_northstar and tag_apex are made under it. No slug
+// is part of another, so an error naming one names no other.
 func standIns(t *testing.T, ts *stacktest.Stack, tag string, which ...string) demoStandIns {
 	t.Helper()
-	s := demoStandIns{northstar: newTenant(t, ts, tag+"_northstar", "acmesec", "shared")}
+	var s demoStandIns
+	root := "acmesec"
+	if slices.Contains(which, "acmesec") {
+		s.acmesec = newTenant(t, ts, tag+"_acmesec", "acmesec", "shared")
+		root = s.acmesec
+	}
+	s.northstar = newTenant(t, ts, tag+"_northstar", root, "shared")
 	for _, w := range which {
 		switch w {
+		case "acmesec":
 		case "alpha":
 			s.alpha = newTenant(t, ts, tag+"_alpha", s.northstar, "shared")
 		case "beta":
 			s.beta = newTenant(t, ts, tag+"_beta", s.northstar, "schema")
 		case "gamma":
-			s.apex = newTenant(t, ts, tag+"_apex", "acmesec", "shared")
+			s.apex = newTenant(t, ts, tag+"_apex", root, "shared")
 			s.gamma = newTenant(t, ts, tag+"_gamma", s.apex, "database")
 		default:
 			t.Fatalf("standIns: no demo tenant %q", w)
