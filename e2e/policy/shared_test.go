@@ -33,6 +33,10 @@ func TestPolicy(t *testing.T) {
 		// makes moves the catalog generation every session of the stack
 		// checks.
 		{"PolicyChurnLosesNoAnswerAndReachesEverySession", testPolicyChurnLosesNoAnswerAndReachesEverySession},
+		// timeouts_test.go. It holds an ACCESS EXCLUSIVE lock on the shared
+		// orders table, which every shared tenant of the stack would wait
+		// for, until the proxy ends its session.
+		{"IdleInTransactionTimeoutFreesSharedTable", testIdleInTransactionTimeoutFreesSharedTable},
 	}
 	parallel := []policyTest{
 		// policy_test.go
@@ -55,6 +59,8 @@ func TestPolicy(t *testing.T) {
 		{"ReadOnlyRefusesBindOfAnotherSessionsStatement", testReadOnlyRefusesBindOfAnotherSessionsStatement},
 		{"PipeliningSessionStillGetsPolicyAndSuspension", testPipeliningSessionStillGetsPolicyAndSuspension},
 		{"PendingPolicyDoesNotWaitOnCopyIn", testPendingPolicyDoesNotWaitOnCopyIn},
+		// timeouts_test.go
+		{"StatementTimeoutEnforcedByProxy", testStatementTimeoutEnforcedByProxy},
 	}
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		for _, pt := range alone {
@@ -79,9 +85,9 @@ type demoStandIns struct {
 // named after tag (unique per subtest): tag_northstar (shared) under acmesec,
 // where the demo user may switch, in northstar_msp's place; for "alpha" and
 // "beta" in which, tag_alpha (shared) and tag_beta (schema) under it, in
-// client_alpha's and client_beta's; for "gamma", tag_apex (shared) under
-// acmesec and tag_gamma (database) under that, in apex_partners' and
-// client_gamma's. With "acmesec", tag_acmesec (shared) under acmesec stands
+// client_alpha's and client_beta's; for "apex", tag_apex (shared) under
+// acmesec, in apex_partners' place; for "gamma", tag_apex and tag_gamma
+// (database) under it, in client_gamma's. With "acmesec", tag_acmesec (shared) under acmesec stands
 // in for the root, and tag_northstar and tag_apex are made under it. No slug
 // is part of another, so an error naming one names no other.
 func standIns(t *testing.T, ts *stacktest.Stack, tag string, which ...string) demoStandIns {
@@ -100,9 +106,13 @@ func standIns(t *testing.T, ts *stacktest.Stack, tag string, which ...string) de
 			s.alpha = newTenant(t, ts, tag+"_alpha", s.northstar, "shared")
 		case "beta":
 			s.beta = newTenant(t, ts, tag+"_beta", s.northstar, "schema")
-		case "gamma":
-			s.apex = newTenant(t, ts, tag+"_apex", root, "shared")
-			s.gamma = newTenant(t, ts, tag+"_gamma", s.apex, "database")
+		case "apex", "gamma":
+			if s.apex == "" {
+				s.apex = newTenant(t, ts, tag+"_apex", root, "shared")
+			}
+			if w == "gamma" {
+				s.gamma = newTenant(t, ts, tag+"_gamma", s.apex, "database")
+			}
 		default:
 			t.Fatalf("standIns: no demo tenant %q", w)
 		}
