@@ -43,6 +43,8 @@ func TestPolicy(t *testing.T) {
 		{"ConfigReachesSessions", testConfigReachesSessions},
 		{"PermissionsReachSessions", testPermissionsReachSessions},
 		{"SuspendEndsSessions", testSuspendEndsSessions},
+		// authz_test.go
+		{"SessionsReauthorizedAtTransactionBoundary", testSessionsReauthorizedAtTransactionBoundary},
 		// policy_escapes_test.go
 		{"ReadOnlySurvivesEscapedSettingNames", testReadOnlySurvivesEscapedSettingNames},
 		{"ReadOnlySurvivesResetThroughExtendedProtocol", testReadOnlySurvivesResetThroughExtendedProtocol},
