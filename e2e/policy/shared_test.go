@@ -14,7 +14,12 @@ import (
 type policyTest struct {
 	name string
 	run  func(t *testing.T, ts *stacktest.Stack)
+	// only is the one pool mode of the stack it runs on, or bothModes.
+	only string
 }
+
+// bothModes is policyTest.only of a test that runs on both stacks.
+const bothModes = ""
 
 // TestPolicy runs the package's tests that need nothing of a stack but
 // tenants of their own as subtests of one stack per pool mode: a stack costs
@@ -22,8 +27,10 @@ type policyTest struct {
 // its own stand-ins for the demo tenants it uses (standIns) and changes
 // config, permissions and status only on those, so no subtest sees another's
 // policy. The subtests of alone run first, one at a time, with nothing else
-// on the stack (see each entry for why); the rest then run in parallel. One
-// of them runs by itself with, for example,
+// on the stack (see each entry for why); the rest then run in parallel.
+// Those with a pool mode of their own (only) run on that mode's stack only:
+// each had a stack of that mode to itself before. One of them runs by
+// itself with, for example,
 //
 //	go test ./e2e/policy -run 'TestPolicy/.*/ReadOnlySurvivesEscapedSettingNames$'
 func TestPolicy(t *testing.T) {
@@ -32,43 +39,51 @@ func TestPolicy(t *testing.T) {
 		// seconds (hence the stacks' RateLimit -1), and every change it
 		// makes moves the catalog generation every session of the stack
 		// checks.
-		{"PolicyChurnLosesNoAnswerAndReachesEverySession", testPolicyChurnLosesNoAnswerAndReachesEverySession},
+		{"PolicyChurnLosesNoAnswerAndReachesEverySession", testPolicyChurnLosesNoAnswerAndReachesEverySession, bothModes},
 		// timeouts_test.go. It holds an ACCESS EXCLUSIVE lock on the shared
 		// orders table, which every shared tenant of the stack would wait
 		// for, until the proxy ends its session.
-		{"IdleInTransactionTimeoutFreesSharedTable", testIdleInTransactionTimeoutFreesSharedTable},
+		{"IdleInTransactionTimeoutFreesSharedTable", testIdleInTransactionTimeoutFreesSharedTable, bothModes},
 	}
 	parallel := []policyTest{
 		// policy_test.go
-		{"ConfigReachesSessions", testConfigReachesSessions},
-		{"PermissionsReachSessions", testPermissionsReachSessions},
-		{"SuspendEndsSessions", testSuspendEndsSessions},
+		{"ConfigReachesSessions", testConfigReachesSessions, bothModes},
+		{"PermissionsReachSessions", testPermissionsReachSessions, bothModes},
+		{"SuspendEndsSessions", testSuspendEndsSessions, bothModes},
 		// authz_test.go
-		{"SessionsReauthorizedAtTransactionBoundary", testSessionsReauthorizedAtTransactionBoundary},
+		{"SessionsReauthorizedAtTransactionBoundary", testSessionsReauthorizedAtTransactionBoundary, bothModes},
 		// policy_escapes_test.go
-		{"ReadOnlySurvivesEscapedSettingNames", testReadOnlySurvivesEscapedSettingNames},
-		{"ReadOnlySurvivesResetThroughExtendedProtocol", testReadOnlySurvivesResetThroughExtendedProtocol},
-		{"ReadOnlyReappliedBeforeStatementPipelinedAfterReset", testReadOnlyReappliedBeforeStatementPipelinedAfterReset},
-		{"ReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier", testReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier},
-		{"NoDDLCheckedAtBindOfStatementsPreparedEarlier", testNoDDLCheckedAtBindOfStatementsPreparedEarlier},
-		{"ReadOnlyNotUndoneByReplayedClientSetting", testReadOnlyNotUndoneByReplayedClientSetting},
-		{"ReadOnlyRefusesSetConfigFunctionCall", testReadOnlyRefusesSetConfigFunctionCall},
-		{"ResetAllThenCopyInOneQueryKeepsRelaying", testResetAllThenCopyInOneQueryKeepsRelaying},
-		{"NoDDLDropsUnnamedStatementParsedEarlier", testNoDDLDropsUnnamedStatementParsedEarlier},
-		{"NoDDLCheckedOnStatementsBroughtBySwitch", testNoDDLCheckedOnStatementsBroughtBySwitch},
-		{"SwitchAppliesNewTenantsPolicy", testSwitchAppliesNewTenantsPolicy},
-		{"SuspendWaitsForOpenBatchSync", testSuspendWaitsForOpenBatchSync},
-		{"ReadOnlyRefusesBindOfAnotherSessionsStatement", testReadOnlyRefusesBindOfAnotherSessionsStatement},
-		{"PipeliningSessionStillGetsPolicyAndSuspension", testPipeliningSessionStillGetsPolicyAndSuspension},
-		{"PendingPolicyDoesNotWaitOnCopyIn", testPendingPolicyDoesNotWaitOnCopyIn},
+		{"ReadOnlySurvivesEscapedSettingNames", testReadOnlySurvivesEscapedSettingNames, bothModes},
+		{"ReadOnlySurvivesResetThroughExtendedProtocol", testReadOnlySurvivesResetThroughExtendedProtocol, bothModes},
+		{"ReadOnlyReappliedBeforeStatementPipelinedAfterReset", testReadOnlyReappliedBeforeStatementPipelinedAfterReset, bothModes},
+		{"ReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier", testReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier, bothModes},
+		{"NoDDLCheckedAtBindOfStatementsPreparedEarlier", testNoDDLCheckedAtBindOfStatementsPreparedEarlier, bothModes},
+		{"ReadOnlyNotUndoneByReplayedClientSetting", testReadOnlyNotUndoneByReplayedClientSetting, bothModes},
+		{"ReadOnlyRefusesSetConfigFunctionCall", testReadOnlyRefusesSetConfigFunctionCall, bothModes},
+		{"ResetAllThenCopyInOneQueryKeepsRelaying", testResetAllThenCopyInOneQueryKeepsRelaying, bothModes},
+		{"NoDDLDropsUnnamedStatementParsedEarlier", testNoDDLDropsUnnamedStatementParsedEarlier, bothModes},
+		{"NoDDLCheckedOnStatementsBroughtBySwitch", testNoDDLCheckedOnStatementsBroughtBySwitch, bothModes},
+		{"SwitchAppliesNewTenantsPolicy", testSwitchAppliesNewTenantsPolicy, bothModes},
+		{"SuspendWaitsForOpenBatchSync", testSuspendWaitsForOpenBatchSync, bothModes},
+		{"ReadOnlyRefusesBindOfAnotherSessionsStatement", testReadOnlyRefusesBindOfAnotherSessionsStatement, bothModes},
+		{"PipeliningSessionStillGetsPolicyAndSuspension", testPipeliningSessionStillGetsPolicyAndSuspension, bothModes},
+		{"PendingPolicyDoesNotWaitOnCopyIn", testPendingPolicyDoesNotWaitOnCopyIn, bothModes},
 		// timeouts_test.go
-		{"StatementTimeoutEnforcedByProxy", testStatementTimeoutEnforcedByProxy},
+		{"StatementTimeoutEnforcedByProxy", testStatementTimeoutEnforcedByProxy, bothModes},
+		// caps_test.go
+		{"BoundKeyCannotRaiseItsShareAbovePlatformDefault", testBoundKeyCannotRaiseItsShareAbovePlatformDefault, "session"},
 	}
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
 		for _, pt := range alone {
+			if pt.only != bothModes && pt.only != ts.PoolMode {
+				continue
+			}
 			t.Run(pt.name, func(t *testing.T) { pt.run(t, ts) })
 		}
 		for _, pt := range parallel {
+			if pt.only != bothModes && pt.only != ts.PoolMode {
+				continue
+			}
 			t.Run(pt.name, func(t *testing.T) {
 				t.Parallel()
 				pt.run(t, ts)
