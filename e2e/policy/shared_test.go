@@ -44,6 +44,11 @@ func TestPolicy(t *testing.T) {
 		// orders table, which every shared tenant of the stack would wait
 		// for, until the proxy ends its session.
 		{"IdleInTransactionTimeoutFreesSharedTable", testIdleInTransactionTimeoutFreesSharedTable, bothModes},
+		// access_roles_test.go. They compare snapshots of data that
+		// every shared tenant of the stack can change (the shared orders
+		// sequence, the shared database's large objects).
+		{"ReadOnlyEnforcedByPostgres", testReadOnlyEnforcedByPostgres, bothModes},
+		{"PreStagedEscapesRefused", testPreStagedEscapesRefused, "session"},
 	}
 	parallel := []policyTest{
 		// policy_test.go
@@ -70,10 +75,18 @@ func TestPolicy(t *testing.T) {
 		{"PendingPolicyDoesNotWaitOnCopyIn", testPendingPolicyDoesNotWaitOnCopyIn, bothModes},
 		// timeouts_test.go
 		{"StatementTimeoutEnforcedByProxy", testStatementTimeoutEnforcedByProxy, bothModes},
+		// access_roles_test.go
+		{"NoDDLEnforcedByPostgres", testNoDDLEnforcedByPostgres, bothModes},
+		{"LiveSessionFollowsAccessLevel", testLiveSessionFollowsAccessLevel, "session"},
+		{"ConfigOverrideStaysInItsSession", testConfigOverrideStaysInItsSession, "session"},
 		// caps_test.go
 		{"BoundKeyCannotRaiseItsShareAbovePlatformDefault", testBoundKeyCannotRaiseItsShareAbovePlatformDefault, "session"},
 	}
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
+		// Before any subtest makes a tenant: an app schema applied while
+		// a tenant is being made may miss it (ApplySchema skips tenants
+		// still provisioning).
+		applyRunSQL(t, ts)
 		for _, pt := range alone {
 			if pt.only != bothModes && pt.only != ts.PoolMode {
 				continue
