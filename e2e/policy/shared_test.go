@@ -117,9 +117,10 @@ type demoStandIns struct {
 // "beta" in which, tag_alpha (shared) and tag_beta (schema) under it, in
 // client_alpha's and client_beta's; for "apex", tag_apex (shared) under
 // acmesec, in apex_partners' place; for "gamma", tag_apex and tag_gamma
-// (database) under it, in client_gamma's. With "acmesec", tag_acmesec (shared) under acmesec stands
-// in for the root, and tag_northstar and tag_apex are made under it. No slug
-// is part of another, so an error naming one names no other.
+// (database) under it, in client_gamma's. With "acmesec", tag_acmesec
+// (shared) under acmesec stands in for the root, and tag_northstar and
+// tag_apex are made under it. No slug is part of another, so an error
+// naming one names no other.
 func standIns(t *testing.T, ts *stacktest.Stack, tag string, which ...string) demoStandIns {
 	t.Helper()
 	var s demoStandIns
