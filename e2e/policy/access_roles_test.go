@@ -12,7 +12,6 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
-	"github.com/stratum-hq/stratum-proxy/server"
 )
 
 // Read-only, no-writes and no-DDL enforced by PostgreSQL: a session logs in
@@ -43,7 +42,15 @@ func wrappedDO(stmt string) string {
 // placementTenants are the demo tenants of each placement.
 var placementTenants = []string{"client_alpha", "client_beta", "client_gamma"}
 
-// boundTenant is a demo tenant with a proxy user bound to it (no switch
+// placementStandIns makes a subtest's own stand-ins for placementTenants
+// (standIns, named after tag) and returns their slugs.
+func placementStandIns(t *testing.T, ts *stacktest.Stack, tag string) []string {
+	t.Helper()
+	s := standIns(t, ts, tag, "alpha", "beta", "gamma")
+	return []string{s.alpha, s.beta, s.gamma}
+}
+
+// boundTenant is a tenant with a proxy user bound to it (no switch
 // rights) and what it takes to look at its data directly.
 type boundTenant struct {
 	tn   *catalog.Tenant
@@ -62,13 +69,20 @@ func (b *boundTenant) connect(t *testing.T, ts *stacktest.Stack) *pgx.Conn {
 	return stacktest.Connect(t, ts.URL(b.user, "bound-pw", b.tn.Slug, ""))
 }
 
-// bindTenants applies runSQLSchema and makes a bound user for each slug.
+// applyRunSQL applies runSQLSchema to every placement of the stack; tenants
+// made after it get it when they are created. bindTenants needs it.
+func applyRunSQL(t *testing.T, ts *stacktest.Stack) {
+	t.Helper()
+	if rep, err := ts.Provisioner.ApplySchema(context.Background(), runSQLSchema); err != nil || rep.Failed() != 0 {
+		t.Fatalf("applying run_sql: %+v %v", rep, err)
+	}
+}
+
+// bindTenants makes a bound user for each slug (whose placement has
+// runSQLSchema: applyRunSQL).
 func bindTenants(t *testing.T, ts *stacktest.Stack, slugs ...string) []*boundTenant {
 	t.Helper()
 	ctx := context.Background()
-	if rep, err := ts.Provisioner.ApplySchema(ctx, runSQLSchema); err != nil || rep.Failed() != 0 {
-		t.Fatalf("applying run_sql: %+v %v", rep, err)
-	}
 	var out []*boundTenant
 	for _, slug := range slugs {
 		tn, err := ts.Catalog.GetTenant(ctx, slug)
@@ -165,119 +179,114 @@ var readOnlyWrites = []string{
 	"DROP TABLE orders",
 }
 
-// TestReadOnlyEnforcedByPostgres: for each placement and pool mode, with
+// testReadOnlyEnforcedByPostgres: for each placement and pool mode, with
 // proxy.read_only and with sql.write denied, every write sent where the guard
 // cannot read it is refused by PostgreSQL (42501, or 25006 from the
 // read-only default) and the data is unchanged; the plain forms still get
 // the guard's friendly error; the session runs as the tenant's _r role.
-func TestReadOnlyEnforcedByPostgres(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		ctx := context.Background()
-		for _, b := range bindTenants(t, ts, placementTenants...) {
-			for _, how := range []string{"proxy.read_only", "sql.write"} {
-				t.Run(b.tn.Slug+"/"+how, func(t *testing.T) {
-					c := b.connect(t, ts)
-					waitRole(t, c, b.tn.RoleName) // the previous case lifted its policy
-					var lo string
-					if err := c.QueryRow(ctx, "SELECT pg_catalog.lo_from_bytea(0, '\\x676f6f64'::bytea)::text", pgx.QueryExecModeSimpleProtocol).Scan(&lo); err != nil {
-						t.Fatal(err)
-					}
-					waitSQL(t, c, "INSERT INTO orders (item) VALUES ('before')", "")
-					path := "/v1/tenants/" + b.tn.Slug + "/config/proxy.read_only"
-					body := map[string]any{"value": true}
-					if how == "sql.write" {
-						path = "/v1/tenants/" + b.tn.Slug + "/permissions/sql.write"
-						body = map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}
-					}
-					ts.AdminWant(t, http.MethodPut, path, body, http.StatusOK)
-					defer ts.AdminWant(t, http.MethodDelete, path, nil, http.StatusOK)
-					waitRole(t, c, b.tn.RoleName+"_r")
-					before := b.snapshot(t)
-
-					for _, w := range readOnlyWrites {
-						w = strings.ReplaceAll(w, "%LO%", lo)
-						wantCode(t, c, hidden(w), "42501", "25006")
-						// The classic escape: leave the read-only default, then write.
-						wantCode(t, c, hidden("SET default_transaction_read_only = off"))
-						wantCode(t, c, hidden(w), "42501")
-						wantCode(t, c, wrappedDO(w), "42501", "25006")
-					}
-					// COPY FROM cannot run inside EXECUTE; PostgreSQL checks
-					// INSERT for it, which the role lacks.
-					if got := scalar(t, c, "SELECT pg_catalog.has_table_privilege('orders', 'INSERT')::text"); got != "false" {
-						t.Errorf("the read-only role may INSERT (COPY FROM): %s", got)
-					}
-					if err := wantCode(t, c, "INSERT INTO orders (item) VALUES ('plain')", "25006"); err != nil &&
-						!strings.Contains(err.Error(), "tenant") {
-						t.Errorf("a plain INSERT got %v, want the guard's error naming the tenant", err)
-					}
-					if after := b.snapshot(t); after != before {
-						t.Errorf("data changed under read-only:\n before %s\n after  %s", before, after)
-					}
-					if n := stacktest.Count(t, c, "SELECT count(*) FROM orders"); n == 0 {
-						t.Error("the read-only session reads nothing")
-					}
-				})
-			}
-		}
-	})
-}
-
-// TestNoDDLEnforcedByPostgres: with sql.ddl denied, DDL the guard cannot read
-// is refused by PostgreSQL (42501) while writes work; the session runs as
-// the tenant's _w role.
-func TestNoDDLEnforcedByPostgres(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		for _, b := range bindTenants(t, ts, placementTenants...) {
-			t.Run(b.tn.Slug, func(t *testing.T) {
+func testReadOnlyEnforcedByPostgres(t *testing.T, ts *stacktest.Stack) {
+	ctx := context.Background()
+	for _, b := range bindTenants(t, ts, placementStandIns(t, ts, "rolesro")...) {
+		for _, how := range []string{"proxy.read_only", "sql.write"} {
+			t.Run(b.tn.Isolation+"/"+how, func(t *testing.T) {
 				c := b.connect(t, ts)
-				path := "/v1/tenants/" + b.tn.Slug + "/permissions/sql.ddl"
-				ts.AdminWant(t, http.MethodPut, path, map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
+				waitRole(t, c, b.tn.RoleName) // the previous case lifted its policy
+				var lo string
+				if err := c.QueryRow(ctx, "SELECT pg_catalog.lo_from_bytea(0, '\\x676f6f64'::bytea)::text", pgx.QueryExecModeSimpleProtocol).Scan(&lo); err != nil {
+					t.Fatal(err)
+				}
+				waitSQL(t, c, "INSERT INTO orders (item) VALUES ('before')", "")
+				path := "/v1/tenants/" + b.tn.Slug + "/config/proxy.read_only"
+				body := map[string]any{"value": true}
+				if how == "sql.write" {
+					path = "/v1/tenants/" + b.tn.Slug + "/permissions/sql.write"
+					body = map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}
+				}
+				ts.AdminWant(t, http.MethodPut, path, body, http.StatusOK)
 				defer ts.AdminWant(t, http.MethodDelete, path, nil, http.StatusOK)
-				waitRole(t, c, b.tn.RoleName+"_w")
-				for _, ddl := range []string{
-					"CREATE TABLE escaped (x int)",
-					"ALTER TABLE orders ADD COLUMN escaped int",
-					"DROP TABLE orders",
-					"CREATE INDEX ON orders (item)",
-					"CREATE FUNCTION escaped() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-				} {
-					wantCode(t, c, hidden(ddl), "42501")
-					wantCode(t, c, wrappedDO(ddl), "42501")
+				waitRole(t, c, b.tn.RoleName+"_r")
+				before := b.snapshot(t)
+
+				for _, w := range readOnlyWrites {
+					w = strings.ReplaceAll(w, "%LO%", lo)
+					wantCode(t, c, hidden(w), "42501", "25006")
+					// The classic escape: leave the read-only default, then write.
+					wantCode(t, c, hidden("SET default_transaction_read_only = off"))
+					wantCode(t, c, hidden(w), "42501")
+					wantCode(t, c, wrappedDO(w), "42501", "25006")
 				}
-				wantCode(t, c, "CREATE TABLE plain (x int)", "42501")
-				for _, w := range []string{
-					"INSERT INTO orders (item) VALUES ('dml works')",
-					"UPDATE orders SET quantity = 2 WHERE item = 'dml works'",
-					"SELECT pg_catalog.nextval('orders_id_seq')",
-					"DELETE FROM orders WHERE item = 'nothing'",
-				} {
-					if _, err := c.Exec(context.Background(), hidden(w), pgx.QueryExecModeSimpleProtocol); err != nil {
-						t.Errorf("%s under no-DDL: %v", w, err)
-					}
+				// COPY FROM cannot run inside EXECUTE; PostgreSQL checks
+				// INSERT for it, which the role lacks.
+				if got := scalar(t, c, "SELECT pg_catalog.has_table_privilege('orders', 'INSERT')::text"); got != "false" {
+					t.Errorf("the read-only role may INSERT (COPY FROM): %s", got)
 				}
-				if n := stacktest.Count(t, b.su, "SELECT count(*) FROM "+b.table()+" WHERE item = 'dml works' AND quantity = 2"); n != 1 {
-					t.Errorf("the write under no-DDL left %d rows, want 1", n)
+				if err := wantCode(t, c, "INSERT INTO orders (item) VALUES ('plain')", "25006"); err != nil &&
+					!strings.Contains(err.Error(), "tenant") {
+					t.Errorf("a plain INSERT got %v, want the guard's error naming the tenant", err)
+				}
+				if after := b.snapshot(t); after != before {
+					t.Errorf("data changed under read-only:\n before %s\n after  %s", before, after)
+				}
+				if n := stacktest.Count(t, c, "SELECT count(*) FROM orders"); n == 0 {
+					t.Error("the read-only session reads nothing")
 				}
 			})
 		}
-	})
+	}
 }
 
-// TestPreStagedEscapesRefused: the full role, while it has full rights, can
+// testNoDDLEnforcedByPostgres: with sql.ddl denied, DDL the guard cannot read
+// is refused by PostgreSQL (42501) while writes work; the session runs as
+// the tenant's _w role.
+func testNoDDLEnforcedByPostgres(t *testing.T, ts *stacktest.Stack) {
+	for _, b := range bindTenants(t, ts, placementStandIns(t, ts, "rolesddl")...) {
+		t.Run(b.tn.Isolation, func(t *testing.T) {
+			c := b.connect(t, ts)
+			path := "/v1/tenants/" + b.tn.Slug + "/permissions/sql.ddl"
+			ts.AdminWant(t, http.MethodPut, path, map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
+			defer ts.AdminWant(t, http.MethodDelete, path, nil, http.StatusOK)
+			waitRole(t, c, b.tn.RoleName+"_w")
+			for _, ddl := range []string{
+				"CREATE TABLE escaped (x int)",
+				"ALTER TABLE orders ADD COLUMN escaped int",
+				"DROP TABLE orders",
+				"CREATE INDEX ON orders (item)",
+				"CREATE FUNCTION escaped() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+			} {
+				wantCode(t, c, hidden(ddl), "42501")
+				wantCode(t, c, wrappedDO(ddl), "42501")
+			}
+			wantCode(t, c, "CREATE TABLE plain (x int)", "42501")
+			for _, w := range []string{
+				"INSERT INTO orders (item) VALUES ('dml works')",
+				"UPDATE orders SET quantity = 2 WHERE item = 'dml works'",
+				"SELECT pg_catalog.nextval('orders_id_seq')",
+				"DELETE FROM orders WHERE item = 'nothing'",
+			} {
+				if _, err := c.Exec(context.Background(), hidden(w), pgx.QueryExecModeSimpleProtocol); err != nil {
+					t.Errorf("%s under no-DDL: %v", w, err)
+				}
+			}
+			if n := stacktest.Count(t, b.su, "SELECT count(*) FROM "+b.table()+" WHERE item = 'dml works' AND quantity = 2"); n != 1 {
+				t.Errorf("the write under no-DDL left %d rows, want 1", n)
+			}
+		})
+	}
+}
+
+// testPreStagedEscapesRefused: the full role, while it has full rights, can
 // neither grant its tables to others (PUBLIC, its own _r role) nor change
 // default privileges nor leave a SECURITY DEFINER routine behind, nor hand a
 // table to a group its _r role is in; plain and wrapped. Afterwards, under
 // read-only, nothing it tried opens a write.
-func TestPreStagedEscapesRefused(t *testing.T) {
-	ts := stacktest.Start(t)
+func testPreStagedEscapesRefused(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
 	dep, err := ts.Catalog.DeploymentID(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range bindTenants(t, ts, placementTenants...) {
-		t.Run(b.tn.Slug, func(t *testing.T) {
+	for _, b := range bindTenants(t, ts, placementStandIns(t, ts, "prestaged")...) {
+		t.Run(b.tn.Isolation, func(t *testing.T) {
 			c := b.connect(t, ts)
 			waitRole(t, c, b.tn.RoleName)
 			r := pgx.Identifier{b.tn.RoleName + "_r"}.Sanitize()
@@ -334,15 +343,14 @@ func TestPreStagedEscapesRefused(t *testing.T) {
 	}
 }
 
-// TestLiveSessionFollowsAccessLevel: a session-pooling session whose tenant
+// testLiveSessionFollowsAccessLevel: a session-pooling session whose tenant
 // becomes read-only runs its next transaction as the _r role (a hidden write
 // fails) and keeps its prepared statements; when read-only is lifted it
 // writes again, as the full role.
-func TestLiveSessionFollowsAccessLevel(t *testing.T) {
-	ts := stacktest.Start(t, func(c *server.Config) { c.Proxy.PoolMode = "session" })
+func testLiveSessionFollowsAccessLevel(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
-	for _, b := range bindTenants(t, ts, placementTenants...) {
-		t.Run(b.tn.Slug, func(t *testing.T) {
+	for _, b := range bindTenants(t, ts, placementStandIns(t, ts, "live")...) {
+		t.Run(b.tn.Isolation, func(t *testing.T) {
 			c := b.connect(t, ts)
 			waitRole(t, c, b.tn.RoleName)
 			if _, err := c.Prepare(ctx, "count_orders", "SELECT count(*) FROM orders WHERE item = $1"); err != nil {
@@ -376,15 +384,15 @@ func TestLiveSessionFollowsAccessLevel(t *testing.T) {
 	}
 }
 
-// TestConfigOverrideStaysInItsSession: a tenant's session can change its own
+// testConfigOverrideStaysInItsSession: a tenant's session can change its own
 // stratum.config.* settings (PostgreSQL cannot stop that; the README says
 // so), but the change reaches neither another tenant nor a new session of
 // the same tenant.
-func TestConfigOverrideStaysInItsSession(t *testing.T) {
-	ts := stacktest.Start(t, func(c *server.Config) { c.Proxy.PoolMode = "session" })
+func testConfigOverrideStaysInItsSession(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
-	bs := bindTenants(t, ts, "client_alpha", "client_beta")
-	for _, slug := range []string{"northstar_msp"} {
+	own := standIns(t, ts, "override", "alpha", "beta")
+	bs := bindTenants(t, ts, own.alpha, own.beta)
+	for _, slug := range []string{own.northstar} {
 		ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+slug+"/config/region",
 			map[string]any{"value": "eu", "locked": true}, http.StatusOK)
 	}
@@ -433,6 +441,7 @@ func TestOlderTenantsGetAccessRoles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	applyRunSQL(t, ts)
 	bs := bindTenants(t, ts, placementTenants...)
 	shared := bs[0].su // client_alpha: the shared database
 	ident := func(s string) string { return pgx.Identifier{s}.Sanitize() }

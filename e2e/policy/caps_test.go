@@ -9,15 +9,15 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 )
 
-// TestBoundKeyCannotRaiseItsShareAbovePlatformDefault: with no ancestor
+// testBoundKeyCannotRaiseItsShareAbovePlatformDefault: with no ancestor
 // setting proxy.max_connections, a key bound to a tenant may not raise the
 // tenant's connection limit above the proxy's per-tenant default
 // (pool.max_per_tenant), which would let it take every backend of the
 // server; it may lower it. A platform key may set more.
-func TestBoundKeyCannotRaiseItsShareAbovePlatformDefault(t *testing.T) {
-	ts := stacktest.Start(t)
+func testBoundKeyCannotRaiseItsShareAbovePlatformDefault(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "caps")
 	body := ts.AdminWant(t, http.MethodPost, "/v1/keys", map[string]any{
-		"name": "northstar", "tenant": "northstar_msp", "scopes": []string{"read", "write"}}, http.StatusCreated)
+		"name": "northstar", "tenant": own.northstar, "scopes": []string{"read", "write"}}, http.StatusCreated)
 	var key struct{ Secret string }
 	if err := json.Unmarshal([]byte(body), &key); err != nil || key.Secret == "" {
 		t.Fatalf("creating a bound key: %s", body)
@@ -25,7 +25,7 @@ func TestBoundKeyCannotRaiseItsShareAbovePlatformDefault(t *testing.T) {
 	bound := *ts
 	bound.AdminKey = key.Secret
 	limit := ts.Router.Config().MaxConnsPerTenant
-	path := "/v1/tenants/northstar_msp/config/proxy.max_connections"
+	path := "/v1/tenants/" + own.northstar + "/config/proxy.max_connections"
 	for _, v := range []int{10000, limit + 1} {
 		st, b, err := bound.Admin(http.MethodPut, path, map[string]any{"value": v})
 		if err != nil || st != http.StatusUnprocessableEntity || !strings.Contains(b, "pool.max_per_tenant") {

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
-	"github.com/stratum-hq/stratum-proxy/server"
+	"github.com/stratum-hq/stratum-proxy/provision"
 )
 
 // Ways out of read-only mode (and around sql.ddl) that the proxy's text check
@@ -25,11 +25,11 @@ import (
 
 const preparedInsertSQL = "INSERT INTO orders (item) VALUES ($1)"
 
-// makeAlphaReadOnly makes client_alpha read-only (through its parent) and waits
-// until c, a session of it, sees that.
-func makeAlphaReadOnly(t *testing.T, ts *stacktest.Stack, c *pgx.Conn) {
+// makeReadOnly makes the tenant parent read-only, and with it its child
+// whose session c is, and waits until c sees that.
+func makeReadOnly(t *testing.T, ts *stacktest.Stack, parent string, c *pgx.Conn) {
 	t.Helper()
-	ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/config/proxy.read_only",
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+parent+"/config/proxy.read_only",
 		map[string]any{"value": true}, http.StatusOK)
 	waitSQL(t, c, "INSERT INTO orders (item) VALUES ('x')", "25006")
 }
@@ -59,55 +59,53 @@ func wantPreparedInsertRefused(t *testing.T, c *pgx.Conn, after string) {
 	}
 }
 
-// TestReadOnlySurvivesEscapedSettingNames: setting names spelled with Unicode or
+// testReadOnlySurvivesEscapedSettingNames: setting names spelled with Unicode or
 // backslash escapes are the same settings to PostgreSQL.
-func TestReadOnlySurvivesEscapedSettingNames(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		ctx := context.Background()
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		prepareInsert(t, c)
-		makeAlphaReadOnly(t, ts, c)
-		for _, q := range []string{
-			`SET U&"default_transaction\005fread_only" = off`,
-			`SET U&"default!005ftransaction!005fread!005fonly" UESCAPE '!' = off`,
-			`SELECT set_config(E'default_transaction\137read_only', 'off', false)`,
-			`SELECT set_config(U&'default\005ftransaction\005fread\005fonly', 'off', false)`,
-		} {
-			if _, err := c.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); stacktest.SQLState(err) != "25006" {
-				t.Errorf("%s on a read-only tenant: %v, want 25006", q, err)
-			}
-			wantPreparedInsertRefused(t, c, q)
+func testReadOnlySurvivesEscapedSettingNames(t *testing.T, ts *stacktest.Stack) {
+	ctx := context.Background()
+	own := standIns(t, ts, "escnames", "alpha")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.alpha, ""))
+	prepareInsert(t, c)
+	makeReadOnly(t, ts, own.northstar, c)
+	for _, q := range []string{
+		`SET U&"default_transaction\005fread_only" = off`,
+		`SET U&"default!005ftransaction!005fread!005fonly" UESCAPE '!' = off`,
+		`SELECT set_config(E'default_transaction\137read_only', 'off', false)`,
+		`SELECT set_config(U&'default\005ftransaction\005fread\005fonly', 'off', false)`,
+	} {
+		if _, err := c.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); stacktest.SQLState(err) != "25006" {
+			t.Errorf("%s on a read-only tenant: %v, want 25006", q, err)
 		}
-		// In a transaction: read-write must be chosen before any query.
-		if _, err := c.Exec(ctx, "BEGIN", pgx.QueryExecModeSimpleProtocol); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Exec(ctx, `SET U&"transaction\005fread_only" = off`, pgx.QueryExecModeSimpleProtocol); stacktest.SQLState(err) != "25006" {
-			t.Errorf("SET U&\"transaction\\005fread_only\" = off: %v, want 25006", err)
-		}
-		c.Exec(ctx, "ROLLBACK", pgx.QueryExecModeSimpleProtocol)
-	})
+		wantPreparedInsertRefused(t, c, q)
+	}
+	// In a transaction: read-write must be chosen before any query.
+	if _, err := c.Exec(ctx, "BEGIN", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, `SET U&"transaction\005fread_only" = off`, pgx.QueryExecModeSimpleProtocol); stacktest.SQLState(err) != "25006" {
+		t.Errorf("SET U&\"transaction\\005fread_only\" = off: %v, want 25006", err)
+	}
+	c.Exec(ctx, "ROLLBACK", pgx.QueryExecModeSimpleProtocol)
 }
 
-// TestReadOnlySurvivesResetThroughExtendedProtocol: RESET ALL sent as Parse/Bind/Execute (pgx's
+// testReadOnlySurvivesResetThroughExtendedProtocol: RESET ALL sent as Parse/Bind/Execute (pgx's
 // default) is not seen by the proxy's settings tracking, so the read-only
 // default it undoes would not be applied again.
-func TestReadOnlySurvivesResetThroughExtendedProtocol(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		prepareInsert(t, c)
-		makeAlphaReadOnly(t, ts, c)
-		for _, q := range []string{"RESET default_transaction_read_only", "RESET ALL", "DISCARD ALL"} {
-			codes, tags := sendPipeline(t, c, 1,
-				&pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-			if len(codes) != 1 || codes[0] != "25006" {
-				t.Errorf("%s (extended protocol) on a read-only tenant: errors %v, tags %v; want 25006", q, codes, tags)
-			}
-			if q != "DISCARD ALL" { // DISCARD ALL would drop the prepared INSERT too
-				wantPreparedInsertRefused(t, c, q+" (extended protocol)")
-			}
+func testReadOnlySurvivesResetThroughExtendedProtocol(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "extreset", "alpha")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.alpha, ""))
+	prepareInsert(t, c)
+	makeReadOnly(t, ts, own.northstar, c)
+	for _, q := range []string{"RESET default_transaction_read_only", "RESET ALL", "DISCARD ALL"} {
+		codes, tags := sendPipeline(t, c, 1,
+			&pgproto3.Parse{Query: q}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		if len(codes) != 1 || codes[0] != "25006" {
+			t.Errorf("%s (extended protocol) on a read-only tenant: errors %v, tags %v; want 25006", q, codes, tags)
 		}
-	})
+		if q != "DISCARD ALL" { // DISCARD ALL would drop the prepared INSERT too
+			wantPreparedInsertRefused(t, c, q+" (extended protocol)")
+		}
+	}
 }
 
 // sendPipeline sends msgs at once on c's connection and collects the
@@ -141,391 +139,374 @@ func sendPipeline(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMes
 	return codes, tags
 }
 
-// TestReadOnlyReappliedBeforeStatementPipelinedAfterReset: a simple RESET ALL followed at once (before
+// testReadOnlyReappliedBeforeStatementPipelinedAfterReset: a simple RESET ALL followed at once (before
 // its reply) by the Bind/Execute of a prepared INSERT: the proxy must apply the
 // read-only default again before the INSERT runs.
-func TestReadOnlyReappliedBeforeStatementPipelinedAfterReset(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		prepareInsert(t, c)
-		makeAlphaReadOnly(t, ts, c)
-		codes, tags := sendPipeline(t, c, 2,
-			&pgproto3.Query{String: "RESET ALL"},
-			&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte("pipelined")}},
-			&pgproto3.Execute{},
-			&pgproto3.Sync{})
-		if len(codes) != 1 || codes[0] != "25006" {
-			t.Errorf("RESET ALL then a pipelined prepared INSERT: errors %v, tags %v; want the INSERT refused with 25006", codes, tags)
-		}
-		wantPreparedInsertRefused(t, c, "a pipelined RESET ALL")
-	})
+func testReadOnlyReappliedBeforeStatementPipelinedAfterReset(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "pipereset", "alpha")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.alpha, ""))
+	prepareInsert(t, c)
+	makeReadOnly(t, ts, own.northstar, c)
+	codes, tags := sendPipeline(t, c, 2,
+		&pgproto3.Query{String: "RESET ALL"},
+		&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte("pipelined")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	if len(codes) != 1 || codes[0] != "25006" {
+		t.Errorf("RESET ALL then a pipelined prepared INSERT: errors %v, tags %v; want the INSERT refused with 25006", codes, tags)
+	}
+	wantPreparedInsertRefused(t, c, "a pipelined RESET ALL")
 }
 
-// TestReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier: statements prepared while the tenant could
+// testReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier: statements prepared while the tenant could
 // write are checked again when executed under the new policy (the proxy saw
 // their text only at Parse).
-func TestReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		ctx := context.Background()
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		prepareInsert(t, c)
-		for name, q := range map[string]string{
-			"esc": "SET default_transaction_read_only = off",
-			"rst": "RESET ALL",
-			"rw":  "BEGIN READ WRITE",
-		} {
-			if _, err := c.Prepare(ctx, name, q); err != nil {
-				t.Fatalf("preparing %s: %v", q, err)
-			}
+func testReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier(t *testing.T, ts *stacktest.Stack) {
+	ctx := context.Background()
+	own := standIns(t, ts, "execearly", "alpha")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.alpha, ""))
+	prepareInsert(t, c)
+	for name, q := range map[string]string{
+		"esc": "SET default_transaction_read_only = off",
+		"rst": "RESET ALL",
+		"rw":  "BEGIN READ WRITE",
+	} {
+		if _, err := c.Prepare(ctx, name, q); err != nil {
+			t.Fatalf("preparing %s: %v", q, err)
 		}
-		makeAlphaReadOnly(t, ts, c)
-		for _, name := range []string{"esc", "rst"} {
-			if _, err := c.Exec(ctx, name); stacktest.SQLState(err) != "25006" {
-				t.Errorf("executing %q prepared before read-only: %v, want 25006", name, err)
-			}
-			wantPreparedInsertRefused(t, c, "executing "+name)
+	}
+	makeReadOnly(t, ts, own.northstar, c)
+	for _, name := range []string{"esc", "rst"} {
+		if _, err := c.Exec(ctx, name); stacktest.SQLState(err) != "25006" {
+			t.Errorf("executing %q prepared before read-only: %v, want 25006", name, err)
 		}
-		if _, err := c.Exec(ctx, "rw"); stacktest.SQLState(err) != "25006" {
-			t.Errorf("BEGIN READ WRITE prepared before read-only: %v, want 25006", err)
-			c.Exec(ctx, "ROLLBACK", pgx.QueryExecModeSimpleProtocol)
-		}
-	})
+		wantPreparedInsertRefused(t, c, "executing "+name)
+	}
+	if _, err := c.Exec(ctx, "rw"); stacktest.SQLState(err) != "25006" {
+		t.Errorf("BEGIN READ WRITE prepared before read-only: %v, want 25006", err)
+		c.Exec(ctx, "ROLLBACK", pgx.QueryExecModeSimpleProtocol)
+	}
 }
 
-// TestNoDDLCheckedAtBindOfStatementsPreparedEarlier: sql.ddl has no PostgreSQL layer under it, so a
+// testNoDDLCheckedAtBindOfStatementsPreparedEarlier: sql.ddl has no PostgreSQL layer under it, so a
 // DDL statement prepared before the permission was denied must be refused
 // when executed after.
-func TestNoDDLCheckedAtBindOfStatementsPreparedEarlier(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		ctx := context.Background()
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		if _, err := c.Prepare(ctx, "mk", "CREATE TABLE prepared_ddl (x int)"); err != nil {
-			t.Fatal(err)
-		}
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/permissions/sql.ddl",
-			map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
-		waitSQL(t, c, "CREATE TABLE ddl_refused (x int)", "42501")
-		if _, err := c.Exec(ctx, "mk"); stacktest.SQLState(err) != "42501" {
-			t.Errorf("DDL prepared before sql.ddl was denied: %v, want 42501", err)
-		}
-	})
+func testNoDDLCheckedAtBindOfStatementsPreparedEarlier(t *testing.T, ts *stacktest.Stack) {
+	ctx := context.Background()
+	own := standIns(t, ts, "bindddl", "beta")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.beta, ""))
+	if _, err := c.Prepare(ctx, "mk", "CREATE TABLE prepared_ddl (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.northstar+"/permissions/sql.ddl",
+		map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
+	waitSQL(t, c, "CREATE TABLE ddl_refused (x int)", "42501")
+	if _, err := c.Exec(ctx, "mk"); stacktest.SQLState(err) != "42501" {
+		t.Errorf("DDL prepared before sql.ddl was denied: %v, want 42501", err)
+	}
 }
 
-// TestReadOnlyNotUndoneByReplayedClientSetting: a SET of default_transaction_read_only
+// testReadOnlyNotUndoneByReplayedClientSetting: a SET of default_transaction_read_only
 // the session made while it could write must not be replayed over the
 // read-only default once the tenant is read-only.
-func TestReadOnlyNotUndoneByReplayedClientSetting(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		ctx := context.Background()
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		prepareInsert(t, c)
-		if _, err := c.Exec(ctx, "SET default_transaction_read_only = off", pgx.QueryExecModeSimpleProtocol); err != nil {
-			t.Fatal(err)
-		}
-		makeAlphaReadOnly(t, ts, c)
-		wantPreparedInsertRefused(t, c, "a SET made before read-only")
-	})
+func testReadOnlyNotUndoneByReplayedClientSetting(t *testing.T, ts *stacktest.Stack) {
+	ctx := context.Background()
+	own := standIns(t, ts, "replayset", "alpha")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.alpha, ""))
+	prepareInsert(t, c)
+	if _, err := c.Exec(ctx, "SET default_transaction_read_only = off", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	makeReadOnly(t, ts, own.northstar, c)
+	wantPreparedInsertRefused(t, c, "a SET made before read-only")
 }
 
-// TestReadOnlyRefusesSetConfigFunctionCall: the function-call protocol message calls
+// testReadOnlyRefusesSetConfigFunctionCall: the function-call protocol message calls
 // set_config (OID 2078) without any SQL text for the proxy to check.
-func TestReadOnlyRefusesSetConfigFunctionCall(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		prepareInsert(t, c)
-		makeAlphaReadOnly(t, ts, c)
-		codes, _ := sendPipeline(t, c, 1, &pgproto3.FunctionCall{
-			Function:       2078, // pg_catalog.set_config(text, text, boolean)
-			ArgFormatCodes: []uint16{0},
-			Arguments:      [][]byte{[]byte("default_transaction_read_only"), []byte("off"), []byte("false")},
-		})
-		// The proxy refuses it: it cannot see which setting it changes.
-		if len(codes) != 1 || codes[0] != "42501" {
-			t.Errorf("set_config through FunctionCall: errors %v, want it refused with 42501", codes)
-		}
-		wantPreparedInsertRefused(t, c, "set_config through FunctionCall")
+func testReadOnlyRefusesSetConfigFunctionCall(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "fncall", "alpha")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.alpha, ""))
+	prepareInsert(t, c)
+	makeReadOnly(t, ts, own.northstar, c)
+	codes, _ := sendPipeline(t, c, 1, &pgproto3.FunctionCall{
+		Function:       2078, // pg_catalog.set_config(text, text, boolean)
+		ArgFormatCodes: []uint16{0},
+		Arguments:      [][]byte{[]byte("default_transaction_read_only"), []byte("off"), []byte("false")},
 	})
+	// The proxy refuses it: it cannot see which setting it changes.
+	if len(codes) != 1 || codes[0] != "42501" {
+		t.Errorf("set_config through FunctionCall: errors %v, want it refused with 42501", codes)
+	}
+	wantPreparedInsertRefused(t, c, "set_config through FunctionCall")
 }
 
-// TestPolicyChurnLosesNoAnswerAndReachesEverySession: policy changes land between (and during) the
+// testPolicyChurnLosesNoAnswerAndReachesEverySession: policy changes land between (and during) the
 // sessions' transactions, pipelines and resets, in both pool modes, while
 // the sessions keep working: every answer is the statement's own (no reply
 // of an injected query reaches a client, none is lost), the only refusals
 // are read-only ones, and the last policy reaches every session.
-func TestPolicyChurnLosesNoAnswerAndReachesEverySession(t *testing.T) {
-	for _, mode := range []string{"session", "transaction"} {
-		t.Run(mode, func(t *testing.T) {
-			testPolicyChurn(t, stacktest.Start(t, func(sc *server.Config) {
-				sc.Proxy.PoolMode = mode
-				sc.Admin.RateLimit = -1
-			}))
-		})
+func testPolicyChurnLosesNoAnswerAndReachesEverySession(t *testing.T, ts *stacktest.Stack) {
+	ctx := context.Background()
+	own := standIns(t, ts, "churn", "alpha", "beta")
+	stop := make(chan struct{})
+	errs := make(chan error, 64)
+	var wg sync.WaitGroup
+	tenants := []string{own.alpha, own.beta, own.alpha, own.beta}
+	conns := make([]*pgx.Conn, len(tenants))
+	for i, slug := range tenants {
+		conns[i] = stacktest.Connect(t, ts.URL("demo", "demo", slug, ""))
 	}
-}
-
-func testPolicyChurn(t *testing.T, ts *stacktest.Stack) {
-	{
-		ctx := context.Background()
-		stop := make(chan struct{})
-		errs := make(chan error, 64)
-		var wg sync.WaitGroup
-		tenants := []string{"client_alpha", "client_beta", "client_alpha", "client_beta"}
-		conns := make([]*pgx.Conn, len(tenants))
-		for i, slug := range tenants {
-			conns[i] = stacktest.Connect(t, ts.URL("demo", "demo", slug, ""))
-		}
-		allowed := func(err error) bool { return err == nil || stacktest.SQLState(err) == "25006" }
-		for i, c := range conns {
-			wg.Add(1)
-			go func(i int, c *pgx.Conn) {
-				defer wg.Done()
-				for n := 0; ; n++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					var err error
-					switch n % 5 {
-					case 0:
-						var s *string
-						err = c.QueryRow(ctx, "SELECT current_setting('stratum.config.churn', true)", pgx.QueryExecModeSimpleProtocol).Scan(&s)
-					case 1:
-						var one int
-						err = c.QueryRow(ctx, "SELECT $1::int", 1).Scan(&one)
-						if err == nil && one != 1 {
-							err = fmt.Errorf("SELECT $1 answered %d", one)
-						}
-					case 2:
-						var tx pgx.Tx
-						if tx, err = c.Begin(ctx); err == nil {
-							_, err = tx.Exec(ctx, "INSERT INTO orders (item) VALUES ($1)", "churn")
-							if err == nil {
-								err = tx.Commit(ctx)
-							} else if rerr := tx.Rollback(ctx); rerr != nil {
-								err = rerr
-							}
-						}
-					case 3:
-						b := &pgx.Batch{}
-						b.Queue("SELECT 1")
-						b.Queue("SELECT current_setting('statement_timeout')")
-						b.Queue("SELECT 3")
-						br := c.SendBatch(ctx, b)
-						for k := 0; k < 3 && err == nil; k++ {
-							var v string
-							err = br.QueryRow().Scan(&v)
-							if err == nil && k != 1 && v != strconv.Itoa(k+1) {
-								err = fmt.Errorf("batch answer %d is %q", k, v)
-							}
-						}
-						if cerr := br.Close(); err == nil {
-							err = cerr
-						}
-					case 4:
-						_, err = c.Exec(ctx, "RESET ALL", pgx.QueryExecModeSimpleProtocol)
-					}
-					if !allowed(err) {
-						errs <- fmt.Errorf("session %d (%s), step %d: %w", i, tenants[i], n%5, err)
-						return
-					}
+	allowed := func(err error) bool { return err == nil || stacktest.SQLState(err) == "25006" }
+	for i, c := range conns {
+		wg.Add(1)
+		go func(i int, c *pgx.Conn) {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
 				}
-			}(i, c)
-		}
-		deadline := time.Now().Add(3 * time.Second)
-		for n := 0; time.Now().Before(deadline); n++ {
-			st, b, err := ts.Admin(http.MethodPatch, "/v1/tenants/northstar_msp/config", map[string]any{
-				"churn":                   map[string]any{"value": n},
-				"proxy.read_only":         map[string]any{"value": n%2 == 0},
-				"proxy.statement_timeout": map[string]any{"value": strconv.Itoa(1000+n) + "ms"},
-			})
-			if err != nil || st != http.StatusOK {
-				t.Errorf("PATCH config: %d %s %v", st, b, err)
-				break
+				var err error
+				switch n % 5 {
+				case 0:
+					var s *string
+					err = c.QueryRow(ctx, "SELECT current_setting('stratum.config.churn', true)", pgx.QueryExecModeSimpleProtocol).Scan(&s)
+				case 1:
+					var one int
+					err = c.QueryRow(ctx, "SELECT $1::int", 1).Scan(&one)
+					if err == nil && one != 1 {
+						err = fmt.Errorf("SELECT $1 answered %d", one)
+					}
+				case 2:
+					var tx pgx.Tx
+					if tx, err = c.Begin(ctx); err == nil {
+						_, err = tx.Exec(ctx, "INSERT INTO orders (item) VALUES ($1)", "churn")
+						if err == nil {
+							err = tx.Commit(ctx)
+						} else if rerr := tx.Rollback(ctx); rerr != nil {
+							err = rerr
+						}
+					}
+				case 3:
+					b := &pgx.Batch{}
+					b.Queue("SELECT 1")
+					b.Queue("SELECT current_setting('statement_timeout')")
+					b.Queue("SELECT 3")
+					br := c.SendBatch(ctx, b)
+					for k := 0; k < 3 && err == nil; k++ {
+						var v string
+						err = br.QueryRow().Scan(&v)
+						if err == nil && k != 1 && v != strconv.Itoa(k+1) {
+							err = fmt.Errorf("batch answer %d is %q", k, v)
+						}
+					}
+					if cerr := br.Close(); err == nil {
+						err = cerr
+					}
+				case 4:
+					_, err = c.Exec(ctx, "RESET ALL", pgx.QueryExecModeSimpleProtocol)
+				}
+				if !allowed(err) {
+					errs <- fmt.Errorf("session %d (%s), step %d: %w", i, tenants[i], n%5, err)
+					return
+				}
 			}
+		}(i, c)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for n := 0; time.Now().Before(deadline); n++ {
+		st, b, err := ts.Admin(http.MethodPatch, "/v1/tenants/"+own.northstar+"/config", map[string]any{
+			"churn":                   map[string]any{"value": n},
+			"proxy.read_only":         map[string]any{"value": n%2 == 0},
+			"proxy.statement_timeout": map[string]any{"value": strconv.Itoa(1000+n) + "ms"},
+		})
+		if err != nil || st != http.StatusOK {
+			t.Errorf("PATCH config: %d %s %v", st, b, err)
+			break
 		}
-		close(stop)
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/config/proxy.read_only", map[string]any{"value": false}, http.StatusOK)
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/config/churn", map[string]any{"value": "final"}, http.StatusOK)
-		for _, c := range conns {
-			waitSetting(t, c, "stratum.config.churn", "final")
-			waitSQL(t, c, "INSERT INTO orders (item) VALUES ('after churn')", "")
-			if got := scalar(t, c, "SHOW default_transaction_read_only"); got != "off" {
-				t.Errorf("after the churn, default_transaction_read_only = %s, want off", got)
-			}
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.northstar+"/config/proxy.read_only", map[string]any{"value": false}, http.StatusOK)
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.northstar+"/config/churn", map[string]any{"value": "final"}, http.StatusOK)
+	for _, c := range conns {
+		waitSetting(t, c, "stratum.config.churn", "final")
+		waitSQL(t, c, "INSERT INTO orders (item) VALUES ('after churn')", "")
+		if got := scalar(t, c, "SHOW default_transaction_read_only"); got != "off" {
+			t.Errorf("after the churn, default_transaction_read_only = %s, want off", got)
 		}
 	}
 }
 
-// TestResetAllThenCopyInOneQueryKeepsRelaying: a tenant with a policy (not read-only) sends RESET
+// testResetAllThenCopyInOneQueryKeepsRelaying: a tenant with a policy (not read-only) sends RESET
 // ALL and COPY FROM STDIN in one Query: the proxy must keep relaying the
 // client's data rather than wait for the Query's end.
-func TestResetAllThenCopyInOneQueryKeepsRelaying(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/config/proxy.statement_timeout",
-			map[string]any{"value": "5s"}, http.StatusOK)
-		waitSetting(t, c, "statement_timeout", "5s")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		tag, err := c.PgConn().CopyFrom(ctx, strings.NewReader("copied\n"), "RESET ALL; COPY orders (item) FROM STDIN")
-		if err != nil {
-			t.Fatalf("RESET ALL; COPY FROM STDIN: %v", err)
-		}
-		if tag.RowsAffected() != 1 {
-			t.Errorf("COPY: %s", tag)
-		}
-		if got := scalar(t, c, "SHOW statement_timeout"); got != "5s" {
-			t.Errorf("after RESET ALL, statement_timeout = %s, want 5s", got)
-		}
-	})
+func testResetAllThenCopyInOneQueryKeepsRelaying(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "copyreset", "beta")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.beta, ""))
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.northstar+"/config/proxy.statement_timeout",
+		map[string]any{"value": "5s"}, http.StatusOK)
+	waitSetting(t, c, "statement_timeout", "5s")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tag, err := c.PgConn().CopyFrom(ctx, strings.NewReader("copied\n"), "RESET ALL; COPY orders (item) FROM STDIN")
+	if err != nil {
+		t.Fatalf("RESET ALL; COPY FROM STDIN: %v", err)
+	}
+	if tag.RowsAffected() != 1 {
+		t.Errorf("COPY: %s", tag)
+	}
+	if got := scalar(t, c, "SHOW statement_timeout"); got != "5s" {
+		t.Errorf("after RESET ALL, statement_timeout = %s, want 5s", got)
+	}
 }
 
-// TestNoDDLDropsUnnamedStatementParsedEarlier: the unnamed statement parsed before sql.ddl
+// testNoDDLDropsUnnamedStatementParsedEarlier: the unnamed statement parsed before sql.ddl
 // was denied must not run after: the change reaches the backend as a Query,
 // which drops it, even though sql.ddl sets nothing on the backend.
-func TestNoDDLDropsUnnamedStatementParsedEarlier(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		watcher := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		if codes, _ := sendPipeline(t, c, 1, &pgproto3.Parse{Query: "CREATE TABLE unnamed_ddl (x int)"}, &pgproto3.Sync{}); len(codes) != 0 {
-			t.Fatalf("Parse: %v", codes)
-		}
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/permissions/sql.ddl",
-			map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
-		waitSQL(t, watcher, "CREATE TABLE ddl_refused (x int)", "42501") // the proxy knows
-		codes, tags := sendPipeline(t, c, 1, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
-		// PostgreSQL no longer knows the unnamed statement (26000).
-		if len(codes) != 1 || codes[0] != "26000" || len(tags) != 0 {
-			t.Errorf("the unnamed CREATE TABLE parsed before sql.ddl was denied, bound after: errors %v, tags %v; want 26000 (dropped) and no tag", codes, tags)
-		}
-	})
+func testNoDDLDropsUnnamedStatementParsedEarlier(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "unnamedddl", "beta")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.beta, ""))
+	watcher := stacktest.Connect(t, ts.URL("demo", "demo", own.beta, ""))
+	if codes, _ := sendPipeline(t, c, 1, &pgproto3.Parse{Query: "CREATE TABLE unnamed_ddl (x int)"}, &pgproto3.Sync{}); len(codes) != 0 {
+		t.Fatalf("Parse: %v", codes)
+	}
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.northstar+"/permissions/sql.ddl",
+		map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
+	waitSQL(t, watcher, "CREATE TABLE ddl_refused (x int)", "42501") // the proxy knows
+	codes, tags := sendPipeline(t, c, 1, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	// PostgreSQL no longer knows the unnamed statement (26000).
+	if len(codes) != 1 || codes[0] != "26000" || len(tags) != 0 {
+		t.Errorf("the unnamed CREATE TABLE parsed before sql.ddl was denied, bound after: errors %v, tags %v; want 26000 (dropped) and no tag", codes, tags)
+	}
 }
 
-// TestNoDDLCheckedOnStatementsBroughtBySwitch: a DDL statement prepared on a tenant that may
+// testNoDDLCheckedOnStatementsBroughtBySwitch: a DDL statement prepared on a tenant that may
 // change its schema, brought along by SET stratum.tenant to one that may not,
 // is refused there.
-func TestNoDDLCheckedOnStatementsBroughtBySwitch(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		ctx := context.Background()
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/client_beta/permissions/sql.ddl",
-			map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
-		if _, err := c.Prepare(ctx, "mk", "CREATE TABLE switched_ddl (x int)"); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Exec(ctx, "SET stratum.tenant = client_beta", pgx.QueryExecModeSimpleProtocol); err != nil {
-			t.Fatal(err)
-		}
-		waitSQL(t, c, "CREATE TABLE ddl_refused (x int)", "42501")
-		if _, err := c.Exec(ctx, "mk"); stacktest.SQLState(err) != "42501" {
-			t.Errorf("DDL prepared on client_gamma, executed after switching to client_beta (sql.ddl false): %v, want 42501", err)
-		}
-	})
+func testNoDDLCheckedOnStatementsBroughtBySwitch(t *testing.T, ts *stacktest.Stack) {
+	ctx := context.Background()
+	own := standIns(t, ts, "switchddl", "beta", "gamma")
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.beta+"/permissions/sql.ddl",
+		map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.gamma, ""))
+	if _, err := c.Prepare(ctx, "mk", "CREATE TABLE switched_ddl (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "SET stratum.tenant = "+own.beta, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	waitSQL(t, c, "CREATE TABLE ddl_refused (x int)", "42501")
+	if _, err := c.Exec(ctx, "mk"); stacktest.SQLState(err) != "42501" {
+		t.Errorf("DDL prepared on %s, executed after switching to %s (sql.ddl false): %v, want 42501", own.gamma, own.beta, err)
+	}
 }
 
-// TestSwitchAppliesNewTenantsPolicy: SET stratum.tenant to a tenant whose
+// testSwitchAppliesNewTenantsPolicy: SET stratum.tenant to a tenant whose
 // policy sets something on its backends answers (the policy's queries reach
 // the new backend) and the policy holds there.
-func TestSwitchAppliesNewTenantsPolicy(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/client_beta/config/proxy.statement_timeout",
-			map[string]any{"value": "7s"}, http.StatusOK)
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/client_beta/config/proxy.read_only",
-			map[string]any{"value": true}, http.StatusOK)
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_gamma", ""))
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := c.Exec(ctx, "SET stratum.tenant = client_beta", pgx.QueryExecModeSimpleProtocol); err != nil {
-			t.Fatalf("switching to a tenant with a policy: %v", err)
-		}
-		if got := scalar(t, c, "SHOW statement_timeout"); got != "7s" {
-			t.Errorf("after the switch, statement_timeout = %s, want 7s", got)
-		}
-		if got := scalar(t, c, "SHOW default_transaction_read_only"); got != "on" {
-			t.Errorf("after the switch, default_transaction_read_only = %s, want on", got)
-		}
-	})
+func testSwitchAppliesNewTenantsPolicy(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "switchpol", "beta", "gamma")
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.beta+"/config/proxy.statement_timeout",
+		map[string]any{"value": "7s"}, http.StatusOK)
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.beta+"/config/proxy.read_only",
+		map[string]any{"value": true}, http.StatusOK)
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.gamma, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Exec(ctx, "SET stratum.tenant = "+own.beta, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatalf("switching to a tenant with a policy: %v", err)
+	}
+	if got := scalar(t, c, "SHOW statement_timeout"); got != "7s" {
+		t.Errorf("after the switch, statement_timeout = %s, want 7s", got)
+	}
+	if got := scalar(t, c, "SHOW default_transaction_read_only"); got != "on" {
+		t.Errorf("after the switch, default_transaction_read_only = %s, want on", got)
+	}
 }
 
-// TestSuspendWaitsForOpenBatchSync: an extended-protocol batch sent without its
+// testSuspendWaitsForOpenBatchSync: an extended-protocol batch sent without its
 // Sync yet is an open (implicit) transaction: a suspension ends the session
 // after the Sync, with the batch committed, not in the middle of it.
-func TestSuspendWaitsForOpenBatchSync(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		ctx := context.Background()
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		waitSQL(t, c, "SELECT 1", "")
-		pc := c.PgConn()
-		fe := pc.Frontend()
-		fe.Send(&pgproto3.Parse{Query: "INSERT INTO orders (item) VALUES ('batched')"})
-		fe.Send(&pgproto3.Bind{})
-		fe.Send(&pgproto3.Execute{})
-		if err := fe.Flush(); err != nil {
-			t.Fatal(err)
+func testSuspendWaitsForOpenBatchSync(t *testing.T, ts *stacktest.Stack) {
+	ctx := context.Background()
+	own := standIns(t, ts, "suspbatch", "alpha", "beta")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.beta, ""))
+	waitSQL(t, c, "SELECT 1", "")
+	pc := c.PgConn()
+	fe := pc.Frontend()
+	fe.Send(&pgproto3.Parse{Query: "INSERT INTO orders (item) VALUES ('batched')"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Execute{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ts.AdminWant(t, http.MethodPost, "/v1/tenants/"+own.northstar+"/suspend", nil, http.StatusOK)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := pgx.Connect(ctx, ts.URL("demo", "demo", own.alpha, ""))
+		if stacktest.SQLState(err) == "55000" {
+			break
 		}
-		ts.AdminWant(t, http.MethodPost, "/v1/tenants/northstar_msp/suspend", nil, http.StatusOK)
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			_, err := pgx.Connect(ctx, ts.URL("demo", "demo", "client_alpha", ""))
-			if stacktest.SQLState(err) == "55000" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("still connecting after the suspension: %v", err)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("still connecting after the suspension: %v", err)
 		}
-		time.Sleep(300 * time.Millisecond) // the proxy's sweep of open sessions
-		fe.Send(&pgproto3.Sync{})
-		if err := fe.Flush(); err != nil {
-			t.Fatalf("the session ended before its batch's Sync: %v", err)
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the proxy's sweep of open sessions
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatalf("the session ended before its batch's Sync: %v", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var tags []string
+	for {
+		m, err := pc.ReceiveMessage(rctx)
+		if err != nil {
+			break
 		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		var tags []string
-		for {
-			m, err := pc.ReceiveMessage(rctx)
-			if err != nil {
-				break
-			}
-			if cc, ok := m.(*pgproto3.CommandComplete); ok {
-				tags = append(tags, string(cc.CommandTag))
-			}
-			if er, ok := m.(*pgproto3.ErrorResponse); ok {
-				t.Logf("then: %s %s", er.Code, er.Message)
-				break
-			}
+		if cc, ok := m.(*pgproto3.CommandComplete); ok {
+			tags = append(tags, string(cc.CommandTag))
 		}
-		if len(tags) != 1 || tags[0] != "INSERT 0 1" {
-			t.Errorf("the batch open at the suspension got %v, want its INSERT to complete", tags)
+		if er, ok := m.(*pgproto3.ErrorResponse); ok {
+			t.Logf("then: %s %s", er.Code, er.Message)
+			break
 		}
-	})
+	}
+	if len(tags) != 1 || tags[0] != "INSERT 0 1" {
+		t.Errorf("the batch open at the suspension got %v, want its INSERT to complete", tags)
+	}
 }
 
-// TestReadOnlyRefusesBindOfAnotherSessionsStatement: in transaction pooling, statements
+// testReadOnlyRefusesBindOfAnotherSessionsStatement: in transaction pooling, statements
 // live on backends under names derived from their text and shared by the
 // tenant's sessions; a session that binds such a name directly must not run
 // a statement another session prepared before the tenant became read-only.
-func TestReadOnlyRefusesBindOfAnotherSessionsStatement(t *testing.T) {
-	ts := stacktest.Start(t, func(sc *server.Config) { sc.Proxy.PoolMode = "transaction" })
+//
+// The tenant is in transaction pooling by its own pool mode, whatever the
+// stack's (on the session-pooling stack, a tenant that overrides it).
+func testReadOnlyRefusesBindOfAnotherSessionsStatement(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
+	northstar := newTenant(t, ts, "otherbind_northstar", "acmesec", "shared")
+	alpha := newTenantSpec(t, ts, provision.TenantSpec{Slug: "otherbind_alpha", Parent: northstar,
+		Isolation: "shared", PoolMode: "transaction"})
 	// One backend for the tenant, so both sessions meet on it.
-	ts.AdminWant(t, http.MethodPut, "/v1/tenants/client_alpha/config/proxy.max_connections", map[string]any{"value": 1}, http.StatusOK)
-	first := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+alpha+"/config/proxy.max_connections", map[string]any{"value": 1}, http.StatusOK)
+	first := stacktest.Connect(t, ts.URL("demo", "demo", alpha, ""))
 	waitSQL(t, first, "SELECT 1", "")
 	const q = "SET default_transaction_read_only = off"
 	if _, err := first.Prepare(ctx, "esc", q); err != nil {
 		t.Fatal(err)
 	}
-	second := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
+	second := stacktest.Connect(t, ts.URL("demo", "demo", alpha, ""))
 	prepareInsert(t, second)
-	makeAlphaReadOnly(t, ts, second)
+	makeReadOnly(t, ts, northstar, second)
 	rest := append([]byte(q), 0, 0, 0) // the Parse body after the name: query, no parameter types
 	sum := sha256.Sum256(rest)
 	shared := "stratum_" + hex.EncodeToString(sum[:12])
@@ -594,75 +575,73 @@ func keepPipelining(t *testing.T, c *pgx.Conn, q string, d time.Duration, during
 	return codes
 }
 
-// TestPipeliningSessionStillGetsPolicyAndSuspension: a session that always
+// testPipeliningSessionStillGetsPolicyAndSuspension: a session that always
 // has a request in flight still gets a new policy (each of its Queries is a
 // transaction of its own) and still ends when its tenant is suspended.
-func TestPipeliningSessionStillGetsPolicyAndSuspension(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		waitSQL(t, c, "SELECT 1", "")
-		watcher := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
-		const q = "INSERT INTO orders (item) SELECT 'piped' FROM pg_sleep(0.03)"
-		codes := keepPipelining(t, c, q, 2*time.Second, func() {
-			ts.AdminWant(t, http.MethodPut, "/v1/tenants/northstar_msp/config/proxy.read_only",
-				map[string]any{"value": true}, http.StatusOK)
-			waitSQL(t, watcher, "INSERT INTO orders (item) VALUES ('x')", "25006")
-		})
-		if last := codes[len(codes)-1]; last != "25006" {
-			t.Errorf("a session that keeps pipelining INSERTs still writes 2s after its tenant became read-only: last answers %v", codes[max(0, len(codes)-5):])
-		}
-
-		c2 := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		waitSQL(t, c2, "SELECT 1", "")
-		codes = keepPipelining(t, c2, "SELECT pg_sleep(0.03)", 2*time.Second, func() {
-			ts.AdminWant(t, http.MethodPost, "/v1/tenants/northstar_msp/suspend", nil, http.StatusOK)
-		})
-		if last := codes[len(codes)-1]; !strings.HasPrefix(last, "closed") && last != "57P01" {
-			t.Errorf("a session that keeps pipelining still runs 2s after its tenant's parent was suspended: last answers %v", codes[max(0, len(codes)-5):])
-		}
+func testPipeliningSessionStillGetsPolicyAndSuspension(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "piping", "alpha", "beta")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.alpha, ""))
+	waitSQL(t, c, "SELECT 1", "")
+	watcher := stacktest.Connect(t, ts.URL("demo", "demo", own.alpha, ""))
+	const q = "INSERT INTO orders (item) SELECT 'piped' FROM pg_sleep(0.03)"
+	codes := keepPipelining(t, c, q, 2*time.Second, func() {
+		ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.northstar+"/config/proxy.read_only",
+			map[string]any{"value": true}, http.StatusOK)
+		waitSQL(t, watcher, "INSERT INTO orders (item) VALUES ('x')", "25006")
 	})
+	if last := codes[len(codes)-1]; last != "25006" {
+		t.Errorf("a session that keeps pipelining INSERTs still writes 2s after its tenant became read-only: last answers %v", codes[max(0, len(codes)-5):])
+	}
+
+	c2 := stacktest.Connect(t, ts.URL("demo", "demo", own.beta, ""))
+	waitSQL(t, c2, "SELECT 1", "")
+	codes = keepPipelining(t, c2, "SELECT pg_sleep(0.03)", 2*time.Second, func() {
+		ts.AdminWant(t, http.MethodPost, "/v1/tenants/"+own.northstar+"/suspend", nil, http.StatusOK)
+	})
+	if last := codes[len(codes)-1]; !strings.HasPrefix(last, "closed") && last != "57P01" {
+		t.Errorf("a session that keeps pipelining still runs 2s after its tenant's parent was suspended: last answers %v", codes[max(0, len(codes)-5):])
+	}
 }
 
-// TestPendingPolicyDoesNotWaitOnCopyIn: when a policy change is pending and the
+// testPendingPolicyDoesNotWaitOnCopyIn: when a policy change is pending and the
 // client sends a request in the middle of COPY FROM STDIN (a protocol misuse
 // PostgreSQL answers with an error), the proxy must not wait for the COPY to
 // end: only the client can end it, and the proxy would no longer read it.
-func TestPendingPolicyDoesNotWaitOnCopyIn(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		c := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		watcher := stacktest.Connect(t, ts.URL("demo", "demo", "client_beta", ""))
-		waitSQL(t, c, "SELECT 1", "")
-		pc := c.PgConn()
-		fe := pc.Frontend()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		fe.Send(&pgproto3.Query{String: "COPY orders (item) FROM STDIN"})
-		if err := fe.Flush(); err != nil {
-			t.Fatal(err)
+func testPendingPolicyDoesNotWaitOnCopyIn(t *testing.T, ts *stacktest.Stack) {
+	own := standIns(t, ts, "copypend", "beta")
+	c := stacktest.Connect(t, ts.URL("demo", "demo", own.beta, ""))
+	watcher := stacktest.Connect(t, ts.URL("demo", "demo", own.beta, ""))
+	waitSQL(t, c, "SELECT 1", "")
+	pc := c.PgConn()
+	fe := pc.Frontend()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fe.Send(&pgproto3.Query{String: "COPY orders (item) FROM STDIN"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := pc.ReceiveMessage(ctx); err != nil {
+		t.Fatal(err)
+	} else if _, ok := m.(*pgproto3.CopyInResponse); !ok {
+		t.Fatalf("got %T, want CopyInResponse", m)
+	}
+	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.beta+"/config/proxy.statement_timeout",
+		map[string]any{"value": "6s"}, http.StatusOK)
+	waitSetting(t, watcher, "statement_timeout", "6s")
+	fe.Send(&pgproto3.Query{String: "SELECT 1"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := pc.ReceiveMessage(ctx)
+		if err != nil {
+			t.Fatalf("a Query in the middle of COPY FROM STDIN, with a policy change pending: %v (want PostgreSQL's error, not a stuck session)", err)
 		}
-		if m, err := pc.ReceiveMessage(ctx); err != nil {
-			t.Fatal(err)
-		} else if _, ok := m.(*pgproto3.CopyInResponse); !ok {
-			t.Fatalf("got %T, want CopyInResponse", m)
-		}
-		ts.AdminWant(t, http.MethodPut, "/v1/tenants/client_beta/config/proxy.statement_timeout",
-			map[string]any{"value": "6s"}, http.StatusOK)
-		waitSetting(t, watcher, "statement_timeout", "6s")
-		fe.Send(&pgproto3.Query{String: "SELECT 1"})
-		if err := fe.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			m, err := pc.ReceiveMessage(ctx)
-			if err != nil {
-				t.Fatalf("a Query in the middle of COPY FROM STDIN, with a policy change pending: %v (want PostgreSQL's error, not a stuck session)", err)
+		if er, ok := m.(*pgproto3.ErrorResponse); ok {
+			if er.Code != "08P01" {
+				t.Errorf("a Query in the middle of COPY FROM STDIN: %s %s, want PostgreSQL's protocol violation (08P01)", er.Code, er.Message)
 			}
-			if er, ok := m.(*pgproto3.ErrorResponse); ok {
-				if er.Code != "08P01" {
-					t.Errorf("a Query in the middle of COPY FROM STDIN: %s %s, want PostgreSQL's protocol violation (08P01)", er.Code, er.Message)
-				}
-				return
-			}
+			return
 		}
-	})
+	}
 }
