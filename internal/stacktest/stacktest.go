@@ -25,7 +25,6 @@ import (
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 	"github.com/stratum-hq/stratum-proxy/provision"
-	"github.com/stratum-hq/stratum-proxy/proxy"
 	"github.com/stratum-hq/stratum-proxy/router"
 	"github.com/stratum-hq/stratum-proxy/server"
 )
@@ -65,8 +64,8 @@ type Stack struct {
 	// CatalogURL reaches the stack's catalog database directly, for tests
 	// that change it with SQL where no route does yet.
 	CatalogURL string
-	// PoolMode is the proxy's pool mode (proxy.PoolSession or
-	// proxy.PoolTransaction), for tests that share a stack per pool mode
+	// PoolMode is the proxy's pool mode ("session", the default, or
+	// "transaction"; proxy.PoolSession, proxy.PoolTransaction), for tests that share a stack per pool mode
 	// (PoolModes) but run some of their cases in one mode only.
 	PoolMode string
 	// backends are the stack's backend servers, for the teardown's check
@@ -141,7 +140,7 @@ func start(t *testing.T, catalogURL string, backend backends.Backend, seed bool,
 	}
 	ts := &Stack{Stack: st, Srv: pgtest.Get(t), ProxyAddr: st.ProxyAddr(),
 		AdminURL: "http://" + st.AdminAddr(), AdminKey: cfg.Admin.BootstrapKey, CatalogURL: catalogURL,
-		PoolMode: cmp.Or(cfg.Proxy.PoolMode, proxy.PoolSession), backends: cfg.Router.Set}
+		PoolMode: cmp.Or(cfg.Proxy.PoolMode, "session"), backends: cfg.Router.Set}
 	if err := ts.backends.FillDefaults(); err != nil {
 		t.Fatal(err)
 	}
