@@ -19,6 +19,7 @@ import (
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 	"github.com/stratum-hq/stratum-proxy/provision"
+	"github.com/stratum-hq/stratum-proxy/server"
 )
 
 // revertHooks is a move hook for the move-back tests: it slows the copy,
@@ -145,8 +146,8 @@ type revertCase struct {
 	full bool
 }
 
-// TestMoveBackWithWriter: per pool mode and kept copy (shared, schema,
-// database), a tenant moves while a writer runs, is changed on its new
+// TestMoveBackWithWriter: per kept copy (shared, schema, database), a
+// tenant moves while a writer runs, is changed on its new
 // placement (rows inserted, updated and deleted), and is moved back
 // (RevertMove) with the writer still running: the move back goes through
 // no provisioning and no copy (it reconciles: the rows written since the
@@ -157,27 +158,31 @@ type revertCase struct {
 // database, not a new one) with its last value and the deleted rows gone,
 // the first move is "reverted" (not finalizable), the move back refuses a
 // stale write to the placement it left, and finalizing it drops that one.
+//
+// Transaction pooling only (to keep the suite's time): how each pool mode's
+// sessions follow a switch is the move's machinery (TestMoveWithWriter,
+// both modes), and TestMoveBackCancelAndRecover moves back in session
+// pooling.
 func TestMoveBackWithWriter(t *testing.T) {
-	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		stopMoves(t, ts)
-		h := newRevertHooks(ts)
-		for i, mc := range revertCases {
-			src, err := ts.Catalog.GetTenant(context.Background(), mc.tenant)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tn, err := ts.Provisioner.CreateTenant(context.Background(), provision.TenantSpec{Slug: "mb_" + mc.name[:len(mc.name)-len("_and_back")],
-				Name: mc.name, Parent: "northstar_msp", Isolation: src.Isolation})
-			if err != nil {
-				t.Fatal(err)
-			}
-			mc.tenant = tn.Slug
-			t.Run(mc.name, func(t *testing.T) {
-				t.Parallel()
-				testMoveBackWithWriter(t, ts, h, mc, int64(1_000_000*(i+1)))
-			})
+	ts := stacktest.Start(t, otherBackend(t), func(c *server.Config) { c.Proxy.PoolMode = "transaction" })
+	stopMoves(t, ts)
+	h := newRevertHooks(ts)
+	for i, mc := range revertCases {
+		src, err := ts.Catalog.GetTenant(context.Background(), mc.tenant)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}, otherBackend(t))
+		tn, err := ts.Provisioner.CreateTenant(context.Background(), provision.TenantSpec{Slug: "mb_" + mc.name[:len(mc.name)-len("_and_back")],
+			Name: mc.name, Parent: "northstar_msp", Isolation: src.Isolation})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc.tenant = tn.Slug
+		t.Run(mc.name, func(t *testing.T) {
+			t.Parallel()
+			testMoveBackWithWriter(t, ts, h, mc, int64(1_000_000*(i+1)))
+		})
+	}
 }
 
 func testMoveBackWithWriter(t *testing.T, ts *stacktest.Stack, h *revertHooks, mc revertCase, base int64) {
