@@ -107,6 +107,15 @@ func (p *Provisioner) StartMove(ctx context.Context, ref string, to MoveTarget, 
 	if err := p.checkMovable(ctx, t, tt); err != nil {
 		return nil, err
 	}
+	return p.insertAndLaunch(ctx, &catalog.Move{ID: id, TenantID: t.ID,
+		FromIsolation: t.Isolation, FromBackend: t.Backend, FromDatabase: t.Database, FromSchema: t.Schema,
+		ToIsolation: tt.Isolation, ToBackend: tt.Backend, ToDatabase: tt.Database, ToSchema: tt.Schema,
+		CreatedBy: actor})
+}
+
+// insertAndLaunch records m (owned by this process) and runs it; refused
+// once Close began.
+func (p *Provisioner) insertAndLaunch(ctx context.Context, m *catalog.Move) (*catalog.Move, error) {
 	r := p.moves
 	r.mu.Lock()
 	closed := r.closed
@@ -114,10 +123,8 @@ func (p *Provisioner) StartMove(ctx context.Context, ref string, to MoveTarget, 
 	if closed {
 		return nil, errors.New("provision: shutting down; no new moves")
 	}
-	m, err := p.cat.InsertMove(ctx, &catalog.Move{ID: id, TenantID: t.ID,
-		FromIsolation: t.Isolation, FromBackend: t.Backend, FromDatabase: t.Database, FromSchema: t.Schema,
-		ToIsolation: tt.Isolation, ToBackend: tt.Backend, ToDatabase: tt.Database, ToSchema: tt.Schema,
-		CreatedBy: actor, Owner: r.owner})
+	m.Owner = r.owner
+	m, err := p.cat.InsertMove(ctx, m)
 	if err != nil {
 		return nil, err
 	}

@@ -971,31 +971,10 @@ func (r *moveRun) copyTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable,
 		}
 		into = "COPY " + stage + " (" + columnList(cols) + ") FROM STDIN"
 	}
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		_, err := tx.Conn().PgConn().CopyTo(ctx, pw, out)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	rc := &rowCounter{rd: pr, rate: r.p.cfg.MoveCopyRowsPerSecond, ctx: ctx, onRows: func(n int64) {
-		r.mu.Lock()
-		r.progress[i].Copied += n
-		r.mu.Unlock()
-		r.saveProgress(ctx, -1, false)
-	}}
 	if r.p.cfg.MoveHook != nil {
 		r.p.cfg.MoveHook(ctx, r.m.ID, "copy:"+t.name)
 	}
-	_, err := r.dstT.PgConn().CopyFrom(ctx, rc, into)
-	pr.CloseWithError(errors.New("copy ended"))
-	if serr := <-done; err == nil && serr != nil {
-		err = serr
-	}
-	if err := ctxErr(ctx); err != nil {
-		return err
-	}
-	if err != nil {
+	if err := r.pipeCopy(ctx, tx, i, out, into); err != nil {
 		return err
 	}
 	if dstShared {
@@ -1012,6 +991,35 @@ func (r *moveRun) copyTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable,
 		}
 	}
 	return nil
+}
+
+// pipeCopy streams COPY out (run in tx, on the source) into COPY into (on
+// dstT), counting the rows as table i's progress and keeping
+// Config.MoveCopyRowsPerSecond. The error is the cause of ctx's end when it
+// ended, else the first side's that failed.
+func (r *moveRun) pipeCopy(ctx context.Context, tx pgx.Tx, i int, out, into string) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := tx.Conn().PgConn().CopyTo(ctx, pw, out)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	rc := &rowCounter{rd: pr, rate: r.p.cfg.MoveCopyRowsPerSecond, ctx: ctx, onRows: func(n int64) {
+		r.mu.Lock()
+		r.progress[i].Copied += n
+		r.mu.Unlock()
+		r.saveProgress(ctx, -1, false)
+	}}
+	_, err := r.dstT.PgConn().CopyFrom(ctx, rc, into)
+	pr.CloseWithError(errors.New("copy ended"))
+	if serr := <-done; err == nil && serr != nil {
+		err = serr
+	}
+	if e := ctxErr(ctx); e != nil {
+		return e
+	}
+	return err
 }
 
 // logEntry is one captured change.

@@ -2,9 +2,7 @@ package provision
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -91,22 +89,10 @@ func (p *Provisioner) RevertMove(ctx context.Context, id, actor string) (*catalo
 	if err != nil {
 		return nil, err
 	}
-	r := p.moves
-	r.mu.Lock()
-	closed := r.closed
-	r.mu.Unlock()
-	if closed {
-		return nil, errors.New("provision: shutting down; no new moves")
-	}
-	m2, err := p.cat.InsertMove(ctx, &catalog.Move{ID: nid, TenantID: m.TenantID,
+	return p.insertAndLaunch(ctx, &catalog.Move{ID: nid, TenantID: m.TenantID,
 		FromIsolation: m.ToIsolation, FromBackend: m.ToBackend, FromDatabase: m.ToDatabase, FromSchema: m.ToSchema,
 		ToIsolation: m.FromIsolation, ToBackend: m.FromBackend, ToDatabase: m.FromDatabase, ToSchema: m.FromSchema,
-		CreatedBy: actor, Owner: r.owner, Reverts: m.ID})
-	if err != nil {
-		return nil, err
-	}
-	p.launchMove(context.WithoutCancel(ctx), m2)
-	return m2, nil
+		CreatedBy: actor, Reverts: m.ID})
 }
 
 // keptSchemaCurrent refuses (ErrInvalidMove) a move back to a kept copy
@@ -454,28 +440,7 @@ func (r *moveRun) diffTable(ctx context.Context, tx pgx.Tx, i int, t *moveTable,
 		}
 	}
 	out := "COPY (SELECT " + sel + " FROM " + r.srcTable(t) + srcFilter + ") TO STDOUT"
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		_, err := tx.Conn().PgConn().CopyTo(ctx, pw, out)
-		pw.CloseWithError(err)
-		done <- err
-	}()
-	rc := &rowCounter{rd: pr, rate: r.p.cfg.MoveCopyRowsPerSecond, ctx: ctx, onRows: func(n int64) {
-		r.mu.Lock()
-		r.progress[i].Copied += n
-		r.mu.Unlock()
-		r.saveProgress(ctx, -1, false)
-	}}
-	_, err = r.dstT.PgConn().CopyFrom(ctx, rc, into)
-	pr.CloseWithError(errors.New("copy ended"))
-	if serr := <-done; err == nil && serr != nil {
-		err = serr
-	}
-	if e := ctxErr(ctx); e != nil {
-		return nil, nil, e
-	}
-	if err != nil {
+	if err := r.pipeCopy(ctx, tx, i, out, into); err != nil {
 		return nil, nil, err
 	}
 	streamed := time.Now()

@@ -37,7 +37,12 @@ func (h *tenantHooks) hook(ctx context.Context, id, step string) {
 	if step != catalog.MoveCatchingUp && step != "verified" {
 		return
 	}
-	m, err := h.cat.GetMove(ctx, id)
+	h.run(ctx, id, step)
+}
+
+// run runs the function set for move id's tenant at step, if any.
+func (h *tenantHooks) run(ctx context.Context, id, step string) {
+	m, err := h.cat.GetMove(context.WithoutCancel(ctx), id)
 	if err != nil {
 		return
 	}

@@ -24,17 +24,17 @@ import (
 
 // revertHooks is a move hook for the move-back tests: it slows the copy,
 // the reconcile and the catch-up down (so a writer's changes are captured
-// and applied), and runs, in the move's goroutine, a function a test set
-// for a tenant at a step of its next move.
+// and applied), records the steps each move went through, and runs, in the
+// move's goroutine, a function a test set (set, from tenantHooks) for a
+// tenant at any step of its next move.
 type revertHooks struct {
-	cat   *catalog.Catalog
+	*tenantHooks
 	mu    sync.Mutex
-	at    map[string]tenantHook // by tenant slug
-	steps map[string][]string   // by move id: the steps seen
+	steps map[string][]string // by move id: the steps seen
 }
 
 func newRevertHooks(ts *stacktest.Stack) *revertHooks {
-	h := &revertHooks{cat: ts.Catalog, at: map[string]tenantHook{}, steps: map[string][]string{}}
+	h := &revertHooks{tenantHooks: &tenantHooks{cat: ts.Catalog, at: map[string]tenantHook{}}, steps: map[string][]string{}}
 	ts.Provisioner.SetMoveHook(h.hook)
 	return h
 }
@@ -49,30 +49,7 @@ func (h *revertHooks) hook(ctx context.Context, id, step string) {
 		case <-ctx.Done():
 		}
 	}
-	m, err := h.cat.GetMove(context.WithoutCancel(ctx), id)
-	if err != nil {
-		return
-	}
-	h.mu.Lock()
-	th, ok := h.at[m.TenantSlug]
-	ok = ok && th.step == step
-	if ok {
-		delete(h.at, m.TenantSlug)
-	}
-	h.mu.Unlock()
-	if ok {
-		th.errc <- th.fn(id)
-	}
-}
-
-// set makes the tenant's next move run fn at step; the channel gets fn's
-// result.
-func (h *revertHooks) set(slug, step string, fn func(moveID string) error) <-chan error {
-	errc := make(chan error, 1)
-	h.mu.Lock()
-	h.at[slug] = tenantHook{step: step, fn: fn, errc: errc}
-	h.mu.Unlock()
-	return errc
+	h.run(ctx, id, step)
 }
 
 // seen reports the steps move id went through.
