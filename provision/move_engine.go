@@ -1,6 +1,7 @@
 package provision
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -1001,7 +1002,15 @@ func (r *moveRun) pipeCopy(ctx context.Context, tx pgx.Tx, i int, out, into stri
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		_, err := tx.Conn().PgConn().CopyTo(ctx, pw, out)
+		// COPY TO hands over one row per write, and an io.Pipe passes
+		// each write on as one read, which COPY FROM would send as a
+		// message of its own: buffered, a read carries up to 64 KiB of rows
+		// (the move back's stream of a million keys took 11.6 s unbuffered).
+		bw := bufio.NewWriterSize(pw, 64<<10)
+		_, err := tx.Conn().PgConn().CopyTo(ctx, bw, out)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		done <- err
 	}()
