@@ -152,8 +152,7 @@ func (p *Provisioner) quiesceMove(ctx context.Context, m *catalog.Move) {
 	}
 	if conn, err := p.cfg.AdminConn(ctx, src.Backend, src.Database); err == nil {
 		_, fn, _ := moveNames(m)
-		var exists bool
-		if conn.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL`, fn+"()").Scan(&exists) == nil && exists {
+		if exists, err := functionExists(ctx, conn, fn); err == nil && exists {
 			replaceFunction(ctx, conn, m.ID, noopCaptureSQL(fn))
 		}
 		conn.Close(ctx)
@@ -182,6 +181,13 @@ func replaceFunction(ctx context.Context, conn *pgx.Conn, id, sql string) error 
 		_, err := tx.Exec(ctx, sql)
 		return err
 	})
+}
+
+// functionExists reports whether the function fn() (qualified) is there.
+func functionExists(ctx context.Context, conn *pgx.Conn, fn string) (bool, error) {
+	var exists bool
+	err := conn.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL`, fn+"()").Scan(&exists)
+	return exists, err
 }
 
 // moveLockSQL takes a move's advisory lock ($1: "stratum.move.<id>") for
@@ -911,22 +917,16 @@ func without(cols []string, name string) []string {
 	return out
 }
 
-// copySnapshot copies every table from one REPEATABLE READ snapshot of the
-// source, opened after the capture triggers were installed (so every change
-// after it is in the log), streaming COPY from the source's tenant role
-// connection into the target's. The target's own (app) triggers are off
-// during the copy and the catch-up, as a logical replica's are.
-func (r *moveRun) copySnapshot(ctx context.Context) error {
+// inSnapshot runs fn in a REPEATABLE READ, read-only transaction on srcT
+// (the tenant's role) whose snapshot it records as r.snapshot, after
+// counting each table's rows of the tenant there as its progress total. A
+// copy and a move back's reconcile read the source in it; opened after the
+// capture was installed, every change it does not hold is in the log.
+func (r *moveRun) inSnapshot(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	srcShared := r.src.Isolation == catalog.IsolationShared
-	dstShared := r.dst.Isolation == catalog.IsolationShared
-	if !dstShared {
-		for _, t := range r.tables {
-			if _, err := r.dstT.Exec(ctx, "ALTER TABLE "+r.dstTable(t)+" DISABLE TRIGGER USER"); err != nil {
-				return fmt.Errorf("turning off the target's triggers: %w", err)
-			}
-		}
-	}
+	r.mu.Lock()
 	r.progress = make([]catalog.MoveTable, len(r.tables))
+	r.mu.Unlock()
 	return pgx.BeginTxFunc(ctx, r.srcT, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text`).Scan(&r.snapshot); err != nil {
 			return err
@@ -943,6 +943,26 @@ func (r *moveRun) copySnapshot(ctx context.Context) error {
 		if err := r.saveProgress(ctx, -1, true); err != nil {
 			return err
 		}
+		return fn(tx)
+	})
+}
+
+// copySnapshot copies every table from one REPEATABLE READ snapshot of the
+// source, opened after the capture triggers were installed (so every change
+// after it is in the log), streaming COPY from the source's tenant role
+// connection into the target's. The target's own (app) triggers are off
+// during the copy and the catch-up, as a logical replica's are.
+func (r *moveRun) copySnapshot(ctx context.Context) error {
+	srcShared := r.src.Isolation == catalog.IsolationShared
+	dstShared := r.dst.Isolation == catalog.IsolationShared
+	if !dstShared {
+		for _, t := range r.tables {
+			if _, err := r.dstT.Exec(ctx, "ALTER TABLE "+r.dstTable(t)+" DISABLE TRIGGER USER"); err != nil {
+				return fmt.Errorf("turning off the target's triggers: %w", err)
+			}
+		}
+	}
+	return r.inSnapshot(ctx, func(tx pgx.Tx) error {
 		for i, t := range r.tables {
 			if err := r.copyTable(ctx, tx, i, t, srcShared, dstShared); err != nil {
 				return fmt.Errorf("copying table %s: %w", t.name, err)

@@ -173,14 +173,6 @@ func rowSums(ctx context.Context, conn *pgx.Conn, sql, arg string) (map[int64]st
 // lookup is by the whole primary key (an index); tenant_id in it is, on a
 // shared side, the tenant's id (the tenant filter), elsewhere as captured.
 func (r *moveRun) rowSumsSQL(t *moveTable, table string, shared bool) string {
-	cols := without(t.cols, "tenant_id")
-	if len(cols) == 0 {
-		cols = t.pk
-	}
-	hashed := make([]string, len(cols))
-	for i, c := range cols {
-		hashed[i] = "t." + quoteIdent(c)
-	}
 	var on []string
 	for _, c := range t.pk {
 		if c == "tenant_id" && shared {
@@ -191,7 +183,7 @@ func (r *moveRun) rowSumsSQL(t *moveTable, table string, shared bool) string {
 	if shared && t.tenantID != "" {
 		on = append(on, "t.tenant_id OPERATOR(pg_catalog.=) "+sqlquote.Literal(r.src.ID)+"::pg_catalog."+t.tenantID)
 	}
-	return "SELECT k.stratum_n, pg_catalog.md5(ROW(" + strings.Join(hashed, ", ") + ")::pg_catalog.text)" +
+	return "SELECT k.stratum_n, " + rowHash(t, "t") +
 		" FROM (SELECT o.stratum_n, p.* FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) WITH ORDINALITY AS o(stratum_r, stratum_n)," +
 		" LATERAL pg_catalog.jsonb_populate_record(NULL::" + table + ", o.stratum_r) AS p) AS k" +
 		" JOIN " + table + " AS t ON " + strings.Join(on, " AND ")

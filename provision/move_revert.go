@@ -151,8 +151,8 @@ func keptFenceSQL(fn string, pid uint32) string {
 func (r *moveRun) prepareKept(ctx context.Context) error {
 	old := r.revertedMove()
 	_, fn, trig := moveNames(old)
-	var exists bool
-	if err := r.dstAdmin.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL`, fn+"()").Scan(&exists); err != nil {
+	exists, err := functionExists(ctx, r.dstAdmin, fn)
+	if err != nil {
 		return err
 	}
 	if !exists {
@@ -196,8 +196,8 @@ func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *ca
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	_, fn, _ := moveNames(&catalog.Move{ID: m.Reverts})
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT pg_catalog.to_regprocedure($1) IS NOT NULL`, fn+"()").Scan(&exists); err != nil {
+	exists, err := functionExists(ctx, conn, fn)
+	if err != nil {
 		return err
 	}
 	if exists {
@@ -235,7 +235,6 @@ const reconcileBatch = 500
 // that only the rest of the reconcile frees) is tried again at the end,
 // once.
 func (r *moveRun) reconcile(ctx context.Context) error {
-	srcShared := r.src.Isolation == catalog.IsolationShared
 	since, err := r.changedSince(ctx)
 	if err != nil {
 		return err
@@ -247,24 +246,9 @@ func (r *moveRun) reconcile(ctx context.Context) error {
 	if r.p.cfg.MoveHook != nil {
 		r.p.cfg.MoveHook(ctx, r.m.ID, "reconcile-mode:"+mode)
 	}
-	r.progress = make([]catalog.MoveTable, len(r.tables))
-	for i, t := range r.tables {
-		r.progress[i] = catalog.MoveTable{Name: t.name}
-	}
 	var deletes [][]reconcileOp // by table
 	var retry []reconcileOp
-	err = pgx.BeginTxFunc(ctx, r.srcT, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_current_snapshot()::pg_catalog.text`).Scan(&r.snapshot); err != nil {
-			return err
-		}
-		for i, t := range r.tables {
-			if err := tx.QueryRow(ctx, "SELECT pg_catalog.count(*) FROM "+r.srcTable(t)+r.tenantFilter(t, srcShared)).Scan(&r.progress[i].Total); err != nil {
-				return err
-			}
-		}
-		if err := r.saveProgress(ctx, -1, true); err != nil {
-			return err
-		}
+	err = r.inSnapshot(ctx, func(tx pgx.Tx) error {
 		for i, t := range r.tables {
 			if r.p.cfg.MoveHook != nil {
 				r.p.cfg.MoveHook(ctx, r.m.ID, "reconcile:"+t.name)
