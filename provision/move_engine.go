@@ -596,7 +596,7 @@ func (r *moveRun) installCapture(ctx context.Context) error {
 	logTable, fn, trig := moveNames(r.m)
 	writers := quoteIdent(r.src.RoleName) + ", " + quoteIdent(policy.AccessWrite.Role(r.src.RoleName))
 	shared := r.src.Isolation == catalog.IsolationShared
-	return withLockTimeout(ctx, r.srcAdmin, moveDDLTries, func(tx pgx.Tx) error {
+	return withLockTimeout(ctx, r.srcAdmin, moveDDLWait, func(tx pgx.Tx) error {
 		// GRANT and REVOKE on schema stratum rewrite its one pg_namespace
 		// row: two moves doing it at once in one database fail with "tuple
 		// concurrently updated".
@@ -738,32 +738,44 @@ func (r *moveRun) checkCapture(ctx context.Context) error {
 // that GRANT or REVOKE on schema stratum (installCapture, dropCapture).
 const stratumACLLockSQL = "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('stratum.schema-acl'))"
 
-// moveDDLTries bounds how often a move's DDL on the source (capture
-// triggers on, off) waits its lock_timeout before the move gives up.
-const moveDDLTries = 30
+// moveDDLWait bounds how long a move's DDL on a placement (capture
+// triggers on, off; the kept copy's app triggers) keeps trying to get its
+// locks before the move gives up.
+const moveDDLWait = 30 * time.Second
+
+// moveDDLLockWait is the lock_timeout of one try of that DDL: what the
+// tenant's writers of a table (other tenants' too, in the shared database)
+// wait at most behind it. The bench measured a 2.5 s gap in a writer at a
+// move back's switch with one second here: the DROP TRIGGER of the reverted
+// move's capture on the tables just made live queued behind an autovacuum
+// of them, and the writers queued behind the DROP.
+const moveDDLLockWait = "100ms"
 
 // withLockTimeout runs fn in a transaction on conn with a lock_timeout of
-// one second, and again (up to tries times) when a lock was not granted in
-// time. CREATE TRIGGER and DROP TRIGGER need locks that conflict with
-// writers; waiting for them without a limit behind a long transaction would
-// queue every later writer of the table (other tenants' too, in the shared
-// database) behind the move.
-func withLockTimeout(ctx context.Context, conn *pgx.Conn, tries int, fn func(pgx.Tx) error) error {
-	for i := 1; ; i++ {
+// moveDDLLockWait, and again after a short rest when a lock was not granted
+// in time, until wait has passed. CREATE TRIGGER and DROP TRIGGER need
+// locks that conflict with writers; waiting for them without a limit
+// behind a long transaction would queue every later writer of the table
+// behind the move. deadlock_timeout is short too: PostgreSQL cancels an
+// autovacuum that blocks a lock request only after the waiter's
+// deadlock_timeout.
+func withLockTimeout(ctx context.Context, conn *pgx.Conn, wait time.Duration, fn func(pgx.Tx) error) error {
+	deadline := time.Now().Add(wait)
+	for rest := 50 * time.Millisecond; ; rest = min(2*rest, time.Second) {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '1s'"); err != nil {
+			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+moveDDLLockWait+"'; SET LOCAL deadlock_timeout = '"+pauseDeadlockTimeout+"'"); err != nil {
 				return err
 			}
 			return fn(tx)
 		})
-		if err == nil || !isCode(err, "55P03") || i >= tries {
-			if err != nil && isCode(err, "55P03") {
-				return fmt.Errorf("the tenant's (or another's) transactions held the table for %d seconds: %w", tries, err)
-			}
+		if err == nil || !isCode(err, "55P03") {
 			return err
 		}
+		if time.Now().Add(rest).After(deadline) {
+			return fmt.Errorf("the tenant's (or another's) transactions held the table for %s: %w", wait, err)
+		}
 		select {
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(rest):
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
@@ -803,7 +815,7 @@ func (p *Provisioner) dropCapture(ctx context.Context, m *catalog.Move, src *cat
 	defer conn.Close(context.WithoutCancel(ctx))
 	logTable, fn, trig := moveNames(m)
 	writers := quoteIdent(src.RoleName) + ", " + quoteIdent(policy.AccessWrite.Role(src.RoleName))
-	return withLockTimeout(ctx, conn, moveDDLTries, func(tx pgx.Tx) error {
+	return withLockTimeout(ctx, conn, moveDDLWait, func(tx pgx.Tx) error {
 		// One at a time per move: the switch's own cleanup and a finalize
 		// (or the sweep) may run together, and two concurrent DROP FUNCTION
 		// of one function can fail with "cache lookup failed" (XX000).
@@ -1226,11 +1238,13 @@ func (r *moveRun) catchUp(ctx context.Context) error {
 }
 
 // moveSettle is how long a pause waits before it looks at the source: about
-// the time the pause's NOTIFY takes to reach the proxies, after which they
-// hold the tenant's new transactions. Safety does not depend on it (the
-// fence makes a write that slips past the pause fail, and the drain after
-// the fence waits for every transaction that began before it); it only
-// spares most transactions begun while the NOTIFY is on its way a 40001.
+// the time the pause's NOTIFY takes to reach the other proxies of the
+// catalog, after which they hold the tenant's new transactions (this
+// process's proxy is held at once by Config.PauseBarrier). Safety does not
+// depend on it (the fence makes a write that slips past the pause fail, and
+// the drain after the fence waits for every transaction that began before
+// it); it only spares most transactions begun while the NOTIFY is on its way
+// a 40001.
 const moveSettle = 100 * time.Millisecond
 
 // moveDrainTries is how many times a pause waits for the tenant's
@@ -1254,12 +1268,26 @@ func (r *moveRun) pauseAndFence(ctx context.Context) (pausedAt time.Time, err er
 		if p.cfg.MoveHook != nil {
 			p.cfg.MoveHook(ctx, r.m.ID, "paused")
 		}
+		// This process's proxy at once; the others within moveSettle.
+		held := true
+		if p.cfg.PauseBarrier != nil {
+			bctx, cancel := context.WithTimeout(ctx, p.cfg.MoveDrainTimeout)
+			err := p.cfg.PauseBarrier(bctx, r.m.TenantID)
+			cancel()
+			if err := ctxErr(ctx); err != nil {
+				return pausedAt, err
+			}
+			held = err == nil
+		}
 		select {
-		case <-time.After(moveSettle):
+		case <-time.After(time.Until(pausedAt.Add(moveSettle))):
 		case <-ctx.Done():
 			return pausedAt, context.Cause(ctx)
 		}
-		drained, err := r.drain(ctx, p.cfg.MoveDrainTimeout)
+		drained, err := false, error(nil)
+		if held {
+			drained, err = r.drain(ctx, p.cfg.MoveDrainTimeout)
+		}
 		if err == nil && drained {
 			if err = r.setFence(ctx, true); err == nil {
 				// Transactions that began between the look and the fence

@@ -212,7 +212,7 @@ func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *ca
 	if err != nil {
 		return err
 	}
-	return withLockTimeout(ctx, conn, moveDDLTries, func(tx pgx.Tx) error {
+	return withLockTimeout(ctx, conn, moveDDLWait, func(tx pgx.Tx) error {
 		var stmts []string
 		for name := range tables {
 			stmts = append(stmts, "ALTER TABLE "+quoteIdent(kept.Schema)+"."+quoteIdent(name)+" ENABLE TRIGGER USER")
