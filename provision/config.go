@@ -55,6 +55,14 @@ type Config struct {
 	// tests: it may block (the move waits), must return when ctx ends, and
 	// must be safe for concurrent calls.
 	MoveHook func(ctx context.Context, moveID, step string)
+	// PauseBarrier, when not nil, is called by a move's cut-over right
+	// after it paused the tenant in the catalog: it returns once the proxy
+	// of this process holds the tenant's new transactions and has sent on
+	// every one it let through before (proxy.Server.PauseBarrier), or with
+	// ctx's error. Without it (or for other proxies of the catalog) the
+	// cut-over relies on the pause's NOTIFY arriving within moveSettle. Set
+	// it with SetPauseBarrier.
+	PauseBarrier func(ctx context.Context, tenantID string) error
 	// Log, when not nil, gets a line per switched move with its cut-over's
 	// pause (SetLogger).
 	Log *zap.Logger

@@ -433,6 +433,12 @@ func (p *Provisioner) SetLogger(l *zap.Logger) {
 	}
 }
 
+// SetPauseBarrier replaces Config.PauseBarrier; call it before any move
+// starts (a server sets its proxy's once the proxy is made).
+func (p *Provisioner) SetPauseBarrier(fn func(ctx context.Context, tenantID string) error) {
+	p.cfg.PauseBarrier = fn
+}
+
 // SetMoveHook replaces Config.MoveHook (tests set it on a running stack's
 // provisioner). Set it before starting the moves it should see.
 func (p *Provisioner) SetMoveHook(h func(ctx context.Context, moveID, step string)) {

@@ -39,6 +39,9 @@ type Backends interface {
 	// WaitGen waits until Gen is no longer gen (nil) or ctx ends (its
 	// error): a session of a paused tenant waits so for the next change.
 	WaitGen(ctx context.Context, gen uint64) error
+	// Invalidate moves Gen on and makes cached tenants stale, as a catalog
+	// change does (PauseBarrier).
+	Invalidate()
 	// OnChange registers fn to be told of every catalog change; fn must not block.
 	OnChange(fn func(catalog.Change))
 	// Config returns the router's configuration (the proxy reads the queue

@@ -65,8 +65,8 @@ func (r *relayer) handle(typ byte, msg []byte) (done bool, err error) {
 		return false, r.skipUntilSync(typ)
 	}
 	ss.state.settleDeallocations(ss)
-	if startsTransaction(typ) && (ss.srv.backends.Gen() != ss.polGen || ss.pol.Paused != "") {
-		if err := r.refreshPolicy(); err != nil {
+	if startsTransaction(typ) {
+		if err := r.admit(); err != nil {
 			return false, err
 		}
 	}
@@ -96,10 +96,40 @@ func (r *relayer) handle(typ byte, msg []byte) (done bool, err error) {
 	return false, r.forward(typ, msg)
 }
 
+// admit picks up catalog changes before a message that may start a
+// transaction (refreshPolicy), announcing first (ss.admitted) the
+// generation of the policy it will run under, until the flush that sends
+// it: PauseBarrier moves the generation on and waits for the announced
+// older ones, so that a message this proxy let through before it saw a
+// pause is on the backend (where the cut-over's drain sees its
+// transaction) before the source is fenced. Announcing before the look at
+// the generation is what makes that hold: either the barrier sees the
+// announcement, or the look sees the barrier's generation and the session
+// reads the pause.
+func (r *relayer) admit() error {
+	ss := r.ss
+	for {
+		// An older announcement of this batch, still unflushed, stays.
+		ss.admitted.CompareAndSwap(0, ss.polGen+1)
+		if ss.srv.backends.Gen() == ss.polGen && ss.pol.Paused == "" {
+			return nil
+		}
+		before := ss.polGen
+		if err := r.refreshPolicy(); err != nil {
+			return err
+		}
+		if ss.polGen == before {
+			return nil // inside a transaction: the policy changes at its end
+		}
+	}
+}
+
 // flush sends what was written to the backend. The proxy's own answers wait
 // for the backend's replies to everything before them, so it must go first.
+// It ends the batch's announcement (admit).
 func (r *relayer) flush() error {
 	if r.att == nil {
+		r.ss.admitted.Store(0)
 		return nil
 	}
 	ss := r.ss
@@ -107,6 +137,7 @@ func (r *relayer) flush() error {
 	ss.bytesIn = 0
 	err := r.att.flush()
 	r.att = nil
+	ss.admitted.Store(0)
 	if err != nil {
 		return fmt.Errorf("flushing to backend: %w", err)
 	}

@@ -381,6 +381,54 @@ func (s *Server) unregister(ss *session) {
 	s.mu.Unlock()
 }
 
+// PauseBarrier is called by a placement move's cut-over after it paused the
+// tenant with this id in the catalog: it moves the router's generation on
+// (every session reads its tenant again before its next transaction, and so
+// sees the pause without waiting for the catalog's NOTIFY) and waits until
+// no session of the tenant has a message this proxy let through under an
+// older generation still unsent to its backend (relayer.admit). From then
+// on every transaction of the tenant that this proxy started is visible on
+// its backend, where the cut-over's drain waits for it, and no new one
+// starts until the pause ends. It returns ctx's error when ctx ends first.
+// Other proxies of the catalog hear of the pause by NOTIFY only.
+func (s *Server) PauseBarrier(ctx context.Context, tenantID string) error {
+	s.backends.Invalidate()
+	gen := s.backends.Gen()
+	for wait := 100 * time.Microsecond; ; wait = min(2*wait, 10*time.Millisecond) {
+		if !s.admittedBefore(tenantID, gen) {
+			return nil
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// admittedBefore reports whether a session of the tenant (or one whose
+// tenant is not known yet) has a message admitted under a generation older
+// than gen and not yet flushed.
+func (s *Server) admittedBefore(tenantID string, gen uint64) bool {
+	var older []*session
+	s.mu.Lock()
+	for _, ss := range s.mu.sessions {
+		if a := ss.admitted.Load(); a != 0 && a-1 < gen {
+			older = append(older, ss)
+		}
+	}
+	s.mu.Unlock()
+	for _, ss := range older {
+		ss.mu.Lock()
+		tn := ss.mu.tenant
+		ss.mu.Unlock()
+		if tn == nil || tn.ID == tenantID {
+			return true
+		}
+	}
+	return false
+}
+
 // cancel handles a CancelRequest: when the key matches a session, the session's
 // current backend query is cancelled. A wrong key is ignored silently, as
 // PostgreSQL does, so keys cannot be probed. A key reaches only the session it

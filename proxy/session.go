@@ -41,6 +41,12 @@ type session struct {
 	// goroutine only; cur is replaced only while no pump runs).
 	pol    *policy.Policy
 	polGen uint64
+	// admitted is polGen+1 of the first message that may start a
+	// transaction (startsTransaction) since the relay's last flush to the
+	// backend, from before the relay compared polGen with the router's
+	// generation until that flush; 0 when there is none. PauseBarrier waits
+	// for the ones admitted under an older generation (relay.go, admit).
+	admitted atomic.Uint64
 
 	// key is the cancel key the client was given in BackendKeyData (set by
 	// register, and by rekey before the client is told, never after), so

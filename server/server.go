@@ -150,6 +150,7 @@ func Start(ctx context.Context, cfg Config, log *zap.Logger) (*Stack, error) {
 		return nil, fmt.Errorf("recovering placement moves: %w", err)
 	}
 	st.Proxy = proxy.New(pcfg, r, log.Named("proxy"))
+	p.SetPauseBarrier(st.Proxy.PauseBarrier)
 	if st.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("listening for clients: %w", err)

@@ -90,6 +90,9 @@ type Backends struct {
 		sharedPID uint32
 		// hold, when not nil, is waited for by every Release (HoldReleases).
 		hold chan struct{}
+		// holdAcquire, when not nil, is waited for by every Acquire
+		// (HoldAcquires); acquiring is closed when one waits.
+		holdAcquire, acquiring chan struct{}
 	}
 }
 
@@ -186,13 +189,35 @@ func (b *Backends) Change(c catalog.Change) {
 	}
 }
 
+// Invalidate implements proxy.Backends: it moves the generation on, as a
+// catalog change does, telling no subscriber (the placements stay).
+func (b *Backends) Invalidate() {
+	b.mu.Lock()
+	b.mu.gen++
+	if b.mu.genCh != nil {
+		close(b.mu.genCh)
+		b.mu.genCh = nil
+	}
+	b.mu.Unlock()
+}
+
 // Update replaces the placement of p's tenant with a copy that fn changed
 // (its policy, its isolation, database or schema) and announces the change of
 // its tenants row (Change), as the router does after a catalog change. It
 // returns the new placement. A connection dialed for the old placement
 // (router.Placement.Where) is no longer handed out once idle.
 func (b *Backends) Update(p *router.Placement, fn func(*router.Placement)) *router.Placement {
+	np := b.UpdateUnannounced(p, fn)
+	b.Change(catalog.Change{Table: "tenants", Key: np.Tenant.ID})
+	return np
+}
+
+// UpdateUnannounced is Update without the announcement: a catalog change
+// whose NOTIFY has not reached the proxy yet. A session reads it when it
+// resolves its tenant again for another reason.
+func (b *Backends) UpdateUnannounced(p *router.Placement, fn func(*router.Placement)) *router.Placement {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	cur := b.mu.placements[p.Tenant.ID]
 	np := *cur
 	t := *cur.Tenant
@@ -200,8 +225,6 @@ func (b *Backends) Update(p *router.Placement, fn func(*router.Placement)) *rout
 	fn(&np)
 	b.mu.placements[t.Slug] = &np
 	b.mu.placements[t.ID] = &np
-	b.mu.Unlock()
-	b.Change(catalog.Change{Table: "tenants", Key: t.ID})
 	return &np
 }
 
@@ -283,6 +306,19 @@ func (b *Backends) User(ctx context.Context, name string) (*catalog.User, error)
 // the next one scripted for it, else an error.
 func (b *Backends) Acquire(ctx context.Context, p *router.Placement, params map[string]string) (*router.ServerConn, error) {
 	b.mu.Lock()
+	if hold := b.mu.holdAcquire; hold != nil {
+		if b.mu.acquiring != nil {
+			close(b.mu.acquiring)
+			b.mu.acquiring = nil
+		}
+		b.mu.Unlock()
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		b.mu.Lock()
+	}
 	defer b.mu.Unlock()
 	id := p.Tenant.ID
 	for idle := b.mu.idle[id]; len(idle) > 0; idle = b.mu.idle[id] {
@@ -383,6 +419,25 @@ func (b *Backends) HoldReleases() (resume func()) {
 		once.Do(func() {
 			b.mu.Lock()
 			b.mu.hold = nil
+			b.mu.Unlock()
+			close(hold)
+		})
+	}
+}
+
+// HoldAcquires makes every Acquire wait until resume is called, as a
+// full pool makes it wait for a connection; waiting is closed when the
+// first one waits.
+func (b *Backends) HoldAcquires() (waiting <-chan struct{}, resume func()) {
+	hold, acquiring := make(chan struct{}), make(chan struct{})
+	b.mu.Lock()
+	b.mu.holdAcquire, b.mu.acquiring = hold, acquiring
+	b.mu.Unlock()
+	var once sync.Once
+	return acquiring, func() {
+		once.Do(func() {
+			b.mu.Lock()
+			b.mu.holdAcquire, b.mu.acquiring = nil, nil
 			b.mu.Unlock()
 			close(hold)
 		})
