@@ -76,6 +76,10 @@ type Move struct {
 	// source, a half-built target) is not finished; the recovery sweep
 	// retries while it is set.
 	CleanupError string `json:"cleanup_error,omitempty"`
+	// CleanupPending is set with a terminal phase (failed, cancelled,
+	// finalized) until the cleanup after it succeeds: until then no new
+	// move of the tenant starts.
+	CleanupPending bool `json:"cleanup_pending"`
 	// PauseMS is how long the cut-over held the tenant paused for the
 	// switch, in milliseconds, up to the switch's catalog transaction (0
 	// before the switch).
@@ -107,14 +111,14 @@ func (m *Move) Running() bool {
 
 const moveColumns = `m.id, m.tenant_id, t.slug, m.from_isolation, m.from_backend, m.from_database, m.from_schema,
 	m.to_isolation, m.to_backend, m.to_database, m.to_schema, m.phase, m.error, m.tables, m.lag,
-	m.created_by, m.cleanup_error, m.pause_ms, COALESCE(m.reverts::text, ''), COALESCE(m.switch_xid, 0), m.owner, m.started_at, m.updated_at,
+	m.created_by, m.cleanup_error, m.cleanup_pending, m.pause_ms, COALESCE(m.reverts::text, ''), COALESCE(m.switch_xid, 0), m.owner, m.started_at, m.updated_at,
 	m.finished_at, m.finalized_at`
 
 func scanMove(row pgx.Row) (*Move, error) {
 	var m Move
 	err := row.Scan(&m.ID, &m.TenantID, &m.TenantSlug, &m.FromIsolation, &m.FromBackend, &m.FromDatabase,
 		&m.FromSchema, &m.ToIsolation, &m.ToBackend, &m.ToDatabase, &m.ToSchema, &m.Phase, &m.Error,
-		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.PauseMS, &m.Reverts, &m.SwitchXID, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
+		&m.Tables, &m.Lag, &m.CreatedBy, &m.CleanupError, &m.CleanupPending, &m.PauseMS, &m.Reverts, &m.SwitchXID, &m.Owner, &m.StartedAt, &m.UpdatedAt, &m.FinishedAt, &m.FinalizedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrMoveNotFound
 	}
@@ -270,6 +274,15 @@ func (c *Catalog) InsertMove(ctx context.Context, m *Move) (*Move, error) {
 		if err != nil {
 			return fmt.Errorf("tenant %q: %w", m.TenantID, err)
 		}
+		var unclean string
+		err = tx.QueryRow(ctx, `SELECT id::text FROM tenant_moves WHERE tenant_id = $1 AND cleanup_pending LIMIT 1`, t.ID).Scan(&unclean)
+		if err == nil {
+			return fmt.Errorf("%w: the cleanup after move %s of tenant %q has not finished yet (retried by the recovery sweep; see its cleanup_error)",
+				ErrMoveRunning, unclean, t.Slug)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("looking for unfinished move cleanups: %w", err)
+		}
 		if m.Reverts != "" {
 			old, err := getMove(ctx, tx, m.Reverts, " FOR UPDATE OF m")
 			if err != nil {
@@ -315,7 +328,7 @@ func (c *Catalog) InsertMove(ctx context.Context, m *Move) (*Move, error) {
 // SetMovePhase moves a move from one of the phases from (nil: any running
 // phase) to phase, with errText as its error (kept when ""), and writes an
 // audit row with action. A terminal phase (finalized, cancelled, failed)
-// sets finished_at; a move back cancelled or failed puts the move it reverts
+// sets finished_at and cleanup_pending (SetMoveCleanup clears it); a move back cancelled or failed puts the move it reverts
 // back to switched. ErrMovePhase when the move is in no phase of from;
 // ErrMoveNotFound when the actor in ctx does not reach its tenant.
 func (c *Catalog) SetMovePhase(ctx context.Context, id string, from []string, phase, errText, action string) (*Move, error) {
@@ -339,6 +352,7 @@ func (c *Catalog) SetMovePhase(ctx context.Context, id string, from []string, ph
 		if _, err := tx.Exec(ctx, `UPDATE tenant_moves SET phase = $2, error = CASE WHEN $3 = '' THEN error ELSE $3 END,
 			updated_at = now(),
 			finished_at = CASE WHEN $4 AND finished_at IS NULL THEN now() ELSE finished_at END,
+			cleanup_pending = cleanup_pending OR $4,
 			finalized_at = CASE WHEN $2 = 'finalized' THEN now() ELSE finalized_at END
 			WHERE id = $1`, id, phase, errText, finished); err != nil {
 			return fmt.Errorf("updating placement move: %w", err)
@@ -493,18 +507,21 @@ func (c *Catalog) MovesSwitchedBefore(ctx context.Context, t time.Time) ([]*Move
 	return c.queryMoves(ctx, "listing switched moves", `WHERE m.phase = 'switched' AND m.finished_at < $1 ORDER BY m.finished_at`, t)
 }
 
-// SetMoveCleanup records why cleaning up after a move is not finished
-// ("" when it is).
+// SetMoveCleanup records the outcome of a cleanup after a move: why it is
+// not finished (it stays pending), or "" when it is (no longer pending).
 func (c *Catalog) SetMoveCleanup(ctx context.Context, id, errText string) error {
-	if _, err := c.pool.Exec(ctx, `UPDATE tenant_moves SET cleanup_error = $2 WHERE id = $1`, id, errText); err != nil {
+	if _, err := c.pool.Exec(ctx, `UPDATE tenant_moves SET cleanup_error = $2, cleanup_pending = $2 <> '' WHERE id = $1`, id, errText); err != nil {
 		return fmt.Errorf("recording move cleanup: %w", err)
 	}
 	return nil
 }
 
-// MovesToClean returns the moves whose cleanup is not finished.
-func (c *Catalog) MovesToClean(ctx context.Context) ([]*Move, error) {
-	return c.queryMoves(ctx, "listing moves to clean up", `WHERE m.cleanup_error <> '' AND NOT m.phase = ANY($1) ORDER BY m.started_at`, MoveRunningPhases)
+// MovesToClean returns the moves whose cleanup is not finished: it failed
+// (cleanup_error), or it is pending since before stale ago (its process
+// died while cleaning up; a live one records the outcome within moments).
+func (c *Catalog) MovesToClean(ctx context.Context, stale time.Duration) ([]*Move, error) {
+	return c.queryMoves(ctx, "listing moves to clean up", `WHERE (m.cleanup_error <> '' OR m.cleanup_pending AND m.updated_at < now() - $2 * interval '1 second')
+		AND NOT m.phase = ANY($1) ORDER BY m.started_at`, MoveRunningPhases, stale.Seconds())
 }
 
 // OpenMoves returns the tenant's unfinished moves (running or switched).

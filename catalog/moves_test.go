@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 )
@@ -88,8 +89,39 @@ func TestMoves(t *testing.T) {
 		t.Fatalf("cancelling a switched move: %v, want ErrMovePhase", err)
 	}
 	fin, err := e.c.SetMovePhase(ctx, m1.ID, []string{catalog.MoveSwitched}, catalog.MoveFinalized, "", "move.finalize")
-	if err != nil || fin.FinalizedAt == nil {
+	if err != nil || fin.FinalizedAt == nil || !fin.CleanupPending {
 		t.Fatalf("finalizing: %+v %v", fin, err)
+	}
+	// Until the finalized move's source copy is dropped, no new move of the
+	// tenant (it could build where the cleanup drops); the sweep retries a
+	// cleanup that failed, or one pending long after its phase changed.
+	if _, err := e.c.InsertMove(ctx, newMove(t, a.ID)); !errors.Is(err, catalog.ErrMoveRunning) || !strings.Contains(err.Error(), "cleanup") {
+		t.Fatalf("a move while the finalized one's cleanup is pending: %v, want ErrMoveRunning", err)
+	}
+	toClean := func(stale time.Duration) bool {
+		t.Helper()
+		ms, err := e.c.MovesToClean(ctx, stale)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.ID == m1.ID {
+				return true
+			}
+		}
+		return false
+	}
+	if toClean(time.Hour) || !toClean(0) {
+		t.Errorf("a pending cleanup just begun is for its own process (%v), one pending past the staleness for the sweep (%v)", toClean(time.Hour), toClean(0))
+	}
+	if err := e.c.SetMoveCleanup(ctx, m1.ID, "lock timeout"); err != nil || !toClean(time.Hour) {
+		t.Fatalf("a failed cleanup is for the sweep at once: %v", err)
+	}
+	if err := e.c.SetMoveCleanup(ctx, m1.ID, ""); err != nil || toClean(0) {
+		t.Fatalf("a finished cleanup is no longer listed: %v", err)
+	}
+	if got, err := e.c.GetMove(ctx, m1.ID); err != nil || got.CleanupPending || got.CleanupError != "" {
+		t.Fatalf("after the cleanup: %+v %v", got, err)
 	}
 	m2, err := e.c.InsertMove(ctx, newMove(t, a.ID))
 	if err != nil {

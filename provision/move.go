@@ -260,23 +260,39 @@ func (p *Provisioner) FinalizeMove(ctx context.Context, id, actor string) (*cata
 	if m.Phase != catalog.MoveSwitched {
 		return nil, fmt.Errorf("%w: move %s is %s; only a switched move can be finalized", catalog.ErrMovePhase, id, m.Phase)
 	}
-	src, dst, err := p.moveTenants(ctx, m)
+	// Finalized first, in one catalog transaction that marks the cleanup
+	// pending: a move back of m (which needs it switched) can no longer
+	// start and make the source copy live while it is being dropped, and
+	// no new move of the tenant starts until the copy is gone.
+	m, err = p.cat.SetMovePhase(ctx, id, []string{catalog.MoveSwitched}, catalog.MoveFinalized, "", "move.finalize")
 	if err != nil {
 		return nil, err
 	}
+	err = p.dropKeptSource(ctx, m)
+	p.finishCleanup(context.WithoutCancel(ctx), m, err)
+	if err != nil {
+		return m, fmt.Errorf("finalized move %s, but dropping its source copy failed (the recovery sweep retries): %w", id, err)
+	}
+	return m, nil
+}
+
+// dropKeptSource removes a finalized move's source copy with its capture,
+// and the record of its app schema versions. Idempotent.
+func (p *Provisioner) dropKeptSource(ctx context.Context, m *catalog.Move) error {
+	src, dst, err := p.moveTenants(ctx, m)
+	if err != nil {
+		return err
+	}
 	if err := p.dropCapture(ctx, m, src); err != nil {
-		return nil, err
+		return err
 	}
 	if p.cfg.Pools != nil {
 		p.cfg.Pools.Invalidate()
 	}
 	if err := p.dropSource(ctx, src, dst); err != nil {
-		return nil, fmt.Errorf("dropping the source copy of move %s: %w", id, err)
+		return fmt.Errorf("dropping the source copy of move %s: %w", m.ID, err)
 	}
-	if err := p.cat.ForgetAppSchemaPlacement(ctx, keptAppSchemaName(m)); err != nil {
-		return nil, err
-	}
-	return p.cat.SetMovePhase(ctx, id, []string{catalog.MoveSwitched}, catalog.MoveFinalized, "", "move.finalize")
+	return p.cat.ForgetAppSchemaPlacement(ctx, keptAppSchemaName(m))
 }
 
 // AbandonMove stops the goroutine running move id in this process as the
@@ -350,17 +366,23 @@ func (p *Provisioner) recoverOnce(ctx context.Context) error {
 		}
 	}
 	// Cleanups that could not finish before (a lock held too long).
-	unclean, err := p.cat.MovesToClean(ctx)
+	unclean, err := p.cat.MovesToClean(ctx, 3*p.cfg.MoveHeartbeat)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
 	for _, m := range unclean {
-		if m.Phase == catalog.MoveSwitched || m.Phase == catalog.MoveFinalized || m.Phase == catalog.MoveReverted {
+		if p.moves.get(m.ID) != nil {
+			continue // ours, and still cleaning up after itself
+		}
+		switch m.Phase {
+		case catalog.MoveFinalized:
+			err = p.dropKeptSource(ctx, m)
+		case catalog.MoveSwitched, catalog.MoveReverted:
 			var src *catalog.Tenant
 			if src, _, err = p.moveTenants(ctx, m); err == nil {
 				err = p.dropCapture(ctx, m, src)
 			}
-		} else {
+		default:
 			err = p.cleanupMove(ctx, m)
 		}
 		p.finishCleanup(ctx, m, err)

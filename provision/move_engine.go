@@ -135,9 +135,7 @@ func (p *Provisioner) finishCleanup(ctx context.Context, m *catalog.Move, err er
 	if err != nil {
 		text = err.Error()
 	}
-	if err != nil || m.CleanupError != "" {
-		p.cat.SetMoveCleanup(ctx, m.ID, text)
-	}
+	p.cat.SetMoveCleanup(ctx, m.ID, text)
 }
 
 // quiesceMove makes a move that did not switch harmless at once, without

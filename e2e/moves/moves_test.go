@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -112,8 +113,21 @@ func (w *writer) finish(t *testing.T) map[int64]int {
 }
 
 // waitMove polls the move until it is in one of the phases want (or in a
-// terminal phase, which fails the test unless wanted).
+// terminal phase, which fails the test unless wanted) and, when it ended,
+// its cleanup finished or failed.
 func waitMove(t *testing.T, cat *catalog.Catalog, id string, want ...string) *catalog.Move {
+	t.Helper()
+	return waitMoveUntil(t, cat, id, true, want...)
+}
+
+// waitMovePhase is waitMove without the wait for the cleanup of a move
+// that ended (for a test whose open transaction holds the cleanup up).
+func waitMovePhase(t *testing.T, cat *catalog.Catalog, id string, want ...string) *catalog.Move {
+	t.Helper()
+	return waitMoveUntil(t, cat, id, false, want...)
+}
+
+func waitMoveUntil(t *testing.T, cat *catalog.Catalog, id string, cleaned bool, want ...string) *catalog.Move {
 	t.Helper()
 	ctx := context.Background()
 	for deadline := time.Now().Add(45 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -121,17 +135,20 @@ func waitMove(t *testing.T, cat *catalog.Catalog, id string, want ...string) *ca
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range want {
-			if m.Phase == p {
+		if time.Now().After(deadline) {
+			t.Fatalf("move %s is %s (cleanup pending %v) after 45s, want %v", id, m.Phase, m.CleanupPending, want)
+		}
+		if slices.Contains(want, m.Phase) {
+			// A move that ended waits for its cleanup too (no new move of
+			// the tenant starts before), unless that failed.
+			if !cleaned || !m.CleanupPending || m.CleanupError != "" {
 				return m
 			}
+			continue
 		}
 		switch m.Phase {
 		case catalog.MoveFailed, catalog.MoveCancelled, catalog.MoveFinalized, catalog.MoveSwitched:
 			t.Fatalf("move %s ended %s (%s), want %v", id, m.Phase, m.Error, want)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("move %s is %s after 45s, want %v", id, m.Phase, want)
 		}
 	}
 }
@@ -784,7 +801,7 @@ func TestDrainTimeoutFailsTheMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(release)
-	fm := waitMove(t, ts.Catalog, m.ID, catalog.MoveFailed)
+	fm := waitMovePhase(t, ts.Catalog, m.ID, catalog.MoveFailed)
 	if !strings.Contains(fm.Error, "did not end within") {
 		t.Fatalf("the move failed with %q, want the drain timeout", fm.Error)
 	}

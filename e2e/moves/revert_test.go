@@ -517,6 +517,7 @@ func TestMoveBackCancelAndRecover(t *testing.T) {
 	if n := stacktest.Count(t, c, "SELECT count(*) FROM item_log"); n != 5 {
 		t.Errorf("the app's trigger after the move back: item_log has %d rows, want 5", n)
 	}
+	finalizeRefusesMovesBack(t, ts, back)
 }
 
 // hookOrFail waits for the result of a hook function set for move id's
