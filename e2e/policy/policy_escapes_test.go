@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 	"github.com/stratum-hq/stratum-proxy/provision"
@@ -188,9 +190,12 @@ func testReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier(t *testing.T, ts *s
 	}
 }
 
-// testNoDDLCheckedAtBindOfStatementsPreparedEarlier: sql.ddl has no PostgreSQL layer under it, so a
-// DDL statement prepared before the permission was denied must be refused
-// when executed after.
+// testNoDDLCheckedAtBindOfStatementsPreparedEarlier: a DDL statement prepared
+// before sql.ddl was denied is checked again when it is bound after
+// (bindPolicyError): the proxy saw its text only at Parse, under the old
+// policy. PostgreSQL refuses it as well, with the same SQLSTATE (the session
+// now runs as the _w role, testNoDDLEnforcedByPostgres), so the proxy's
+// refusal is told apart by its message.
 func testNoDDLCheckedAtBindOfStatementsPreparedEarlier(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
 	own := standIns(t, ts, "bindddl", "beta")
@@ -201,8 +206,19 @@ func testNoDDLCheckedAtBindOfStatementsPreparedEarlier(t *testing.T, ts *stackte
 	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.northstar+"/permissions/sql.ddl",
 		map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
 	waitSQL(t, c, "CREATE TABLE ddl_refused (x int)", "42501")
-	if _, err := c.Exec(ctx, "mk"); stacktest.SQLState(err) != "42501" {
-		t.Errorf("DDL prepared before sql.ddl was denied: %v, want 42501", err)
+	_, err := c.Exec(ctx, "mk")
+	wantNoDDLRefusedByProxy(t, "DDL prepared before sql.ddl was denied, bound after", own.beta, err)
+}
+
+// wantNoDDLRefusedByProxy fails unless err is the proxy's refusal of DDL for
+// tenant (42501 with the policy's reason, policy.Policy.NoDDL), not
+// PostgreSQL's refusal by the _w role (42501 "permission denied for schema").
+func wantNoDDLRefusedByProxy(t *testing.T, what, tenant string, err error) {
+	t.Helper()
+	want := fmt.Sprintf("tenant %q may not change the schema: permission sql.ddl is false", tenant)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" || !strings.HasPrefix(pe.Message, want) {
+		t.Errorf("%s: %v; want the proxy's refusal: 42501 %s …", what, err, want)
 	}
 }
 
@@ -386,9 +402,13 @@ func testNoDDLDropsUnnamedStatementParsedEarlier(t *testing.T, ts *stacktest.Sta
 	}
 }
 
-// testNoDDLCheckedOnStatementsBroughtBySwitch: a DDL statement prepared on a tenant that may
-// change its schema, brought along by SET stratum.tenant to one that may not,
-// is refused there.
+// testNoDDLCheckedOnStatementsBroughtBySwitch: a DDL statement prepared on a
+// tenant that may change its schema, brought along by SET stratum.tenant to
+// one that may not (replayed on its backend, or prepared there on demand in
+// transaction pooling), is checked against the new tenant's policy when it
+// is bound there. PostgreSQL refuses it as well (the new tenant's backend
+// runs as its _w role), with the same SQLSTATE; the proxy's refusal is told
+// apart by its message.
 func testNoDDLCheckedOnStatementsBroughtBySwitch(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
 	own := standIns(t, ts, "switchddl", "beta", "gamma")
@@ -402,9 +422,8 @@ func testNoDDLCheckedOnStatementsBroughtBySwitch(t *testing.T, ts *stacktest.Sta
 		t.Fatal(err)
 	}
 	waitSQL(t, c, "CREATE TABLE ddl_refused (x int)", "42501")
-	if _, err := c.Exec(ctx, "mk"); stacktest.SQLState(err) != "42501" {
-		t.Errorf("DDL prepared on %s, executed after switching to %s (sql.ddl false): %v, want 42501", own.gamma, own.beta, err)
-	}
+	_, err := c.Exec(ctx, "mk")
+	wantNoDDLRefusedByProxy(t, fmt.Sprintf("DDL prepared on %s, bound after switching to %s (sql.ddl false)", own.gamma, own.beta), own.beta, err)
 }
 
 // testSwitchAppliesNewTenantsPolicy: SET stratum.tenant to a tenant whose
