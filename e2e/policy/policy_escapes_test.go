@@ -114,6 +114,17 @@ func testReadOnlySurvivesResetThroughExtendedProtocol(t *testing.T, ts *stacktes
 // SQLSTATEs of errors and the command tags until n ReadyForQuery.
 func sendPipeline(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMessage) (codes, tags []string) {
 	t.Helper()
+	errs, tags := sendPipelineErrors(t, c, n, msgs...)
+	for _, e := range errs {
+		codes = append(codes, e.Code)
+	}
+	return codes, tags
+}
+
+// sendPipelineErrors is sendPipeline with the whole errors, for tests that
+// tell the proxy's refusal from PostgreSQL's by the message.
+func sendPipelineErrors(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMessage) (errs []pgproto3.ErrorResponse, tags []string) {
+	t.Helper()
 	pc := c.PgConn()
 	fe := pc.Frontend()
 	for _, m := range msgs {
@@ -131,14 +142,14 @@ func sendPipeline(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMes
 		}
 		switch m := m.(type) {
 		case *pgproto3.ErrorResponse:
-			codes = append(codes, m.Code)
+			errs = append(errs, *m) // a copy: the next message may reuse m
 		case *pgproto3.CommandComplete:
 			tags = append(tags, string(m.CommandTag))
 		case *pgproto3.ReadyForQuery:
 			n--
 		}
 	}
-	return codes, tags
+	return errs, tags
 }
 
 // testReadOnlyReappliedBeforeStatementPipelinedAfterReset: a simple RESET ALL followed at once (before
@@ -503,10 +514,19 @@ func testSuspendWaitsForOpenBatchSync(t *testing.T, ts *stacktest.Stack) {
 	}
 }
 
-// testReadOnlyRefusesBindOfAnotherSessionsStatement: in transaction pooling, statements
-// live on backends under names derived from their text and shared by the
-// tenant's sessions; a session that binds such a name directly must not run
-// a statement another session prepared before the tenant became read-only.
+// testReadOnlyRefusesBindOfAnotherSessionsStatement: in transaction pooling,
+// statements live on backends under names derived from their text and
+// shared by the tenant's sessions; a session that binds such a name directly
+// must not run a statement another session prepared, which the proxy never
+// checked against its policy (bindPolicyError refuses names the session did
+// not prepare, with a 26000 of its own).
+//
+// The statement must be on the read-only tenant's backend for the Bind to
+// reach anything: the policy change moves the sessions to backends of the
+// _r role, which start with no statements. The first session puts it there
+// with a Describe of its own statement (the proxy prepares it on demand, and
+// a Describe runs nothing, so it is not checked), and the tenant has one
+// backend only, so the second session's Bind meets it.
 //
 // The tenant is in transaction pooling by its own pool mode, whatever the
 // stack's (on the session-pooling stack, a tenant that overrides it).
@@ -526,14 +546,21 @@ func testReadOnlyRefusesBindOfAnotherSessionsStatement(t *testing.T, ts *stackte
 	second := stacktest.Connect(t, ts.URL("demo", "demo", alpha, ""))
 	prepareInsert(t, second)
 	makeReadOnly(t, ts, northstar, second)
+	waitSQL(t, first, "INSERT INTO orders (item) VALUES ('x')", "25006")
+	if codes, _ := sendPipeline(t, first, 1,
+		&pgproto3.Describe{ObjectType: 'S', Name: "esc"}, &pgproto3.Sync{}); len(codes) != 0 {
+		t.Fatalf("describing the statement prepared before read-only: errors %v", codes)
+	}
 	rest := append([]byte(q), 0, 0, 0) // the Parse body after the name: query, no parameter types
 	sum := sha256.Sum256(rest)
 	shared := "stratum_" + hex.EncodeToString(sum[:12])
-	codes, tags := sendPipeline(t, second, 1,
+	errs, tags := sendPipelineErrors(t, second, 1,
 		&pgproto3.Bind{PreparedStatement: shared}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	// The proxy refuses a statement this session did not prepare (26000).
-	if len(codes) != 1 || codes[0] != "26000" || len(tags) != 0 {
-		t.Errorf("binding another session's statement %s by its backend name: errors %v, tags %v; want 26000 and no tag", shared, codes, tags)
+	// The proxy's refusal, not PostgreSQL's 26000 (prepared statement "…"
+	// does not exist), which would mean the Bind reached a backend without
+	// the statement and the check was never needed.
+	if len(errs) != 1 || errs[0].Code != "26000" || !strings.Contains(errs[0].Message, "is unknown to stratum-proxy") || len(tags) != 0 {
+		t.Errorf("binding another session's statement %s by its backend name: errors %+v, tags %v; want the proxy's 26000 (unknown to stratum-proxy) and no tag", shared, errs, tags)
 	}
 	wantPreparedInsertRefused(t, second, "binding another session's statement")
 }
