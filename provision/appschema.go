@@ -61,7 +61,9 @@ func (a *ApplyReport) Failed() int {
 // (with tenant row-level security on every table that has a tenant_id column),
 // then to every tenant schema and database. Each placement gets every recorded
 // version it lacks, in order; re-running is a no-op. New tenants replay all
-// versions when they are created.
+// versions when they are created; a tenant still provisioning is skipped here
+// (its placement may not exist yet), and CreateTenant looks for versions
+// recorded meanwhile once the tenant is active.
 func (p *Provisioner) ApplySchema(ctx context.Context, ddl string) (*ApplyReport, error) {
 	if err := p.checkTemplate(ctx, ddl); err != nil {
 		return nil, fmt.Errorf("the schema does not apply to an empty template: %w", err)

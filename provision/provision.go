@@ -236,8 +236,10 @@ type TenantSpec struct {
 var ErrInvalidSpec = errors.New("invalid tenant")
 
 // CreateTenant records a tenant in the catalog and provisions it: its backend
-// role, its placement and the current app schema. On failure the half-made
-// tenant is removed again.
+// role, its placement and the current app schema, including a version
+// recorded while it was being made. On failure the half-made tenant is
+// removed again, except when only that last step fails: the tenant is then
+// returned, active, with the error.
 func (p *Provisioner) CreateTenant(ctx context.Context, spec TenantSpec) (*catalog.Tenant, error) {
 	if spec.Name == "" {
 		spec.Name = spec.Slug
@@ -296,6 +298,19 @@ func (p *Provisioner) CreateTenant(ctx context.Context, spec TenantSpec) (*catal
 		return nil, err
 	}
 	t.Status = catalog.StatusActive
+	if t.Isolation != catalog.IsolationShared {
+		// A version ApplySchema recorded after provision read the versions
+		// reached neither: ApplySchema skips tenants still provisioning.
+		// Each side writes, then reads what the other wrote (ApplySchema
+		// records its version, then lists tenants; this activates, then
+		// reads the versions), so one of them sees the other: a version
+		// recorded before this read is applied here, one recorded after
+		// it is listed with the tenant active. (applyVersion keeps both
+		// from applying the same version twice.)
+		if err := p.applyPending(ctx, tenantPlacement(t)); err != nil {
+			return t, fmt.Errorf("tenant %q is active, but applying the app schema recorded while it was provisioned failed (schema apply again fills the gap): %w", t.Slug, err)
+		}
+	}
 	return t, nil
 }
 

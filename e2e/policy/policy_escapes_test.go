@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/stratum-hq/stratum-proxy/internal/stacktest"
 	"github.com/stratum-hq/stratum-proxy/provision"
@@ -112,6 +114,17 @@ func testReadOnlySurvivesResetThroughExtendedProtocol(t *testing.T, ts *stacktes
 // SQLSTATEs of errors and the command tags until n ReadyForQuery.
 func sendPipeline(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMessage) (codes, tags []string) {
 	t.Helper()
+	errs, tags := sendPipelineErrors(t, c, n, msgs...)
+	for _, e := range errs {
+		codes = append(codes, e.Code)
+	}
+	return codes, tags
+}
+
+// sendPipelineErrors is sendPipeline with the whole errors, for tests that
+// tell the proxy's refusal from PostgreSQL's by the message.
+func sendPipelineErrors(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMessage) (errs []pgproto3.ErrorResponse, tags []string) {
+	t.Helper()
 	pc := c.PgConn()
 	fe := pc.Frontend()
 	for _, m := range msgs {
@@ -129,14 +142,14 @@ func sendPipeline(t *testing.T, c *pgx.Conn, n int, msgs ...pgproto3.FrontendMes
 		}
 		switch m := m.(type) {
 		case *pgproto3.ErrorResponse:
-			codes = append(codes, m.Code)
+			errs = append(errs, *m) // a copy: the next message may reuse m
 		case *pgproto3.CommandComplete:
 			tags = append(tags, string(m.CommandTag))
 		case *pgproto3.ReadyForQuery:
 			n--
 		}
 	}
-	return codes, tags
+	return errs, tags
 }
 
 // testReadOnlyReappliedBeforeStatementPipelinedAfterReset: a simple RESET ALL followed at once (before
@@ -188,9 +201,12 @@ func testReadOnlyCheckedAtExecuteOfStatementsPreparedEarlier(t *testing.T, ts *s
 	}
 }
 
-// testNoDDLCheckedAtBindOfStatementsPreparedEarlier: sql.ddl has no PostgreSQL layer under it, so a
-// DDL statement prepared before the permission was denied must be refused
-// when executed after.
+// testNoDDLCheckedAtBindOfStatementsPreparedEarlier: a DDL statement prepared
+// before sql.ddl was denied is checked again when it is bound after
+// (bindPolicyError): the proxy saw its text only at Parse, under the old
+// policy. PostgreSQL refuses it as well, with the same SQLSTATE (the session
+// now runs as the _w role, testNoDDLEnforcedByPostgres), so the proxy's
+// refusal is told apart by its message.
 func testNoDDLCheckedAtBindOfStatementsPreparedEarlier(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
 	own := standIns(t, ts, "bindddl", "beta")
@@ -201,8 +217,19 @@ func testNoDDLCheckedAtBindOfStatementsPreparedEarlier(t *testing.T, ts *stackte
 	ts.AdminWant(t, http.MethodPut, "/v1/tenants/"+own.northstar+"/permissions/sql.ddl",
 		map[string]any{"value": false, "mode": "LOCKED", "revocation": "CASCADE"}, http.StatusOK)
 	waitSQL(t, c, "CREATE TABLE ddl_refused (x int)", "42501")
-	if _, err := c.Exec(ctx, "mk"); stacktest.SQLState(err) != "42501" {
-		t.Errorf("DDL prepared before sql.ddl was denied: %v, want 42501", err)
+	_, err := c.Exec(ctx, "mk")
+	wantNoDDLRefusedByProxy(t, "DDL prepared before sql.ddl was denied, bound after", own.beta, err)
+}
+
+// wantNoDDLRefusedByProxy fails unless err is the proxy's refusal of DDL for
+// tenant (42501 with the policy's reason, policy.Policy.NoDDL), not
+// PostgreSQL's refusal by the _w role (42501 "permission denied for schema").
+func wantNoDDLRefusedByProxy(t *testing.T, what, tenant string, err error) {
+	t.Helper()
+	want := fmt.Sprintf("tenant %q may not change the schema: permission sql.ddl is false", tenant)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" || !strings.HasPrefix(pe.Message, want) {
+		t.Errorf("%s: %v; want the proxy's refusal: 42501 %s …", what, err, want)
 	}
 }
 
@@ -386,9 +413,13 @@ func testNoDDLDropsUnnamedStatementParsedEarlier(t *testing.T, ts *stacktest.Sta
 	}
 }
 
-// testNoDDLCheckedOnStatementsBroughtBySwitch: a DDL statement prepared on a tenant that may
-// change its schema, brought along by SET stratum.tenant to one that may not,
-// is refused there.
+// testNoDDLCheckedOnStatementsBroughtBySwitch: a DDL statement prepared on a
+// tenant that may change its schema, brought along by SET stratum.tenant to
+// one that may not (replayed on its backend, or prepared there on demand in
+// transaction pooling), is checked against the new tenant's policy when it
+// is bound there. PostgreSQL refuses it as well (the new tenant's backend
+// runs as its _w role), with the same SQLSTATE; the proxy's refusal is told
+// apart by its message.
 func testNoDDLCheckedOnStatementsBroughtBySwitch(t *testing.T, ts *stacktest.Stack) {
 	ctx := context.Background()
 	own := standIns(t, ts, "switchddl", "beta", "gamma")
@@ -402,9 +433,8 @@ func testNoDDLCheckedOnStatementsBroughtBySwitch(t *testing.T, ts *stacktest.Sta
 		t.Fatal(err)
 	}
 	waitSQL(t, c, "CREATE TABLE ddl_refused (x int)", "42501")
-	if _, err := c.Exec(ctx, "mk"); stacktest.SQLState(err) != "42501" {
-		t.Errorf("DDL prepared on %s, executed after switching to %s (sql.ddl false): %v, want 42501", own.gamma, own.beta, err)
-	}
+	_, err := c.Exec(ctx, "mk")
+	wantNoDDLRefusedByProxy(t, fmt.Sprintf("DDL prepared on %s, bound after switching to %s (sql.ddl false)", own.gamma, own.beta), own.beta, err)
 }
 
 // testSwitchAppliesNewTenantsPolicy: SET stratum.tenant to a tenant whose
@@ -484,10 +514,19 @@ func testSuspendWaitsForOpenBatchSync(t *testing.T, ts *stacktest.Stack) {
 	}
 }
 
-// testReadOnlyRefusesBindOfAnotherSessionsStatement: in transaction pooling, statements
-// live on backends under names derived from their text and shared by the
-// tenant's sessions; a session that binds such a name directly must not run
-// a statement another session prepared before the tenant became read-only.
+// testReadOnlyRefusesBindOfAnotherSessionsStatement: in transaction pooling,
+// statements live on backends under names derived from their text and
+// shared by the tenant's sessions; a session that binds such a name directly
+// must not run a statement another session prepared, which the proxy never
+// checked against its policy (bindPolicyError refuses names the session did
+// not prepare, with a 26000 of its own).
+//
+// The statement must be on the read-only tenant's backend for the Bind to
+// reach anything: the policy change moves the sessions to backends of the
+// _r role, which start with no statements. The first session puts it there
+// with a Describe of its own statement (the proxy prepares it on demand, and
+// a Describe runs nothing, so it is not checked), and the tenant has one
+// backend only, so the second session's Bind meets it.
 //
 // The tenant is in transaction pooling by its own pool mode, whatever the
 // stack's (on the session-pooling stack, a tenant that overrides it).
@@ -507,14 +546,21 @@ func testReadOnlyRefusesBindOfAnotherSessionsStatement(t *testing.T, ts *stackte
 	second := stacktest.Connect(t, ts.URL("demo", "demo", alpha, ""))
 	prepareInsert(t, second)
 	makeReadOnly(t, ts, northstar, second)
+	waitSQL(t, first, "INSERT INTO orders (item) VALUES ('x')", "25006")
+	if codes, _ := sendPipeline(t, first, 1,
+		&pgproto3.Describe{ObjectType: 'S', Name: "esc"}, &pgproto3.Sync{}); len(codes) != 0 {
+		t.Fatalf("describing the statement prepared before read-only: errors %v", codes)
+	}
 	rest := append([]byte(q), 0, 0, 0) // the Parse body after the name: query, no parameter types
 	sum := sha256.Sum256(rest)
 	shared := "stratum_" + hex.EncodeToString(sum[:12])
-	codes, tags := sendPipeline(t, second, 1,
+	errs, tags := sendPipelineErrors(t, second, 1,
 		&pgproto3.Bind{PreparedStatement: shared}, &pgproto3.Execute{}, &pgproto3.Sync{})
-	// The proxy refuses a statement this session did not prepare (26000).
-	if len(codes) != 1 || codes[0] != "26000" || len(tags) != 0 {
-		t.Errorf("binding another session's statement %s by its backend name: errors %v, tags %v; want 26000 and no tag", shared, codes, tags)
+	// The proxy's refusal, not PostgreSQL's 26000 (prepared statement "…"
+	// does not exist), which would mean the Bind reached a backend without
+	// the statement and the check was never needed.
+	if len(errs) != 1 || errs[0].Code != "26000" || !strings.Contains(errs[0].Message, "is unknown to stratum-proxy") || len(tags) != 0 {
+		t.Errorf("binding another session's statement %s by its backend name: errors %+v, tags %v; want the proxy's 26000 (unknown to stratum-proxy) and no tag", shared, errs, tags)
 	}
 	wantPreparedInsertRefused(t, second, "binding another session's statement")
 }

@@ -83,9 +83,9 @@ func TestPolicy(t *testing.T) {
 		{"BoundKeyCannotRaiseItsShareAbovePlatformDefault", testBoundKeyCannotRaiseItsShareAbovePlatformDefault, "session"},
 	}
 	stacktest.PoolModes(t, func(t *testing.T, ts *stacktest.Stack) {
-		// Before any subtest makes a tenant: an app schema applied while
-		// a tenant is being made may miss it (ApplySchema skips tenants
-		// still provisioning).
+		// Before any subtest makes a tenant: the subtests' tenants get it
+		// when they are made, and ApplySchema has only the demo
+		// tenants' placements to apply it to.
 		applyRunSQL(t, ts)
 		for _, pt := range alone {
 			if pt.only != bothModes && pt.only != ts.PoolMode {

@@ -93,6 +93,8 @@ INSERT INTO countries VALUES ('fr', 'France');`
 	if n := stacktest.Count(t, late, `SELECT count(*) FROM notes`) + stacktest.Count(t, late, `SELECT count(*) FROM orders`); n != 0 {
 		t.Errorf("new tenant sees %d rows", n)
 	}
+	// On the same stack: a version recorded while a tenant is being made.
+	t.Run("VersionRecordedWhileTenantProvisions", func(t *testing.T) { testVersionRecordedWhileTenantProvisions(t, ts) })
 }
 
 // TestDevSeedIsIdempotent runs the demo seeding a second time, as a second
