@@ -74,23 +74,48 @@ func signal(ch chan struct{}) Step {
 // runs; this holds for a session that connected during the pause, whose
 // policy says paused from the start without any catalog change since.
 func TestPauseHoldsNewTransaction(t *testing.T) {
+	pauseHoldsOneQuery(t, pauseSteps{
+		beforeStart: func(h *harness) { pause(h.t1) }, // no change follows
+		whileHeld: func(h *harness) {
+			if ev := h.be.Pending(); len(ev) > 0 {
+				h.t.Fatalf("backend events while paused: %v", ev)
+			}
+		},
+	})
+}
+
+// pauseSteps are a pauseHoldsOneQuery's own steps: before the proxy
+// starts, once the session is connected, and while its query is held.
+type pauseSteps struct {
+	beforeStart, connected, whileHeld func(h *harness)
+}
+
+// pauseHoldsOneQuery checks, in both pool modes, that a session's Query
+// paused by steps waits (counted in stratum_sessions_paused, not
+// forwarded) until the pause ends, then runs.
+func pauseHoldsOneQuery(t *testing.T, steps pauseSteps) {
 	for _, mode := range []string{PoolSession, PoolTransaction} {
 		t.Run(mode, func(t *testing.T) {
 			h, reg := pauseHarness(t, mode)
-			pause(h.t1) // before the session connects: no change follows
 			forwarded := make(chan struct{})
 			replies := []pgproto3.BackendMessage{intColumn, &pgproto3.DataRow{Values: [][]byte{[]byte("1")}}, complete("SELECT 1"), ready(txIdle)}
 			h.be.Script(h.t1, NewScript(Expect(query("SELECT 1 AS n")), signal(forwarded), Send(replies...)))
+			if steps.beforeStart != nil {
+				steps.beforeStart(h)
+			}
 			h.start()
 			c := h.connect("t1")
 			if mode == PoolSession {
 				h.expectEvents("acquire t1 #1")
 			}
+			if steps.connected != nil {
+				steps.connected(h)
+			}
 			c.send(query("SELECT 1 AS n"))
 			waitPausedSessions(t, reg, 1)
 			notForwarded(t, forwarded)
-			if ev := h.be.Pending(); len(ev) > 0 {
-				t.Fatalf("backend events while paused: %v", ev)
+			if steps.whileHeld != nil {
+				steps.whileHeld(h)
 			}
 			h.be.Update(h.t1, unpause)
 			c.expect(replies...)
@@ -278,41 +303,20 @@ func TestPauseThenMoveRunsOnNewPlacement(t *testing.T) {
 // and fail with 40001). A second barrier does not wait for the session
 // held by the pause.
 func TestPauseBarrierHoldsBeforeTheNotify(t *testing.T) {
-	for _, mode := range []string{PoolSession, PoolTransaction} {
-		t.Run(mode, func(t *testing.T) {
-			h, reg := pauseHarness(t, mode)
-			forwarded := make(chan struct{})
-			replies := []pgproto3.BackendMessage{intColumn, &pgproto3.DataRow{Values: [][]byte{[]byte("1")}}, complete("SELECT 1"), ready(txIdle)}
-			h.be.Script(h.t1, NewScript(Expect(query("SELECT 1 AS n")), signal(forwarded), Send(replies...)))
-			h.start()
-			c := h.connect("t1")
-			if mode == PoolSession {
-				h.expectEvents("acquire t1 #1")
-			}
-			h.be.UpdateUnannounced(h.t1, pause)
-			ctx, cancel := context.WithTimeout(context.Background(), testWait)
-			defer cancel()
-			if err := h.srv.PauseBarrier(ctx, h.t1.Tenant.ID); err != nil {
-				t.Fatal(err)
-			}
-			c.send(query("SELECT 1 AS n"))
-			waitPausedSessions(t, reg, 1)
-			notForwarded(t, forwarded)
-			if err := h.srv.PauseBarrier(ctx, h.t1.Tenant.ID); err != nil {
-				t.Fatalf("a barrier with the session held by the pause: %v", err)
-			}
-			h.be.Update(h.t1, unpause)
-			c.expect(replies...)
-			waitPausedSessions(t, reg, 0)
-			if mode == PoolTransaction {
-				h.expectEvents("acquire t1 #1", "release t1 #1 keep")
-			}
-			c.send(&pgproto3.Terminate{})
-			if mode == PoolSession {
-				h.expectEvents("release t1 #1 reset")
-			}
-		})
+	barrier := func(h *harness, what string) {
+		ctx, cancel := context.WithTimeout(context.Background(), testWait)
+		defer cancel()
+		if err := h.srv.PauseBarrier(ctx, h.t1.Tenant.ID); err != nil {
+			h.t.Fatalf("%s: %v", what, err)
+		}
 	}
+	pauseHoldsOneQuery(t, pauseSteps{
+		connected: func(h *harness) {
+			h.be.UpdateUnannounced(h.t1, pause)
+			barrier(h, "the barrier")
+		},
+		whileHeld: func(h *harness) { barrier(h, "a barrier with the session held by the pause") },
+	})
 }
 
 // A transaction the proxy let through before the pause but has not sent to
