@@ -64,7 +64,11 @@ var attackLanes = []struct {
 	run      func(t *testing.T, a *attacker)
 }{
 	{"schema_live_kept_shared", catalog.IsolationShared, catalog.IsolationSchema, attackKillApplier},
-	{"schema_live_kept_database", catalog.IsolationDatabase, catalog.IsolationSchema, attackTamper},
+	{"schema_live_kept_database", catalog.IsolationDatabase, catalog.IsolationSchema, func(t *testing.T, a *attacker) {
+		attackTamper(t, a)
+		attackStaleFenceOff(t, a)
+	}},
+	{"shared_live_kept_schema", catalog.IsolationSchema, catalog.IsolationShared, attackKeptSchemaDDL},
 }
 
 // attackMoveBacks runs the lanes, at once (goroutines: they wait on the
@@ -512,4 +516,109 @@ func insertRow(ctx context.Context, q interface {
 		}
 	}
 	return nil
+}
+
+// attackStaleFenceOff: the live placement is a schema, the kept copy a
+// database, which the tenant reaches through a session its proxy did not
+// move (logged in as its role, straight to the server). After the move
+// back's full verification it writes the kept copy (refused by the
+// fence), then turns the fence off, writes and turns it on again: plain on
+// orders, hidden on notes. The move back must fail naming both tables
+// rather than switch to a copy the verification never saw.
+func attackStaleFenceOff(t *testing.T, a *attacker) {
+	stale := tenantRoleConn(t, a.ts, a.tn, a.m.FromDatabase)
+	back, err := a.moveBack(t, afterVerification, func(string) error {
+		var bad []string
+		for _, w := range wrappings {
+			bad = append(bad, sqlState(stale, "writing the kept copy's "+w.table,
+				"INSERT INTO "+w.table+" (id, tenant_id, item) VALUES ("+strconv.FormatInt(a.stray, 10)+", '"+a.tn.ID+"', 'kept')", "40001")...)
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("not refused: %s", strings.Join(bad, "; "))
+		}
+		for _, w := range wrappings {
+			for _, s := range []string{"ALTER TABLE " + w.table + " DISABLE TRIGGER USER",
+				"INSERT INTO " + w.table + " (id, tenant_id, item) VALUES (" + strconv.FormatInt(a.stray+1, 10) + ", '" + a.tn.ID + "', 'stray')",
+				"ALTER TABLE " + w.table + " ENABLE TRIGGER USER"} {
+				if _, err := stale.Exec(context.Background(), w.wrap(s)); err != nil {
+					return fmt.Errorf("%s (%s): %w", s, w.name, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"kept copy"}
+	for _, w := range wrappings {
+		want = append(want, "table "+w.table)
+	}
+	a.failedSafely(t, back, want...)
+}
+
+// attackKeptSchemaDDL: the live placement is the shared tables, the kept
+// copy a schema in the same database, which the tenant's role still owns,
+// so its own session reaches it. After the move back's full verification
+// it writes the kept copy (refused by the fence), then takes each table
+// two ways, by DDL that no fence (a row trigger) stops: it turns the
+// fence off and writes, and it rewrites the rows (ALTER … TYPE … USING,
+// which fires no trigger): plain on orders and hidden on notes for the
+// one, the other way round for the other. The move back must fail naming
+// each attack on each table.
+func attackKeptSchemaDDL(t *testing.T, a *attacker) {
+	// Before the move back: the fence turned off (plain on orders, hidden
+	// on notes) and left off. The move back refuses to start on it.
+	for _, w := range wrappings {
+		if _, err := a.c.Exec(context.Background(), w.wrap("ALTER TABLE "+a.kept(w.table)+" DISABLE TRIGGER USER")); err != nil {
+			t.Fatalf("turning the kept copy's fence off (%s): %v", w.name, err)
+		}
+	}
+	back, _ := a.moveBack(t, "", nil)
+	want := []string{"not fenced"}
+	for _, w := range wrappings {
+		want = append(want, "trigger "+captureTrigger(a.m.ID)+" on table "+w.table+" is off")
+	}
+	a.failedSafely(t, back, want...)
+
+	stray := strconv.FormatInt(a.stray+1, 10)
+	fenceOff := func(table string) []string {
+		return []string{"ALTER TABLE " + table + " DISABLE TRIGGER USER",
+			"INSERT INTO " + table + " (id, tenant_id, item) VALUES (" + stray + ", '" + a.tn.ID + "', 'stray')"}
+	}
+	rewrite := func(table string) []string {
+		return []string{"ALTER TABLE " + table + " ALTER COLUMN item TYPE text USING item || ' (rewritten)'"}
+	}
+	back, err := a.moveBack(t, afterVerification, func(string) error {
+		var bad []string
+		for _, w := range wrappings {
+			bad = append(bad, sqlState(a.c, "writing the kept copy's "+w.table,
+				"INSERT INTO "+a.kept(w.table)+" (id, tenant_id, item) VALUES ("+strconv.FormatInt(a.stray, 10)+", '"+a.tn.ID+"', 'kept')", "40001")...)
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("not refused: %s", strings.Join(bad, "; "))
+		}
+		for i, w := range wrappings {
+			other := wrappings[1-i] // the other wrapping, on the same table
+			for _, s := range fenceOff(a.kept(w.table)) {
+				if _, err := a.c.Exec(context.Background(), w.wrap(s)); err != nil {
+					return fmt.Errorf("%s (%s): %w", s, w.name, err)
+				}
+			}
+			for _, s := range rewrite(a.kept(w.table)) {
+				if _, err := a.c.Exec(context.Background(), other.wrap(s)); err != nil {
+					return fmt.Errorf("%s (%s): %w", s, other.name, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = []string{"kept copy"}
+	for _, w := range wrappings {
+		want = append(want, "trigger "+captureTrigger(a.m.ID)+" on table "+w.table+" altered", "column item of table "+w.table+" altered")
+	}
+	a.failedSafely(t, back, want...)
 }
