@@ -136,14 +136,32 @@ func (r *moveRun) revertedMove() *catalog.Move {
 }
 
 // keptFenceSQL is movedFenceSQL with one exception: the backend with pid
-// (the move back's applier, logged in as the tenant's role) may write. A
+// (move back id's applier, logged in as the tenant's role) may write. A
 // tenant cannot become that backend: its sessions reach this copy only
 // through a proxy that has not yet seen the earlier switch, each on a
 // backend of its own, and the pid is unique among live backends. The
 // applier's backend ends only with the move back, whose failure puts
-// movedFenceSQL back (quiesceMove, before anything else).
-func keptFenceSQL(fn string, pid uint32) string {
-	return strings.Replace(movedFenceSQL(fn), "BEGIN\n", fmt.Sprintf("BEGIN\n\tIF pg_catalog.pg_backend_pid() = %d THEN RETURN NULL; END IF;\n", pid), 1)
+// movedFenceSQL back (quiesceMove, before anything else). The function's
+// source names the move back (keptFenceOf).
+func keptFenceSQL(fn string, pid uint32, id string) string {
+	return strings.Replace(movedFenceSQL(fn), "BEGIN\n",
+		fmt.Sprintf("BEGIN\n\t-- %s%s\n\tIF pg_catalog.pg_backend_pid() = %d THEN RETURN NULL; END IF;\n", keptFenceMark, id, pid), 1)
+}
+
+// keptFenceMark precedes, in a kept copy's fence with an exception
+// (keptFenceSQL), the id of the move back whose applier it lets through.
+const keptFenceMark = "the applier of move back "
+
+// anotherMoveBack reports, in tx (which holds the reverted move's advisory
+// lock), whether the kept copy's fence fn lets through the applier of a
+// move back other than id: that one runs now and the copy is its to
+// re-fence, so a late cleanup of id (a retry of the recovery sweep, or one
+// that waited for the tenant's locks) must leave the fence and the
+// triggers alone.
+func anotherMoveBack(ctx context.Context, tx pgx.Tx, fn, id string) (bool, error) {
+	var src string
+	err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT prosrc FROM pg_catalog.pg_proc WHERE oid = pg_catalog.to_regprocedure($1)), '')`, fn+"()").Scan(&src)
+	return strings.Contains(src, keptFenceMark) && !strings.Contains(src, keptFenceMark+id), err
 }
 
 // prepareKept readies the kept copy (r's target) for a move back: the
@@ -160,7 +178,7 @@ func (r *moveRun) prepareKept(ctx context.Context) error {
 	if !exists {
 		return fmt.Errorf("the kept copy has no fence of move %s (finalized or cleaned up?); it cannot be moved back to", old.ID)
 	}
-	if err := replaceFunction(ctx, r.dstAdmin, old.ID, keptFenceSQL(fn, r.dstT.PgConn().PID())); err != nil {
+	if err := replaceFunction(ctx, r.dstAdmin, old.ID, keptFenceSQL(fn, r.dstT.PgConn().PID(), r.m.ID)); err != nil {
 		return fmt.Errorf("letting the move back's writer past the kept copy's fence: %w", err)
 	}
 	if r.dst.Isolation == catalog.IsolationShared {
@@ -363,7 +381,10 @@ func (r *moveRun) lockKept(ctx context.Context) (pgx.Tx, error) {
 // refenceKept undoes prepareKept after a move back m that did not switch:
 // the reverted move's fence without the exception and, with triggers, the
 // copy's triggers on (DDL that may wait for locks; the fence is a function
-// swap that waits for none).
+// swap that waits for none). Each step takes the reverted move's advisory
+// lock and does nothing once another move back of the copy has let its
+// applier through (anotherMoveBack): a cleanup that runs late must not
+// undo that one's preparation.
 func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *catalog.Tenant, triggers bool) error {
 	conn, err := p.cfg.AdminConn(ctx, kept.Backend, kept.Database)
 	if err != nil {
@@ -375,8 +396,19 @@ func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *ca
 	if err != nil {
 		return err
 	}
+	var another bool
 	if exists {
-		if err := replaceFunction(ctx, conn, m.Reverts, movedFenceSQL(fn)); err != nil {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, moveLockSQL, "stratum.move."+m.Reverts)
+			if err == nil {
+				another, err = anotherMoveBack(ctx, tx, fn, m.ID)
+			}
+			if err == nil && !another {
+				_, err = tx.Exec(ctx, movedFenceSQL(fn))
+			}
+			return err
+		})
+		if err != nil || another {
 			return err
 		}
 	}
@@ -388,6 +420,12 @@ func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *ca
 		return err
 	}
 	return withLockTimeout(ctx, conn, moveDDLTries, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, moveLockSQL, "stratum.move."+m.Reverts); err != nil {
+			return err
+		}
+		if another, err := anotherMoveBack(ctx, tx, fn, m.ID); err != nil || another {
+			return err
+		}
 		var stmts []string
 		for name := range tables {
 			stmts = append(stmts, "ALTER TABLE "+quoteIdent(kept.Schema)+"."+quoteIdent(name)+" ENABLE TRIGGER USER")

@@ -3,6 +3,7 @@ package moves
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -408,15 +410,16 @@ func attackTamper(t *testing.T, a *attacker) {
 
 // attackKillApplier: the live placement is a schema, the kept copy the
 // shared tables. During a move back the tenant first tries what its
-// rights must refuse (refused), then writes a row and, in a transaction
-// that has written another and stays open, cancels and terminates every
-// backend of its own role but its own (pg_stat_activity is closed to it,
-// so it is given their process ids, as if it had guessed them), the move
-// back's applier among them: plain, then hidden in a second move back.
-// Each fails; while the open transaction holds the live tables (the
-// cleanup, which drops the capture there, waits for it) the kept copy is
-// already fenced again, without the exception for the dead applier. Then
-// the transaction commits.
+// rights must refuse (refused), then writes a row and, in a transaction that has written another and stays open, cancels and
+// terminates every backend of its own role but its own (pg_stat_activity
+// is closed to it, so it is given their process ids, as if it had guessed
+// them), the move back's applier among them. The move back fails; while
+// the open transaction holds the live tables (the cleanup, which drops the
+// capture there, waits for it) the kept copy is already fenced again,
+// without the exception for the dead applier. A second move back starts
+// while that cleanup still waits: the cleanup, done once the transaction
+// commits, leaves the second's exception alone, and the tenant kills the
+// second in the same way (hidden this time).
 func attackKillApplier(t *testing.T, a *attacker) {
 	ctx := context.Background()
 	type killed struct {
@@ -489,15 +492,68 @@ func attackKillApplier(t *testing.T, a *attacker) {
 		}
 	}
 
-	for _, v := range kills {
-		var err error
-		if v.back, err = a.moveBack(t, catalog.MoveCatchingUp, kill(v)); err != nil {
-			t.Fatal(err)
-		}
-		failedHeld(v)
-		commit(v)
-		a.failedSafely(t, v.back)
+	first, second := kills[0], kills[1]
+	var err error
+	first.back, err = a.moveBack(t, catalog.MoveCatchingUp, kill(first))
+	if err != nil {
+		t.Fatal(err)
 	}
+	failedHeld(first)
+	// The second move back, started while the first's cleanup waits: once
+	// it prepared the kept copy (its exception in place; it holds no lock
+	// on the live tables yet), the first's transaction commits and its
+	// cleanup runs: the second's exception must stay.
+	prepared := make(chan struct{})
+	preparing := a.h.set(a.slug, catalog.MoveCopying, func(string) error {
+		pid, err := applierPID(ctx, a.ts, a.m)
+		close(prepared)
+		if err != nil || pid == 0 {
+			return fmt.Errorf("the second move back's applier has no exception in the kept copy's fence (%d, %v)", pid, err)
+		}
+		live, err := pgx.Connect(ctx, a.ts.Srv.URL(a.m.ToDatabase))
+		if err != nil {
+			return err
+		}
+		defer live.Close(ctx)
+		cleaned := time.Time{} // when the first's capture was gone from the live placement
+		for deadline := time.Now().Add(30 * time.Second); cleaned.IsZero() || time.Since(cleaned) < time.Second; time.Sleep(50 * time.Millisecond) {
+			if now, err := applierPID(ctx, a.ts, a.m); err != nil || now != pid {
+				return fmt.Errorf("the first move back's cleanup took the second's exception (pid %d) away: now %d (%v)", pid, now, err)
+			}
+			var left int
+			if err := live.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE $1 || '%'", captureTrigger(first.back.ID)).Scan(&left); err != nil {
+				return err
+			}
+			if left == 0 && cleaned.IsZero() {
+				cleaned = time.Now()
+			}
+			if time.Now().After(deadline) {
+				return errors.New("the first move back's cleanup did not drop its capture within 30s")
+			}
+		}
+		second.hook = a.h.set(a.slug, catalog.MoveCatchingUp, kill(second))
+		return nil
+	})
+	second.back, err = a.ts.Provisioner.RevertMove(ctx, a.m.ID, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-prepared:
+	case <-time.After(45 * time.Second):
+		t.Fatal("the second move back did not prepare the kept copy within 45s")
+	}
+	commit(first)
+	if err := hookOrFail(t, a.ts.Catalog, second.back.ID, preparing); err != nil {
+		t.Fatal(err)
+	}
+	if err := hookOrFail(t, a.ts.Catalog, second.back.ID, second.hook); err != nil {
+		t.Fatal(err)
+	}
+	second.back = waitMove(t, a.ts.Catalog, second.back.ID, catalog.MoveFailed, catalog.MoveSwitched)
+	failedHeld(second)
+	commit(second)
+	a.failedSafely(t, second.back)
 	for _, v := range kills {
 		if pids, err := backendsOf(ctx, a.ts, a.tn.RoleName); err != nil || slices.Contains(pids, v.victim) {
 			t.Errorf("the applier's backend %d outlived its move back (%v)", v.victim, err)
