@@ -73,9 +73,10 @@ var attackLanes = []struct {
 	{"shared_live_kept_schema", catalog.IsolationSchema, catalog.IsolationShared, attackKeptSchemaDDL},
 }
 
-// attackMoveBacks runs the lanes, at once (goroutines: they wait on the
-// moves' pauses more than they compute), in one parallel subtest of t; it
-// makes their tenants first, one after the other.
+// attackMoveBacks runs the lanes at once, in one parallel subtest of t,
+// after making their tenants one after the other. The lanes are goroutines,
+// not parallel subtests: those would wait for the writer lanes, as go test
+// runs as many parallel subtests at a time as there are cores.
 func attackMoveBacks(t *testing.T, ts *stacktest.Stack, h *revertHooks) {
 	t.Run("attacks", func(t *testing.T) {
 		t.Parallel()
@@ -207,8 +208,10 @@ func (a *attacker) moveBack(t *testing.T, step string, fn func(id string) error)
 // switched, the tenant's sessions (the attacking one and a new one) on
 // the live placement with every row it wrote there exactly once and no
 // other, the kept copy fenced again (no exception) with none of its
-// triggers off, a stale write to it still refused, and the tenant's
-// rights as after the first move.
+// triggers off, a stale write to it still refused (and one from the
+// tenant's own session, when that reaches the copy), the move back's
+// capture and its writers' grant gone from the live placement, and the
+// tenant's rights (rolePicture) as after the first move.
 func (a *attacker) failedSafely(t *testing.T, back *catalog.Move, want ...string) {
 	t.Helper()
 	ctx := context.Background()
@@ -320,6 +323,7 @@ func applierPID(ctx context.Context, ts *stacktest.Stack, m *catalog.Move) (int3
 	return 0, nil
 }
 
+// pidArray is pids as an SQL int4[] literal.
 func pidArray(pids []int32) string {
 	s := make([]string, len(pids))
 	for i, p := range pids {
@@ -608,7 +612,7 @@ func attackStaleFenceOff(t *testing.T, a *attacker) {
 	}
 	want := []string{"kept copy"}
 	for _, w := range wrappings {
-		want = append(want, "table "+w.table)
+		want = append(want, "trigger "+captureTrigger(a.m.ID)+" on table "+w.table+" altered")
 	}
 	a.failedSafely(t, back, want...)
 }
