@@ -70,6 +70,10 @@ type moveRun struct {
 	// transaction), by table and trigger name; checkCapture compares the
 	// source's with them in each pause of the cut-over.
 	capture map[captureKey]captureTrigger
+	// A move back to a kept copy the tenant owns: the copy's catalog as
+	// prepareKept left it (keptCatalog), which lockKept compares in the
+	// switch's pause.
+	kept map[string]string
 }
 
 // captureKey names one capture trigger: its table and its name.
@@ -171,7 +175,9 @@ func (p *Provisioner) quiesceMove(ctx context.Context, m *catalog.Move) {
 // capture function) under the move's advisory lock, as dropCapture drops
 // it: two replacements of one function at once (a recovery sweep and a
 // cleanup, say) fail with "tuple concurrently updated".
-func replaceFunction(ctx context.Context, conn *pgx.Conn, id, sql string) error {
+func replaceFunction(ctx context.Context, conn interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, id, sql string) error {
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, moveLockSQL, "stratum.move."+id); err != nil {
 			return err
@@ -1400,7 +1406,15 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 		return fmt.Errorf("setting the target's sequences: %w", err)
 	}
 	mark("sequences")
-	if r.dst.Isolation != catalog.IsolationShared {
+	// A move back's kept copy the tenant owns: checked, its triggers turned
+	// on, and held against DDL until its fence is lifted (lockKept).
+	var keptTx pgx.Tx
+	if r.m.Reverts != "" && r.dst.Isolation != catalog.IsolationShared {
+		if keptTx, err = r.lockKept(ctx); err != nil {
+			return err
+		}
+		defer keptTx.Rollback(context.WithoutCancel(ctx)) // after the Commit below: a no-op
+	} else if r.dst.Isolation != catalog.IsolationShared {
 		// As the admin (DDL that runs nothing of the tenant's), so that the
 		// wait for an autovacuum of the freshly copied tables is short.
 		err := pgx.BeginFunc(ctx, r.dstAdmin, func(tx pgx.Tx) error {
@@ -1450,8 +1464,18 @@ func (r *moveRun) cutOver(ctx context.Context) error {
 		// The kept copy is live from the switch on: the reverted move's
 		// fence goes (a function swap; its triggers are dropped after the
 		// switch). A failure from here on puts the fence back (quiesceMove).
+		// A copy the tenant owns gets it in lockKept's transaction, which
+		// ends here.
 		_, fn, _ := moveNames(r.revertedMove())
-		if err := replaceFunction(ctx, r.dstAdmin, r.m.Reverts, noopCaptureSQL(fn)); err != nil {
+		var err error
+		if keptTx != nil {
+			if err = replaceFunction(ctx, keptTx, r.m.Reverts, noopCaptureSQL(fn)); err == nil {
+				err = keptTx.Commit(ctx)
+			}
+		} else {
+			err = replaceFunction(ctx, r.dstAdmin, r.m.Reverts, noopCaptureSQL(fn))
+		}
+		if err != nil {
 			return fmt.Errorf("lifting the kept copy's fence: %w", err)
 		}
 		mark("kept copy's fence")

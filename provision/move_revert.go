@@ -2,7 +2,9 @@ package provision
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -134,14 +136,32 @@ func (r *moveRun) revertedMove() *catalog.Move {
 }
 
 // keptFenceSQL is movedFenceSQL with one exception: the backend with pid
-// (the move back's applier, logged in as the tenant's role) may write. A
+// (move back id's applier, logged in as the tenant's role) may write. A
 // tenant cannot become that backend: its sessions reach this copy only
 // through a proxy that has not yet seen the earlier switch, each on a
 // backend of its own, and the pid is unique among live backends. The
 // applier's backend ends only with the move back, whose failure puts
-// movedFenceSQL back (quiesceMove, before anything else).
-func keptFenceSQL(fn string, pid uint32) string {
-	return strings.Replace(movedFenceSQL(fn), "BEGIN\n", fmt.Sprintf("BEGIN\n\tIF pg_catalog.pg_backend_pid() = %d THEN RETURN NULL; END IF;\n", pid), 1)
+// movedFenceSQL back (quiesceMove, before anything else). The function's
+// source names the move back (keptFenceOf).
+func keptFenceSQL(fn string, pid uint32, id string) string {
+	return strings.Replace(movedFenceSQL(fn), "BEGIN\n",
+		fmt.Sprintf("BEGIN\n\t-- %s%s\n\tIF pg_catalog.pg_backend_pid() = %d THEN RETURN NULL; END IF;\n", keptFenceMark, id, pid), 1)
+}
+
+// keptFenceMark precedes, in a kept copy's fence with an exception
+// (keptFenceSQL), the id of the move back whose applier it lets through.
+const keptFenceMark = "the applier of move back "
+
+// anotherMoveBack reports, in tx (which holds the reverted move's advisory
+// lock), whether the kept copy's fence fn lets through the applier of a
+// move back other than id: that one runs now and the copy is its to
+// re-fence, so a late cleanup of id (a retry of the recovery sweep, or one
+// that waited for the tenant's locks) must leave the fence and the
+// triggers alone.
+func anotherMoveBack(ctx context.Context, tx pgx.Tx, fn, id string) (bool, error) {
+	var src string
+	err := tx.QueryRow(ctx, `SELECT COALESCE((SELECT prosrc FROM pg_catalog.pg_proc WHERE oid = pg_catalog.to_regprocedure($1)), '')`, fn+"()").Scan(&src)
+	return strings.Contains(src, keptFenceMark) && !strings.Contains(src, keptFenceMark+id), err
 }
 
 // prepareKept readies the kept copy (r's target) for a move back: the
@@ -158,7 +178,7 @@ func (r *moveRun) prepareKept(ctx context.Context) error {
 	if !exists {
 		return fmt.Errorf("the kept copy has no fence of move %s (finalized or cleaned up?); it cannot be moved back to", old.ID)
 	}
-	if err := replaceFunction(ctx, r.dstAdmin, old.ID, keptFenceSQL(fn, r.dstT.PgConn().PID())); err != nil {
+	if err := replaceFunction(ctx, r.dstAdmin, old.ID, keptFenceSQL(fn, r.dstT.PgConn().PID(), r.m.ID)); err != nil {
 		return fmt.Errorf("letting the move back's writer past the kept copy's fence: %w", err)
 	}
 	if r.dst.Isolation == catalog.IsolationShared {
@@ -182,13 +202,189 @@ func (r *moveRun) prepareKept(ctx context.Context) error {
 	if err := execAll(ctx, r.dstT, stmts...); err != nil {
 		return fmt.Errorf("turning off the kept copy's triggers: %w", err)
 	}
+	return r.recordKept(ctx, fn, trig)
+}
+
+// The tenant's role owns a kept schema or database copy, so it may run DDL
+// there, which no fence (a row trigger) stops: turn the fence off and
+// write, rewrite a table (ALTER … TYPE … USING), drop one. Before the move
+// back's verification point the full verification sees what that did to
+// the rows; after it only the switch's keyed check of the captured changes
+// runs, and the switch would make such a copy live. So prepareKept records
+// the copy's catalog (keptCatalogSQL) once the fence lets the applier
+// through and the app's triggers are off, after checking that the fence's
+// triggers are on and every other trigger off (the tenant may have turned
+// the fence off since the switch, or turn a trigger on meanwhile), and
+// lockKept compares it in the switch's pause.
+
+// keptCatalogSQL lists, for a kept copy's schema ($1), each catalog row
+// that decides what the copy holds or what a write there runs, as a name
+// and the row's identity: the schema, its relations (with relfilenode,
+// which a rewrite changes), their columns, defaults, constraints, indexes,
+// triggers, rules and policies, and the schema's functions and types. DDL
+// updates, adds or removes such a row, and an update changes its xmin (a
+// trigger turned off and on again is not the one recorded). Catalogs only,
+// run by the admin.
+const keptCatalogSQL = `WITH n AS (SELECT oid, xmin, nspname FROM pg_catalog.pg_namespace WHERE nspname = $1),
+	r AS (SELECT c.oid, c.relname FROM pg_catalog.pg_class c JOIN n ON c.relnamespace = n.oid)
+SELECT 'schema ' || n.nspname, ROW(n.oid, n.xmin)::pg_catalog.text FROM n
+UNION ALL SELECT CASE WHEN c.relkind IN ('r', 'p') THEN 'table ' WHEN c.relkind = 'i' THEN 'index ' ELSE 'relation ' END || c.relname,
+	ROW(c.oid, c.xmin, c.relfilenode)::pg_catalog.text FROM pg_catalog.pg_class c JOIN n ON c.relnamespace = n.oid
+UNION ALL SELECT 'column ' || a.attname || ' of table ' || r.relname, ROW(a.attnum, a.xmin)::pg_catalog.text
+	FROM pg_catalog.pg_attribute a JOIN r ON a.attrelid = r.oid WHERE a.attnum > 0
+UNION ALL SELECT 'default ' || d.adnum || ' of table ' || r.relname, ROW(d.oid, d.xmin)::pg_catalog.text
+	FROM pg_catalog.pg_attrdef d JOIN r ON d.adrelid = r.oid
+UNION ALL SELECT 'constraint ' || k.conname || COALESCE(' on table ' || r.relname, ' on type ' || k.contypid::pg_catalog.regtype::pg_catalog.text),
+	ROW(k.oid, k.xmin)::pg_catalog.text
+	FROM pg_catalog.pg_constraint k JOIN n ON k.connamespace = n.oid LEFT JOIN r ON k.conrelid = r.oid
+UNION ALL SELECT 'index ' || i.indexrelid::pg_catalog.regclass::pg_catalog.text || ' on table ' || r.relname, ROW(i.indexrelid, i.xmin)::pg_catalog.text
+	FROM pg_catalog.pg_index i JOIN r ON i.indrelid = r.oid
+UNION ALL SELECT 'trigger ' || t.tgname || ' on table ' || r.relname, ROW(t.oid, t.xmin)::pg_catalog.text
+	FROM pg_catalog.pg_trigger t JOIN r ON t.tgrelid = r.oid
+UNION ALL SELECT 'rule ' || w.rulename || ' on table ' || r.relname, ROW(w.oid, w.xmin)::pg_catalog.text
+	FROM pg_catalog.pg_rewrite w JOIN r ON w.ev_class = r.oid
+UNION ALL SELECT 'policy ' || p.polname || ' on table ' || r.relname, ROW(p.oid, p.xmin)::pg_catalog.text
+	FROM pg_catalog.pg_policy p JOIN r ON p.polrelid = r.oid
+UNION ALL SELECT 'function ' || f.oid::pg_catalog.regprocedure::pg_catalog.text, ROW(f.oid, f.xmin)::pg_catalog.text
+	FROM pg_catalog.pg_proc f JOIN n ON f.pronamespace = n.oid
+UNION ALL SELECT 'type ' || y.typname, ROW(y.oid, y.xmin)::pg_catalog.text FROM pg_catalog.pg_type y JOIN n ON y.typnamespace = n.oid`
+
+// keptCatalog reads keptCatalogSQL for schema on q (the admin), by name.
+func keptCatalog(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, schema string) (map[string]string, error) {
+	rows, err := q.Query(ctx, keptCatalogSQL, schema)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var name, id string
+	_, err = pgx.ForEachRow(rows, []any{&name, &id}, func() error {
+		out[name] = id
+		return nil
+	})
+	return out, err
+}
+
+// recordKept checks that the kept copy's triggers are as a move back needs
+// them (the reverted move's fence, function fn, on; every other off) and
+// records the copy's catalog (r.kept). trig is the fence triggers' name.
+func (r *moveRun) recordKept(ctx context.Context, fn, trig string) error {
+	var bad []string
+	err := pgx.BeginTxFunc(ctx, r.dstAdmin, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT c.relname::pg_catalog.text, t.tgname::pg_catalog.text, t.tgenabled::pg_catalog.text,
+			t.tgfoid = pg_catalog.to_regprocedure($2)::pg_catalog.oid
+			FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+			WHERE n.nspname = $1 AND NOT t.tgisinternal`, r.dst.Schema, fn+"()")
+		if err != nil {
+			return err
+		}
+		fence := map[captureKey]string{} // the fence's triggers: tgenabled
+		var rel, name, enabled string
+		var fenceFn bool
+		if _, err := pgx.ForEachRow(rows, []any{&rel, &name, &enabled, &fenceFn}, func() error {
+			if fenceFn && (name == trig || name == trig+"_t") {
+				fence[captureKey{rel, name}] = enabled
+			} else if enabled != "D" {
+				bad = append(bad, fmt.Sprintf("trigger %s on table %s is on", name, rel))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, t := range r.tables {
+			for _, name := range []string{trig, trig + "_t"} {
+				switch enabled, ok := fence[captureKey{t.name, name}]; {
+				case !ok:
+					bad = append(bad, fmt.Sprintf("the fence's trigger %s on table %s is missing or replaced", name, t.name))
+				case enabled != "O":
+					bad = append(bad, fmt.Sprintf("the fence's trigger %s on table %s is off (tgenabled %q)", name, t.name, enabled))
+				}
+			}
+		}
+		r.kept, err = keptCatalog(ctx, tx, r.dst.Schema)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("reading the kept copy's catalog: %w", err)
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("the kept copy is not fenced as the move back needs (%s): the tenant turned its fence off or a trigger on since the switch; the failed move back's cleanup turns the fence on again",
+			strings.Join(bad, "; "))
+	}
 	return nil
+}
+
+// lockKept begins, in the switch's pause of a move back to a kept copy the
+// tenant owns, a transaction on dstAdmin that holds SHARE UPDATE EXCLUSIVE
+// on the copy's tables (as lockSourceTriggers does on the source: every
+// DDL of the tenant there waits for it, its writes do not and meet the
+// fence), compares the copy's catalog with prepareKept's record, and turns
+// the copy's triggers on. Any difference fails the move back. The caller
+// lifts the fence in the transaction and commits it just before the
+// switch.
+func (r *moveRun) lockKept(ctx context.Context) (pgx.Tx, error) {
+	if r.kept == nil {
+		return nil, errors.New("the kept copy's catalog was not recorded when the move back began; the switch cannot check it")
+	}
+	tx, err := r.dstAdmin.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(r.tables))
+	for _, t := range r.tables {
+		names = append(names, r.dstTable(t))
+	}
+	stmts := []string{"SET LOCAL deadlock_timeout = '" + pauseDeadlockTimeout + "'", "SET LOCAL lock_timeout = '" + moveTriggerLockWait + "'",
+		"LOCK TABLE " + strings.Join(names, ", ") + " IN SHARE UPDATE EXCLUSIVE MODE"}
+	if err := execAll(ctx, tx.Conn(), stmts...); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("locking the kept copy's tables against DDL for the switch: %w", err)
+	}
+	now, err := keptCatalog(ctx, tx, r.dst.Schema)
+	if err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("reading the kept copy's catalog: %w", err)
+	}
+	var bad []string
+	for name, was := range r.kept {
+		switch is, ok := now[name]; {
+		case !ok:
+			bad = append(bad, name+" dropped or renamed")
+		case is != was:
+			bad = append(bad, name+" altered")
+		}
+	}
+	for name := range now {
+		if _, ok := r.kept[name]; !ok {
+			bad = append(bad, name+" added")
+		}
+	}
+	if len(bad) > 0 {
+		tx.Rollback(context.WithoutCancel(ctx))
+		sort.Strings(bad)
+		return nil, fmt.Errorf("the kept copy was changed during the move back, by DDL that no fence stops and that may have changed its rows unseen: %s",
+			strings.Join(bad, "; "))
+	}
+	stmts = stmts[:0]
+	for _, t := range r.tables {
+		stmts = append(stmts, "ALTER TABLE "+r.dstTable(t)+" ENABLE TRIGGER USER")
+	}
+	if err := execAll(ctx, tx.Conn(), stmts...); err != nil {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("turning the kept copy's triggers on: %w", err)
+	}
+	return tx, nil
 }
 
 // refenceKept undoes prepareKept after a move back m that did not switch:
 // the reverted move's fence without the exception and, with triggers, the
 // copy's triggers on (DDL that may wait for locks; the fence is a function
-// swap that waits for none).
+// swap that waits for none). Each step takes the reverted move's advisory
+// lock and does nothing once another move back of the copy has let its
+// applier through (anotherMoveBack): a cleanup that runs late must not
+// undo that one's preparation.
 func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *catalog.Tenant, triggers bool) error {
 	conn, err := p.cfg.AdminConn(ctx, kept.Backend, kept.Database)
 	if err != nil {
@@ -200,8 +396,19 @@ func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *ca
 	if err != nil {
 		return err
 	}
+	var another bool
 	if exists {
-		if err := replaceFunction(ctx, conn, m.Reverts, movedFenceSQL(fn)); err != nil {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, moveLockSQL, "stratum.move."+m.Reverts)
+			if err == nil {
+				another, err = anotherMoveBack(ctx, tx, fn, m.ID)
+			}
+			if err == nil && !another {
+				_, err = tx.Exec(ctx, movedFenceSQL(fn))
+			}
+			return err
+		})
+		if err != nil || another {
 			return err
 		}
 	}
@@ -213,6 +420,12 @@ func (p *Provisioner) refenceKept(ctx context.Context, m *catalog.Move, kept *ca
 		return err
 	}
 	return withLockTimeout(ctx, conn, moveDDLWait, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, moveLockSQL, "stratum.move."+m.Reverts); err != nil {
+			return err
+		}
+		if another, err := anotherMoveBack(ctx, tx, fn, m.ID); err != nil || another {
+			return err
+		}
 		var stmts []string
 		for name := range tables {
 			stmts = append(stmts, "ALTER TABLE "+quoteIdent(kept.Schema)+"."+quoteIdent(name)+" ENABLE TRIGGER USER")

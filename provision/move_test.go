@@ -17,7 +17,7 @@ import (
 func TestCaptureFunctionRunsAsTheWriter(t *testing.T) {
 	for _, sql := range []string{captureFunctionSQL("stratum.f", "stratum.l", false),
 		captureFunctionSQL("stratum.f", "stratum.l", true), noopCaptureSQL("stratum.f"), movedFenceSQL("stratum.f"),
-		keptFenceSQL("stratum.f", 4242)} {
+		keptFenceSQL("stratum.f", 4242, "00000000-0000-4000-8000-000000000000")} {
 		if strings.Contains(strings.ToUpper(sql), "SECURITY DEFINER") {
 			t.Errorf("capture function is SECURITY DEFINER:\n%s", sql)
 		}

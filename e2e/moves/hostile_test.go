@@ -422,3 +422,53 @@ func testTriggerDDLWaitsOutTheSwitch(t *testing.T, ts *stacktest.Stack, slug, to
 		t.Fatal(err)
 	}
 }
+
+// TestMoveTargetWrittenBehindTheMove: a shared tenant moving to a schema
+// of its own reaches the target from its live session (its role owns the
+// new schema, in the same database), and nothing fences the target during
+// the move. After the verification point it writes the target directly
+// (a row inserted plainly, one deleted in dynamic SQL); the switch's keyed
+// check looks only at the keys the capture brought, so the move switches
+// to a target holding a row the tenant never had and missing one it has.
+// The move must fail instead.
+func TestMoveTargetWrittenBehindTheMove(t *testing.T) {
+	t.Skip("open hole: a move's target in the tenant's own database (a shared tenant moving to a schema) has no fence during the move, and direct writes to it after the verification point are not seen; see docs/security.md, Open")
+	ts := stacktest.Start(t)
+	stopMoves(t, ts)
+	hooks := &tenantHooks{cat: ts.Catalog, at: map[string]tenantHook{}}
+	ts.Provisioner.SetMoveHook(func(ctx context.Context, id, step string) { hooks.run(ctx, id, step) })
+	ctx := context.Background()
+	c := stacktest.Connect(t, ts.URL("demo", "demo", "client_alpha", ""))
+	if _, err := c.Exec(ctx, "INSERT INTO orders (id, item) VALUES (1, 'one'), (2, 'two')"); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := ts.Catalog.GetTenant(ctx, "client_alpha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := hooks.set("client_alpha", "narrowed:0", func(id string) error {
+		m, err := ts.Catalog.GetMove(ctx, id)
+		if err != nil {
+			return err
+		}
+		target := pgx.Identifier{m.ToSchema, "orders"}.Sanitize()
+		for _, q := range []string{"INSERT INTO " + target + " (id, tenant_id, item) VALUES (3, '" + tn.ID + "', 'behind the move')",
+			stacktest.Hidden("DELETE FROM " + target + " WHERE id = 1")} {
+			if _, err := c.Exec(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	})
+	m, err := ts.Provisioner.StartMove(ctx, "client_alpha", provision.MoveTarget{Isolation: "schema"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hookResult(t, errc); err != nil {
+		t.Fatal(err)
+	}
+	if m = waitMove(t, ts.Catalog, m.ID, catalog.MoveSwitched, catalog.MoveFailed); m.Phase == catalog.MoveSwitched {
+		t.Fatalf("the move switched to a target written behind it: the tenant has %v, it wrote 1 and 2",
+			orderKeys(t, c, "SELECT id, 1 FROM orders"))
+	}
+}
