@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -189,6 +188,13 @@ func (a *attacker) kept(table string) string { return pgx.Identifier{a.m.FromSch
 // switched) with fn's error.
 func (a *attacker) moveBack(t *testing.T, step string, fn func(id string) error) (*catalog.Move, error) {
 	t.Helper()
+	return a.moveBackUntil(t, true, step, fn)
+}
+
+// moveBackUntil is moveBack, returning once the move back ended and, when
+// cleaned, its cleanup too (not when a transaction of the tenant holds it).
+func (a *attacker) moveBackUntil(t *testing.T, cleaned bool, step string, fn func(id string) error) (*catalog.Move, error) {
+	t.Helper()
 	var done <-chan error
 	if step != "" {
 		done = a.h.set(a.slug, step, fn)
@@ -200,7 +206,7 @@ func (a *attacker) moveBack(t *testing.T, step string, fn func(id string) error)
 	if step != "" {
 		err = hookOrFail(t, a.ts.Catalog, back.ID, done)
 	}
-	return waitMove(t, a.ts.Catalog, back.ID, catalog.MoveFailed, catalog.MoveSwitched), err
+	return waitMoveUntil(t, a.ts.Catalog, back.ID, cleaned, catalog.MoveFailed, catalog.MoveSwitched), err
 }
 
 // failedSafely checks a move back that the tenant's attack made fail:
@@ -420,10 +426,10 @@ func attackTamper(t *testing.T, a *attacker) {
 // them), the move back's applier among them. The move back fails; while
 // the open transaction holds the live tables (the cleanup, which drops the
 // capture there, waits for it) the kept copy is already fenced again,
-// without the exception for the dead applier. A second move back starts
-// while that cleanup still waits: the cleanup, done once the transaction
-// commits, leaves the second's exception alone, and the tenant kills the
-// second in the same way (hidden this time).
+// without the exception for the dead applier, and no new move back starts
+// (refused while the cleanup is pending). Once the transaction commits the
+// cleanup ends, and the tenant kills the next move back in the same way
+// (hidden this time).
 func attackKillApplier(t *testing.T, a *attacker) {
 	ctx := context.Background()
 	type killed struct {
@@ -496,69 +502,24 @@ func attackKillApplier(t *testing.T, a *attacker) {
 		}
 	}
 
-	first, second := kills[0], kills[1]
-	var err error
-	first.back, err = a.moveBack(t, catalog.MoveCatchingUp, kill(first))
-	if err != nil {
-		t.Fatal(err)
-	}
-	failedHeld(first)
-	// The second move back, started while the first's cleanup waits: once
-	// it prepared the kept copy (its exception in place; it holds no lock
-	// on the live tables yet), the first's transaction commits and its
-	// cleanup runs: the second's exception must stay.
-	prepared := make(chan struct{})
-	preparing := a.h.set(a.slug, catalog.MoveCopying, func(string) error {
-		pid, err := applierPID(ctx, a.ts, a.m)
-		close(prepared)
-		if err != nil || pid == 0 {
-			return fmt.Errorf("the second move back's applier has no exception in the kept copy's fence (%d, %v)", pid, err)
-		}
-		live, err := pgx.Connect(ctx, a.ts.Srv.URL(a.m.ToDatabase))
-		if err != nil {
-			return err
-		}
-		defer live.Close(ctx)
-		cleaned := time.Time{} // when the first's capture was gone from the live placement
-		for deadline := time.Now().Add(30 * time.Second); cleaned.IsZero() || time.Since(cleaned) < time.Second; time.Sleep(50 * time.Millisecond) {
-			if now, err := applierPID(ctx, a.ts, a.m); err != nil || now != pid {
-				return fmt.Errorf("the first move back's cleanup took the second's exception (pid %d) away: now %d (%v)", pid, now, err)
-			}
-			var left int
-			if err := live.QueryRow(ctx, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE $1 || '%'", captureTrigger(first.back.ID)).Scan(&left); err != nil {
-				return err
-			}
-			if left == 0 && cleaned.IsZero() {
-				cleaned = time.Now()
-			}
-			if time.Now().After(deadline) {
-				return errors.New("the first move back's cleanup did not drop its capture within 30s")
-			}
-		}
-		second.hook = a.h.set(a.slug, catalog.MoveCatchingUp, kill(second))
-		return nil
-	})
-	second.back, err = a.ts.Provisioner.RevertMove(ctx, a.m.ID, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-prepared:
-	case <-time.After(45 * time.Second):
-		t.Fatal("the second move back did not prepare the kept copy within 45s")
-	}
-	commit(first)
-	if err := hookOrFail(t, a.ts.Catalog, second.back.ID, preparing); err != nil {
-		t.Fatal(err)
-	}
-	if err := hookOrFail(t, a.ts.Catalog, second.back.ID, second.hook); err != nil {
-		t.Fatal(err)
-	}
-	second.back = waitMove(t, a.ts.Catalog, second.back.ID, catalog.MoveFailed, catalog.MoveSwitched)
-	failedHeld(second)
-	commit(second)
-	a.failedSafely(t, second.back)
+	// Each move back is killed in turn (plain, then hidden). While the
+	// killed one's cleanup waits for the tenant's open transaction, no other
+	// move back starts (its cleanup would otherwise run under it and take
+	// its fence exception away): the catalog refuses it until the cleanup
+	// ended.
 	for _, v := range kills {
+		var err error
+		v.back, err = a.moveBackUntil(t, false, catalog.MoveCatchingUp, kill(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		failedHeld(v)
+		if nb, err := a.ts.Provisioner.RevertMove(ctx, a.m.ID, "test"); !errors.Is(err, catalog.ErrMoveRunning) || !strings.Contains(err.Error(), "cleanup") {
+			t.Fatalf("a move back while the killed one's cleanup waits: %+v %v, want ErrMoveRunning (cleanup)", nb, err)
+		}
+		commit(v)
+		v.back = waitMove(t, a.ts.Catalog, v.back.ID, catalog.MoveFailed)
+		a.failedSafely(t, v.back)
 		if pids, err := backendsOf(ctx, a.ts, a.tn.RoleName); err != nil || slices.Contains(pids, v.victim) {
 			t.Errorf("the applier's backend %d outlived its move back (%v)", v.victim, err)
 		}
