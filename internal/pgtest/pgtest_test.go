@@ -2,7 +2,9 @@ package pgtest
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -104,5 +106,40 @@ func TestParseServer(t *testing.T) {
 	}
 	if _, err := parseServer("host=localhost dbname=x"); err == nil {
 		t.Fatal("parseServer accepted a keyword/value string")
+	}
+}
+
+// superuserIters reads the iteration count of the superuser's verifier at url.
+func superuserIters(t *testing.T, url string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, "select rolpassword from pg_authid where rolname = current_user").Scan(&v); err != nil {
+		t.Fatalf("reading the verifier: %v", err)
+	}
+	iters, _, _ := strings.Cut(strings.TrimPrefix(v, "SCRAM-SHA-256$"), ":")
+	return iters
+}
+
+func TestSuperuserVerifierIsCheap(t *testing.T) {
+	want := fmt.Sprint(superuserIterations)
+	if os.Getenv(EnvURL) == "" {
+		if got := superuserIters(t, Get(t).URL("postgres")); got != want {
+			t.Errorf("throwaway cluster: superuser verifier has %s iterations, want %s", got, want)
+		}
+	}
+	p := StartPrivate(t)
+	if got := superuserIters(t, p.URL("postgres")); got != want {
+		t.Errorf("private cluster: superuser verifier has %s iterations, want %s", got, want)
+	}
+	p.Stop(t)
+	p.Start(t)
+	if got := superuserIters(t, p.URL("postgres")); got != want {
+		t.Errorf("private cluster restarted: superuser verifier has %s iterations, want %s", got, want)
 	}
 }
