@@ -10,7 +10,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 )
 
 func TestNarrowerOrEqual(t *testing.T) {
@@ -65,8 +64,7 @@ type permFixture struct {
 
 func newPermFixture(t *testing.T) *permFixture {
 	t.Helper()
-	srv := pgtest.Get(t)
-	url := srv.URL(srv.NewDatabase(t, "perm"))
+	url := migrated(t)
 	c := open(t, url)
 	ctx := context.Background()
 	if _, err := c.Migrate(ctx); err != nil {

@@ -15,10 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
-	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 )
 
-// treeEnv is a migrated catalog on a fresh database plus a plain connection
+// treeEnv is a migrated catalog on a database of its own plus a plain connection
 // for checking what was written.
 type treeEnv struct {
 	t    *testing.T
@@ -28,8 +27,7 @@ type treeEnv struct {
 
 func newTreeEnv(t *testing.T) *treeEnv {
 	t.Helper()
-	srv := pgtest.Get(t)
-	url := srv.URL(srv.NewDatabase(t, "cat"))
+	url := migrated(t)
 	c := open(t, url)
 	ctx := context.Background()
 	if _, err := c.Migrate(ctx); err != nil {
