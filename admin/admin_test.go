@@ -43,7 +43,7 @@ func newStack(t *testing.T) *stack {
 	t.Helper()
 	ctx := context.Background()
 	srv := pgtest.Get(t)
-	catdb := stacktest.NewCatalogDatabase(t)
+	catdb := srv.NewDatabase(t, "cat")
 	text, err := secrets.NewKeyText("k1")
 	if err != nil {
 		t.Fatal(err)

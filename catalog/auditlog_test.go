@@ -13,13 +13,15 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 )
 
-// auditCatalog is a migrated catalog on a database of its own, and a superuser
+// auditCatalog is a migrated catalog on a fresh database, and a superuser
 // connection to that database for hand edits.
 func auditCatalog(t *testing.T) (*catalog.Catalog, *pgx.Conn) {
 	t.Helper()
-	dbURL := migrated(t)
+	srv := pgtest.Get(t)
+	dbURL := srv.URL(srv.NewDatabase(t, "cat"))
 	c := open(t, dbURL)
 	ctx := context.Background()
 	if _, err := c.Migrate(ctx); err != nil {

@@ -13,37 +13,9 @@ import (
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
 	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
-	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// migrated makes a database of the test's own holding a migrated catalog and
-// returns its URL: a copy of one the test binary migrates once
-// (pgtest.Server.Template), cheaper than migrating. TestMigrateConcurrently
-// migrates fresh databases.
-func migrated(t *testing.T) string {
-	t.Helper()
-	srv := pgtest.Get(t)
-	tmpl := srv.Template(t, "catalog", func(ctx context.Context, url string) error {
-		keyring, err := secrets.NewKeyText("k1")
-		if err != nil {
-			return err
-		}
-		keys, err := secrets.Parse(keyring)
-		if err != nil {
-			return err
-		}
-		c, err := catalog.Open(ctx, catalog.Config{URL: url, Keys: keys})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Migrate(ctx)
-		return err
-	})
-	return srv.URL(srv.NewDatabaseFrom(t, "cat", tmpl))
-}
 
 // open opens the catalog at url with a fresh one-key keyring.
 func open(t *testing.T, url string) *catalog.Catalog {
@@ -131,7 +103,8 @@ func TestMigrateConcurrently(t *testing.T) {
 // TestTenantTree checks paths, depth, the 20-level limit, lookups by slug and
 // id, sealed credentials and slug validation.
 func TestTenantTree(t *testing.T) {
-	dbURL := migrated(t)
+	srv := pgtest.Get(t)
+	dbURL := srv.URL(srv.NewDatabase(t, "cat"))
 	c := open(t, dbURL)
 	ctx := context.Background()
 	if _, err := c.Migrate(ctx); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 	"github.com/stratum-hq/stratum-proxy/internal/secrets"
 	"github.com/stratum-hq/stratum-proxy/policy"
 )
@@ -29,7 +30,8 @@ type configFixture struct {
 
 func newConfigFixture(t *testing.T, keyring string) *configFixture {
 	t.Helper()
-	url := migrated(t)
+	srv := pgtest.Get(t)
+	url := srv.URL(srv.NewDatabase(t, "cat"))
 	c := openKeyring(t, url, keyring)
 	ctx := context.Background()
 	if _, err := c.Migrate(ctx); err != nil {

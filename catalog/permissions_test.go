@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 )
 
 func TestNarrowerOrEqual(t *testing.T) {
@@ -64,7 +65,8 @@ type permFixture struct {
 
 func newPermFixture(t *testing.T) *permFixture {
 	t.Helper()
-	url := migrated(t)
+	srv := pgtest.Get(t)
+	url := srv.URL(srv.NewDatabase(t, "perm"))
 	c := open(t, url)
 	ctx := context.Background()
 	if _, err := c.Migrate(ctx); err != nil {

@@ -15,9 +15,10 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/stratum-hq/stratum-proxy/catalog"
+	"github.com/stratum-hq/stratum-proxy/internal/pgtest"
 )
 
-// treeEnv is a migrated catalog on a database of its own plus a plain connection
+// treeEnv is a migrated catalog on a fresh database plus a plain connection
 // for checking what was written.
 type treeEnv struct {
 	t    *testing.T
@@ -27,7 +28,8 @@ type treeEnv struct {
 
 func newTreeEnv(t *testing.T) *treeEnv {
 	t.Helper()
-	url := migrated(t)
+	srv := pgtest.Get(t)
+	url := srv.URL(srv.NewDatabase(t, "cat"))
 	c := open(t, url)
 	ctx := context.Background()
 	if _, err := c.Migrate(ctx); err != nil {

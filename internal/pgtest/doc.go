@@ -4,7 +4,6 @@
 // get it with Get and make themselves fresh databases with NewDatabase.
 //
 // It owns the lifetime of that server within a test binary and the helpers
-// tests use on it. Of this module it may import internal/pgcluster,
-// internal/scramverifier and internal/backends only, and only test code may
-// import it.
+// tests use on it. Of this module it may import internal/pgcluster only, and
+// only test code may import it.
 package pgtest

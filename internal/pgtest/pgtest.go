@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/stratum-hq/stratum-proxy/internal/pgcluster"
-	"github.com/stratum-hq/stratum-proxy/internal/scramverifier"
 )
 
 // EnvURL names the environment variable that points the tests at an
@@ -37,23 +35,6 @@ type Server struct {
 	port     int
 	user     string
 	password string
-	// own: pgtest started the cluster, a throwaway of this test binary's.
-	own bool
-
-	mu struct {
-		sync.Mutex
-		// templates are the template databases made so far, by key
-		// (Template); Main drops them when the tests end.
-		templates map[string]*template
-	}
-}
-
-// template is a database made once per test binary for NewDatabaseFrom to
-// copy.
-type template struct {
-	once sync.Once
-	name string // set when it is made: dropped at the end even when prepare fails
-	err  error
 }
 
 // Main runs a test binary's tests against a PostgreSQL server: the one named by
@@ -76,7 +57,7 @@ func run(m *testing.M) int {
 	}
 	server = s
 	code := m.Run()
-	if err := errors.Join(s.dropTemplates(), cleanup()); err != nil {
+	if err := cleanup(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		if code == 0 {
 			code = 1
@@ -165,10 +146,6 @@ func throwaway(ctx context.Context) (*Server, func() error, error) {
 		return nil, nil, err
 	}
 	s, err := parseServer(c.URL("postgres"))
-	if err == nil {
-		s.own = true
-		err = cheapenSuperuser(ctx, c.URL("postgres"), s.user, s.password)
-	}
 	if err != nil {
 		return nil, nil, errors.Join(err, c.Remove(), os.RemoveAll(dir))
 	}
@@ -179,36 +156,6 @@ func throwaway(ctx context.Context) (*Server, func() error, error) {
 		return nil
 	}
 	return s, cleanup, nil
-}
-
-// superuserIterations is the PBKDF2 iteration count of the superuser's SCRAM
-// verifier on the clusters pgtest starts. Every connection as the superuser
-// runs PBKDF2 in the client: with initdb's 4096 iterations, 12 ms of CPU
-// under -race (measured), and a test stack alone opens some forty admin
-// connections (0.3 s of its 0.8 s of Go CPU). The password is 128 random
-// bits, so iterations add nothing against guessing (provision's reasoning
-// for its backend roles, which use 64 too); the server still authenticates
-// every connection with SCRAM-SHA-256.
-const superuserIterations = 64
-
-// cheapenSuperuser gives user, the superuser at url, a verifier of password
-// with superuserIterations.
-func cheapenSuperuser(ctx context.Context, url, user, password string) error {
-	v, err := scramverifier.MakeIterations(password, superuserIterations)
-	if err != nil {
-		return fmt.Errorf("making the superuser's verifier: %w", err)
-	}
-	conn, err := pgconn.Connect(ctx, url)
-	if err != nil {
-		return fmt.Errorf("connecting as the superuser: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	// A verifier is base64 and "SCRAM-SHA-256$:": no quote to escape.
-	sql := "ALTER ROLE " + pgx.Identifier{user}.Sanitize() + " PASSWORD '" + v + "'"
-	if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil {
-		return fmt.Errorf("setting the superuser's verifier: %w", err)
-	}
-	return nil
 }
 
 // Get returns the server that Main provides. It fails the test when the test
@@ -250,7 +197,7 @@ func (s *Server) NewDatabase(t testing.TB, prefix string) string {
 	name := UniqueName(prefix)
 	ident := pgx.Identifier{name}.Sanitize()
 	// template0 takes no connections, so creations never collide on it.
-	s.Exec(t, "postgres", "create database "+ident+" template template0"+s.copyStrategy())
+	s.Exec(t, "postgres", "create database "+ident+" template template0")
 	t.Cleanup(func() {
 		err := s.exec(context.Background(), "postgres", "drop database if exists "+ident+" with (force)")
 		if err != nil {
@@ -258,100 +205,6 @@ func (s *Server) NewDatabase(t testing.TB, prefix string) string {
 		}
 	})
 	return name
-}
-
-// NewDatabaseFrom is NewDatabase with a copy of the database template
-// (Template) instead of an empty one.
-func (s *Server) NewDatabaseFrom(t testing.TB, prefix, template string) string {
-	t.Helper()
-	name := UniqueName(prefix)
-	ident := pgx.Identifier{name}.Sanitize()
-	s.Exec(t, "postgres", "create database "+ident+" template "+pgx.Identifier{template}.Sanitize()+s.copyStrategy())
-	t.Cleanup(func() {
-		err := s.exec(context.Background(), "postgres", "drop database if exists "+ident+" with (force)")
-		if err != nil {
-			t.Errorf("pgtest: dropping database %s: %v", name, err)
-		}
-	})
-	return name
-}
-
-// copyStrategy is the STRATEGY clause of the CREATE DATABASE statements of
-// NewDatabase and NewDatabaseFrom. PostgreSQL's default, WAL_LOG, writes
-// every page of the copy to the WAL; FILE_COPY copies the files and
-// checkpoints before and after, which on the clusters pgtest starts (in
-// memory, fsync off) takes less than half the CPU: 50 ms instead of 130 ms
-// of the server's for a copy of a migrated catalog, 8 ms instead of 40 ms
-// for one of template0, measured. On a server the tests were pointed at, a
-// checkpoint may have real disks to sync: it keeps the default there.
-func (s *Server) copyStrategy() string {
-	if s.own {
-		return " strategy file_copy"
-	}
-	return ""
-}
-
-// Template returns the name of a database that prepare (given its superuser
-// URL) made once per test binary for key, for NewDatabaseFrom to copy: a
-// catalog migrated once instead of once per test, say. Tests running at
-// once get the same one, made by the first; when prepare fails, every test
-// asking for it fails. prepare must close its connections (a database with
-// sessions cannot be copied); the template takes no connections afterwards
-// and is dropped when Main's tests end.
-func (s *Server) Template(t testing.TB, key string, prepare func(ctx context.Context, url string) error) string {
-	t.Helper()
-	s.mu.Lock()
-	if s.mu.templates == nil {
-		s.mu.templates = map[string]*template{}
-	}
-	tp := s.mu.templates[key]
-	if tp == nil {
-		tp = &template{}
-		s.mu.templates[key] = tp
-	}
-	s.mu.Unlock()
-	tp.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-		defer cancel()
-		tp.err = s.makeTemplate(ctx, tp, key, prepare)
-	})
-	if tp.err != nil {
-		t.Fatalf("pgtest: making template database %s: %v", key, tp.err)
-	}
-	return tp.name
-}
-
-// makeTemplate makes tp's database with prepare.
-func (s *Server) makeTemplate(ctx context.Context, tp *template, key string, prepare func(ctx context.Context, url string) error) error {
-	name := UniqueName("template_" + key)
-	ident := pgx.Identifier{name}.Sanitize()
-	if err := s.exec(ctx, "postgres", "create database "+ident+" template template0"); err != nil {
-		return err
-	}
-	tp.name = name
-	if err := prepare(ctx, s.URL(name)); err != nil {
-		return err
-	}
-	// No session may be in a database that is copied: none can start now.
-	return s.exec(ctx, "postgres", "alter database "+ident+" allow_connections false")
-}
-
-// dropTemplates drops the template databases made by Template.
-func (s *Server) dropTemplates() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	var errs []error
-	for key, tp := range s.mu.templates {
-		if tp.name == "" {
-			continue
-		}
-		if err := s.exec(ctx, "postgres", "drop database if exists "+pgx.Identifier{tp.name}.Sanitize()+" with (force)"); err != nil {
-			errs = append(errs, fmt.Errorf("dropping template database %s: %w", key, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // UniqueName returns prefix_<8 random hex digits>, for databases, roles and

@@ -2,10 +2,7 @@ package pgtest
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -107,101 +104,5 @@ func TestParseServer(t *testing.T) {
 	}
 	if _, err := parseServer("host=localhost dbname=x"); err == nil {
 		t.Fatal("parseServer accepted a keyword/value string")
-	}
-}
-
-// superuserIters reads the iteration count of the superuser's verifier at url.
-func superuserIters(t *testing.T, url string) string {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatalf("connecting: %v", err)
-	}
-	defer conn.Close(ctx)
-	var v string
-	if err := conn.QueryRow(ctx, "select rolpassword from pg_authid where rolname = current_user").Scan(&v); err != nil {
-		t.Fatalf("reading the verifier: %v", err)
-	}
-	iters, _, _ := strings.Cut(strings.TrimPrefix(v, "SCRAM-SHA-256$"), ":")
-	return iters
-}
-
-func TestSuperuserVerifierIsCheap(t *testing.T) {
-	want := fmt.Sprint(superuserIterations)
-	if os.Getenv(EnvURL) == "" {
-		if got := superuserIters(t, Get(t).URL("postgres")); got != want {
-			t.Errorf("throwaway cluster: superuser verifier has %s iterations, want %s", got, want)
-		}
-	}
-	p := StartPrivate(t)
-	if got := superuserIters(t, p.URL("postgres")); got != want {
-		t.Errorf("private cluster: superuser verifier has %s iterations, want %s", got, want)
-	}
-	p.Stop(t)
-	p.Start(t)
-	if got := superuserIters(t, p.URL("postgres")); got != want {
-		t.Errorf("private cluster restarted: superuser verifier has %s iterations, want %s", got, want)
-	}
-}
-
-func TestTemplate(t *testing.T) {
-	s := Get(t)
-	var prepared int
-	prepare := func(ctx context.Context, url string) error {
-		prepared++
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, "create table t (v int); insert into t values (7)")
-		return err
-	}
-	var names [4]string
-	t.Run("group", func(t *testing.T) {
-		for i := range names {
-			t.Run(fmt.Sprint(i), func(t *testing.T) {
-				t.Parallel()
-				tmpl := s.Template(t, "pgtest_test", prepare)
-				names[i] = s.NewDatabaseFrom(t, "copy", tmpl)
-				s.Exec(t, names[i], "insert into t values ($1)", i)
-				ctx := context.Background()
-				conn, err := pgx.Connect(ctx, s.URL(names[i]))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close(ctx)
-				var sum, n int
-				if err := conn.QueryRow(ctx, "select sum(v), count(*) from t").Scan(&sum, &n); err != nil || sum != 7+i || n != 2 {
-					t.Errorf("copy %d: sum %d of %d rows (%v), want %d of 2: the template's row and its own", i, sum, n, err, 7+i)
-				}
-			})
-		}
-	})
-	if prepared != 1 {
-		t.Errorf("prepare ran %d times, want once", prepared)
-	}
-	for _, name := range names {
-		if databaseExists(t, s, name) {
-			t.Errorf("copy %s still exists after its test", name)
-		}
-	}
-	tmpl := s.Template(t, "pgtest_test", prepare)
-	if !databaseExists(t, s, tmpl) {
-		t.Fatalf("template %s is gone before the tests end", tmpl)
-	}
-	if err := s.exec(context.Background(), tmpl, "select 1"); err == nil {
-		t.Errorf("template %s takes connections, which would stop it being copied", tmpl)
-	}
-	// A failing prepare: its error, and the database is recorded for the
-	// drop at the end.
-	var tp template
-	err := s.makeTemplate(context.Background(), &tp, "pgtest_failing", func(context.Context, string) error { return errors.New("no") })
-	if err == nil || err.Error() != "no" || tp.name == "" {
-		t.Errorf("failing prepare: error %v, name %q; want its error and the name", err, tp.name)
-	}
-	if tp.name != "" {
-		s.Exec(t, "postgres", "drop database "+tp.name)
 	}
 }

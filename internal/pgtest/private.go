@@ -67,10 +67,6 @@ func StartPrivate(t testing.TB) *Private {
 		t.Fatalf("starting a private cluster: %v", err)
 	}
 	p.c, p.port = c, c.Port()
-	// Kept across Stop and Start: it is in the data directory.
-	if err := cheapenSuperuser(ctx, p.URL("postgres"), "postgres", p.password); err != nil {
-		t.Fatal(err)
-	}
 	return p
 }
 

@@ -103,40 +103,7 @@ func TestBackend(t testing.TB) backends.Backend {
 
 func catalogOnTestServer(t *testing.T) string {
 	srv := pgtest.Get(t)
-	return srv.URL(NewCatalogDatabase(t))
-}
-
-// NewCatalogDatabase makes a migrated catalog database of the test's own on
-// the test server, dropped when the test ends, and returns its name. It is a
-// copy of one the test binary migrates once (pgtest.Server.Template): the
-// migrations cost a stack more CPU than the copy. The copy gets a deployment
-// id of its own, as a fresh catalog does, so that stacks running at once do
-// not share the group roles the id names.
-func NewCatalogDatabase(t testing.TB) string {
-	t.Helper()
-	srv := pgtest.Get(t)
-	name := srv.NewDatabaseFrom(t, "cat", srv.Template(t, "catalog", migrateCatalog))
-	srv.Exec(t, name, "UPDATE stratum_meta SET deployment_id = DEFAULT, created_at = DEFAULT")
-	return name
-}
-
-// migrateCatalog applies the catalog's migrations to the database at url.
-func migrateCatalog(ctx context.Context, url string) error {
-	text, err := secrets.NewKeyText("template")
-	if err != nil {
-		return err
-	}
-	keys, err := secrets.Parse(text)
-	if err != nil {
-		return err
-	}
-	cat, err := catalog.Open(ctx, catalog.Config{URL: url, Keys: keys})
-	if err != nil {
-		return err
-	}
-	defer cat.Close()
-	_, err = cat.Migrate(ctx)
-	return err
+	return srv.URL(srv.NewDatabase(t, "cat"))
 }
 
 func start(t *testing.T, catalogURL string, backend backends.Backend, seed bool, opts []Option) *Stack {
