@@ -174,7 +174,9 @@ func (p *Provisioner) quiesceMove(ctx context.Context, m *catalog.Move) {
 // replaceFunction runs sql (a CREATE OR REPLACE FUNCTION of move id's
 // capture function) under the move's advisory lock, as dropCapture drops
 // it: two replacements of one function at once (a recovery sweep and a
-// cleanup, say) fail with "tuple concurrently updated".
+// cleanup, say) fail with "tuple concurrently updated". conn may be a
+// transaction (the swap is then a savepoint of it, and the lock is held
+// until it ends).
 func replaceFunction(ctx context.Context, conn interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, id, sql string) error {

@@ -142,7 +142,7 @@ func (r *moveRun) revertedMove() *catalog.Move {
 // backend of its own, and the pid is unique among live backends. The
 // applier's backend ends only with the move back, whose failure puts
 // movedFenceSQL back (quiesceMove, before anything else). The function's
-// source names the move back (keptFenceOf).
+// source names the move back (anotherMoveBack reads it).
 func keptFenceSQL(fn string, pid uint32, id string) string {
 	return strings.Replace(movedFenceSQL(fn), "BEGIN\n",
 		fmt.Sprintf("BEGIN\n\t-- %s%s\n\tIF pg_catalog.pg_backend_pid() = %d THEN RETURN NULL; END IF;\n", keptFenceMark, id, pid), 1)
