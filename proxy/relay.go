@@ -106,12 +106,16 @@ func (r *relayer) handle(typ byte, msg []byte) (done bool, err error) {
 // the generation is what makes that hold: either the barrier sees the
 // announcement, or the look sees the barrier's generation and the session
 // reads the pause.
+//
+// A catalog that keeps changing while the session reads it makes it read
+// again at most admitRereads times; past that the message goes on under the
+// policy just read (the fence, not the barrier, is what keeps a move safe).
 func (r *relayer) admit() error {
 	ss := r.ss
-	for {
+	for reads := 0; ; reads++ {
 		// An older announcement of this batch, still unflushed, stays.
 		ss.admitted.CompareAndSwap(0, ss.polGen+1)
-		if ss.srv.backends.Gen() == ss.polGen && ss.pol.Paused == "" {
+		if (ss.srv.backends.Gen() == ss.polGen || reads > admitRereads) && ss.pol.Paused == "" {
 			return nil
 		}
 		before := ss.polGen
@@ -123,6 +127,9 @@ func (r *relayer) admit() error {
 		}
 	}
 }
+
+// admitRereads bounds admit's extra reads of a changing catalog.
+const admitRereads = 2
 
 // flush sends what was written to the backend. The proxy's own answers wait
 // for the backend's replies to everything before them, so it must go first.
